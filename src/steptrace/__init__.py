@@ -1,0 +1,49 @@
+"""steptrace: make LLM agents debuggable with OpenTelemetry and a local JSONL step log.
+
+    import steptrace
+
+    steptrace.configure(service_name="my-agent")
+
+    @steptrace.tool
+    def search_documents(query: str) -> dict: ...
+
+    with steptrace.agent_run(agent="researcher", release="v1.4.2") as run:
+        with steptrace.agent_step() as step:
+            ...
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from steptrace._config import Telemetry, configure
+from steptrace._context import RunState, StepState, bind_context
+from steptrace._context import current_run_state as current_run
+from steptrace._context import current_step_state as current_step
+from steptrace._decorators import agent_run, agent_step, llm_request, tool, tool_executor
+from steptrace._errors import ConfigError
+from steptrace._jsonl import JsonlSpanExporter, read_steps
+from steptrace._spans import AgentRun, AgentStep, LlmRequest, ToolCall
+
+__all__ = [
+    "AgentRun",
+    "AgentStep",
+    "ConfigError",
+    "JsonlSpanExporter",
+    "LlmRequest",
+    "RunState",
+    "StepState",
+    "Telemetry",
+    "ToolCall",
+    "__version__",
+    "agent_run",
+    "agent_step",
+    "bind_context",
+    "configure",
+    "current_run",
+    "current_step",
+    "llm_request",
+    "read_steps",
+    "tool",
+    "tool_executor",
+]

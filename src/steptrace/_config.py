@@ -1,0 +1,297 @@
+"""``configure()``: where telemetry goes (OTLP, the JSONL step log, both), and what it captures.
+
+Every bad setting raises ``ConfigError`` here, at start-up, never later on the hot path. Calling
+configure() again replaces the previous configuration: its exporters are flushed and detached,
+and functions decorated earlier use the new one.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.trace import ProxyTracerProvider, TracerProvider
+
+from steptrace import _state
+from steptrace._content import DEFAULT_MAX_CONTENT_BYTES, ContentPolicy
+from steptrace._errors import ConfigError
+from steptrace._jsonl import JsonlSpanExporter
+from steptrace._otlp import OtlpSettings, make_metric_reader, make_span_processor
+from steptrace._processors import Delegates, SteptraceSpanProcessor
+from steptrace._redaction import Redactor
+from steptrace._settings import capture_content_from_env, env_flag, sdk_disabled
+
+logger = logging.getLogger("steptrace")
+
+DEFAULT_JSONL_PATH = Path("steptrace-logs") / "steps.jsonl"
+
+_lock = threading.Lock()
+_current: Telemetry | None = None
+_atexit_registered = False
+
+
+class Telemetry:
+    """The handle configure() returns: flush and shut down what it set up."""
+
+    def __init__(
+        self,
+        *,
+        enabled: bool,
+        service_name: str,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        jsonl_path: Path | None = None,
+        otlp: OtlpSettings | None = None,
+        capture_content: bool = False,
+        delegates: Delegates | None = None,
+        switch: SteptraceSpanProcessor | None = None,
+        owned_meter_provider: SdkMeterProvider | None = None,
+    ) -> None:
+        self.enabled = enabled
+        self.service_name = service_name
+        self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
+        self.jsonl_path = jsonl_path
+        self.otlp = otlp
+        self.capture_content = capture_content
+        self._delegates = delegates
+        self._switch = switch
+        self._owned_meter_provider = owned_meter_provider
+        self._closed = False
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Send everything pending; False if an exporter failed since the last flush."""
+        if not self.enabled or self._closed:
+            return True
+        ok = True
+        if self._delegates is not None:
+            ok = self._delegates.force_flush(timeout_millis)
+        if self._owned_meter_provider is not None:
+            try:
+                ok = self._owned_meter_provider.force_flush(timeout_millis) and ok
+            except Exception:
+                ok = False
+        return ok
+
+    def shutdown(self) -> None:
+        """Flush and detach this configuration's exporters; steptrace then traces nothing."""
+        global _current
+        with _lock:
+            if _current is self:
+                _state.set_active(None)
+                _current = None
+        self._close()
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._switch is not None and self._switch.delegates is self._delegates:
+            self._switch.delegates = Delegates(None, ())
+        if self._delegates is not None:
+            self._delegates.force_flush(5_000)
+            self._delegates.shutdown()
+        if self._owned_meter_provider is not None:
+            try:
+                self._owned_meter_provider.shutdown(timeout_millis=5_000)
+            except Exception:
+                logger.debug("steptrace: meter provider shutdown failed", exc_info=True)
+
+    def __repr__(self) -> str:
+        where = []
+        if self.otlp is not None:
+            where.append(f"otlp={self.otlp.traces_endpoint} ({self.otlp.protocol})")
+        if self.jsonl_path is not None:
+            where.append(f"jsonl={self.jsonl_path}")
+        state = "enabled" if self.enabled else "disabled"
+        return f"<steptrace.Telemetry {self.service_name!r} {state} {' '.join(where)}>"
+
+
+def _default_service_name() -> str:
+    script = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else ""
+    return script if script and script not in ("-c", "-m") else "unknown_service"
+
+
+def _resolve_jsonl_path(jsonl_path: str | os.PathLike[str] | bool | None, otlp: OtlpSettings | None) -> Path | None:
+    if jsonl_path is False:
+        return None
+    if jsonl_path is None or jsonl_path is True:
+        from_env = os.environ.get("STEPTRACE_JSONL_PATH")
+        if from_env:
+            return Path(from_env)
+        if otlp is None or jsonl_path is True:
+            return DEFAULT_JSONL_PATH
+        return None
+    return Path(jsonl_path)
+
+
+def _open_step_log(path: Path) -> JsonlSpanExporter:
+    if path.is_dir() or str(path).endswith(os.sep):
+        path = path / "steps.jsonl"
+    try:
+        return JsonlSpanExporter(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the step log at {path}: {exc.strerror or exc}") from exc
+
+
+def _attach_processor(provider: TracerProvider) -> SteptraceSpanProcessor:
+    """The one steptrace processor on ``provider``, added the first time."""
+    existing = getattr(provider, "_steptrace_processor", None)
+    if isinstance(existing, SteptraceSpanProcessor):
+        return existing
+    if not isinstance(provider, SdkTracerProvider):
+        raise ConfigError(
+            f"tracer_provider must be an opentelemetry-sdk TracerProvider, not {type(provider).__name__}"
+        )
+    processor = SteptraceSpanProcessor()
+    provider.add_span_processor(processor)
+    provider._steptrace_processor = processor  # type: ignore[attr-defined]
+    return processor
+
+
+def configure(
+    service_name: str | None = None,
+    *,
+    otlp_endpoint: str | None = None,
+    otlp_protocol: str | None = None,
+    otlp_headers: dict[str, str] | None = None,
+    jsonl_path: str | os.PathLike[str] | bool | None = None,
+    capture_content: bool | None = None,
+    redact_patterns: Sequence[str | re.Pattern[str]] = (),
+    redact: Callable[[Any], Any] | None = None,
+    max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+) -> Telemetry:
+    """Set up steptrace; returns a handle with ``force_flush() -> bool`` and ``shutdown()``.
+
+    - OTLP traces and metrics go to ``otlp_endpoint`` or ``OTEL_EXPORTER_OTLP_ENDPOINT`` (and the
+      per-signal variables), over ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``grpc`` by default, or
+      ``http/protobuf``).
+    - The JSONL step log goes to ``jsonl_path`` or ``STEPTRACE_JSONL_PATH``; without an OTLP
+      endpoint it defaults to ``./steptrace-logs/steps.jsonl``. ``jsonl_path=False`` turns it off.
+    - ``capture_content`` (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``) defaults to on
+      in JSONL-only development, off when exporting OTLP. Captured values are always redacted
+      (built-in detectors, ``redact_patterns``, the ``redact`` callable) and cut at
+      ``max_content_bytes``.
+    - An SDK TracerProvider/MeterProvider already installed globally is extended, not replaced;
+      or pass ``tracer_provider=``/``meter_provider=``.
+    - ``OTEL_SDK_DISABLED=true`` makes every steptrace call a cheap no-op.
+    """
+    global _current, _atexit_registered
+    name = service_name or os.environ.get("OTEL_SERVICE_NAME") or _default_service_name()
+    if sdk_disabled():
+        telemetry = Telemetry(enabled=False, service_name=name)
+        with _lock:
+            previous, _current = _current, telemetry
+            _state.set_active(None, disabled=True)
+        if previous is not None:
+            previous._close()
+        return telemetry
+
+    if max_content_bytes < 64:
+        raise ConfigError(f"max_content_bytes={max_content_bytes} is too small (at least 64)")
+    otlp = OtlpSettings.from_env(otlp_endpoint, otlp_protocol, otlp_headers)
+    path = _resolve_jsonl_path(jsonl_path, otlp)
+    if otlp is not None:
+        spill = (path.parent if path is not None else DEFAULT_JSONL_PATH.parent) / "otlp-spill.jsonl"
+        otlp = OtlpSettings(
+            otlp.endpoint, otlp.traces_endpoint, otlp.metrics_endpoint, otlp.protocol,
+            otlp.headers, spill, otlp.timeout_s,
+        )  # fmt: skip
+    if capture_content is None:
+        flag = env_flag("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+        capture_content = flag if flag is not None else otlp is None
+    try:
+        redactor = Redactor(redact_patterns, redact)
+    except re.error as exc:
+        raise ConfigError(f"a redact_patterns entry is not a valid regular expression: {exc}") from exc
+
+    step_log = _open_step_log(path) if path is not None else None
+    try:
+        processors = [make_span_processor(otlp)] if otlp is not None else []
+        resource = Resource.create({"service.name": name})
+        provider = tracer_provider
+        if provider is None:
+            provider = trace.get_tracer_provider()
+            if isinstance(provider, ProxyTracerProvider):
+                provider = SdkTracerProvider(resource=resource)
+                trace.set_tracer_provider(provider)
+        switch = _attach_processor(provider)
+
+        owned_meter_provider: SdkMeterProvider | None = None
+        meters = meter_provider
+        if meters is None:
+            meters = metrics.get_meter_provider()
+            if otlp is not None and not isinstance(meters, SdkMeterProvider):
+                owned_meter_provider = SdkMeterProvider(
+                    resource=resource, metric_readers=[make_metric_reader(otlp)]
+                )
+                meters = owned_meter_provider
+                if type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider":
+                    metrics.set_meter_provider(owned_meter_provider)
+    except Exception:
+        if step_log is not None:
+            step_log.shutdown()
+        raise
+
+    delegates = Delegates(step_log, processors)
+    content = ContentPolicy(capture_content, redactor, max_content_bytes)
+    telemetry = Telemetry(
+        enabled=True,
+        service_name=name,
+        tracer_provider=provider,
+        meter_provider=meters,
+        jsonl_path=step_log.path if step_log is not None else None,
+        otlp=otlp,
+        capture_content=capture_content,
+        delegates=delegates,
+        switch=switch,
+        owned_meter_provider=owned_meter_provider,
+    )
+    with _lock:
+        previous, _current = _current, telemetry
+        old_delegates = switch.delegates
+        switch.delegates = delegates
+        _state.set_active(_state.make_active_config(provider, meters, content))
+        if not _atexit_registered:
+            atexit.register(_flush_at_exit)
+            _atexit_registered = True
+    if previous is not None:
+        previous._close()
+    elif old_delegates.step_log is not None or old_delegates.processors:
+        old_delegates.shutdown()
+    return telemetry
+
+
+def _flush_at_exit() -> None:
+    telemetry = _current
+    if telemetry is not None:
+        telemetry._close()
+
+
+def current_telemetry() -> Telemetry | None:
+    """The configuration in force, if configure() was called."""
+    return _current
+
+
+def reset_for_tests() -> None:
+    """Forget any configuration (the testing plugin uses it between tests)."""
+    global _current
+    with _lock:
+        previous, _current = _current, None
+        _state.set_active(None)
+    if previous is not None:
+        previous._close()

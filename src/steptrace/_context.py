@@ -1,0 +1,134 @@
+"""Run and step state carried in the OpenTelemetry context.
+
+The run (its id, its span counter, its totals) and the current agent step travel inside the
+OpenTelemetry ``Context`` next to the current span, so one ``attach`` carries both, asyncio tasks
+and ``bind_context`` inherit them, and span processors can read the run from a parent context.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from opentelemetry import context as otel_context
+
+RUN_KEY = otel_context.create_key("steptrace.run")
+STEP_KEY = otel_context.create_key("steptrace.agent_step")
+LLM_KEY = otel_context.create_key("steptrace.llm_request")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class RunState:
+    """The agent run open here: ``run_id``, ``agent``, ``release`` and a settable ``stop_reason``.
+
+    Also what the run's spans share: the span counter and the running totals.
+    """
+
+    __slots__ = (
+        "_lock",
+        "_next_agent_step",
+        "_next_step",
+        "agent",
+        "errors",
+        "input_tokens",
+        "llm_calls",
+        "output_tokens",
+        "release",
+        "run_id",
+        "steps",
+        "stop_reason",
+        "tool_calls",
+    )
+
+    def __init__(self, run_id: str, agent: str | None, release: str | None = None) -> None:
+        self.run_id = run_id
+        self.agent = agent
+        self.release = release
+        # Settable by user code; "end_turn", "error" or "cancelled" are filled in at the end if unset.
+        self.stop_reason: str | None = None
+        # itertools.count's __next__ is atomic under the GIL: unique, gap-free numbers across
+        # threads without a lock on the hot path.
+        self._next_step = itertools.count(1).__next__
+        self._next_agent_step = itertools.count(1).__next__
+        self._lock = threading.Lock()
+        self.steps = 0
+        self.llm_calls = 0
+        self.tool_calls = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.errors = 0
+
+    def next_step(self) -> int:
+        """The sequence number of the next span started in this run: 1, 2, 3 ..."""
+        return self._next_step()
+
+    def next_agent_step(self) -> int:
+        return self._next_agent_step()
+
+    def add_llm_call(self, input_tokens: int | None, output_tokens: int | None, failed: bool) -> None:
+        with self._lock:
+            self.llm_calls += 1
+            self.input_tokens += input_tokens or 0
+            self.output_tokens += output_tokens or 0
+            self.errors += failed
+
+    def add_tool_call(self, failed: bool) -> None:
+        with self._lock:
+            self.tool_calls += 1
+            self.errors += failed
+
+    def add_agent_step(self) -> None:
+        with self._lock:
+            self.steps += 1
+
+
+class StepState:
+    """The agent step open here: its loop ``number`` and, if it ended the run, ``stop_reason``."""
+
+    __slots__ = ("number", "run_stop_reason_at_start", "stop_reason")
+
+    def __init__(self, number: int, run_stop_reason_at_start: str | None) -> None:
+        self.number = number
+        self.stop_reason: str | None = None
+        # A run stop reason set while this step is open means this step ended the run.
+        self.run_stop_reason_at_start = run_stop_reason_at_start
+
+
+def current_run_state() -> RunState | None:
+    value = otel_context.get_value(RUN_KEY)
+    return value if isinstance(value, RunState) else None
+
+
+def current_step_state() -> StepState | None:
+    value = otel_context.get_value(STEP_KEY)
+    return value if isinstance(value, StepState) else None
+
+
+def bind_context(fn: Callable[P, R]) -> Callable[P, R]:
+    """Return a callable that runs ``fn`` in the caller's run, step and span context.
+
+    Threads do not inherit the context; wrap work submitted to a pool so its spans join the run::
+
+        with steptrace.agent_run(agent="researcher"):
+            with ThreadPoolExecutor() as pool:
+                results = list(pool.map(steptrace.bind_context(search_documents), queries))
+
+    The returned callable may run in several threads at once.
+    """
+    captured = otel_context.get_current()
+
+    def bound(*args: P.args, **kwargs: P.kwargs) -> R:
+        token = otel_context.attach(captured)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            otel_context.detach(token)
+
+    bound.__wrapped__ = fn  # type: ignore[attr-defined]
+    bound.__name__ = getattr(fn, "__name__", "bound")
+    bound.__doc__ = getattr(fn, "__doc__", None)
+    return bound

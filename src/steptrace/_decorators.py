@@ -1,0 +1,609 @@
+"""``agent_run``, ``agent_step``, ``llm_request``, ``tool``, ``tool_executor``: decorators and
+context managers built on the handles in ``_spans``.
+
+Each works bare (``@steptrace.tool``), with arguments (``@steptrace.tool(name="search")``) and as
+a context manager (``with steptrace.tool("search") as call:``). The wrapper for a function is
+chosen once, at decoration time, among four paths: sync, async, generator, async generator. A
+generator's span is current only while the generator body runs, so it never leaks into the
+consumer's context and is never detached from the wrong one.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from opentelemetry import context as otel_context
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.trace import NoOpTracer
+
+from steptrace import _attributes as A
+from steptrace._content import ContentPolicy
+from steptrace._internal import report_internal_error
+from steptrace._metrics import Instruments
+from steptrace._spans import AgentRun, AgentStep, LlmRequest, ToolCall
+from steptrace._state import ActiveConfig, active
+
+P = ParamSpec("P")
+R = TypeVar("R")
+H = TypeVar("H", AgentRun, AgentStep, LlmRequest, ToolCall)
+
+Handle = AgentRun | AgentStep | LlmRequest | ToolCall
+Opener = Callable[[ActiveConfig, tuple[Any, ...], dict[str, Any]], H]
+
+_NO_ITEM = object()
+_noop_config: ActiveConfig | None = None
+
+
+def _inert_config() -> ActiveConfig:
+    """Handles for ``with`` blocks when tracing is off: real objects over the no-op API."""
+    global _noop_config
+    if _noop_config is None:
+        _noop_config = ActiveConfig(
+            NoOpTracer(), Instruments(NoOpMeterProvider().get_meter("steptrace")), ContentPolicy(False)
+        )
+    return _noop_config
+
+
+def _open(opener: Opener[H], config: ActiveConfig, args: tuple[Any, ...], kwargs: dict[str, Any]) -> H | None:
+    try:
+        return opener(config, args, kwargs)
+    except Exception as exc:  # setup failed: run the user's function untraced
+        report_internal_error("span start", exc)
+        return None
+
+
+class _Hooks(Generic[H]):
+    """What a kind of span does with a call's outcome (all guarded by the caller)."""
+
+    def on_return(self, handle: H, result: Any) -> None:
+        """A function returned ``result`` (not called for generators)."""
+
+    def on_item(self, handle: H, item: Any) -> None:
+        """A generator yielded ``item``."""
+
+    def on_generator_end(self, handle: H, last_item: Any, completed: bool) -> None:
+        """A generator finished (``completed``) or was closed early."""
+
+
+def _guarded(where: str, hook: Callable[..., None], *args: Any) -> None:
+    try:
+        hook(*args)
+    except Exception as exc:
+        report_internal_error(where, exc)
+
+
+def wrap(fn: Callable[P, R], opener: Opener[H], hooks: _Hooks[H]) -> Callable[P, R]:
+    """Trace every call of ``fn`` with a handle from ``opener``; the four paths."""
+    if inspect.isasyncgenfunction(fn):
+        return _wrap_async_generator(fn, opener, hooks)  # type: ignore[return-value]
+    if inspect.isgeneratorfunction(fn):
+        return _wrap_generator(fn, opener, hooks)  # type: ignore[return-value]
+    if inspect.iscoroutinefunction(fn):
+        return _wrap_coroutine(fn, opener, hooks)  # type: ignore[return-value]
+    return _wrap_sync(fn, opener, hooks)
+
+
+def _wrap_sync(fn: Callable[P, R], opener: Opener[H], hooks: _Hooks[H]) -> Callable[P, R]:
+    @functools.wraps(fn)
+    def traced(*args: P.args, **kwargs: P.kwargs) -> R:
+        config = active()
+        if config is None:
+            return fn(*args, **kwargs)
+        handle = _open(opener, config, args, kwargs)
+        if handle is None:
+            return fn(*args, **kwargs)
+        token = otel_context.attach(handle.context)
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            otel_context.detach(token)
+            handle.finish(exc)
+            raise
+        otel_context.detach(token)
+        _guarded("on_return", hooks.on_return, handle, result)
+        handle.finish(None)
+        return result
+
+    return traced
+
+
+def _wrap_coroutine(fn: Callable[P, Any], opener: Opener[H], hooks: _Hooks[H]) -> Callable[P, Any]:
+    @functools.wraps(fn)
+    async def traced(*args: P.args, **kwargs: P.kwargs) -> Any:
+        config = active()
+        if config is None:
+            return await fn(*args, **kwargs)
+        handle = _open(opener, config, args, kwargs)
+        if handle is None:
+            return await fn(*args, **kwargs)
+        token = otel_context.attach(handle.context)
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            otel_context.detach(token)
+            handle.finish(exc)
+            raise
+        otel_context.detach(token)
+        _guarded("on_return", hooks.on_return, handle, result)
+        handle.finish(None)
+        return result
+
+    return traced
+
+
+def _wrap_generator(
+    fn: Callable[P, Generator[Any, Any, Any]], opener: Opener[H], hooks: _Hooks[H]
+) -> Callable[P, Generator[Any, Any, Any]]:
+    @functools.wraps(fn)
+    def traced(*args: P.args, **kwargs: P.kwargs) -> Generator[Any, Any, Any]:
+        config = active()
+        handle = None if config is None else _open(opener, config, args, kwargs)
+        if handle is None:
+            return (yield from fn(*args, **kwargs))
+        ctx = handle.context
+        token = otel_context.attach(ctx)
+        try:
+            inner = fn(*args, **kwargs)
+        except BaseException as exc:
+            otel_context.detach(token)
+            handle.finish(exc)
+            raise
+        otel_context.detach(token)
+        last: Any = _NO_ITEM
+        to_send: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            # The span is current only while the generator body runs.
+            token = otel_context.attach(ctx)
+            try:
+                if to_throw is None:
+                    item = inner.send(to_send)
+                else:
+                    item, to_throw = inner.throw(to_throw), None
+            except StopIteration as stop:
+                otel_context.detach(token)
+                _guarded("on_generator_end", hooks.on_generator_end, handle, last, True)
+                handle.finish(None)
+                return stop.value
+            except BaseException as exc:
+                otel_context.detach(token)
+                handle.finish(exc)
+                raise
+            otel_context.detach(token)
+            last = item
+            _guarded("on_item", hooks.on_item, handle, item)
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                # Closed early, or abandoned and garbage-collected after a ``break``.
+                token = otel_context.attach(ctx)
+                try:
+                    inner.close()
+                finally:
+                    otel_context.detach(token)
+                    _guarded("on_generator_end", hooks.on_generator_end, handle, last, False)
+                    handle.finish(None)
+                raise
+            except BaseException as exc:
+                to_throw = exc
+
+    return traced
+
+
+def _wrap_async_generator(
+    fn: Callable[P, AsyncGenerator[Any, Any]], opener: Opener[H], hooks: _Hooks[H]
+) -> Callable[P, AsyncGenerator[Any, Any]]:
+    @functools.wraps(fn)
+    async def traced(*args: P.args, **kwargs: P.kwargs) -> AsyncGenerator[Any, Any]:
+        config = active()
+        handle = None if config is None else _open(opener, config, args, kwargs)
+        if handle is None:
+            # No ``yield from`` for async generators: forward values, errors and close by hand.
+            bare = fn(*args, **kwargs)
+            value: Any = None
+            error: BaseException | None = None
+            try:
+                while True:
+                    try:
+                        produced = await (bare.asend(value) if error is None else bare.athrow(error))
+                    except StopAsyncIteration:
+                        return
+                    error = None
+                    try:
+                        value = yield produced
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:
+                        error = exc
+            finally:
+                await bare.aclose()
+        ctx = handle.context
+        token = otel_context.attach(ctx)
+        try:
+            inner = fn(*args, **kwargs)
+        except BaseException as exc:
+            otel_context.detach(token)
+            handle.finish(exc)
+            raise
+        otel_context.detach(token)
+        last: Any = _NO_ITEM
+        to_send: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            token = otel_context.attach(ctx)
+            try:
+                if to_throw is None:
+                    item = await inner.asend(to_send)
+                else:
+                    item, to_throw = await inner.athrow(to_throw), None
+            except StopAsyncIteration:
+                otel_context.detach(token)
+                _guarded("on_generator_end", hooks.on_generator_end, handle, last, True)
+                handle.finish(None)
+                return
+            except BaseException as exc:
+                otel_context.detach(token)
+                handle.finish(exc)
+                raise
+            otel_context.detach(token)
+            last = item
+            _guarded("on_item", hooks.on_item, handle, item)
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                token = otel_context.attach(ctx)
+                try:
+                    await inner.aclose()
+                finally:
+                    otel_context.detach(token)
+                    _guarded("on_generator_end", hooks.on_generator_end, handle, last, False)
+                    handle.finish(None)
+                raise
+            except BaseException as exc:
+                to_throw = exc
+
+    return traced
+
+
+class _Spec(Generic[H]):
+    """A span description usable as a decorator and as a (sync or async) context manager."""
+
+    _hooks: _Hooks[H] = _Hooks()
+
+    def __init__(self) -> None:
+        self._open_handles: list[H] = []
+
+    def _opener(self) -> Opener[H]:
+        raise NotImplementedError
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        return wrap(fn, self._opener(), self._hooks)
+
+    def __enter__(self) -> H:
+        config = active() or _inert_config()
+        handle = _open(self._opener(), config, (), {})
+        if handle is None:
+            handle = self._opener()(_inert_config(), (), {})
+        handle.attach()
+        self._open_handles.append(handle)
+        return handle
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        handle = self._open_handles.pop()
+        handle.detach()
+        handle.finish(exc)
+
+    async def __aenter__(self) -> H:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+# --- agent_run -------------------------------------------------------------------------------------
+class AgentRunSpec(_Spec[AgentRun]):
+    def __init__(
+        self,
+        agent: str | None,
+        release: str | None,
+        run_id: str | None,
+        conversation_id: str | None,
+        attributes: Mapping[str, Any] | None,
+    ) -> None:
+        super().__init__()
+        self.agent, self.release, self.run_id = agent, release, run_id
+        self.conversation_id, self.attributes = conversation_id, attributes
+
+    def _opener(self) -> Opener[AgentRun]:
+        agent, release, run_id = self.agent, self.release, self.run_id
+        conversation_id, attributes = self.conversation_id, self.attributes
+
+        def open_run(config: ActiveConfig, args: tuple[Any, ...], kwargs: dict[str, Any]) -> AgentRun:
+            return AgentRun(config, agent, release, run_id, conversation_id, attributes)
+
+        return open_run
+
+
+@overload
+def agent_run(agent: Callable[P, R]) -> Callable[P, R]: ...
+@overload
+def agent_run(
+    agent: str | None = None,
+
+    *,
+    release: str | None = None,
+    run_id: str | None = None,
+    conversation_id: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> AgentRunSpec: ...
+def agent_run(
+    agent: str | Callable[P, R] | None = None,
+
+    *,
+    release: str | None = None,
+    run_id: str | None = None,
+    conversation_id: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> AgentRunSpec | Callable[P, R]:
+    """An agent run: the ``agent_run`` span every other span of the run nests in.
+
+    ``with steptrace.agent_run(agent="researcher", release="v1.4.2") as run:`` gives a handle
+    with ``run.run_id`` (generated unless ``run_id=`` is given) and a settable
+    ``run.stop_reason``; if never set it ends as ``end_turn``, ``error`` (an exception escaped)
+    or ``cancelled``. As a decorator, ``@steptrace.agent_run`` names the agent after the function.
+    """
+    if callable(agent):
+        return AgentRunSpec(agent.__name__, release, run_id, conversation_id, attributes)(agent)
+    return AgentRunSpec(agent, release, run_id, conversation_id, attributes)
+
+
+# --- agent_step ------------------------------------------------------------------------------------
+class AgentStepSpec(_Spec[AgentStep]):
+    def __init__(self, attributes: Mapping[str, Any] | None) -> None:
+        super().__init__()
+        self.attributes = attributes
+
+    def _opener(self) -> Opener[AgentStep]:
+        attributes = self.attributes
+
+        def open_step(config: ActiveConfig, args: tuple[Any, ...], kwargs: dict[str, Any]) -> AgentStep:
+            return AgentStep(config, attributes)
+
+        return open_step
+
+
+@overload
+def agent_step(fn: Callable[P, R]) -> Callable[P, R]: ...
+@overload
+def agent_step(fn: None = None, *, attributes: Mapping[str, Any] | None = None) -> AgentStepSpec: ...
+def agent_step(
+    fn: Callable[P, R] | None = None, *, attributes: Mapping[str, Any] | None = None
+) -> AgentStepSpec | Callable[P, R]:
+    """One iteration of the agent loop; ``step.number`` counts 1, 2, ... within the run.
+
+    Set ``step.stop_reason`` (or the run's) in the step that ends the run.
+    """
+    if fn is not None:
+        return AgentStepSpec(attributes)(fn)
+    return AgentStepSpec(attributes)
+
+
+# --- llm_request -----------------------------------------------------------------------------------
+class _LlmHooks(_Hooks[LlmRequest]):
+    def on_return(self, handle: LlmRequest, result: Any) -> None:
+        if not handle.sdk_enriched:
+            handle.record_response(result)
+
+    def on_item(self, handle: LlmRequest, item: Any) -> None:
+        handle.chunk_received()
+
+    def on_generator_end(self, handle: LlmRequest, last_item: Any, completed: bool) -> None:
+        handle.set_attribute(A.LLM_STREAM_COMPLETED, completed)
+        if last_item is not _NO_ITEM and not handle.sdk_enriched:
+            handle.record_response(last_item)
+
+
+class LlmRequestSpec(_Spec[LlmRequest]):
+    _hooks = _LlmHooks()
+
+    def __init__(
+        self,
+        model: str | None,
+        provider: str | None,
+        operation: str,
+        stream: bool | None,
+        attributes: Mapping[str, Any] | None,
+    ) -> None:
+        super().__init__()
+        self.model, self.provider, self.operation = model, provider, operation
+        self.stream, self.attributes = stream, attributes
+
+    def _opener(self) -> Opener[LlmRequest]:
+        model, provider, operation = self.model, self.provider, self.operation
+        stream, attributes = self.stream, self.attributes
+
+        def open_llm(config: ActiveConfig, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LlmRequest:
+            return LlmRequest(config, model, provider, operation, stream, attributes)
+
+        return open_llm
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        if self.stream is None and (inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)):
+            self.stream = True
+        return super().__call__(fn)
+
+
+@overload
+def llm_request(model: Callable[P, R]) -> Callable[P, R]: ...
+@overload
+def llm_request(
+    model: str | None = None,
+    provider: str | None = None,
+    *,
+    operation: str = A.OPERATION_CHAT,
+    stream: bool | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> LlmRequestSpec: ...
+def llm_request(
+    model: str | Callable[P, R] | None = None,
+    provider: str | None = None,
+    *,
+    operation: str = A.OPERATION_CHAT,
+    stream: bool | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> LlmRequestSpec | Callable[P, R]:
+    """A model call: the ``llm_request`` span (kind CLIENT).
+
+    As a context manager the handle offers ``record_response(resp)``, ``record_usage(...)`` and
+    ``first_chunk()``. As a decorator, model, usage and stop reason are read from the return
+    value (or, for a generator, its last item; each item counts as a streamed chunk).
+    """
+    if callable(model):
+        return LlmRequestSpec(None, provider, operation, stream, attributes)(model)
+    return LlmRequestSpec(model, provider, operation, stream, attributes)
+
+
+# --- tool and tool_executor ------------------------------------------------------------------------
+class _ToolHooks(_Hooks[ToolCall]):
+    def on_return(self, handle: ToolCall, result: Any) -> None:
+        handle.record_result(result)
+
+    def on_generator_end(self, handle: ToolCall, last_item: Any, completed: bool) -> None:
+        if last_item is not _NO_ITEM:
+            handle.record_result(last_item)
+
+
+def _arguments_reader(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]]:
+    """A fast reader of a call's arguments as ``{parameter: value}``, defaults included.
+
+    ``self``/``cls`` are left out: their repr carries memory addresses, which would make the
+    arguments hash differ for identical calls.
+    """
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return lambda args, kwargs: {"args": list(args), **kwargs} if args else dict(kwargs)
+    names: list[str] = []
+    defaults: dict[str, Any] = {}
+    simple = True
+    for parameter in signature.parameters.values():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            simple = False
+        names.append(parameter.name)
+        if parameter.default is not parameter.empty:
+            defaults[parameter.name] = parameter.default
+    skip = names[0] if names and names[0] in ("self", "cls") else None
+
+    if simple:
+
+        def read(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+            values = {**defaults, **dict(zip(names, args)), **kwargs}
+            if skip is not None:
+                values.pop(skip, None)
+            return values
+
+        return read
+
+    def read_bound(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            bound = signature.bind_partial(*args, **kwargs)
+        except TypeError:
+            return {"args": list(args), **kwargs}
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        for parameter in signature.parameters.values():
+            if parameter.kind is parameter.VAR_KEYWORD:
+                values.update(values.pop(parameter.name, {}))
+        if skip is not None:
+            values.pop(skip, None)
+        return values
+
+    return read_bound
+
+
+class ToolSpec(_Spec[ToolCall]):
+    _hooks = _ToolHooks()
+
+    def __init__(
+        self,
+        name: str | None,
+        call_id: str | None,
+        arguments: Any,
+        attributes: Mapping[str, Any] | None,
+    ) -> None:
+        super().__init__()
+        self.name, self.call_id, self.arguments, self.attributes = name, call_id, arguments, attributes
+
+    def _opener(self) -> Opener[ToolCall]:
+        name = self.name or "tool"
+        call_id, arguments, attributes = self.call_id, self.arguments, self.attributes
+
+        def open_tool(config: ActiveConfig, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ToolCall:
+            return ToolCall(config, name, arguments, call_id, attributes)
+
+        return open_tool
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        name = self.name or fn.__name__
+        call_id, attributes = self.call_id, self.attributes
+        read_arguments = _arguments_reader(fn)
+
+        def open_tool(config: ActiveConfig, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ToolCall:
+            return ToolCall(config, name, read_arguments(args, kwargs), call_id, attributes)
+
+        return wrap(fn, open_tool, self._hooks)
+
+
+@overload
+def tool(fn: Callable[P, R]) -> Callable[P, R]: ...
+@overload
+def tool(
+    name: str | None = None,
+
+    *,
+    call_id: str | None = None,
+    arguments: Any = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> ToolSpec: ...
+def tool(
+    name: str | Callable[P, R] | None = None,
+
+    *,
+    call_id: str | None = None,
+    arguments: Any = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> ToolSpec | Callable[P, R]:
+    """A tool execution: the ``tool_execution`` span.
+
+    ``@steptrace.tool`` names the tool after the function and hashes its arguments (to spot
+    repeated calls); ``@steptrace.tool(name="search_documents")`` renames it. As a context
+    manager, ``with steptrace.tool("search", arguments={...}) as call: call.record_result(r)``.
+    Arguments and result are recorded only when content capture is on.
+    """
+    if callable(name):
+        return ToolSpec(None, call_id, arguments, attributes)(name)
+    return ToolSpec(name, call_id, arguments, attributes)
+
+
+def tool_executor(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a generic executor ``execute(tool_name, tool_args, ...)``: one span per call,
+    named by the first argument, with the second as the tool's arguments."""
+
+    def open_tool(config: ActiveConfig, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ToolCall:
+        positional = list(args)
+        if positional and not isinstance(positional[0], str) and len(positional) > 2:
+            positional.pop(0)  # a bound method's self
+        tool_name = positional[0] if positional else kwargs.get("tool_name", kwargs.get("name"))
+        tool_args = positional[1] if len(positional) > 1 else kwargs.get("tool_args", kwargs.get("arguments"))
+        call_id = kwargs.get("tool_call_id", kwargs.get("call_id"))
+        return ToolCall(
+            config,
+            str(tool_name) if tool_name is not None else "tool",
+            tool_args,
+            call_id if isinstance(call_id, str) else None,
+        )
+
+    return wrap(fn, open_tool, _ToolHooks())

@@ -1,0 +1,263 @@
+"""The JSONL step log: ``JsonlSpanExporter`` writes one step record per span; ``read_steps`` reads.
+
+Each record is written with a single ``os.write`` on a file opened with ``O_APPEND``, under a
+lock, so lines never interleave between threads nor between processes appending to one file,
+and an ended span's record has reached the operating system before ``export`` returns: a
+process killed with SIGKILL loses no ended span. Nothing here raises into the application.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import StatusCode
+
+from steptrace._content import bounded_repr, make_utf8_safe
+from steptrace._records import STATUS_ERROR, STATUS_OK, build_record
+
+logger = logging.getLogger("steptrace")
+
+DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
+_REOPEN_CHECK_INTERVAL_S = 1.0
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value[:4096]).decode("utf-8", "replace")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return bounded_repr(value)
+
+
+def _finite(value: Any, depth: int = 0) -> Any:
+    """Replace NaN/inf (not JSON) by strings; cut structures too deep to be sane."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if depth > 64:
+        return "[truncated: nested too deep]"
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v, depth + 1) for v in value]
+    return value
+
+
+def encode_record(record: Mapping[str, Any], max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> bytes:
+    """One record as one UTF-8 JSON line; never raises, never exceeds ``max_bytes``."""
+    try:
+        line = json.dumps(record, ensure_ascii=False, allow_nan=False, default=_json_default)
+    except (ValueError, TypeError, RecursionError):
+        try:
+            line = json.dumps(_finite(record), ensure_ascii=False, allow_nan=False, default=_json_default)
+        except Exception as exc:
+            line = json.dumps({**_identity(record), "encoding_error": type(exc).__name__})
+    try:
+        data = line.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        data = make_utf8_safe(line).encode("utf-8")
+    if len(data) + 1 > max_bytes:
+        data = _shrink(record, len(data), max_bytes)
+    return data + b"\n"
+
+
+_BULKY_FIELDS = ("input", "output", "attributes", "tool_calls", "error")
+
+
+def _identity(record: Mapping[str, Any]) -> dict[str, Any]:
+    keep = ("run_id", "step", "type", "name", "trace_id", "span_id", "parent_span_id", "ts")
+    return {key: record.get(key) for key in keep if key in record}
+
+
+def _shrink(record: Mapping[str, Any], size: int, max_bytes: int) -> bytes:
+    """An oversized record with its bulky fields cut, and a marker saying so."""
+    smaller = dict(record)
+    budget = max(256, max_bytes // (2 * len(_BULKY_FIELDS)))
+    for key in _BULKY_FIELDS:
+        value = smaller.get(key)
+        if value is None:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        if len(text) > budget:
+            smaller[key] = text[:budget] + f"...[truncated: {len(text)} chars]"
+    smaller["truncated"] = {"original_bytes": size}
+    data = make_utf8_safe(json.dumps(smaller, ensure_ascii=False, default=str)).encode("utf-8")
+    if len(data) + 1 > max_bytes:
+        data = json.dumps({**_identity(record), "truncated": {"original_bytes": size}}).encode()
+    return data
+
+
+def span_to_record(span: ReadableSpan) -> dict[str, Any] | None:
+    """The step record for a finished SDK span (None for spans outside any agent run)."""
+    attributes = span.attributes
+    if not attributes:
+        return None
+    context = span.context
+    parent = span.parent
+    status = span.status
+    failed = status.status_code is StatusCode.ERROR
+    service = span.resource.attributes.get("service.name") if span.resource is not None else None
+    return build_record(
+        name=span.name,
+        trace_id=context.trace_id if context is not None else 0,
+        span_id=context.span_id if context is not None else 0,
+        parent_span_id=parent.span_id if parent is not None else None,
+        start_ns=span.start_time or 0,
+        end_ns=span.end_time or span.start_time or 0,
+        status=STATUS_ERROR if failed else STATUS_OK,
+        status_description=status.description if failed else None,
+        attributes=attributes,
+        service=str(service) if service is not None else None,
+    )
+
+
+class JsonlSpanExporter(SpanExporter):
+    """A ``SpanExporter`` writing each span inside an agent run as one JSONL step record.
+
+    Usable on any TracerProvider; steptrace's own configure() calls it synchronously at span end
+    so the log never depends on a queue that can drop. The file is created with mode 0600 and its
+    directory made if missing. A failing disk makes ``export`` return FAILURE and logs one warning.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
+        self.path = Path(path)
+        self.max_record_bytes = max_record_bytes
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._inode: tuple[int, int] | None = None
+        self._next_check = 0.0
+        self._warned = False
+        self._shutdown = False
+        self.failed = False  # an export failed since the last force_flush
+        self.records_written = 0
+        self.records_failed = 0
+        self._open()  # raise now, at configuration, rather than on the hot path
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        stat = os.fstat(fd)
+        self._fd = fd
+        self._inode = (stat.st_dev, stat.st_ino)
+
+    def _ensure_open(self) -> int:
+        """The file descriptor, reopening when the file was removed or rotated away."""
+        now = time.monotonic()
+        fd = self._fd
+        if fd is not None and now < self._next_check:
+            return fd
+        self._next_check = now + _REOPEN_CHECK_INTERVAL_S
+        try:
+            stat = os.stat(self.path)
+            current = (stat.st_dev, stat.st_ino)
+        except OSError:
+            current = None
+        if fd is None or current != self._inode:
+            if fd is not None:
+                self._close_fd()
+            self._open()
+        assert self._fd is not None
+        return self._fd
+
+    def _close_fd(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._shutdown:
+            return SpanExportResult.FAILURE
+        ok = True
+        for span in spans:
+            try:
+                record = span_to_record(span)
+            except Exception as exc:
+                record = None
+                self._fail(exc)
+                ok = False
+            if record is not None and not self.write_record(record):
+                ok = False
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def write_record(self, record: Mapping[str, Any]) -> bool:
+        """Append one record; False (and one warning per failure streak) if the disk failed."""
+        data = encode_record(record, self.max_record_bytes)
+        with self._lock:
+            try:
+                fd = self._ensure_open()
+                written = os.write(fd, data)
+                while written < len(data):  # only on a nearly full disk; keeps the line whole
+                    written += os.write(fd, data[written:])
+            except OSError as exc:
+                self.records_failed += 1
+                self._fail(exc)
+                return False
+            self.records_written += 1
+            if self._warned:
+                self._warned = False
+                logger.warning("steptrace: the step log %s is writable again", self.path)
+        return True
+
+    def _fail(self, exc: BaseException) -> None:
+        self.failed = True
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "steptrace: cannot write the step log %s (%s); your program carries on, "
+                "records are not being logged until it is writable again",
+                self.path,
+                exc,
+            )
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """True when every export since the last flush succeeded (writes are not buffered)."""
+        failed, self.failed = self.failed, False
+        return not failed
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._shutdown = True
+            self._close_fd()
+
+
+def _open_text(path: Path) -> IO[str]:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    return open(path, encoding="utf-8", errors="replace")
+
+
+def read_steps(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Yield the step records of a JSONL log (``.jsonl`` or ``.jsonl.gz``).
+
+    Corrupt lines and a torn last line (a writer killed mid-write) are skipped with a warning
+    that names the line number; every other record is returned.
+    """
+    source = Path(path)
+    with _open_text(source) as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                torn = not line.endswith("\n")
+                what = "torn last line" if torn else "corrupt line"
+                logger.warning("steptrace: %s:%d: skipped a %s", source, number, what)
+                continue
+            if isinstance(record, dict):
+                yield record
+            else:
+                logger.warning("steptrace: %s:%d: skipped a line that is not a JSON object", source, number)

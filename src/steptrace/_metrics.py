@@ -1,0 +1,85 @@
+"""The histograms steptrace records, created once per meter with the conventions' buckets.
+
+No instrument ever carries a run id, a step id or any other unbounded value (cardinality).
+"""
+
+from __future__ import annotations
+
+from opentelemetry.metrics import Histogram, Meter, MeterProvider, get_meter_provider
+
+from steptrace import _attributes as A
+
+# Advised boundaries from the GenAI semantic conventions (gen-ai-metrics.md, v1.41).
+DURATION_BUCKETS_S = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+TOKEN_BUCKETS = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)  # fmt: skip
+# Tool calls are often far faster than model calls: start the scale at 1 ms.
+TOOL_DURATION_BUCKETS_S = (0.001, 0.005, *DURATION_BUCKETS_S)
+
+
+class Instruments:
+    """The histograms, created once from one meter."""
+
+    __slots__ = (
+        "agent_step_duration",
+        "execute_tool_duration",
+        "invoke_agent_duration",
+        "operation_duration",
+        "time_per_output_chunk",
+        "time_to_first_chunk",
+        "token_usage",
+    )
+
+    def __init__(self, meter: Meter) -> None:
+        self.operation_duration: Histogram = meter.create_histogram(
+            A.METRIC_OPERATION_DURATION,
+            unit="s",
+            description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+        )
+        self.token_usage: Histogram = meter.create_histogram(
+            A.METRIC_TOKEN_USAGE,
+            unit="{token}",
+            description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )
+        self.time_to_first_chunk: Histogram = meter.create_histogram(
+            A.METRIC_TIME_TO_FIRST_CHUNK,
+            unit="s",
+            description="Time to receive the first chunk of a streaming response.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+        )
+        self.time_per_output_chunk: Histogram = meter.create_histogram(
+            A.METRIC_TIME_PER_OUTPUT_CHUNK,
+            unit="s",
+            description="Time per output chunk after the first one in a streaming response.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+        )
+        self.execute_tool_duration: Histogram = meter.create_histogram(
+            A.METRIC_EXECUTE_TOOL_DURATION,
+            unit="s",
+            description="Duration of a tool execution.",
+            explicit_bucket_boundaries_advisory=TOOL_DURATION_BUCKETS_S,
+        )
+        self.invoke_agent_duration: Histogram = meter.create_histogram(
+            A.METRIC_INVOKE_AGENT_DURATION,
+            unit="s",
+            description="Duration of an agent run.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+        )
+        self.agent_step_duration: Histogram = meter.create_histogram(
+            A.METRIC_AGENT_STEP_DURATION,
+            unit="s",
+            description="Duration of one step of an agent's loop.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+        )
+
+
+def create_instruments(meter_provider: MeterProvider | None = None) -> Instruments:
+    from steptrace import __version__
+
+    provider = meter_provider if meter_provider is not None else get_meter_provider()
+    return Instruments(provider.get_meter(A.INSTRUMENTATION_SCOPE, __version__))

@@ -1,0 +1,86 @@
+"""The span processor steptrace adds to a TracerProvider.
+
+One processor per provider, whose delegates configure() swaps: the SDK has no way to remove a
+processor, and calling configure() again must detach the previous exporters. It also stamps the
+run id on every span started inside a run (other instrumentations' HTTP or database spans too),
+and writes the step log synchronously at span end — never through a queue that can drop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from steptrace import _attributes as A
+from steptrace._context import RUN_KEY, RunState
+from steptrace._internal import report_internal_error
+from steptrace._jsonl import JsonlSpanExporter
+
+
+class Delegates:
+    """What one configure() call attached: the step log and other processors (OTLP)."""
+
+    __slots__ = ("processors", "step_log")
+
+    def __init__(self, step_log: JsonlSpanExporter | None, processors: Sequence[SpanProcessor]) -> None:
+        self.step_log = step_log
+        self.processors = tuple(processors)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        ok = True
+        for processor in self.processors:
+            try:
+                ok = processor.force_flush(timeout_millis) and ok
+            except Exception as exc:
+                report_internal_error("force_flush", exc)
+                ok = False
+        if self.step_log is not None:
+            ok = self.step_log.force_flush(timeout_millis) and ok
+        return ok
+
+    def shutdown(self) -> None:
+        for processor in self.processors:
+            try:
+                processor.shutdown()
+            except Exception as exc:
+                report_internal_error("shutdown", exc)
+        if self.step_log is not None:
+            self.step_log.shutdown()
+
+
+class SteptraceSpanProcessor(SpanProcessor):
+    """Run ids on every span of a run; step records and OTLP export through swappable delegates."""
+
+    def __init__(self) -> None:
+        self.delegates = Delegates(None, ())
+
+    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        try:
+            if span.instrumentation_scope is None or span.instrumentation_scope.name != A.INSTRUMENTATION_SCOPE:
+                run = otel_context.get_value(RUN_KEY, parent_context)
+                if isinstance(run, RunState):
+                    span.set_attribute(A.RUN_ID, run.run_id)
+            for processor in self.delegates.processors:
+                processor.on_start(span, parent_context)
+        except Exception as exc:
+            report_internal_error("span processor on_start", exc)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        delegates = self.delegates
+        step_log = delegates.step_log
+        try:
+            if step_log is not None:
+                step_log.export((span,))
+            for processor in delegates.processors:
+                processor.on_end(span)
+        except Exception as exc:
+            report_internal_error("span processor on_end", exc)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.delegates.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        self.delegates.shutdown()
+        self.delegates = Delegates(None, ())

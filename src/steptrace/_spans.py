@@ -1,0 +1,586 @@
+"""Span lifecycles: the start/finish handles every other API is built on.
+
+``AgentRun``, ``AgentStep``, ``LlmRequest`` and ``ToolCall`` each start their span when created
+and end it in ``finish(exc)``. Context managers and decorators (``_decorators``) only call these,
+so there is one code path to test. No method here raises into user code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from steptrace import _attributes as A
+from steptrace._content import arguments_hash, bounded_repr
+from steptrace._context import LLM_KEY, RUN_KEY, STEP_KEY, RunState, StepState
+from steptrace._internal import internal_errors
+from steptrace._response import normalize_stop_reason, parse_response
+from steptrace._state import ActiveConfig
+
+_MAX_ERROR_MESSAGE_CHARS = 2_000
+_MAX_TRACEBACK_FRAMES = 20
+_MAX_TRACEBACK_CHARS = 8_000
+
+
+def new_run_id() -> str:
+    # random.getrandbits does not release the GIL (unlike os.urandom/uuid4), see the benchmark issue.
+    return f"{random.getrandbits(128):032x}"
+
+
+def error_type_name(exc: BaseException) -> str:
+    """``ValueError`` for builtins, else the public dotted path: ``openai.RateLimitError``."""
+    cls = type(exc)
+    module = cls.__module__
+    if module == "builtins":
+        return cls.__qualname__
+    public = [part for part in module.split(".") if not part.startswith("_")]
+    return ".".join([*public, cls.__qualname__])
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """Leaving by cancellation or interrupt is not a failure of the code inside."""
+    return isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit))
+
+
+def _bounded_message(exc: BaseException) -> str:
+    try:
+        message = str(exc)
+    except Exception:
+        message = bounded_repr(exc)
+    if len(message) > _MAX_ERROR_MESSAGE_CHARS:
+        message = message[:_MAX_ERROR_MESSAGE_CHARS] + f"...[truncated: {len(message)} chars]"
+    return message
+
+
+def record_failure(span: Span, exc: BaseException) -> str:
+    """Mark ``span`` failed by ``exc``: status, ``error.type``, a bounded exception event."""
+    kind = error_type_name(exc)
+    message = _bounded_message(exc)
+    try:
+        stack = "".join(
+            traceback.format_exception(
+                type(exc), exc, exc.__traceback__, limit=-_MAX_TRACEBACK_FRAMES
+            )
+        )
+    except Exception:
+        stack = ""
+    if len(stack) > _MAX_TRACEBACK_CHARS:
+        stack = "...\n" + stack[-_MAX_TRACEBACK_CHARS:]
+    span.set_attribute(A.ERROR_TYPE, kind)
+    span.add_event(
+        "exception",
+        {"exception.type": kind, "exception.message": message, "exception.stacktrace": stack},
+    )
+    span.set_status(Status(StatusCode.ERROR, f"{kind}: {message}" if message else kind))
+    return kind
+
+
+class _Operation:
+    """Shared lifecycle: a started span, the context that makes it current, the clock."""
+
+    __slots__ = ("_config", "_context", "_finished", "_run", "_started", "_token", "span")
+
+    def _start(
+        self,
+        config: ActiveConfig,
+        name: str,
+        kind: SpanKind,
+        attributes: dict[str, Any],
+        parent: otel_context.Context,
+        run: RunState | None,
+    ) -> None:
+        self._config = config
+        self._run = run
+        self._finished = False
+        self._token: object | None = None
+        if run is not None:
+            attributes[A.RUN_ID] = run.run_id
+            attributes[A.STEP] = run.next_step()
+        self.span = config.tracer.start_span(name, parent, kind, attributes)
+        self._context = trace.set_span_in_context(self.span, parent)
+        self._started = time.perf_counter()
+
+    def attach(self) -> None:
+        """Make this span (and its run/step) current until ``detach``."""
+        self._token = otel_context.attach(self._context)
+
+    def detach(self) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
+
+    @property
+    def context(self) -> otel_context.Context:
+        """The context in which this span is current; attach it to continue the span elsewhere."""
+        return self._context
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        """Set an attribute on the span (ignored once the span has ended)."""
+        with internal_errors("set_attribute"):
+            self.span.set_attribute(key, value)
+
+    def _close(self, exc: BaseException | None) -> tuple[float, str | None, bool]:
+        """End the span; return (duration in seconds, error.type or None, cancelled)."""
+        duration = time.perf_counter() - self._started
+        error_type: str | None = None
+        cancelled = False
+        if exc is not None:
+            if is_cancellation(exc):
+                cancelled = True
+                self.span.set_attribute(A.CANCELLED, True)
+            else:
+                error_type = record_failure(self.span, exc)
+        return duration, error_type, cancelled
+
+    def fail(self, error: BaseException | str) -> None:
+        """Mark the span failed without an exception propagating (a tool that returned an error)."""
+        with internal_errors("fail"):
+            if isinstance(error, BaseException):
+                record_failure(self.span, error)
+            else:
+                self.span.set_attribute(A.ERROR_TYPE, "error")
+                self.span.set_status(Status(StatusCode.ERROR, str(error)[:_MAX_ERROR_MESSAGE_CHARS]))
+
+    @property
+    def _failed(self) -> bool:
+        status = getattr(self.span, "status", None)
+        return status is not None and status.status_code is StatusCode.ERROR
+
+
+class AgentRun(_Operation):
+    """An open agent run: ``run_id``, and the ``stop_reason`` it ends with."""
+
+    __slots__ = ("agent", "release", "run_id", "state")
+
+    def __init__(
+        self,
+        config: ActiveConfig,
+        agent: str | None,
+        release: str | None = None,
+        run_id: str | None = None,
+        conversation_id: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.run_id = run_id or new_run_id()
+        self.agent = agent
+        self.release = release
+        self.state = RunState(self.run_id, agent, release)
+        parent = otel_context.get_current()
+        parent_run = parent.get(RUN_KEY)
+        attrs: dict[str, Any] = {A.GEN_AI_OPERATION_NAME: A.OPERATION_INVOKE_AGENT}
+        if attributes:
+            attrs.update(attributes)
+        if agent is not None:
+            attrs[A.GEN_AI_AGENT_NAME] = agent
+        if release is not None:
+            attrs[A.GEN_AI_AGENT_VERSION] = release
+        if conversation_id is not None:
+            attrs[A.GEN_AI_CONVERSATION_ID] = conversation_id
+        if isinstance(parent_run, RunState):
+            attrs[A.PARENT_RUN_ID] = parent_run.run_id
+        self._config = config
+        attrs[A.RUN_ID] = self.run_id
+        self.span = config.tracer.start_span(A.SPAN_AGENT_RUN, parent, SpanKind.INTERNAL, attrs)
+        # A nested run starts a fresh step and LLM scope.
+        ctx = trace.set_span_in_context(self.span, parent)
+        ctx = otel_context.set_value(RUN_KEY, self.state, ctx)
+        ctx = otel_context.set_value(STEP_KEY, None, ctx)
+        ctx = otel_context.set_value(LLM_KEY, None, ctx)
+        self._context = ctx
+        self._run = None
+        self._finished = False
+        self._token = None
+        self._started = time.perf_counter()
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self.state.stop_reason
+
+    @stop_reason.setter
+    def stop_reason(self, value: str | None) -> None:
+        self.state.stop_reason = value
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        """End the run; ``exc`` is the exception leaving it, if any."""
+        if self._finished:
+            return
+        self._finished = True
+        with internal_errors("agent_run.finish"):
+            duration, error_type, cancelled = self._close(exc)
+            state = self.state
+            if state.stop_reason is None:
+                state.stop_reason = (
+                    A.STOP_CANCELLED if cancelled else A.STOP_ERROR if error_type else A.STOP_END_TURN
+                )
+            self.span.set_attributes(
+                {
+                    A.STOP_REASON: state.stop_reason,
+                    A.RUN_STEPS: state.steps,
+                    A.RUN_LLM_CALLS: state.llm_calls,
+                    A.RUN_TOOL_CALLS: state.tool_calls,
+                    A.RUN_INPUT_TOKENS: state.input_tokens,
+                    A.RUN_OUTPUT_TOKENS: state.output_tokens,
+                    A.RUN_ERRORS: state.errors,
+                }
+            )
+            self.span.end()
+            metric_attributes: dict[str, Any] = {A.GEN_AI_OPERATION_NAME: A.OPERATION_INVOKE_AGENT}
+            if self.agent is not None:
+                metric_attributes[A.GEN_AI_AGENT_NAME] = self.agent
+            if error_type is not None:
+                metric_attributes[A.ERROR_TYPE] = error_type
+            self._config.instruments.invoke_agent_duration.record(duration, metric_attributes)
+
+
+class AgentStep(_Operation):
+    """One iteration of the agent's loop: ``number`` is 1, 2, ... within the run."""
+
+    __slots__ = ("_state", "number", "step_id")
+
+    def __init__(self, config: ActiveConfig, attributes: Mapping[str, Any] | None = None) -> None:
+        parent = otel_context.get_current()
+        run = parent.get(RUN_KEY)
+        run = run if isinstance(run, RunState) else None
+        self.number = run.next_agent_step() if run is not None else 1
+        self.step_id = f"{run.run_id}:{self.number}" if run is not None else f"step:{self.number}"
+        self._state = StepState(self.number, run.stop_reason if run is not None else None)
+        attrs: dict[str, Any] = dict(attributes) if attributes else {}
+        attrs[A.AGENT_STEP_NUMBER] = self.number
+        attrs[A.AGENT_STEP_ID] = self.step_id
+        if run is not None and run.agent is not None:
+            attrs[A.GEN_AI_AGENT_NAME] = run.agent
+        self._start(config, A.SPAN_AGENT_STEP, SpanKind.INTERNAL, attrs, parent, run)
+        self._context = otel_context.set_value(STEP_KEY, self._state, self._context)
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self._state.stop_reason
+
+    @stop_reason.setter
+    def stop_reason(self, value: str | None) -> None:
+        """Setting it marks this step as the one that ended the run, with that reason."""
+        self._state.stop_reason = value
+        if self._run is not None and value is not None:
+            self._run.stop_reason = value
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        with internal_errors("agent_step.finish"):
+            duration, _error_type, _cancelled = self._close(exc)
+            step, run = self._state, self._run
+            if run is not None:
+                if step.stop_reason is None and run.stop_reason != step.run_stop_reason_at_start:
+                    step.stop_reason = run.stop_reason  # run.stop_reason was set during this step
+                elif step.stop_reason is not None and run.stop_reason is None:
+                    run.stop_reason = step.stop_reason
+            ends_run = step.stop_reason is not None
+            if ends_run:
+                self.span.set_attributes(
+                    {A.AGENT_STEP_ENDS_RUN: True, A.STOP_REASON: str(self._state.stop_reason)}
+                )
+            self.span.end()
+            if run is not None:
+                run.add_agent_step()
+            metric_attributes: dict[str, Any] = {A.METRIC_ENDS_RUN: ends_run}
+            if run is not None and run.agent is not None:
+                metric_attributes[A.GEN_AI_AGENT_NAME] = run.agent
+            self._config.instruments.agent_step_duration.record(duration, metric_attributes)
+
+
+class LlmRequest(_Operation):
+    """One model call. Record what came back with ``record_response`` or ``record_usage``."""
+
+    __slots__ = (
+        "_chunk_at",
+        "_first_chunk_at",
+        "input_tokens",
+        "model",
+        "operation",
+        "output_tokens",
+        "provider",
+        "response_model",
+        "sdk_enriched",
+        "stop_reason",
+        "stream",
+    )
+
+    def __init__(
+        self,
+        config: ActiveConfig,
+        model: str | None = None,
+        provider: str | None = None,
+        operation: str = A.OPERATION_CHAT,
+        stream: bool | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.model = model
+        self.provider = provider
+        self.operation = operation
+        self.stream = bool(stream)
+        self.response_model: str | None = None
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.stop_reason: str | None = None
+        self._first_chunk_at: float | None = None
+        self._chunk_at: float | None = None
+        # Set by the SDK instrumentation when it enriched this span instead of opening another.
+        self.sdk_enriched = False
+        parent = otel_context.get_current()
+        run = parent.get(RUN_KEY)
+        run = run if isinstance(run, RunState) else None
+        attrs: dict[str, Any] = dict(attributes) if attributes else {}
+        attrs[A.GEN_AI_OPERATION_NAME] = operation
+        if provider is not None:
+            attrs[A.GEN_AI_PROVIDER_NAME] = provider
+        if model is not None:
+            attrs[A.GEN_AI_REQUEST_MODEL] = model
+        if stream is not None:
+            attrs[A.GEN_AI_REQUEST_STREAM] = bool(stream)
+        step = parent.get(STEP_KEY)
+        if isinstance(step, StepState):
+            attrs[A.AGENT_STEP_NUMBER] = step.number
+        self._start(config, A.SPAN_LLM_REQUEST, SpanKind.CLIENT, attrs, parent, run)
+        self._context = otel_context.set_value(LLM_KEY, self, self._context)
+
+    @property
+    def capture_content(self) -> bool:
+        """Whether message content may be recorded on this span."""
+        return self._config.content.capture
+
+    def set_request(self, model: str | None = None, provider: str | None = None, **params: Any) -> None:
+        """Fill in the request side later (model, provider, ``gen_ai.request.*`` parameters)."""
+        with internal_errors("llm_request.set_request"):
+            if model is not None:
+                self.model = model
+                self.span.set_attribute(A.GEN_AI_REQUEST_MODEL, model)
+            if provider is not None:
+                self.provider = provider
+                self.span.set_attribute(A.GEN_AI_PROVIDER_NAME, provider)
+            for key, value in params.items():
+                if value is not None:
+                    self.span.set_attribute(f"gen_ai.request.{key}", value)
+
+    def record_response(self, response: Any) -> None:
+        """Read model, usage, finish reasons, response id and requested tool calls from a response.
+
+        Understands OpenAI chat-completions and responses objects, Anthropic messages, and dicts
+        of those shapes; anything else is ignored.
+        """
+        with internal_errors("llm_request.record_response"):
+            parsed = parse_response(response)
+            if parsed is None:
+                return
+            self.record_usage(
+                input_tokens=parsed.input_tokens,
+                output_tokens=parsed.output_tokens,
+                stop_reason=parsed.stop_reason,
+                finish_reasons=parsed.finish_reasons or None,
+                cache_read_input_tokens=parsed.cache_read_input_tokens,
+                cache_creation_input_tokens=parsed.cache_creation_input_tokens,
+                reasoning_tokens=parsed.reasoning_tokens,
+                response_id=parsed.response_id,
+                response_model=parsed.model,
+            )
+            if parsed.tool_calls:
+                self.record_tool_calls(parsed.tool_calls)
+
+    def record_usage(
+        self,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        stop_reason: str | None = None,
+        *,
+        finish_reasons: Sequence[str] | None = None,
+        cache_read_input_tokens: int | None = None,
+        cache_creation_input_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+        response_id: str | None = None,
+        response_model: str | None = None,
+    ) -> None:
+        """Record usage and the stop reason; ``stop_reason`` may be any provider's spelling."""
+        with internal_errors("llm_request.record_usage"):
+            attrs: dict[str, Any] = {}
+            if input_tokens is not None:
+                self.input_tokens = input_tokens
+                attrs[A.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
+            if output_tokens is not None:
+                self.output_tokens = output_tokens
+                attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
+            if cache_read_input_tokens is not None:
+                attrs[A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = cache_read_input_tokens
+            if cache_creation_input_tokens is not None:
+                attrs[A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = cache_creation_input_tokens
+            if reasoning_tokens is not None:
+                attrs[A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = reasoning_tokens
+            if finish_reasons is None and stop_reason is not None:
+                finish_reasons = (stop_reason,)
+            if finish_reasons is not None:
+                attrs[A.GEN_AI_RESPONSE_FINISH_REASONS] = list(finish_reasons)
+            if stop_reason is not None:
+                self.stop_reason = normalize_stop_reason(stop_reason)
+                attrs[A.STOP_REASON] = self.stop_reason
+            if response_id is not None:
+                attrs[A.GEN_AI_RESPONSE_ID] = response_id
+            if response_model is not None:
+                self.response_model = response_model
+                attrs[A.GEN_AI_RESPONSE_MODEL] = response_model
+            if attrs:
+                self.span.set_attributes(attrs)
+
+    def record_tool_calls(self, tool_calls: Sequence[Mapping[str, Any]]) -> None:
+        """The tool calls the model asked for, as ``{"name": ..., "id": ...}``."""
+        with internal_errors("llm_request.record_tool_calls"):
+            calls = [{"name": c.get("name"), "id": c.get("id")} for c in tool_calls]
+            self.span.set_attribute(A.LLM_TOOL_CALLS, json.dumps(calls, default=str))
+
+    def record_input(self, messages: Any) -> None:
+        """Input messages, recorded (redacted, bounded) only when content capture is on."""
+        if self._config.content.capture:
+            with internal_errors("llm_request.record_input"):
+                self.span.set_attribute(A.GEN_AI_INPUT_MESSAGES, self._config.content.to_json(messages))
+
+    def record_output(self, messages: Any) -> None:
+        """Output messages, recorded (redacted, bounded) only when content capture is on."""
+        if self._config.content.capture:
+            with internal_errors("llm_request.record_output"):
+                self.span.set_attribute(
+                    A.GEN_AI_OUTPUT_MESSAGES, self._config.content.to_json(messages)
+                )
+
+    def restart_clock(self) -> None:
+        """Measure durations and time to first chunk from now (the moment the request is sent)."""
+        self._started = time.perf_counter()
+
+    def first_chunk(self) -> None:
+        """Mark the first streamed chunk now (only the first call counts)."""
+        if self._first_chunk_at is None:
+            now = time.perf_counter()
+            self._first_chunk_at = now
+            self._chunk_at = now
+            with internal_errors("llm_request.first_chunk"):
+                ttft = now - self._started
+                self.span.set_attribute(A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, ttft)
+
+    def chunk_received(self) -> None:
+        """A streamed chunk with content arrived: the first marks TTFT, later ones time per chunk."""
+        if self._first_chunk_at is None:
+            self.first_chunk()
+            return
+        now = time.perf_counter()
+        previous, self._chunk_at = self._chunk_at, now
+        if previous is not None:
+            with internal_errors("llm_request.chunk_received"):
+                self._config.instruments.time_per_output_chunk.record(
+                    now - previous, self._metric_attributes(None)
+                )
+
+    def _metric_attributes(self, error_type: str | None) -> dict[str, Any]:
+        attrs: dict[str, Any] = {A.GEN_AI_OPERATION_NAME: self.operation}
+        if self.provider is not None:
+            attrs[A.GEN_AI_PROVIDER_NAME] = self.provider
+        if self.model is not None:
+            attrs[A.GEN_AI_REQUEST_MODEL] = self.model
+        if self.response_model is not None:
+            attrs[A.GEN_AI_RESPONSE_MODEL] = self.response_model
+        if error_type is not None:
+            attrs[A.ERROR_TYPE] = error_type
+        return attrs
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        with internal_errors("llm_request.finish"):
+            duration, error_type, _cancelled = self._close(exc)
+            if error_type is not None and self.stop_reason is None:
+                self.span.set_attribute(A.STOP_REASON, A.STOP_ERROR)
+            self.span.end()
+            if self._run is not None:
+                self._run.add_llm_call(self.input_tokens, self.output_tokens, self._failed)
+            instruments = self._config.instruments
+            if error_type is None and self._failed:
+                error_type = "error"
+            attrs = self._metric_attributes(error_type)
+            instruments.operation_duration.record(duration, attrs)
+            if self._first_chunk_at is not None:
+                instruments.time_to_first_chunk.record(self._first_chunk_at - self._started, attrs)
+            if self.input_tokens is not None:
+                instruments.token_usage.record(self.input_tokens, {**attrs, A.GEN_AI_TOKEN_TYPE: "input"})
+            if self.output_tokens is not None:
+                instruments.token_usage.record(
+                    self.output_tokens, {**attrs, A.GEN_AI_TOKEN_TYPE: "output"}
+                )
+
+
+class ToolCall(_Operation):
+    """One tool execution. ``record_result`` captures the result (when capture is on)."""
+
+    __slots__ = ("_metric_attributes", "call_id", "name")
+
+    def __init__(
+        self,
+        config: ActiveConfig,
+        name: str,
+        arguments: Any = None,
+        call_id: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.call_id = call_id
+        parent = otel_context.get_current()
+        run = parent.get(RUN_KEY)
+        run = run if isinstance(run, RunState) else None
+        attrs: dict[str, Any] = dict(attributes) if attributes else {}
+        attrs[A.GEN_AI_OPERATION_NAME] = A.OPERATION_EXECUTE_TOOL
+        attrs[A.GEN_AI_TOOL_NAME] = name
+        if call_id is not None:
+            attrs[A.GEN_AI_TOOL_CALL_ID] = call_id
+        if arguments is not None:
+            attrs[A.TOOL_ARGS_HASH] = arguments_hash(arguments)
+            content = config.content
+            if content.capture:
+                attrs[A.GEN_AI_TOOL_CALL_ARGUMENTS] = content.to_json(arguments)
+        step = parent.get(STEP_KEY)
+        if isinstance(step, StepState):
+            attrs[A.AGENT_STEP_NUMBER] = step.number
+        self._metric_attributes = {A.GEN_AI_OPERATION_NAME: A.OPERATION_EXECUTE_TOOL, A.GEN_AI_TOOL_NAME: name}
+        self._start(config, A.SPAN_TOOL_EXECUTION, SpanKind.INTERNAL, attrs, parent, run)
+
+    def record_result(self, result: Any) -> None:
+        """The tool's result, recorded (redacted, bounded) only when content capture is on."""
+        content = self._config.content
+        if content.capture:
+            with internal_errors("tool.record_result"):
+                self.span.set_attribute(A.GEN_AI_TOOL_CALL_RESULT, content.to_json(result))
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        with internal_errors("tool.finish"):
+            duration, error_type, _cancelled = self._close(exc)
+            self.span.end()
+            failed = error_type is not None or self._failed
+            if self._run is not None:
+                self._run.add_tool_call(failed)
+            attrs = self._metric_attributes
+            if failed:
+                attrs = {**attrs, A.ERROR_TYPE: error_type or "error"}
+            self._config.instruments.execute_tool_duration.record(duration, attrs)
+
+
+def current_llm_request() -> LlmRequest | None:
+    """The manual ``llm_request`` block open here, if any (SDK patches enrich it)."""
+    value = otel_context.get_value(LLM_KEY)
+    return value if isinstance(value, LlmRequest) else None

@@ -1,0 +1,634 @@
+"""The ``steptrace`` command: a thin shim over :mod:`steptrace.analysis`.
+
+Exit codes: 0 success, 1 nothing matched or run not found, 2 usage error or unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from steptrace.analysis import (
+    DebugReport,
+    LogError,
+    Run,
+    RunSet,
+    debug_run,
+    diff,
+    load,
+    summarize,
+    write_html,
+)
+from steptrace.analysis._debug import SpanRef, format_ms, span_label
+from steptrace.analysis._diff import DiffReport, MetricChange, format_value
+from steptrace.analysis._loading import find_sources
+
+DEFAULT_LOG = "./steptrace-logs"
+LOG_ENV = "STEPTRACE_JSONL_PATH"
+EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE = 0, 1, 2
+# Captured content longer than this is cut in the replay unless --full (or it is the --step).
+_CONTENT_PREVIEW_CHARS = 240
+
+
+class _Exit(Exception):
+    """Stop a command with a one-line message and an exit code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Progress:
+    """A progress bar on stderr, drawn only once loading has taken ``delay`` seconds and only on
+    a terminal (a bar in a CI log or a pipe is noise)."""
+
+    def __init__(
+        self,
+        total_bytes: int,
+        stream: TextIO,
+        *,
+        delay: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        enabled: bool | None = None,
+    ) -> None:
+        self.total = max(total_bytes, 1)
+        self.stream = stream
+        self.delay = delay
+        self.clock = clock
+        self.enabled = stream.isatty() if enabled is None else enabled
+        self.started = clock()
+        self.last_draw = -1.0
+        self.drawn = False
+
+    def __call__(self, done_bytes: int) -> None:
+        now = self.clock()
+        if not self.enabled or now - self.started < self.delay or now - self.last_draw < 0.1:
+            return
+        self.last_draw = now
+        fraction = min(done_bytes / self.total, 1.0)
+        filled = int(fraction * 30)
+        self.stream.write(
+            f"\rloading step logs [{'#' * filled}{'.' * (30 - filled)}] {fraction * 100:3.0f}%"
+            f"  {done_bytes / 1e6:,.0f}/{self.total / 1e6:,.0f} MB"
+        )
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\r" + " " * 72 + "\r")
+            self.stream.flush()
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def log_paths(cli_paths: Sequence[str] | None) -> list[str]:
+    """``--log`` paths, else ``$STEPTRACE_JSONL_PATH``, else ``./steptrace-logs``."""
+    if cli_paths:
+        return list(cli_paths)
+    env = os.environ.get(LOG_ENV)
+    return [env] if env else [DEFAULT_LOG]
+
+
+def _load(args: argparse.Namespace) -> RunSet:
+    paths = log_paths(args.log)
+    if not args.log and not os.environ.get(LOG_ENV) and not Path(DEFAULT_LOG).exists():
+        raise LogError(
+            f"no step log at {DEFAULT_LOG} (the default): run an agent with steptrace "
+            f"configured, or pass --log PATH, or set {LOG_ENV}"
+        )
+    total = 0
+    for source in find_sources(paths):
+        with contextlib.suppress(OSError):
+            total += source.stat().st_size
+    progress = Progress(total, sys.stderr)
+    try:
+        runs = load(*paths, progress=progress)
+    finally:
+        progress.close()
+    for issue in runs.issues:
+        print(f"steptrace: warning: {issue.message()}", file=sys.stderr)
+    return runs
+
+
+def _find_run(runs: RunSet, run_id: str) -> Run:
+    run = runs.get(run_id)
+    if run is not None:
+        return run
+    where = ", ".join(str(s) for s in runs.sources[:3]) + (" ..." if len(runs.sources) > 3 else "")
+    message = f"no run {run_id!r} in {where} ({len(runs)} runs)"
+    prefixed = [r.run_id for r in runs if run_id and r.run_id.startswith(run_id)]
+    if len(prefixed) > 1:
+        message = f"run id prefix {run_id!r} is ambiguous: it matches {len(prefixed)} runs"
+    closest = runs.closest_run_ids(run_id)
+    if closest:
+        message += "; did you mean " + ", ".join(closest) + "?"
+    elif len(runs):
+        message += "; list them with: steptrace runs"
+    raise _Exit(EXIT_NO_MATCH, message)
+
+
+def _print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=False)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.rjust(w) if i in right else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(headers), *(line(row) for row in rows)])
+
+
+def _one_line(value: Any, limit: int | None) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = text.replace("\n", "\\n")
+    if limit is not None and len(text) > limit:
+        return text[:limit] + f"... [{len(text)} chars; --full shows all]"
+    return text
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    runs = _load(args)
+    try:
+        matched = runs.runs(
+            stop_reason=args.stop_reason,
+            min_steps=args.min_steps,
+            max_steps=args.max_steps,
+            tool=args.tool,
+            release=args.release,
+            since=args.since,
+            until=args.until,
+            slower_than_percentile=args.slower_than_percentile,
+            order_by=args.order_by,
+        )
+    except ValueError as exc:
+        raise _Exit(EXIT_USAGE, f"bad filter: {exc}") from exc
+    if not matched:
+        reasons = sorted({r.stop_reason for r in runs})
+        hint = f" (stop reasons present: {', '.join(reasons)})" if reasons else ""
+        raise _Exit(EXIT_NO_MATCH, f"no runs match these filters among {len(runs)} runs{hint}")
+    # Oldest-first order, but a terminal shows the most recent runs; slowest-first shows the top.
+    limit = args.limit if args.limit and args.limit > 0 else len(matched)
+    shown = matched[-limit:] if args.order_by == "started" else matched[:limit]
+    if args.json:
+        _print_json([r.to_dict() for r in shown])
+        return EXIT_OK
+    rows = [
+        [
+            r.run_id,
+            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.agent or "-",
+            r.release or "-",
+            str(r.total_steps),
+            f"{r.total_tokens:,}",
+            str(r.error_count),
+            format_ms(r.duration_ms),
+            r.stop_reason,
+        ]
+        for r in shown
+    ]
+    headers = [
+        "RUN ID",
+        "STARTED (UTC)",
+        "AGENT",
+        "RELEASE",
+        "STEPS",
+        "TOKENS",
+        "ERRORS",
+        "DURATION",
+        "STOP REASON",
+    ]
+    print(_table(headers, rows, right={4, 5, 6, 7}))
+    if len(shown) < len(matched):
+        which = "most recent" if args.order_by == "started" else "slowest"
+        print(
+            f"\n{len(shown)} of {len(matched)} matching runs shown ({which}); --limit 0 shows all"
+        )
+    return EXIT_OK
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    summary = summarize(_find_run(_load(args), args.run_id))
+    if args.json:
+        _print_json(summary.to_dict())
+        return EXIT_OK
+    tools = ", ".join(f"{name} ×{count}" for name, count in summary.tools_used.items()) or "-"
+    rows = [
+        ("run", summary.run_id),
+        ("agent", f"{summary.agent or '-'}  (release {summary.release or '-'})"),
+        ("started", summary.started_at),
+        (
+            "stop reason",
+            summary.stop_reason
+            + ("" if summary.complete else "  (no run record: crashed or still running)"),
+        ),
+        ("duration", format_ms(summary.duration_ms)),
+        (
+            "steps",
+            f"{summary.total_steps}  ({summary.llm_call_count} LLM calls, "
+            f"{summary.tool_call_count} tool calls)",
+        ),
+        (
+            "tokens",
+            f"{summary.total_tokens:,}  ({summary.input_tokens:,} in, "
+            f"{summary.output_tokens:,} out)",
+        ),
+        ("errors", str(summary.error_count)),
+        ("tools used", tools),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
+    return EXIT_OK
+
+
+def _span_line(span: SpanRef) -> str:
+    text = f"{span.describe()}, {format_ms(span.duration_ms)}"
+    if span.error:
+        text += f", {span.error}"
+    return text
+
+
+def _print_debug(report: DebugReport) -> None:
+    print(
+        f"run {report.run_id}: stop reason {report.stop_reason}, "
+        f"{format_ms(report.duration_ms)}" + ("" if report.complete else " (unfinished)")
+    )
+    first, slowest = report.first_error_span, report.slowest_span
+    print(f"first error:   {_span_line(first) if first else '-'}")
+    print(f"slowest span:  {_span_line(slowest) if slowest else '-'}")
+    classes = ", ".join(f"{k} ×{v}" for k, v in report.error_classes.items()) or "-"
+    print(f"error classes: {classes}")
+    if report.repeated_tool_calls:
+        print("repeated tool calls (same tool, same arguments):")
+        for call in report.repeated_tool_calls:
+            at = ", ".join(str(s) for s in call.steps)
+            print(f"  {call.tool} ×{call.count}  args_hash {call.args_hash}  steps {at}")
+    else:
+        print("repeated tool calls: none")
+    print()
+    if not report.hypotheses:
+        slo = f" and it met the {format_ms(report.slo_ms)} SLO" if report.slo_ms else ""
+        print(f"No problem found: no failed spans, no loop{slo}.")
+        return
+    print("Hypotheses (with the spans that are their evidence):")
+    for number, hypothesis in enumerate(report.hypotheses, 1):
+        print(f"{number}. [{hypothesis.kind}] {hypothesis.title}")
+        for span in hypothesis.evidence[:8]:
+            print(f"     - {_span_line(span)}")
+        if len(hypothesis.evidence) > 8:
+            print(f"     - ... and {len(hypothesis.evidence) - 8} more")
+    steps = [s.step for h in report.hypotheses for s in h.evidence if s.step is not None]
+    if steps:
+        print(f"\nNext: steptrace replay {report.run_id} --step {steps[0]}")
+
+
+def cmd_debug(args: argparse.Namespace) -> int:
+    if args.slo_ms is not None and args.slo_ms <= 0:
+        raise _Exit(EXIT_USAGE, "--slo-ms must be a positive number of milliseconds")
+    report = debug_run(_find_run(_load(args), args.run_id), slo_ms=args.slo_ms)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        _print_debug(report)
+    return EXIT_OK
+
+
+def _depths(records: Sequence[dict[str, Any]]) -> list[int]:
+    parents = {r.get("span_id"): r.get("parent_span_id") for r in records}
+    out = []
+    for record in records:
+        depth, parent = 0, record.get("parent_span_id")
+        while parent in parents and depth < 32:
+            depth += 1
+            parent = parents[parent]
+        out.append(depth)
+    return out
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    run = _find_run(_load(args), args.run_id)
+    records = run.records()
+    steps: list[int] = [r["step"] for r in records if isinstance(r.get("step"), int)]
+    start_index = 0
+    if args.step is not None:
+        indexes = [i for i, r in enumerate(records) if r.get("step") == args.step]
+        if not indexes:
+            span = f"{min(steps)}..{max(steps)}" if steps else "none"
+            raise _Exit(EXIT_NO_MATCH, f"run {run.run_id} has no step {args.step} (steps: {span})")
+        start_index = indexes[0]
+    shown = records[start_index:]
+    if args.json:
+        _print_json(shown)
+        return EXIT_OK
+    origin = min(
+        (float(r.get("ts") or 0) - float(r.get("duration_ms") or 0) / 1000 for r in records),
+        default=0.0,
+    )
+    print(
+        f"run {run.run_id} · {run.agent or '-'} {run.release or ''} · stop {run.stop_reason}"
+        f" · {format_ms(run.duration_ms)} · {len(records)} spans"
+    )
+    if start_index:
+        print(f"(jumped to step {args.step}; {start_index} earlier spans hidden)")
+    print()
+    depths = _depths(records)[start_index:]
+    print(f"  {'STEP':>4}  {'START':>9}  {'DURATION':>9}  {'TOKENS':<14}{'STATUS':<7}SPAN")
+    for record, depth in zip(shown, depths, strict=True):
+        step = record.get("step")
+        start = (
+            float(record.get("ts") or 0) - float(record.get("duration_ms") or 0) / 1000 - origin
+        ) * 1000
+        tokens = ""
+        if record.get("type") == "llm_call" and record.get("input_tokens") is not None:
+            tokens = f"{record.get('input_tokens')}→{record.get('output_tokens')} tok"
+        marker = "▶" if args.step is not None and step == args.step else " "
+        status = "ERROR" if record.get("status") == "error" else "ok"
+        indent = "  " * depth
+        print(
+            f"{marker} {step if step is not None else '-':>4}  +{format_ms(start):>8}  "
+            f"{format_ms(float(record.get('duration_ms') or 0)):>9}  {tokens:<14}{status:<7}"
+            f"{indent}{record.get('type')} {span_label(record)}"
+        )
+        pad = " " * 51 + indent + "  "
+        limit = None if args.full or marker == "▶" else _CONTENT_PREVIEW_CHARS
+        if record.get("error"):
+            print(f"{pad}error:  {_one_line(record.get('error'), limit)}")
+        if record.get("stop_reason") and record.get("type") in ("llm_call", "agent_step"):
+            print(f"{pad}stop:   {record.get('stop_reason')}")
+        for key in ("input", "output"):
+            if record.get(key) is not None:
+                print(f"{pad}{key + ':':<7} {_one_line(record.get(key), limit)}")
+    return EXIT_OK
+
+
+def _print_diff(report: DiffReport) -> None:
+    print(
+        f"baseline {report.baseline_label} ({report.baseline_runs} runs)  vs  "
+        f"candidate {report.candidate_label} ({report.candidate_runs} runs)\n"
+    )
+
+    def rows(changes: Sequence[MetricChange]) -> list[list[str]]:
+        out = []
+        for change in changes:
+            if change.delta is None:
+                delta = "-"
+            elif change.unit == "ratio":
+                delta = f"{change.delta * 100:+.1f} pts"
+            elif change.unit == "ms":
+                delta = ("+" if change.delta >= 0 else "-") + format_ms(abs(change.delta))
+            else:
+                delta = f"{change.delta:+,.0f}"
+            out.append(
+                [
+                    change.name,
+                    format_value(change.baseline, change.unit),
+                    format_value(change.candidate, change.unit),
+                    delta,
+                    change.verdict.split(" (")[0],
+                ]
+            )
+        return out
+
+    headers = ["METRIC", "BASELINE", "CANDIDATE", "DELTA", "VERDICT"]
+    all_rows = rows(report.metrics) + rows(report.tool_p95_ms) + rows(report.stop_reasons)
+    print(_table(headers, all_rows, right={1, 2, 3}))
+    print(f"\nVerdict: {report.verdict}")
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    runs = _load(args)
+    base = runs.runs(release=args.baseline)
+    cand = runs.runs(release=args.candidate)
+    missing = [
+        rel for rel, selected in ((args.baseline, base), (args.candidate, cand)) if not selected
+    ]
+    if missing:
+        releases = runs.releases()
+        known = ", ".join(releases[:10]) if releases else "none (runs carry no release)"
+        raise _Exit(
+            EXIT_NO_MATCH,
+            f"no runs with release {', '.join(map(repr, missing))}; releases in the logs: {known}",
+        )
+    report = diff(base, cand, baseline_label=args.baseline, candidate_label=args.candidate)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        _print_diff(report)
+    return EXIT_OK
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    run = _find_run(_load(args), args.run_id)
+    output = args.output or "steptrace-" + re.sub(r"[^A-Za-z0-9_.-]", "_", run.run_id) + ".html"
+    try:
+        path = write_html(run, output)
+    except OSError as exc:
+        raise _Exit(EXIT_USAGE, f"{output}: cannot write ({exc.strerror or exc})") from exc
+    if args.json:
+        _print_json({"run_id": run.run_id, "path": str(path), "spans": len(run.records())})
+    else:
+        print(
+            f"wrote {path} ({len(run.records())} spans of run {run.run_id}); "
+            "open it in a browser, no network needed"
+        )
+    return EXIT_OK
+
+
+def quickstart_path() -> Path:
+    """``examples/quickstart.py`` of the repository this package is installed from."""
+    return Path(__file__).resolve().parents[2] / "examples" / "quickstart.py"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    script = quickstart_path()
+    if not script.is_file():
+        raise _Exit(
+            EXIT_USAGE,
+            f"the demo needs {script}, which is not there; it ships in the "
+            "steptrace repository (examples/quickstart.py), not in the wheel",
+        )
+    completed = subprocess.run([sys.executable, str(script)], check=False)
+    if completed.returncode != 0:
+        raise _Exit(EXIT_USAGE, f"{script.name} exited with {completed.returncode}")
+    if args.json:
+        _print_json({"quickstart": str(script), "log": log_paths(None)[0]})
+        return EXIT_OK
+    print("\nNext, look at what it recorded:")
+    for line in (
+        "steptrace runs",
+        "steptrace summary RUN_ID",
+        "steptrace debug RUN_ID",
+        "steptrace replay RUN_ID",
+        "steptrace view RUN_ID -o run.html",
+    ):
+        print(f"  {line}")
+    return EXIT_OK
+
+
+# --- parser --------------------------------------------------------------------------------------
+
+_EPILOG = """examples:
+  steptrace runs --stop-reason error            # failing runs, most recent last
+  steptrace debug 3f2a9c --slo-ms 5000          # why did this run fail or crawl?
+  steptrace diff --baseline 1.4.0 --candidate 1.5.0
+logs are read from --log PATH (repeatable: file, directory, glob, .jsonl[.gz], OTLP JSON),
+else $STEPTRACE_JSONL_PATH, else ./steptrace-logs.
+exit codes: 0 ok, 1 nothing matched / run not found, 2 usage error or unreadable input."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--log",
+        action="append",
+        metavar="PATH",
+        help=f"step log file, directory or glob (repeatable; default: ${LOG_ENV} or {DEFAULT_LOG})",
+    )
+    common.add_argument("--json", action="store_true", help="machine-readable JSON output")
+
+    parser = argparse.ArgumentParser(
+        prog="steptrace",
+        description="Find, debug, replay and compare agent runs.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(
+        name: str, help_text: str, example: str, handler: Callable[[argparse.Namespace], int]
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            parents=[common],
+            help=help_text,
+            description=help_text,
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command(
+        "runs",
+        "list runs, with filters",
+        "steptrace runs --stop-reason max_steps --order-by duration --limit 10",
+        cmd_runs,
+    )
+    p.add_argument("--stop-reason", help="e.g. end_turn, error, max_steps, incomplete")
+    p.add_argument("--min-steps", type=int)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--tool", help="runs that called this tool")
+    p.add_argument("--release")
+    p.add_argument("--since", help="ISO time, e.g. 2026-11-21T00:00Z (UTC if no zone)")
+    p.add_argument("--until", help="ISO time (exclusive)")
+    p.add_argument(
+        "--slower-than-percentile",
+        type=float,
+        metavar="P",
+        help="only runs slower than the P-th percentile of the matching runs",
+    )
+    p.add_argument("--order-by", choices=["started", "duration"], default="started")
+    p.add_argument("--limit", type=int, default=20, help="rows to show (default 20, 0 = all)")
+
+    p = command("summary", "headline numbers of one run", "steptrace summary 3f2a9c", cmd_summary)
+    p.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix of one")
+
+    p = command(
+        "debug",
+        "first error, slowest span, loops and likely causes of one run",
+        "steptrace debug 3f2a9c --slo-ms 5000",
+        cmd_debug,
+    )
+    p.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix of one")
+    p.add_argument("--slo-ms", type=float, help="run-duration objective in milliseconds")
+
+    p = command(
+        "replay",
+        "step-by-step timeline of one run with captured input/output",
+        "steptrace replay 3f2a9c --step 7",
+        cmd_replay,
+    )
+    p.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix of one")
+    p.add_argument("--step", type=int, metavar="N", help="start at step N, shown in full")
+    p.add_argument("--full", action="store_true", help="do not shorten captured content")
+
+    p = command(
+        "diff",
+        "compare two releases: errors, latency, tokens, loops, stop reasons",
+        "steptrace diff --baseline 1.4.0 --candidate 1.5.0",
+        cmd_diff,
+    )
+    p.add_argument("--baseline", required=True, metavar="REL")
+    p.add_argument("--candidate", required=True, metavar="REL")
+
+    p = command(
+        "view",
+        "write a self-contained HTML waterfall of one run",
+        "steptrace view 3f2a9c -o run.html",
+        cmd_view,
+    )
+    p.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix of one")
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="HTML file to write (default steptrace-RUN_ID.html)"
+    )
+
+    command(
+        "demo",
+        "run the offline quickstart agent, then show what to try next",
+        "steptrace demo",
+        cmd_demo,
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``steptrace`` console script; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) and usage errors (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except _Exit as exc:
+        print(f"steptrace: {exc}", file=sys.stderr)
+        return exc.code
+    except LogError as exc:
+        print(f"steptrace: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("steptrace: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `steptrace runs | head` closed the pipe early; that is not an error.
+        sys.stderr.close()
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
