@@ -1,20 +1,18 @@
 """steptrace: make LLM agents debuggable with OpenTelemetry and a local JSONL step log.
 
-    import steptrace
+import steptrace
 
-    steptrace.configure(service_name="my-agent")
+steptrace.configure(service_name="my-agent")
 
-    @steptrace.tool
-    def search_documents(query: str) -> dict: ...
+@steptrace.tool
+def search_documents(query: str) -> dict: ...
 
-    with steptrace.agent_run(agent="researcher", release="v1.4.2") as run:
-        with steptrace.agent_step() as step:
-            ...
+with steptrace.agent_run(agent="researcher", release="v1.4.2") as run:
+    with steptrace.agent_step() as step:
+        ...
 """
 
 from __future__ import annotations
-
-__version__ = "0.1.0"
 
 from steptrace._config import Telemetry, configure
 from steptrace._context import RunState, StepState, bind_context
@@ -24,6 +22,7 @@ from steptrace._decorators import agent_run, agent_step, llm_request, tool, tool
 from steptrace._errors import ConfigError
 from steptrace._jsonl import JsonlSpanExporter, read_steps
 from steptrace._spans import AgentRun, AgentStep, LlmRequest, ToolCall
+from steptrace._version import __version__
 
 __all__ = [
     "AgentRun",

@@ -31,7 +31,7 @@ from steptrace._jsonl import JsonlSpanExporter
 from steptrace._otlp import OtlpSettings, make_metric_reader, make_span_processor
 from steptrace._processors import Delegates, SteptraceSpanProcessor
 from steptrace._redaction import Redactor
-from steptrace._settings import capture_content_from_env, env_flag, sdk_disabled
+from steptrace._settings import env_flag, sdk_disabled
 
 logger = logging.getLogger("steptrace")
 
@@ -124,7 +124,9 @@ def _default_service_name() -> str:
     return script if script and script not in ("-c", "-m") else "unknown_service"
 
 
-def _resolve_jsonl_path(jsonl_path: str | os.PathLike[str] | bool | None, otlp: OtlpSettings | None) -> Path | None:
+def _resolve_jsonl_path(
+    jsonl_path: str | os.PathLike[str] | bool | None, otlp: OtlpSettings | None
+) -> Path | None:
     if jsonl_path is False:
         return None
     if jsonl_path is None or jsonl_path is True:

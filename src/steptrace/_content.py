@@ -198,9 +198,7 @@ def _hash_default(value: Any) -> Any:
 def arguments_hash(arguments: Any) -> str:
     """A stable short hash of the canonical JSON of tool arguments: equal hashes, repeated call."""
     try:
-        canonical = json.dumps(
-            arguments, sort_keys=True, separators=(",", ":"), default=_hash_default
-        )
+        canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=_hash_default)
     except Exception:  # cycles, unsortable keys, NaN-free edge cases: hash the safe form instead
         safe = _Walk(None, 1 << 20).value(arguments, 0, set())
         canonical = json.dumps(safe, sort_keys=True, separators=(",", ":"))

@@ -42,7 +42,9 @@ def _inert_config() -> ActiveConfig:
     global _noop_config
     if _noop_config is None:
         _noop_config = ActiveConfig(
-            NoOpTracer(), Instruments(NoOpMeterProvider().get_meter("steptrace")), ContentPolicy(False)
+            NoOpTracer(),
+            Instruments(NoOpMeterProvider().get_meter("steptrace")),
+            ContentPolicy(False),
         )
     return _noop_config
 
@@ -82,7 +84,7 @@ def wrap(fn: Callable[P, R], opener: Opener[H], hooks: _Hooks[H]) -> Callable[P,
     if inspect.isgeneratorfunction(fn):
         return _wrap_generator(fn, opener, hooks)  # type: ignore[return-value]
     if inspect.iscoroutinefunction(fn):
-        return _wrap_coroutine(fn, opener, hooks)  # type: ignore[return-value]
+        return _wrap_coroutine(fn, opener, hooks)
     return _wrap_sync(fn, opener, hooks)
 
 
@@ -332,7 +334,6 @@ def agent_run(agent: Callable[P, R]) -> Callable[P, R]: ...
 @overload
 def agent_run(
     agent: str | None = None,
-
     *,
     release: str | None = None,
     run_id: str | None = None,
@@ -341,7 +342,6 @@ def agent_run(
 ) -> AgentRunSpec: ...
 def agent_run(
     agent: str | Callable[P, R] | None = None,
-
     *,
     release: str | None = None,
     run_id: str | None = None,
@@ -476,7 +476,9 @@ class _ToolHooks(_Hooks[ToolCall]):
             handle.record_result(last_item)
 
 
-def _arguments_reader(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]]:
+def _arguments_reader(
+    fn: Callable[..., Any],
+) -> Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]]:
     """A fast reader of a call's arguments as ``{parameter: value}``, defaults included.
 
     ``self``/``cls`` are left out: their repr carries memory addresses, which would make the
@@ -500,7 +502,7 @@ def _arguments_reader(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict
     if simple:
 
         def read(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-            values = {**defaults, **dict(zip(names, args)), **kwargs}
+            values = {**defaults, **dict(zip(names, args, strict=False)), **kwargs}
             if skip is not None:
                 values.pop(skip, None)
             return values
@@ -535,7 +537,12 @@ class ToolSpec(_Spec[ToolCall]):
         attributes: Mapping[str, Any] | None,
     ) -> None:
         super().__init__()
-        self.name, self.call_id, self.arguments, self.attributes = name, call_id, arguments, attributes
+        self.name, self.call_id, self.arguments, self.attributes = (
+            name,
+            call_id,
+            arguments,
+            attributes,
+        )
 
     def _opener(self) -> Opener[ToolCall]:
         name = self.name or "tool"
@@ -558,11 +565,10 @@ class ToolSpec(_Spec[ToolCall]):
 
 
 @overload
-def tool(fn: Callable[P, R]) -> Callable[P, R]: ...
+def tool(name: Callable[P, R]) -> Callable[P, R]: ...
 @overload
 def tool(
     name: str | None = None,
-
     *,
     call_id: str | None = None,
     arguments: Any = None,
@@ -570,7 +576,6 @@ def tool(
 ) -> ToolSpec: ...
 def tool(
     name: str | Callable[P, R] | None = None,
-
     *,
     call_id: str | None = None,
     arguments: Any = None,
@@ -590,14 +595,19 @@ def tool(
 
 def tool_executor(fn: Callable[P, R]) -> Callable[P, R]:
     """Decorate a generic executor ``execute(tool_name, tool_args, ...)``: one span per call,
-    named by the first argument, with the second as the tool's arguments."""
+    named by its first argument (after ``self``), with the second as the tool's arguments."""
+    try:
+        names = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        names = []
+    offset = 1 if names and names[0] in ("self", "cls") else 0
+    name_param = names[offset] if len(names) > offset else "tool_name"
+    args_param = names[offset + 1] if len(names) > offset + 1 else "tool_args"
 
     def open_tool(config: ActiveConfig, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ToolCall:
-        positional = list(args)
-        if positional and not isinstance(positional[0], str) and len(positional) > 2:
-            positional.pop(0)  # a bound method's self
-        tool_name = positional[0] if positional else kwargs.get("tool_name", kwargs.get("name"))
-        tool_args = positional[1] if len(positional) > 1 else kwargs.get("tool_args", kwargs.get("arguments"))
+        positional = args[offset:]
+        tool_name = positional[0] if positional else kwargs.get(name_param)
+        tool_args = positional[1] if len(positional) > 1 else kwargs.get(args_param)
         call_id = kwargs.get("tool_call_id", kwargs.get("call_id"))
         return ToolCall(
             config,

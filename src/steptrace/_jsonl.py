@@ -8,6 +8,7 @@ process killed with SIGKILL loses no ended span. Nothing here raises into the ap
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
@@ -129,7 +130,9 @@ class JsonlSpanExporter(SpanExporter):
     directory made if missing. A failing disk makes ``export`` return FAILURE and logs one warning.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    ) -> None:
         self.path = Path(path)
         self.max_record_bytes = max_record_bytes
         self._lock = threading.Lock()
@@ -172,10 +175,8 @@ class JsonlSpanExporter(SpanExporter):
     def _close_fd(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:

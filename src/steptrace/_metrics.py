@@ -8,6 +8,7 @@ from __future__ import annotations
 from opentelemetry.metrics import Histogram, Meter, MeterProvider, get_meter_provider
 
 from steptrace import _attributes as A
+from steptrace._version import __version__
 
 # Advised boundaries from the GenAI semantic conventions (gen-ai-metrics.md, v1.41).
 DURATION_BUCKETS_S = (
@@ -79,7 +80,5 @@ class Instruments:
 
 
 def create_instruments(meter_provider: MeterProvider | None = None) -> Instruments:
-    from steptrace import __version__
-
     provider = meter_provider if meter_provider is not None else get_meter_provider()
     return Instruments(provider.get_meter(A.INSTRUMENTATION_SCOPE, __version__))

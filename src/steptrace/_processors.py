@@ -58,7 +58,10 @@ class SteptraceSpanProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         try:
-            if span.instrumentation_scope is None or span.instrumentation_scope.name != A.INSTRUMENTATION_SCOPE:
+            if (
+                span.instrumentation_scope is None
+                or span.instrumentation_scope.name != A.INSTRUMENTATION_SCOPE
+            ):
                 run = otel_context.get_value(RUN_KEY, parent_context)
                 if isinstance(run, RunState):
                     span.set_attribute(A.RUN_ID, run.run_id)

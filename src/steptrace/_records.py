@@ -54,10 +54,11 @@ def _foreign_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
         if key in (A.RUN_ID, A.STEP):
             continue
         if isinstance(value, str) and len(value) > _MAX_FOREIGN_VALUE_CHARS:
-            value = value[:_MAX_FOREIGN_VALUE_CHARS] + f"...[truncated: {len(value)} chars]"
+            out[key] = value[:_MAX_FOREIGN_VALUE_CHARS] + f"...[truncated: {len(value)} chars]"
         elif isinstance(value, Sequence) and not isinstance(value, str):
-            value = list(value)
-        out[key] = value
+            out[key] = list(value)
+        else:
+            out[key] = value
     return out
 
 

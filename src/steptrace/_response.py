@@ -97,9 +97,7 @@ def parse_response(response: Any) -> ParsedResponse | None:
     kind = _kind(response)
     if kind is None:
         return None
-    parsed = ParsedResponse(
-        response_id=field_of(response, "id"), model=field_of(response, "model")
-    )
+    parsed = ParsedResponse(response_id=field_of(response, "id"), model=field_of(response, "model"))
     usage = field_of(response, "usage")
     if kind == "chat":
         _parse_chat(response, usage, parsed)
@@ -124,9 +122,9 @@ def _parse_chat(response: Any, usage: Any, parsed: ParsedResponse) -> None:
     if usage is not None:
         parsed.input_tokens = _int_or_none(field_of(usage, "prompt_tokens"))
         parsed.output_tokens = _int_or_none(field_of(usage, "completion_tokens"))
-        parsed.cache_read_input_tokens = _int_or_none(
-            field_of(field_of(usage, "prompt_tokens_details"), "cached_tokens")
-        )
+        prompt_details = field_of(usage, "prompt_tokens_details")
+        parsed.cache_read_input_tokens = _int_or_none(field_of(prompt_details, "cached_tokens"))
+        parsed.cache_creation_input_tokens = _int_or_none(field_of(prompt_details, "cache_write_tokens"))
         parsed.reasoning_tokens = _int_or_none(
             field_of(field_of(usage, "completion_tokens_details"), "reasoning_tokens")
         )
@@ -137,9 +135,7 @@ def _parse_responses(response: Any, usage: Any, parsed: ParsedResponse) -> None:
     incomplete = field_of(field_of(response, "incomplete_details"), "reason")
     for item in field_of(response, "output") or ():
         if field_of(item, "type") == "function_call":
-            parsed.tool_calls.append(
-                {"name": field_of(item, "name"), "id": field_of(item, "call_id")}
-            )
+            parsed.tool_calls.append({"name": field_of(item, "name"), "id": field_of(item, "call_id")})
     if incomplete:
         parsed.finish_reasons.append(str(incomplete))
         parsed.stop_reason = normalize_stop_reason(str(incomplete))
@@ -152,9 +148,9 @@ def _parse_responses(response: Any, usage: Any, parsed: ParsedResponse) -> None:
     if usage is not None:
         parsed.input_tokens = _int_or_none(field_of(usage, "input_tokens"))
         parsed.output_tokens = _int_or_none(field_of(usage, "output_tokens"))
-        parsed.cache_read_input_tokens = _int_or_none(
-            field_of(field_of(usage, "input_tokens_details"), "cached_tokens")
-        )
+        input_details = field_of(usage, "input_tokens_details")
+        parsed.cache_read_input_tokens = _int_or_none(field_of(input_details, "cached_tokens"))
+        parsed.cache_creation_input_tokens = _int_or_none(field_of(input_details, "cache_write_tokens"))
         parsed.reasoning_tokens = _int_or_none(
             field_of(field_of(usage, "output_tokens_details"), "reasoning_tokens")
         )

@@ -67,9 +67,7 @@ def record_failure(span: Span, exc: BaseException) -> str:
     message = _bounded_message(exc)
     try:
         stack = "".join(
-            traceback.format_exception(
-                type(exc), exc, exc.__traceback__, limit=-_MAX_TRACEBACK_FRAMES
-            )
+            traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-_MAX_TRACEBACK_FRAMES)
         )
     except Exception:
         stack = ""
@@ -454,9 +452,7 @@ class LlmRequest(_Operation):
         """Output messages, recorded (redacted, bounded) only when content capture is on."""
         if self._config.content.capture:
             with internal_errors("llm_request.record_output"):
-                self.span.set_attribute(
-                    A.GEN_AI_OUTPUT_MESSAGES, self._config.content.to_json(messages)
-                )
+                self.span.set_attribute(A.GEN_AI_OUTPUT_MESSAGES, self._config.content.to_json(messages))
 
     def restart_clock(self) -> None:
         """Measure durations and time to first chunk from now (the moment the request is sent)."""
@@ -518,9 +514,7 @@ class LlmRequest(_Operation):
             if self.input_tokens is not None:
                 instruments.token_usage.record(self.input_tokens, {**attrs, A.GEN_AI_TOKEN_TYPE: "input"})
             if self.output_tokens is not None:
-                instruments.token_usage.record(
-                    self.output_tokens, {**attrs, A.GEN_AI_TOKEN_TYPE: "output"}
-                )
+                instruments.token_usage.record(self.output_tokens, {**attrs, A.GEN_AI_TOKEN_TYPE: "output"})
 
 
 class ToolCall(_Operation):
@@ -554,7 +548,10 @@ class ToolCall(_Operation):
         step = parent.get(STEP_KEY)
         if isinstance(step, StepState):
             attrs[A.AGENT_STEP_NUMBER] = step.number
-        self._metric_attributes = {A.GEN_AI_OPERATION_NAME: A.OPERATION_EXECUTE_TOOL, A.GEN_AI_TOOL_NAME: name}
+        self._metric_attributes = {
+            A.GEN_AI_OPERATION_NAME: A.OPERATION_EXECUTE_TOOL,
+            A.GEN_AI_TOOL_NAME: name,
+        }
         self._start(config, A.SPAN_TOOL_EXECUTION, SpanKind.INTERNAL, attrs, parent, run)
 
     def record_result(self, result: Any) -> None:

@@ -13,6 +13,8 @@ from opentelemetry.trace import ProxyTracerProvider, Tracer, TracerProvider
 from steptrace import _attributes as A
 from steptrace._content import ContentPolicy
 from steptrace._metrics import Instruments, create_instruments
+from steptrace._settings import capture_content_from_env
+from steptrace._version import __version__
 
 
 class ActiveConfig:
@@ -31,8 +33,6 @@ def make_active_config(
     meter_provider: MeterProvider | None,
     content: ContentPolicy,
 ) -> ActiveConfig:
-    from steptrace import __version__
-
     tracer = tracer_provider.get_tracer(A.INSTRUMENTATION_SCOPE, __version__)
     return ActiveConfig(tracer, create_instruments(meter_provider), content)
 
@@ -68,8 +68,6 @@ def _implicit_config() -> ActiveConfig | None:
     cached = _implicit
     if cached is not None and cached[0] is provider:
         return cached[1]
-    from steptrace._settings import capture_content_from_env
-
     config = make_active_config(
         provider, None, ContentPolicy(capture=capture_content_from_env(default=False))
     )

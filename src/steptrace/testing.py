@@ -4,7 +4,8 @@
         run_my_agent("Q3 revenue")
         tools = [r["tool"] for r in steptrace_capture.records if r["type"] == "tool_call"]
         assert tools == ["search_documents"]
-        assert steptrace_capture.spans_named("agent_run")[0].attributes["steptrace.stop_reason"] == "end_turn"
+        (run,) = steptrace_capture.spans_named("agent_run")
+        assert run.attributes["steptrace.stop_reason"] == "end_turn"
 
 The fixture configures steptrace with an in-memory span exporter, an in-memory metric reader
 and a step log in the test's temporary directory, with content capture on; the configuration
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -32,7 +34,7 @@ class Capture:
     """Spans, step records and histogram points produced while the fixture is active."""
 
     def __init__(self, directory: Path) -> None:
-        self.tracer_provider = TracerProvider()
+        self.tracer_provider = TracerProvider(resource=Resource.create({"service.name": "steptrace-test"}))
         self.span_exporter = InMemorySpanExporter()
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.span_exporter))
         self.metric_reader = InMemoryMetricReader()
@@ -77,9 +79,7 @@ class Capture:
             for scope_metrics in resource_metrics.scope_metrics:
                 for metric in scope_metrics.metrics:
                     if metric.name == name:
-                        points.extend(
-                            p for p in metric.data.data_points if isinstance(p, HistogramDataPoint)
-                        )
+                        points.extend(p for p in metric.data.data_points if isinstance(p, HistogramDataPoint))
         return points
 
     def clear(self) -> None:
