@@ -3,27 +3,35 @@
 Tool arguments and results arrive as arbitrary objects: cycles, raising ``__repr__``, invalid
 bytes, lone surrogates, NaN, huge integers, 10,000-deep nesting, 50 MB strings. Each becomes JSON
 that every backend accepts, with secrets replaced and a size bound, before it reaches a span.
+The pipeline is: the user's ``redact=`` callable, then one bounded walk that sanitises, redacts
+(text detectors, sensitive keys) and truncates, then JSON text.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
+import itertools
 import json
 import math
-from collections.abc import Mapping
+import uuid
+from collections import UserString
+from collections.abc import Mapping, Sequence, Set
+from pathlib import PurePath
 from typing import Any
 
-from steptrace._redaction import Redactor
+from steptrace._redaction import REDACTION_MARGIN_CHARS, Redactor, is_card_number, marker
 
 DEFAULT_MAX_CONTENT_BYTES = 8 * 1024
 _MAX_DEPTH = 32
 _MAX_NODES = 5_000
 _MAX_ITEMS_PER_CONTAINER = 1_000
 _MAX_REPR_CHARS = 1_000
-# Redaction runs on a window a little larger than what is kept, so a secret straddling the cut
-# is still recognised whole and no prefix of it survives truncation.
-_REDACTION_MARGIN_CHARS = 8_192
+_MAX_KEY_CHARS = 256
+# Integers beyond 64 bits are kept as decimal text up to this size, then summarised.
+_MAX_INT_BITS = 1_024
+_CARD_DIGITS_FIRST = "23456"  # card networks' first digits; spares ns timestamps and snowflake ids
 
 
 def truncation_marker(original_length: int) -> str:
@@ -35,12 +43,19 @@ def bounded_repr(value: object, limit: int = _MAX_REPR_CHARS) -> str:
     try:
         text = repr(value)
     except Exception:
-        return f"<unrepresentable {type(value).__qualname__}>"
+        return f"<unrepresentable {_type_name(value)}>"
     if not isinstance(text, str):
-        return f"<unrepresentable {type(value).__qualname__}>"
+        return f"<unrepresentable {_type_name(value)}>"
     if len(text) > limit:
         return text[:limit] + truncation_marker(len(text))
     return text
+
+
+def _type_name(value: object) -> str:
+    try:
+        return type(value).__qualname__
+    except Exception:
+        return "object"
 
 
 def make_utf8_safe(text: str) -> str:
@@ -53,49 +68,69 @@ def make_utf8_safe(text: str) -> str:
 
 
 class _Walk:
-    """One pass over a value producing JSON-safe data; bounded in depth, nodes and size."""
+    """One pass over a value producing JSON-safe data; bounded in depth, nodes and total size.
 
-    __slots__ = ("nodes_left", "redactor", "string_limit")
+    ``budget`` counts the characters emitted so far against the policy's size: once spent,
+    strings are cut and containers end with a ``[truncated: ...]`` entry.
+    """
+
+    __slots__ = ("budget", "nodes_left", "redactor", "string_limit")
 
     def __init__(self, redactor: Redactor | None, string_limit: int) -> None:
         self.redactor = redactor
         self.string_limit = string_limit
+        self.budget = string_limit
         self.nodes_left = _MAX_NODES
 
-    def text(self, value: str) -> str:
-        limit = self.string_limit
-        if len(value) > limit + _REDACTION_MARGIN_CHARS:
-            window = value[: limit + _REDACTION_MARGIN_CHARS]
-            if self.redactor is not None:
-                window = self.redactor.redact_text(window)
-            return make_utf8_safe(window[:limit]) + truncation_marker(len(value))
+    def text(self, value: str, original_length: int | None = None) -> str:
+        """Redacted text cut to what the budget allows; ``original_length`` forces the marker."""
+        length = len(value) if original_length is None else original_length
+        limit = min(self.string_limit, self.budget)
+        if limit <= 0:
+            self.budget -= 30
+            return f"[truncated: {length} chars]"
         if self.redactor is not None:
-            value = self.redactor.redact_text(value)
-        if len(value) > limit:
-            value = value[:limit] + truncation_marker(len(value))
-        return make_utf8_safe(value)
+            value, cut = self.redactor.redact_prefix(value, limit)
+        else:
+            cut = len(value) > limit
+            value = value[:limit]
+        if cut or original_length is not None:
+            value += truncation_marker(length)
+        value = make_utf8_safe(value)
+        self.budget -= len(value) + 2
+        return value
 
     def value(self, value: Any, depth: int, path: set[int]) -> Any:
+        """``value`` as JSON-safe data; a value that cannot be read becomes a placeholder."""
+        try:
+            return self._convert(value, depth, path)
+        except RecursionError:
+            return "[truncated: nested too deep]"
+        except Exception:
+            return f"<unrepresentable {_type_name(value)}>"
+
+    def _convert(self, value: Any, depth: int, path: set[int]) -> Any:
         self.nodes_left -= 1
         if self.nodes_left < 0:
             return "[truncated: too many values]"
         if value is None or isinstance(value, bool):
+            self.budget -= 5
             return value
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, int):
-            if -(2**63) <= value < 2**63:
-                return int(value)
-            return f"[int: {value.bit_length()} bits]"
+            return self.integer(int(value))
         if isinstance(value, float):
+            self.budget -= 12
             if math.isfinite(value):
                 return float(value)
             return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
         if isinstance(value, (bytes, bytearray, memoryview)):
-            raw = bytes(value[: self.string_limit])
-            return self.text(raw.decode("utf-8", "replace")) + (
-                truncation_marker(len(value)) if len(value) > self.string_limit else ""
-            )
+            return self.binary(value)
+        if isinstance(value, (datetime.date, datetime.time)):
+            return self.text(value.isoformat())
+        if isinstance(value, (uuid.UUID, PurePath, UserString)):
+            return self.text(str(value))
         if depth >= _MAX_DEPTH:
             return "[truncated: nested too deep]"
         identity = id(value)
@@ -107,16 +142,12 @@ class _Walk:
                 return self.mapping(value, depth, path)
             finally:
                 path.discard(identity)
-        if isinstance(value, (list, tuple, set, frozenset)):
+        if isinstance(value, (list, tuple, Set)) or (
+            isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))
+        ):
             path.add(identity)
             try:
-                out: list[Any] = []
-                for index, item in enumerate(value):
-                    if index >= _MAX_ITEMS_PER_CONTAINER:
-                        out.append(f"[truncated: {len(value)} items]")
-                        break
-                    out.append(self.value(item, depth + 1, path))
-                return out
+                return self.sequence(value, depth, path)
             finally:
                 path.discard(identity)
         converted = _as_plain_data(value)
@@ -128,25 +159,96 @@ class _Walk:
                 path.discard(identity)
         return self.text(bounded_repr(value))
 
+    def integer(self, value: int) -> int | str:
+        if -(2**63) <= value < 2**63:
+            if (
+                self.redactor is not None
+                and 10**12 <= abs(value) < 10**19
+                and str(abs(value))[0] in _CARD_DIGITS_FIRST
+                and is_card_number(str(abs(value)))
+            ):
+                self.budget -= 24
+                return marker("card-number")
+            self.budget -= 20
+            return value
+        if value.bit_length() <= _MAX_INT_BITS:  # JSON numbers this long break most parsers
+            return self.text(str(value))
+        self.budget -= 20
+        return f"[int: {value.bit_length()} bits]"
+
+    def binary(self, value: bytes | bytearray | memoryview) -> str:
+        """Bytes as text (invalid UTF-8 replaced), decoding only what can be kept."""
+        view = memoryview(value).cast("B") if isinstance(value, memoryview) else value
+        window = bytes(view[: self.string_limit + REDACTION_MARGIN_CHARS])
+        truncated = len(view) > len(window)
+        return self.text(window.decode("utf-8", "replace"), len(view) if truncated else None)
+
+    def sequence(self, value: Any, depth: int, path: set[int]) -> list[Any]:
+        out: list[Any] = []
+        self.budget -= 2
+        for index, item in enumerate(itertools.islice(value, _MAX_ITEMS_PER_CONTAINER + 1)):
+            if index >= _MAX_ITEMS_PER_CONTAINER or self.budget <= 0:
+                out.append(f"[truncated: {_size(value)} items]")
+                break
+            out.append(self.value(item, depth + 1, path))
+        return out
+
     def mapping(self, value: Mapping[Any, Any], depth: int, path: set[int]) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        self.budget -= 2
         try:
-            items = list(value.items())
+            items = list(itertools.islice(value.items(), _MAX_ITEMS_PER_CONTAINER + 1))
         except Exception:
-            return {"[unreadable mapping]": bounded_repr(value)}
+            return {"[unreadable mapping]": self.text(bounded_repr(value))}
         for index, (key, item) in enumerate(items):
-            if index >= _MAX_ITEMS_PER_CONTAINER:
-                out["[truncated]"] = f"{len(items)} items"
+            if index >= _MAX_ITEMS_PER_CONTAINER or self.budget <= 0:
+                out["[truncated]"] = f"{_size(value)} items"
                 break
-            name = key if isinstance(key, str) else bounded_repr(key, 200)
-            name = make_utf8_safe(name)
-            if self.redactor is not None:
+            name = self.key(key)
+            if self.redactor is not None and item is not None:
                 kind = self.redactor.sensitive_key_kind(name)
-                if kind is not None and item is not None:
-                    out[name] = f"[REDACTED:{kind}]"
+                if kind is not None:
+                    out[name] = marker(kind)
+                    self.budget -= 24
                     continue
             out[name] = self.value(item, depth + 1, path)
         return out
+
+    def key(self, key: Any) -> str:
+        """A mapping key as bounded, redacted text (secrets hide in keys too)."""
+        if type(key) is str and self.redactor is not None:
+            cached = self.redactor.key_cache.get(key)
+            if cached is not None:
+                self.budget -= len(cached) + 3
+                return cached
+        name = key if isinstance(key, str) else bounded_repr(key, _MAX_KEY_CHARS)
+        if self.redactor is not None:
+            name, cut = self.redactor.redact_prefix(name, _MAX_KEY_CHARS)
+        else:
+            cut = len(name) > _MAX_KEY_CHARS
+            name = name[:_MAX_KEY_CHARS]
+        if cut:
+            name += truncation_marker(len(key) if isinstance(key, str) else _MAX_KEY_CHARS)
+        name = make_utf8_safe(name)
+        self.budget -= len(name) + 3
+        if type(key) is str and self.redactor is not None and len(key) <= _CACHED_KEY_CHARS:
+            cache = self.redactor.key_cache
+            if len(cache) >= _KEY_CACHE_SIZE:
+                cache.clear()
+            cache[key] = name
+        return name
+
+
+# Keys repeat (the same tool, the same fields): each redactor caches their redacted form.
+_KEY_CACHE_SIZE = 4_096
+_CACHED_KEY_CHARS = 64
+
+
+def _size(value: Any) -> str:
+    try:
+        return str(len(value))
+    except Exception:
+        return "more"
 
 
 def _as_plain_data(value: Any) -> Any:
@@ -160,6 +262,10 @@ def _as_plain_data(value: Any) -> Any:
     except Exception:
         return None
     return None
+
+
+# Reused encoders: json.dumps with options builds a new one on every call (~2 µs).
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 class ContentPolicy:
@@ -178,28 +284,52 @@ class ContentPolicy:
         self.max_bytes = max_bytes
 
     def to_json(self, value: Any) -> str:
-        """Redacted, bounded JSON text for ``value``; never raises."""
+        """Redacted JSON text for ``value``, at most ``max_bytes`` UTF-8 bytes plus a marker; never raises."""
         try:
             if self.redactor.has_user_callable:
                 value = self.redactor.apply_user_callable(value)
-            data = _Walk(self.redactor, self.max_bytes).value(value, 0, set())
-            text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+            budget = self.max_bytes
+            for _attempt in range(3):
+                text = _COMPACT.encode(_Walk(self.redactor, budget).value(value, 0, set()))
+                size = len(text) if len(text) * 4 <= self.max_bytes else len(text.encode("utf-8"))
+                if size <= self.max_bytes + 64:
+                    return text
+                # Escapes and multi-byte characters outran the character budget: walk again smaller.
+                budget = max(16, budget * self.max_bytes // size * 9 // 10)
         except Exception as exc:  # a bug here must not lose the record, nor leak the raw value
-            text = json.dumps(f"[unencodable: {type(exc).__name__}]")
-        if len(text) > self.max_bytes:
-            text = json.dumps(text[: self.max_bytes] + truncation_marker(len(text)))
-        return text
+            return _COMPACT.encode(f"[unencodable: {type(exc).__name__}]")
+        # Still too big (mostly keys or markers): the redacted text itself, cut, as a string.
+        data = text.encode("utf-8")[: self.max_bytes].decode("utf-8", "ignore")
+        return _COMPACT.encode(data + truncation_marker(len(text)))
 
 
 def _hash_default(value: Any) -> Any:
     return bounded_repr(value)
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_hash_default)
+_REDACTED_FOR_HASH = "[REDACTED]"
+
+
 def arguments_hash(arguments: Any) -> str:
-    """A stable short hash of the canonical JSON of tool arguments: equal hashes, repeated call."""
+    """A stable short hash of the canonical JSON of tool arguments: equal hashes, repeated call.
+
+    Values of top-level sensitive arguments (``password``, ``api_key``) are left out, so the hash
+    cannot be used to test guesses of a short secret.
+    """
+    if isinstance(arguments, dict):
+        for key in arguments:
+            if isinstance(key, str) and Redactor.sensitive_key_kind(key) is not None:
+                arguments = {
+                    k: _REDACTED_FOR_HASH
+                    if isinstance(k, str) and Redactor.sensitive_key_kind(k) is not None
+                    else v
+                    for k, v in arguments.items()
+                }
+                break
     try:
-        canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=_hash_default)
-    except Exception:  # cycles, unsortable keys, NaN-free edge cases: hash the safe form instead
+        canonical = _CANONICAL.encode(arguments)
+    except Exception:  # cycles, unsortable keys, huge ints, deep nesting: hash the safe form instead
         safe = _Walk(None, 1 << 20).value(arguments, 0, set())
         canonical = json.dumps(safe, sort_keys=True, separators=(",", ":"))
     digest = hashlib.blake2b(canonical.encode("utf-8", "replace"), digest_size=8)

@@ -5,6 +5,7 @@ No instrument ever carries a run id, a step id or any other unbounded value (car
 
 from __future__ import annotations
 
+from opentelemetry.context import Context
 from opentelemetry.metrics import Histogram, Meter, MeterProvider, get_meter_provider
 
 from steptrace import _attributes as A
@@ -19,6 +20,13 @@ TOKEN_BUCKETS = (
 )  # fmt: skip
 # Tool calls are often far faster than model calls: start the scale at 1 ms.
 TOOL_DURATION_BUCKETS_S = (0.001, 0.005, *DURATION_BUCKETS_S)
+
+
+# Recorded with an empty context, a measurement takes no exemplar. On the hottest paths (tool
+# calls, stream chunks) exemplar sampling cost ~7 µs a record, more than the span itself; the
+# spans already link those measurements to traces by run id. Model calls keep their exemplars.
+# (The SDK treats an empty Context as "no context given" and falls back to the current one.)
+NO_EXEMPLAR = Context({"steptrace.no_exemplar": True})
 
 
 class Instruments:

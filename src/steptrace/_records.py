@@ -27,10 +27,18 @@ _MAX_FOREIGN_VALUE_CHARS = 1024
 STATUS_UNSET, STATUS_OK, STATUS_ERROR = "unset", "ok", "error"
 
 
+_last_second: list[Any] = [-1, ""]  # formatting the date part once per second saves ~2 µs a record
+
+
 def iso_utc(epoch_ns: int) -> str:
     """``2026-11-21T23:40:01.123456Z`` for an epoch time in nanoseconds."""
     seconds, nanos = divmod(epoch_ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    cached = _last_second
+    if cached[0] == seconds:
+        stamp = cached[1]
+    else:
+        stamp = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second[:] = [seconds, stamp]
     return f"{stamp}.{nanos // 1000:06d}Z"
 
 
