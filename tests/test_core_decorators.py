@@ -245,3 +245,31 @@ def test_async_context_managers(steptrace_capture: Capture) -> None:
 
     asyncio.run(main())
     assert sorted(s.name for s in steptrace_capture.spans) == ["agent_run", "agent_step", "tool_execution"]
+
+
+def test_one_spec_object_reused_by_concurrent_tasks(steptrace_capture: Capture) -> None:
+    """A module-level ``STEP = steptrace.agent_step()`` used by concurrent tasks ends the right spans."""
+    shared_step = steptrace.agent_step()
+
+    async def one_run(delay: float) -> int:
+        async with steptrace.agent_run(agent="a"):
+            async with shared_step as step:
+                await asyncio.sleep(delay)
+                await async_lookup("x")
+                return step.number
+
+    async def main() -> list[int]:
+        return await asyncio.gather(one_run(0.02), one_run(0.0), one_run(0.01))
+
+    assert asyncio.run(main()) == [1, 1, 1]
+    steps = steptrace_capture.spans_named("agent_step")
+    runs = {s.context.span_id: s for s in steptrace_capture.spans_named("agent_run")}
+    assert len(steps) == 3
+    for step in steps:
+        assert step.parent is not None and step.parent.span_id in runs
+        (tool,) = [
+            t
+            for t in steptrace_capture.spans_named("tool_execution")
+            if t.parent and t.parent.span_id == step.context.span_id
+        ]
+        assert tool.end_time is not None and step.end_time is not None and tool.end_time <= step.end_time

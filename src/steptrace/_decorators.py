@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from contextvars import ContextVar
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from opentelemetry import context as otel_context
@@ -270,13 +271,16 @@ def _wrap_async_generator(
     return traced
 
 
+# The handles opened by ``with spec:`` blocks, per thread and per asyncio task: a spec object
+# may be reused (a module-level ``STEP = steptrace.agent_step()``) by concurrent tasks, and each
+# ``__exit__`` must finish the handle its own ``__enter__`` opened.
+_open_blocks: ContextVar[tuple[tuple[object, Any], ...]] = ContextVar("steptrace_open_blocks", default=())
+
+
 class _Spec(Generic[H]):
     """A span description usable as a decorator and as a (sync or async) context manager."""
 
     _hooks: _Hooks[H] = _Hooks()
-
-    def __init__(self) -> None:
-        self._open_handles: list[H] = []
 
     def _opener(self) -> Opener[H]:
         raise NotImplementedError
@@ -290,13 +294,18 @@ class _Spec(Generic[H]):
         if handle is None:
             handle = self._opener()(_inert_config(), (), {})
         handle.attach()
-        self._open_handles.append(handle)
+        _open_blocks.set((*_open_blocks.get(), (self, handle)))
         return handle
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        handle = self._open_handles.pop()
-        handle.detach()
-        handle.finish(exc)
+        blocks = _open_blocks.get()
+        for index in range(len(blocks) - 1, -1, -1):
+            if blocks[index][0] is self:
+                handle: H = blocks[index][1]
+                _open_blocks.set(blocks[:index] + blocks[index + 1 :])
+                handle.detach()
+                handle.finish(exc)
+                return
 
     async def __aenter__(self) -> H:
         return self.__enter__()
@@ -315,7 +324,6 @@ class AgentRunSpec(_Spec[AgentRun]):
         conversation_id: str | None,
         attributes: Mapping[str, Any] | None,
     ) -> None:
-        super().__init__()
         self.agent, self.release, self.run_id = agent, release, run_id
         self.conversation_id, self.attributes = conversation_id, attributes
 
@@ -363,7 +371,6 @@ def agent_run(
 # --- agent_step ------------------------------------------------------------------------------------
 class AgentStepSpec(_Spec[AgentStep]):
     def __init__(self, attributes: Mapping[str, Any] | None) -> None:
-        super().__init__()
         self.attributes = attributes
 
     def _opener(self) -> Opener[AgentStep]:
@@ -417,7 +424,6 @@ class LlmRequestSpec(_Spec[LlmRequest]):
         stream: bool | None,
         attributes: Mapping[str, Any] | None,
     ) -> None:
-        super().__init__()
         self.model, self.provider, self.operation = model, provider, operation
         self.stream, self.attributes = stream, attributes
 
@@ -536,7 +542,6 @@ class ToolSpec(_Spec[ToolCall]):
         arguments: Any,
         attributes: Mapping[str, Any] | None,
     ) -> None:
-        super().__init__()
         self.name, self.call_id, self.arguments, self.attributes = (
             name,
             call_id,
