@@ -14,6 +14,7 @@ with steptrace.agent_run(agent="researcher", release="v1.4.2") as run:
 
 from __future__ import annotations
 
+from steptrace._capture import capture_content
 from steptrace._config import Telemetry, configure
 from steptrace._context import RunState, StepState, bind_context
 from steptrace._context import current_run_state as current_run
@@ -23,6 +24,8 @@ from steptrace._errors import ConfigError
 from steptrace._jsonl import JsonlSpanExporter, read_steps
 from steptrace._spans import AgentRun, AgentStep, LlmRequest, ToolCall
 from steptrace._version import __version__
+from steptrace.instrumentation.anthropic import instrument_anthropic, uninstrument_anthropic
+from steptrace.instrumentation.openai import instrument_openai, uninstrument_openai
 
 __all__ = [
     "AgentRun",
@@ -38,11 +41,16 @@ __all__ = [
     "agent_run",
     "agent_step",
     "bind_context",
+    "capture_content",
     "configure",
     "current_run",
     "current_step",
+    "instrument_anthropic",
+    "instrument_openai",
     "llm_request",
     "read_steps",
     "tool",
     "tool_executor",
+    "uninstrument_anthropic",
+    "uninstrument_openai",
 ]

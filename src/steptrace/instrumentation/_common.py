@@ -1,0 +1,625 @@
+"""What the OpenAI and Anthropic patches share: the call wrapper, stream proxies, patch records.
+
+One SDK call is one ``llm_request`` span, opened when the request is sent and ended when the call
+returns, fails, or — for a stream — when the stream is exhausted, closed, fails or is dropped.
+Inside a manual ``steptrace.llm_request`` block the call enriches that span instead (no double
+counting). The stream proxies do as little as possible per chunk: the provider's ``observe``
+keeps what it needs and arrival times; attributes and histograms are written once, at the end.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import time
+import weakref
+from collections.abc import Callable, Collection, Mapping
+from types import TracebackType
+from typing import Any, ClassVar
+
+import wrapt
+from opentelemetry import context as otel_context
+
+from steptrace import _attributes as A
+from steptrace._content import ContentPolicy
+from steptrace._internal import internal_errors, report_internal_error
+from steptrace._response import field_of
+from steptrace._settings import capture_content_from_env
+from steptrace._spans import LlmRequest, current_llm_request
+from steptrace._state import ActiveConfig, active, make_active_config
+
+logger = logging.getLogger("steptrace")
+
+_RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+# --- what one endpoint reads from a call --------------------------------------------------------
+class Request:
+    """The request side of one call, read from the SDK method's keyword arguments.
+
+    ``params`` holds ``gen_ai.request.*`` attributes by their full keys, only those given.
+    """
+
+    __slots__ = ("model", "params", "stream")
+
+    def __init__(self, model: Any, stream: bool, params: dict[str, Any]) -> None:
+        self.model = model if isinstance(model, str) else None
+        self.stream = stream
+        self.params = params
+
+
+class Observer:
+    """Reads a stream's chunks as they pass; writes what it learnt to the span at the end.
+
+    ``observe`` runs once per chunk and must stay cheap: keep references, compare, append.
+    A chunk carrying content or a tool-call delta calls ``content_arrived``.
+    """
+
+    __slots__ = ("capture", "handle", "times")
+
+    def __init__(self, handle: LlmRequest) -> None:
+        self.handle = handle
+        self.capture = handle.capture_content
+        # perf_counter readings of content chunks after the first (the first marks TTFT live).
+        self.times: list[float] | None = None
+
+    def content_arrived(self) -> None:
+        times = self.times
+        if times is None:
+            self.times = []
+            self.handle.first_chunk()
+        else:
+            times.append(time.perf_counter())
+
+    def observe(self, chunk: Any) -> None:
+        raise NotImplementedError
+
+    def finalize(self) -> None:
+        """Record usage, finish reasons, tool calls and output on the span."""
+        raise NotImplementedError
+
+
+class Endpoint:
+    """One instrumented SDK method: how to read its request, response and stream."""
+
+    __slots__ = (
+        "describe",
+        "input_messages",
+        "new_observer",
+        "operation",
+        "output_messages",
+        "provider",
+    )
+
+    def __init__(
+        self,
+        provider: str,
+        describe: Callable[[Mapping[str, Any]], Request],
+        input_messages: Callable[[Mapping[str, Any]], Any],
+        new_observer: Callable[[LlmRequest], Observer],
+        output_messages: Callable[[Any], Any],
+        operation: str = A.OPERATION_CHAT,
+    ) -> None:
+        self.provider = provider
+        self.operation = operation
+        self.describe = describe
+        self.input_messages = input_messages
+        self.new_observer = new_observer
+        self.output_messages = output_messages
+
+
+# --- request parameters and captured messages, in the conventions' shapes ---------------------
+def number_param(params: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``params[key]`` when ``value`` is a real number (not the SDK's ``omit`` sentinel)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        params[key] = value
+
+
+def stop_param(params: dict[str, Any], value: Any) -> None:
+    if isinstance(value, str):
+        params[A.GEN_AI_REQUEST_STOP_SEQUENCES] = [value]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        params[A.GEN_AI_REQUEST_STOP_SEQUENCES] = list(value)
+
+
+def message_part(block: Any) -> dict[str, Any]:
+    """One content block of any of the three APIs as a conventions message part."""
+    if isinstance(block, str):
+        return {"type": "text", "content": block}
+    kind = field_of(block, "type")
+    if kind in ("text", "input_text", "output_text"):
+        return {"type": "text", "content": field_of(block, "text")}
+    if kind == "refusal":
+        return {"type": "text", "content": field_of(block, "refusal")}
+    if kind in ("tool_use", "server_tool_use"):
+        return tool_call_part(field_of(block, "id"), field_of(block, "name"), field_of(block, "input"))
+    if kind == "function_call":
+        return tool_call_part(
+            field_of(block, "call_id"), field_of(block, "name"), field_of(block, "arguments")
+        )
+    if kind == "tool_result":
+        return tool_response_part(field_of(block, "tool_use_id"), field_of(block, "content"))
+    if kind == "function_call_output":
+        return tool_response_part(field_of(block, "call_id"), field_of(block, "output"))
+    if kind in ("thinking", "reasoning"):
+        return {"type": "reasoning", "content": field_of(block, "thinking")}
+    # Images, files, audio: name the kind, never copy the payload.
+    return {"type": str(kind) if kind else "unknown"}
+
+
+def tool_call_part(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    return {"type": "tool_call", "id": call_id, "name": name, "arguments": arguments}
+
+
+def tool_response_part(call_id: Any, response: Any) -> dict[str, Any]:
+    if not isinstance(response, str) and response is not None:
+        response = [message_part(block) for block in response]
+    return {"type": "tool_call_response", "id": call_id, "response": response}
+
+
+def content_parts(content: Any) -> list[dict[str, Any]]:
+    """A message's ``content`` (a string or a list of blocks) as message parts."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    return [message_part(block) for block in content]
+
+
+# --- one call: open (or enrich) the span, end it when the call or its stream ends --------------
+class Call:
+    """The span of one SDK call; ``owned`` is False when it enriches a manual ``llm_request``."""
+
+    __slots__ = ("context", "endpoint", "handle", "owned")
+
+    def __init__(
+        self, endpoint: Endpoint, handle: LlmRequest, owned: bool, context: otel_context.Context
+    ) -> None:
+        self.endpoint = endpoint
+        self.handle = handle
+        self.owned = owned
+        self.context = context
+
+    def failed(self, exc: BaseException) -> None:
+        """The SDK raised before returning: end our span (a manual block ends with the user's)."""
+        if self.owned:
+            self.handle.finish(exc)
+
+    def returned(self, result: Any) -> None:
+        """A complete response came back: record it and end the span."""
+        with internal_errors("instrumentation.response"):
+            handle = self.handle
+            handle.record_response(result)
+            if handle.capture_content:
+                handle.record_output(self.endpoint.output_messages(result))
+        if self.owned:
+            self.handle.finish(None)
+
+    def stream_ended(self, observer: Observer, completed: bool, exc: BaseException | None) -> None:
+        handle = self.handle
+        with internal_errors("instrumentation.stream_end"):
+            observer.finalize()
+            if observer.times:
+                handle.record_chunk_times(observer.times)
+            handle.set_attribute(A.LLM_STREAM_COMPLETED, completed)
+        if self.owned:
+            handle.finish(exc)
+
+
+def server_attributes(resource: Any) -> dict[str, Any]:
+    """``server.address`` and ``server.port`` of the client behind an SDK resource."""
+    url = resource._client.base_url
+    host = url.host
+    if not host:
+        return {}
+    port = url.port or _DEFAULT_PORTS.get(url.scheme)
+    return {A.SERVER_ADDRESS: host, A.SERVER_PORT: port} if port else {A.SERVER_ADDRESS: host}
+
+
+def begin_call(
+    config: ActiveConfig, endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]
+) -> Call:
+    request = endpoint.describe(kwargs)
+    attributes = server_attributes(resource)
+    manual = current_llm_request()
+    if manual is not None and not manual.sdk_enriched:
+        # The user's own llm_request block: enrich it so the request is counted once.
+        manual.sdk_enriched = True
+        handle = manual
+        handle.set_request(model=request.model, provider=endpoint.provider)
+        if request.stream:
+            handle.stream = True
+            attributes[A.GEN_AI_REQUEST_STREAM] = True
+        attributes.update(request.params)
+        for key, value in attributes.items():
+            handle.set_attribute(key, value)
+        call = Call(endpoint, handle, False, otel_context.get_current())
+    else:
+        attributes.update(request.params)
+        handle = LlmRequest(
+            config, request.model, endpoint.provider, endpoint.operation, request.stream, attributes
+        )
+        call = Call(endpoint, handle, True, handle.context)
+    if handle.capture_content:
+        handle.record_input(endpoint.input_messages(kwargs))
+    return call
+
+
+def is_raw_response(kwargs: Mapping[str, Any]) -> bool:
+    """``.with_raw_response``/``.with_streaming_response`` calls return an HTTP response object
+    (or a context manager that has not sent anything yet): those stay untraced."""
+    headers = kwargs.get("extra_headers")
+    return isinstance(headers, Mapping) and _RAW_RESPONSE_HEADER in headers
+
+
+class ConfigSource:
+    """Where a patch finds its configuration: fixed by ``instrument(tracer_provider=...)``, or
+    steptrace's active configuration at call time."""
+
+    __slots__ = ("fixed",)
+
+    def __init__(self) -> None:
+        self.fixed: ActiveConfig | None = None
+
+    def get(self) -> ActiveConfig | None:
+        fixed = self.fixed
+        return fixed if fixed is not None else active()
+
+
+def _open(
+    source: ConfigSource, endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]
+) -> Call | None:
+    config = source.get()
+    if config is None or is_raw_response(kwargs):
+        return None
+    try:
+        return begin_call(config, endpoint, resource, kwargs)
+    except Exception as exc:  # setup failed: make the call untraced
+        report_internal_error("instrumentation.begin", exc)
+        return None
+
+
+def sync_wrapper(source: ConfigSource, endpoint: Endpoint) -> Callable[..., Any]:
+    """A wrapt wrapper for a sync SDK method that returns a response or a ``Stream``."""
+
+    def traced(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        call = _open(source, endpoint, instance, kwargs)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        if call.owned:
+            call.handle.restart_clock()  # durations and TTFT count from the moment of sending
+        token = otel_context.attach(call.context)
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            otel_context.detach(token)
+            call.failed(exc)
+            raise
+        otel_context.detach(token)
+        return _result(call, result, False)
+
+    return traced
+
+
+def async_wrapper(source: ConfigSource, endpoint: Endpoint) -> Callable[..., Any]:
+    """A wrapt wrapper for an async SDK method that returns a response or an ``AsyncStream``."""
+
+    def traced(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        call = _open(source, endpoint, instance, kwargs)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        return _traced_coroutine(call, wrapped, args, kwargs)
+
+    return traced
+
+
+async def _traced_coroutine(
+    call: Call, wrapped: Callable[..., Any], args: Any, kwargs: Any
+) -> Any:
+    if call.owned:
+        call.handle.restart_clock()
+    token = otel_context.attach(call.context)
+    try:
+        result = await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        otel_context.detach(token)
+        call.failed(exc)
+        raise
+    otel_context.detach(token)
+    return _result(call, result, True)
+
+
+def _result(call: Call, result: Any, is_async: bool) -> Any:
+    stream_type = AsyncStreamProxy if is_async else StreamProxy
+    try:
+        if _is_sdk_stream(result, is_async):
+            return stream_type(result, call, call.endpoint.new_observer(call.handle))
+    except Exception as exc:
+        report_internal_error("instrumentation.stream_wrap", exc)
+        call.stream_ended(Observer(call.handle), False, None)
+        return result
+    call.returned(result)
+    return result
+
+
+def _is_sdk_stream(result: Any, is_async: bool) -> bool:
+    # Both SDKs' Stream/AsyncStream classes: iterate events, close the response.
+    if is_async:
+        return hasattr(result, "__anext__") and hasattr(result, "response")
+    return hasattr(result, "__next__") and hasattr(result, "response")
+
+
+# --- stream proxies ----------------------------------------------------------------------------
+class StreamProxy(wrapt.ObjectProxy[Any]):
+    """The SDK's ``Stream``, observed: same type for ``isinstance``, same attributes and helpers.
+
+    The span ends when the stream is exhausted (``stream_completed`` true), fails, is closed or
+    exits its ``with`` block, or is garbage-collected unconsumed (``stream_completed`` false).
+    """
+
+    def __init__(self, stream: Any, call: Call, observer: Observer) -> None:
+        super().__init__(stream)
+        self._self_call: Call | None = call
+        self._self_observer = observer
+        self._self_observe = observer.observe
+        self._self_next = stream.__next__
+
+    def __iter__(self) -> StreamProxy:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            chunk = self._self_next()
+        except StopIteration:
+            self._self_end(True, None)
+            raise
+        except BaseException as exc:
+            self._self_end(False, exc)
+            raise
+        try:
+            self._self_observe(chunk)
+        except Exception as exc:
+            self._self_observe = _ignore
+            report_internal_error("instrumentation.observe", exc)
+        return chunk
+
+    def _self_end(self, completed: bool, exc: BaseException | None) -> None:
+        call, self._self_call = self._self_call, None
+        if call is not None:
+            call.stream_ended(self._self_observer, completed, exc)
+
+    def close(self) -> None:
+        try:
+            self.__wrapped__.close()
+        finally:
+            self._self_end(False, None)
+
+    def __enter__(self) -> StreamProxy:
+        self.__wrapped__.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            self.__wrapped__.__exit__(exc_type, exc, traceback)
+        finally:
+            self._self_end(False, None)
+
+    def __del__(self) -> None:
+        try:
+            self._self_end(False, None)
+        except Exception as exc:  # a finalizer must not raise; report like any internal error
+            report_internal_error("instrumentation.stream_dropped", exc)
+
+
+class AsyncStreamProxy(wrapt.ObjectProxy[Any]):
+    """The SDK's ``AsyncStream``, observed; the span ends as for ``StreamProxy``."""
+
+    def __init__(self, stream: Any, call: Call, observer: Observer) -> None:
+        super().__init__(stream)
+        self._self_call: Call | None = call
+        self._self_observer = observer
+        self._self_observe = observer.observe
+        self._self_anext = stream.__anext__
+
+    def __aiter__(self) -> AsyncStreamProxy:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            chunk = await self._self_anext()
+        except StopAsyncIteration:
+            self._self_end(True, None)
+            raise
+        except BaseException as exc:
+            self._self_end(False, exc)
+            raise
+        try:
+            self._self_observe(chunk)
+        except Exception as exc:
+            self._self_observe = _ignore
+            report_internal_error("instrumentation.observe", exc)
+        return chunk
+
+    def _self_end(self, completed: bool, exc: BaseException | None) -> None:
+        call, self._self_call = self._self_call, None
+        if call is not None:
+            call.stream_ended(self._self_observer, completed, exc)
+
+    async def close(self) -> None:
+        try:
+            await self.__wrapped__.close()
+        finally:
+            self._self_end(False, None)
+
+    async def __aenter__(self) -> AsyncStreamProxy:
+        await self.__wrapped__.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            await self.__wrapped__.__aexit__(exc_type, exc, traceback)
+        finally:
+            self._self_end(False, None)
+
+    def __del__(self) -> None:
+        try:
+            self._self_end(False, None)
+        except Exception as exc:  # a finalizer must not raise; report like any internal error
+            report_internal_error("instrumentation.stream_dropped", exc)
+
+
+def _ignore(chunk: Any) -> None:
+    """Stands in for an observer that failed: the stream goes on untraced."""
+
+
+# --- patches and the instrumentor interface ----------------------------------------------------
+class Patches:
+    """Wrapped methods and their originals, to restore on uninstrument."""
+
+    __slots__ = ("_applied",)
+
+    def __init__(self) -> None:
+        self._applied: list[tuple[Any, str, Any, bool]] = []
+
+    def wrap(self, owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
+        """Replace ``owner.name`` (a class attribute, or a bound method of one instance)."""
+        if isinstance(owner, type):
+            original = owner.__dict__[name]
+            own = True
+            target = original
+        else:
+            own = name in vars(owner)
+            original = vars(owner).get(name)
+            target = getattr(owner, name)
+        setattr(owner, name, wrapt.FunctionWrapper(target, wrapper))
+        self._applied.append((owner, name, original, own))
+
+    def restore(self) -> None:
+        while self._applied:
+            owner, name, original, own = self._applied.pop()
+            if own:
+                setattr(owner, name, original)
+            else:
+                vars(owner).pop(name, None)
+
+    def __bool__(self) -> bool:
+        return bool(self._applied)
+
+
+def config_from_kwargs(kwargs: Mapping[str, Any]) -> ActiveConfig | None:
+    """A fixed configuration for ``instrument(tracer_provider=..., meter_provider=...)``."""
+    tracer_provider = kwargs.get("tracer_provider")
+    meter_provider = kwargs.get("meter_provider")
+    if tracer_provider is None and meter_provider is None:
+        return None
+    if tracer_provider is None:
+        from opentelemetry import trace
+
+        tracer_provider = trace.get_tracer_provider()
+    capture = kwargs.get("capture_content")
+    if not isinstance(capture, bool):
+        capture = capture_content_from_env(default=False)
+    return make_active_config(tracer_provider, meter_provider, ContentPolicy(capture))
+
+
+class SdkInstrumentor:
+    """OpenTelemetry's instrumentor interface (``instrument``/``uninstrument``), one per SDK.
+
+    Like ``BaseInstrumentor`` it is a singleton, so ``opentelemetry-instrument``, a direct
+    ``OpenAIInstrumentor().instrument()`` and ``steptrace.instrument_openai()`` share one state.
+    """
+
+    _instance: ClassVar[SdkInstrumentor | None] = None
+    package: ClassVar[str] = ""
+    supported: ClassVar[str] = ""  # the tested version range, as a requirement string
+    tested_majors: ClassVar[tuple[str, ...]] = ()
+
+    def __new__(cls) -> SdkInstrumentor:
+        if cls._instance is None or type(cls._instance) is not cls:
+            cls._instance = super().__new__(cls)
+            cls._instance._patches = Patches()
+            cls._instance._source = ConfigSource()
+            cls._instance._clients = weakref.WeakKeyDictionary()
+        return cls._instance
+
+    _patches: Patches
+    _source: ConfigSource
+    _clients: weakref.WeakKeyDictionary[Any, Patches]
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return (self.supported,)
+
+    @property
+    def is_instrumented_by_opentelemetry(self) -> bool:
+        return bool(self._patches)
+
+    def instrument(self, **kwargs: Any) -> None:
+        """Patch the SDK for every client. ``tracer_provider``/``meter_provider`` pin the
+        providers; without them steptrace's configuration at call time is used."""
+        if self._patches:
+            logger.warning("steptrace: %s is already instrumented; ignoring", self.package)
+            return
+        with internal_errors(f"instrument {self.package}"):
+            self._source.fixed = config_from_kwargs(kwargs)
+            self._warn_untested_version()
+            try:
+                self._patch_classes(self._patches, self._source)
+            except BaseException:
+                self._patches.restore()
+                raise
+
+    def uninstrument(self, **kwargs: Any) -> None:
+        """Restore the SDK's original methods."""
+        with internal_errors(f"uninstrument {self.package}"):
+            self._patches.restore()
+            self._source.fixed = None
+
+    def instrument_client(self, client: Any) -> None:
+        """Patch the resources of one client instance only."""
+        if self._patches or client in self._clients:
+            logger.warning(
+                "steptrace: this %s client is already instrumented; ignoring", self.package
+            )
+            return
+        with internal_errors(f"instrument {self.package} client"):
+            patches = Patches()
+            try:
+                self._patch_client(client, patches, self._source)
+            except BaseException:
+                patches.restore()
+                raise
+            self._clients[client] = patches
+
+    def uninstrument_client(self, client: Any) -> None:
+        with internal_errors(f"uninstrument {self.package} client"):
+            patches = self._clients.pop(client, None)
+            if patches is not None:
+                patches.restore()
+
+    def _patch_classes(self, patches: Patches, source: ConfigSource) -> None:
+        raise NotImplementedError
+
+    def _patch_client(self, client: Any, patches: Patches, source: ConfigSource) -> None:
+        raise NotImplementedError
+
+    def _warn_untested_version(self) -> None:
+        try:
+            version = importlib.metadata.version(self.package)
+        except importlib.metadata.PackageNotFoundError:
+            return
+        if version.split(".", 1)[0] not in self.tested_majors:
+            logger.warning(
+                "steptrace: %s %s is outside the tested range %s", self.package, version,
+                self.supported,
+            )

@@ -1,0 +1,353 @@
+"""Instrumentation of the ``anthropic`` SDK: ``messages.create`` and ``messages.stream``.
+
+    steptrace.instrument_anthropic()          # every client
+    steptrace.instrument_anthropic(client)    # one client instance
+
+Sync and async; ``create(stream=True)`` and the ``stream(...)`` context managers, including
+``get_final_message()`` and ``text_stream``. ``anthropic`` is imported only when instrumenting.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, ClassVar
+
+import wrapt
+from opentelemetry import context as otel_context
+
+from steptrace import _attributes as A
+from steptrace._internal import report_internal_error
+from steptrace._response import field_of
+from steptrace._spans import LlmRequest
+from steptrace.instrumentation._common import (
+    AsyncStreamProxy,
+    Call,
+    ConfigSource,
+    Endpoint,
+    Observer,
+    Patches,
+    Request,
+    SdkInstrumentor,
+    StreamProxy,
+    async_wrapper,
+    begin_call,
+    content_parts,
+    is_raw_response,
+    number_param,
+    stop_param,
+    sync_wrapper,
+    tool_call_part,
+)
+
+__all__ = ["AnthropicInstrumentor", "instrument_anthropic", "uninstrument_anthropic"]
+
+PROVIDER = "anthropic"
+_now = time.perf_counter
+
+
+def _params(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    number_param(params, A.GEN_AI_REQUEST_TEMPERATURE, kwargs.get("temperature"))
+    number_param(params, A.GEN_AI_REQUEST_TOP_P, kwargs.get("top_p"))
+    number_param(params, A.GEN_AI_REQUEST_TOP_K, kwargs.get("top_k"))
+    number_param(params, A.GEN_AI_REQUEST_MAX_TOKENS, kwargs.get("max_tokens"))
+    stop_param(params, kwargs.get("stop_sequences"))
+    return params
+
+
+def _describe_create(kwargs: Mapping[str, Any]) -> Request:
+    return Request(kwargs.get("model"), kwargs.get("stream") is True, _params(kwargs))
+
+
+def _describe_stream(kwargs: Mapping[str, Any]) -> Request:
+    return Request(kwargs.get("model"), True, _params(kwargs))
+
+
+def _input(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    system = kwargs.get("system")
+    if isinstance(system, (str, list, tuple)):
+        messages.append({"role": "system", "parts": content_parts(system)})
+    for message in kwargs.get("messages") or ():
+        messages.append(
+            {"role": field_of(message, "role"), "parts": content_parts(field_of(message, "content"))}
+        )
+    return messages
+
+
+def _output(message: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "role": "assistant",
+            "parts": content_parts(field_of(message, "content")),
+            "finish_reason": field_of(message, "stop_reason"),
+        }
+    ]
+
+
+_USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
+
+
+class _MessageObserver(Observer):
+    """Accumulates raw message stream events into what the whole message would say."""
+
+    __slots__ = ("blocks", "message", "stop_reason", "usage")
+
+    def __init__(self, handle: LlmRequest) -> None:
+        super().__init__(handle)
+        self.message: Any = None
+        self.stop_reason: str | None = None
+        self.usage: dict[str, Any] = {}
+        # index -> [block type, id, name, text pieces]
+        self.blocks: dict[int, list[Any]] = {}
+
+    def observe(self, event: Any) -> None:
+        kind = event.type
+        if kind == "content_block_delta":
+            times = self.times
+            if times is None:
+                self.content_arrived()
+            else:
+                times.append(_now())
+            if self.capture:
+                block = self.blocks.get(event.index)
+                if block is not None:
+                    delta = event.delta
+                    piece = getattr(delta, "text", None) or getattr(delta, "partial_json", None)
+                    if piece:
+                        block[3].append(piece)
+        elif kind == "content_block_start":
+            block = event.content_block
+            self.blocks[event.index] = [
+                block.type, getattr(block, "id", None), getattr(block, "name", None), []
+            ]
+        elif kind == "message_delta":
+            self.stop_reason = event.delta.stop_reason
+            self._usage(event.usage)
+        elif kind == "message_start":
+            self.message = event.message
+            self._usage(event.message.usage)
+
+    def _usage(self, usage: Any) -> None:
+        for name in _USAGE_FIELDS:
+            value = getattr(usage, name, None)
+            if value is not None:
+                self.usage[name] = value
+
+    def finalize(self) -> None:
+        handle = self.handle
+        message = self.message
+        content = []
+        for _index, (kind, block_id, name, pieces) in sorted(self.blocks.items()):
+            text = "".join(pieces)
+            if kind in ("tool_use", "server_tool_use"):
+                content.append({"type": kind, "id": block_id, "name": name, "input": _json(text)})
+            elif kind == "text":
+                content.append({"type": "text", "text": text})
+            else:
+                content.append({"type": kind})
+        if message is not None:
+            handle.record_response(
+                {
+                    "type": "message",
+                    "role": "assistant",
+                    "id": field_of(message, "id"),
+                    "model": field_of(message, "model"),
+                    "stop_reason": self.stop_reason,
+                    "content": content,
+                    "usage": self.usage or None,
+                }
+            )
+        if not self.usage:
+            handle.set_attribute(A.LLM_USAGE_MISSING, True)
+        if self.capture:
+            handle.record_output(
+                [{"role": "assistant", "parts": self._parts(content), "finish_reason": self.stop_reason}]
+            )
+
+    @staticmethod
+    def _parts(content: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        parts = []
+        for block in content:
+            if block["type"] in ("tool_use", "server_tool_use"):
+                parts.append(tool_call_part(block["id"], block["name"], block["input"]))
+            else:
+                parts.extend(content_parts([block]))
+        return parts
+
+
+def _json(text: str) -> Any:
+    """Streamed tool input arrives as JSON text; parse it so it reads like a whole message's."""
+    try:
+        return json.loads(text) if text else {}
+    except ValueError:
+        return text
+
+
+CREATE = Endpoint(PROVIDER, _describe_create, _input, _MessageObserver, _output)
+STREAM = Endpoint(PROVIDER, _describe_stream, _input, _MessageObserver, _output)
+
+
+# --- messages.stream(...): the request is sent when the manager is entered ---------------------
+def _open_stream_call(source: ConfigSource, resource: Any, kwargs: Mapping[str, Any]) -> Call | None:
+    config = source.get()
+    if config is None or is_raw_response(kwargs):
+        return None
+    try:
+        call = begin_call(config, STREAM, resource, kwargs)
+    except Exception as exc:
+        report_internal_error("instrumentation.begin", exc)
+        return None
+    if call.owned:
+        call.handle.restart_clock()
+    return call
+
+
+def _observe_message_stream(call: Call, message_stream: Any, is_async: bool) -> None:
+    """Route the MessageStream's raw events through our proxy; its helpers all read them."""
+    try:
+        raw = message_stream._raw_stream
+        proxy_type = AsyncStreamProxy if is_async else StreamProxy
+        message_stream._raw_stream = proxy_type(raw, call, STREAM.new_observer(call.handle))
+    except Exception as exc:
+        report_internal_error("instrumentation.stream_wrap", exc)
+        call.stream_ended(Observer(call.handle), False, None)
+
+
+class _StreamManagerProxy(wrapt.ObjectProxy[Any]):
+    """``MessageStreamManager``: opens the span on ``__enter__``, when the request is sent."""
+
+    def __init__(
+        self, manager: Any, source: ConfigSource, resource: Any, kwargs: Mapping[str, Any]
+    ) -> None:
+        super().__init__(manager)
+        self._self_source = source
+        self._self_resource = resource
+        self._self_kwargs = kwargs
+
+    def __enter__(self) -> Any:
+        call = _open_stream_call(self._self_source, self._self_resource, self._self_kwargs)
+        if call is None:
+            return self.__wrapped__.__enter__()
+        token = otel_context.attach(call.context)
+        try:
+            message_stream = self.__wrapped__.__enter__()
+        except BaseException as exc:
+            otel_context.detach(token)
+            call.failed(exc)
+            raise
+        otel_context.detach(token)
+        _observe_message_stream(call, message_stream, is_async=False)
+        return message_stream
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.__wrapped__.__exit__(exc_type, exc, traceback)
+
+
+class _AsyncStreamManagerProxy(wrapt.ObjectProxy[Any]):
+    """``AsyncMessageStreamManager``: opens the span on ``__aenter__``."""
+
+    def __init__(
+        self, manager: Any, source: ConfigSource, resource: Any, kwargs: Mapping[str, Any]
+    ) -> None:
+        super().__init__(manager)
+        self._self_source = source
+        self._self_resource = resource
+        self._self_kwargs = kwargs
+
+    async def __aenter__(self) -> Any:
+        call = _open_stream_call(self._self_source, self._self_resource, self._self_kwargs)
+        if call is None:
+            return await self.__wrapped__.__aenter__()
+        token = otel_context.attach(call.context)
+        try:
+            message_stream = await self.__wrapped__.__aenter__()
+        except BaseException as exc:
+            otel_context.detach(token)
+            call.failed(exc)
+            raise
+        otel_context.detach(token)
+        _observe_message_stream(call, message_stream, is_async=True)
+        return message_stream
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.__wrapped__.__aexit__(exc_type, exc, traceback)
+
+
+def _stream_wrapper(source: ConfigSource, is_async: bool) -> Callable[..., Any]:
+    proxy_type = _AsyncStreamManagerProxy if is_async else _StreamManagerProxy
+
+    def traced(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        manager = wrapped(*args, **kwargs)
+        if source.get() is None:
+            return manager
+        return proxy_type(manager, source, instance, kwargs)
+
+    return traced
+
+
+# --- the instrumentor -----------------------------------------------------------------------------
+class AnthropicInstrumentor(SdkInstrumentor):
+    """Patches ``anthropic`` for every client::
+
+    AnthropicInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
+    """
+
+    package: ClassVar[str] = "anthropic"
+    supported: ClassVar[str] = "anthropic >= 0.40, < 3"
+    tested_majors: ClassVar[tuple[str, ...]] = ("2",)
+
+    def _patch_classes(self, patches: Patches, source: ConfigSource) -> None:
+        from anthropic.resources.messages import AsyncMessages, Messages
+
+        patches.wrap(Messages, "create", sync_wrapper(source, CREATE))
+        patches.wrap(AsyncMessages, "create", async_wrapper(source, CREATE))
+        patches.wrap(Messages, "stream", _stream_wrapper(source, is_async=False))
+        patches.wrap(AsyncMessages, "stream", _stream_wrapper(source, is_async=True))
+
+    def _patch_client(self, client: Any, patches: Patches, source: ConfigSource) -> None:
+        import anthropic
+
+        is_async = isinstance(client, anthropic.AsyncAnthropic)
+        wrapper = async_wrapper if is_async else sync_wrapper
+        patches.wrap(client.messages, "create", wrapper(source, CREATE))
+        patches.wrap(client.messages, "stream", _stream_wrapper(source, is_async))
+
+
+def instrument_anthropic(client: Any = None) -> None:
+    """Trace the ``anthropic`` SDK: every client, or only ``client``.
+
+    Each ``messages.create`` call and each entered ``messages.stream(...)`` becomes an
+    ``llm_request`` span with the duration, token and time-to-first-chunk histograms.
+    Instrumenting twice is a logged no-op; ``uninstrument_anthropic`` restores the originals.
+    """
+    if client is None:
+        AnthropicInstrumentor().instrument()
+    else:
+        AnthropicInstrumentor().instrument_client(client)
+
+
+def uninstrument_anthropic(client: Any = None) -> None:
+    """Undo ``instrument_anthropic()`` (or ``instrument_anthropic(client)`` for that client)."""
+    if client is None:
+        AnthropicInstrumentor().uninstrument()
+    else:
+        AnthropicInstrumentor().uninstrument_client(client)
