@@ -100,6 +100,7 @@ def test_run_totals_and_stop_reason(steptrace_capture: Capture) -> None:
     assert attributes[A.RUN_INPUT_TOKENS] == 320
     assert attributes[A.RUN_OUTPUT_TOKENS] == 80
     assert attributes[A.RUN_ERRORS] == 0
+    assert attributes[A.RUN_LLM_CALLS_WITHOUT_USAGE] == 0
     assert A.STEP not in attributes
     ending = [
         s
@@ -205,3 +206,16 @@ def test_handles_work_without_configure() -> None:
             assert step.number == 2
     assert run.stop_reason == "end_turn"
     assert search_documents("x", limit=1) == {"hits": ["x"]}
+
+
+def test_run_counts_llm_calls_without_usage(steptrace_capture: Capture) -> None:
+    """Token totals say when they are incomplete instead of silently counting missing usage as 0."""
+    with steptrace.agent_run(agent="a"):
+        with steptrace.llm_request(model="m") as llm:
+            llm.record_usage(input_tokens=5, output_tokens=1)
+        with steptrace.llm_request(model="m"):
+            pass
+    (record,) = [r for r in steptrace_capture.records if r["type"] == "run"]
+    assert record["llm_calls"] == 2
+    assert record["llm_calls_without_usage"] == 1
+    assert record["input_tokens"] == 5

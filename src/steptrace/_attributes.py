@@ -68,6 +68,7 @@ STOP_REASON: Final = "steptrace.stop_reason"  # one vocabulary across providers
 RELEASE: Final = "steptrace.release"
 RUN_STEPS: Final = "steptrace.run.steps"
 RUN_LLM_CALLS: Final = "steptrace.run.llm_calls"
+RUN_LLM_CALLS_WITHOUT_USAGE: Final = "steptrace.run.llm_calls_without_usage"
 RUN_TOOL_CALLS: Final = "steptrace.run.tool_calls"
 RUN_INPUT_TOKENS: Final = "steptrace.run.input_tokens"
 RUN_OUTPUT_TOKENS: Final = "steptrace.run.output_tokens"

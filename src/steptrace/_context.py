@@ -36,6 +36,7 @@ class RunState:
         "errors",
         "input_tokens",
         "llm_calls",
+        "llm_calls_without_usage",
         "output_tokens",
         "release",
         "run_id",
@@ -57,6 +58,7 @@ class RunState:
         self._lock = threading.Lock()
         self.steps = 0
         self.llm_calls = 0
+        self.llm_calls_without_usage = 0
         self.tool_calls = 0
         self.input_tokens = 0
         self.output_tokens = 0
@@ -72,6 +74,8 @@ class RunState:
     def add_llm_call(self, input_tokens: int | None, output_tokens: int | None, failed: bool) -> None:
         with self._lock:
             self.llm_calls += 1
+            # Totals that silently count a missing usage as 0 would under-report: say how many.
+            self.llm_calls_without_usage += input_tokens is None and output_tokens is None
             self.input_tokens += input_tokens or 0
             self.output_tokens += output_tokens or 0
             self.errors += failed

@@ -174,6 +174,7 @@ def build_record(
             input_tokens=get(A.RUN_INPUT_TOKENS, 0),
             output_tokens=get(A.RUN_OUTPUT_TOKENS, 0),
             errors=get(A.RUN_ERRORS, 0),
+            llm_calls_without_usage=get(A.RUN_LLM_CALLS_WITHOUT_USAGE, 0),
         )
     else:
         record.update(agent_step=get(A.AGENT_STEP_NUMBER), attributes=_foreign_attributes(attributes))

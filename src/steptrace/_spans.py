@@ -229,6 +229,7 @@ class AgentRun(_Operation):
                     A.RUN_INPUT_TOKENS: state.input_tokens,
                     A.RUN_OUTPUT_TOKENS: state.output_tokens,
                     A.RUN_ERRORS: state.errors,
+                    A.RUN_LLM_CALLS_WITHOUT_USAGE: state.llm_calls_without_usage,
                 }
             )
             self.span.end()
