@@ -8,13 +8,13 @@ still be debugged), one warning is logged per outage, and ``force_flush()`` retu
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import time
+import weakref
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +31,9 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import StatusCode
 
 from steptrace._errors import ConfigError
-from steptrace._records import STATUS_ERROR, STATUS_OK, STATUS_UNSET, build_record
+from steptrace._jsonl import encode_record, span_to_record
 
 logger = logging.getLogger("steptrace.otlp")
 
@@ -161,6 +160,7 @@ class _Quiet(threading.local):
     def __init__(self) -> None:
         self.active = False
         self.messages: list[str] = []
+        self.on_record: Callable[[str], None] | None = None
 
 
 _quiet = _Quiet()
@@ -170,11 +170,14 @@ class _FoldSdkExporterLogs(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not _quiet.active:
             return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record must not break logging
+            message = str(record.msg)
         if len(_quiet.messages) < 8:
-            try:
-                _quiet.messages.append(record.getMessage())
-            except Exception:  # a malformed record must not break logging
-                _quiet.messages.append(str(record.msg))
+            _quiet.messages.append(message)
+        if _quiet.on_record is not None:  # the exporter complains: it failed once, and retries
+            _quiet.on_record(message)
         return False
 
 
@@ -184,14 +187,70 @@ for _name in _SDK_EXPORTER_LOGGERS:
 
 
 @contextmanager
-def _sdk_logs_folded() -> Iterator[list[str]]:
-    """Swallow the SDK exporters' log records made on this thread; yield what they said."""
+def _sdk_logs_folded(on_record: Callable[[str], None] | None = None) -> Iterator[list[str]]:
+    """Swallow the SDK exporters' log records made on this thread; yield what they said.
+
+    ``on_record`` is called at each record: a healthy export logs nothing, so the first record
+    means the exporter is failing and is about to spend its timeout retrying.
+    """
     _quiet.active = True
     _quiet.messages = []
+    _quiet.on_record = on_record
     try:
         yield _quiet.messages
     finally:
         _quiet.active = False
+        _quiet.on_record = None
+
+
+class _Circuit:
+    """The health of one collector, shared by the span processor and the metric exporter of one
+    configuration: one warning per outage for both, and neither waits on a collector the other
+    has just found dead. After a failure, attempts pause for a backoff that doubles to a cap."""
+
+    def __init__(self, backoff_s: float = 1.0, max_backoff_s: float = 30.0) -> None:
+        self.base_backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._lock = threading.Lock()
+        self._backoff_s = backoff_s
+        self.retry_at = 0.0
+        self.in_outage = False
+
+    def is_open(self) -> bool:
+        """True while attempts are paused after a failure."""
+        return time.monotonic() < self.retry_at
+
+    def failed(self, *, escalate: bool = True) -> bool:
+        """Record a failure; True if it starts an outage (the caller warns). ``escalate=False``
+        pauses again without doubling the backoff (the same failure, seen a second time)."""
+        with self._lock:
+            self.retry_at = time.monotonic() + self._backoff_s
+            if escalate:
+                self._backoff_s = min(self._backoff_s * 2, self.max_backoff_s)
+            started, self.in_outage = not self.in_outage, True
+        return started
+
+    def succeeded(self) -> bool:
+        """Record a success; True if it ends an outage (the caller says so)."""
+        with self._lock:
+            self._backoff_s = self.base_backoff_s
+            self.retry_at = 0.0
+            ended, self.in_outage = self.in_outage, False
+        return ended
+
+
+# configure() passes one settings object to make_span_processor and make_metric_reader: both
+# get the same circuit through it (keyed by identity; the entry goes with the object).
+_circuits: dict[int, _Circuit] = {}
+
+
+def _circuit_for(settings: OtlpSettings, **backoff: float) -> _Circuit:
+    key = id(settings)
+    circuit = _circuits.get(key)
+    if circuit is None:
+        circuit = _circuits[key] = _Circuit(**backoff)
+        weakref.finalize(settings, _circuits.pop, key, None)
+    return circuit
 
 
 def _reason(messages: list[str]) -> str:
@@ -205,20 +264,6 @@ def _reason(messages: list[str]) -> str:
 # --- the spill file ------------------------------------------------------------------------------
 
 
-def _status(span: ReadableSpan) -> str:
-    code = span.status.status_code
-    if code is StatusCode.ERROR:
-        return STATUS_ERROR
-    if code is StatusCode.OK:
-        return STATUS_OK
-    return STATUS_UNSET
-
-
-def _json_default(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 1024 else text[:1024] + "...[truncated]"
-
-
 class SpillFile:
     """Appends spans as step records (one JSON line each) to a 0600 file; thread-safe."""
 
@@ -229,29 +274,14 @@ class SpillFile:
     def write(self, spans: Sequence[ReadableSpan]) -> int:
         """Append the records of ``spans``; returns how many were written (a span outside any
         agent run has no step record). Raises OSError if the file cannot be written."""
-        lines: list[str] = []
+        lines: list[bytes] = []
         for span in spans:
-            context = span.context
-            if context is None:
-                continue
-            service = span.resource.attributes.get("service.name")
-            record = build_record(
-                name=span.name,
-                trace_id=context.trace_id,
-                span_id=context.span_id,
-                parent_span_id=span.parent.span_id if span.parent is not None else None,
-                start_ns=span.start_time or 0,
-                end_ns=span.end_time or span.start_time or 0,
-                status=_status(span),
-                status_description=span.status.description,
-                attributes=span.attributes or {},
-                service=str(service) if service is not None else None,
-            )
+            record = span_to_record(span)  # exactly what the JSONL step log would hold
             if record is not None:
-                lines.append(json.dumps(record, default=_json_default, ensure_ascii=False) + "\n")
+                lines.append(encode_record(record))
         if not lines:
             return 0
-        data = "".join(lines).encode("utf-8")
+        data = b"".join(lines)
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -283,12 +313,13 @@ class ResilientSpanProcessor(SpanProcessor):
       queued: it is counted in ``dropped_spans``, written to the spill file, and one warning is
       logged per episode.
     * A failed export (collector down, refusing, or silent past the timeout) sends the batch to
-      the spill file, logs one warning per outage, and opens a circuit: for ``retry_backoff_s``
+      the spill file, logs one warning per outage, and opens the circuit: for ``retry_backoff_s``
       (doubling up to ``max_retry_backoff_s``) batches go straight to the spill file, then
       delivery is tried again; an info line says when it works again.
-    * ``force_flush()`` is False if any span since the previous flush was not delivered.
-    * ``shutdown()`` waits for a silent collector at most ``shutdown_timeout_s`` in all (counted
-      from when the stuck export began), then spills what is left and returns.
+    * ``force_flush()`` is False if any span since the previous flush was not delivered. It does
+      not wait for an exporter that is retrying a failed export: it spills what is queued.
+    * ``shutdown()`` does not wait for a failing exporter at all, and for a silent one at most
+      ``shutdown_timeout_s`` from the start of the stuck export; then it spills what is left.
     """
 
     def __init__(
@@ -303,6 +334,7 @@ class ResilientSpanProcessor(SpanProcessor):
         shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S,
         retry_backoff_s: float = 1.0,
         max_retry_backoff_s: float = 30.0,
+        circuit: _Circuit | None = None,
     ) -> None:
         if max_export_batch_size <= 0 or max_queue_size < max_export_batch_size:
             raise ConfigError("the OTLP queue must hold at least one export batch (> 0 spans)")
@@ -313,8 +345,7 @@ class ResilientSpanProcessor(SpanProcessor):
         self.max_export_batch_size = max_export_batch_size
         self.schedule_delay_s = schedule_delay_s
         self.shutdown_timeout_s = shutdown_timeout_s
-        self.retry_backoff_s = retry_backoff_s
-        self.max_retry_backoff_s = max_retry_backoff_s
+        self.circuit = circuit or _Circuit(retry_backoff_s, max_retry_backoff_s)
 
         # Counters: monotonic, never reset, readable at any time.
         self.exported_spans = 0  # accepted by the collector
@@ -328,15 +359,13 @@ class ResilientSpanProcessor(SpanProcessor):
         self._queue: deque[ReadableSpan] = deque()
         self._in_flight: list[ReadableSpan] | None = None
         self._in_flight_since = 0.0
+        self._export_failing = False  # the export in flight has failed once and is retrying
         self._flushes: list[_Flush] = []
         self._undelivered_since_flush = False
         self._closing = False
-        self._in_outage = False
         self._spilled_this_outage = 0
         self._overflowing = False
         self._spill_error_reported = False
-        self._backoff_s = retry_backoff_s
-        self._retry_at = 0.0
         self._worker = threading.Thread(target=self._run, name="steptrace-otlp", daemon=True)
         self._worker.start()
 
@@ -392,6 +421,7 @@ class ResilientSpanProcessor(SpanProcessor):
                     batch = [self._queue.popleft() for _ in range(count)]
                     self._in_flight = batch
                     self._in_flight_since = time.monotonic()
+                    self._export_failing = False
                 self._deliver(batch)
                 if not (flushes or closing) and len(self._queue) < self.max_export_batch_size:
                     break
@@ -405,20 +435,39 @@ class ResilientSpanProcessor(SpanProcessor):
             if closing:
                 return
 
+    def _note_export_failing(self, message: str) -> None:
+        """Called (on the worker) at the exporter's first complaint, before its retries."""
+        if not self._export_failing:
+            self._export_failing = True
+            self._outage_started(_reason([message]))
+
+    def _outage_started(self, reason: str, *, escalate: bool = True) -> None:
+        if self.circuit.failed(escalate=escalate):
+            self._spilled_this_outage = 0
+            logger.warning(
+                "steptrace: OTLP export to %s failed (%s); undelivered spans go to %s until it "
+                "recovers. Logged once per outage; your program is unaffected.",
+                self.endpoint,
+                reason,
+                self.spill.path if self.spill else "nowhere (no spill file configured)",
+            )
+
     def _deliver(self, batch: list[ReadableSpan]) -> None:
-        attempted = time.monotonic() >= self._retry_at
+        attempted = not self.circuit.is_open()
         ok = False
         reason = "collector unreachable; waiting before trying again"
         if attempted:
-            with _sdk_logs_folded() as messages:
+            with _sdk_logs_folded(on_record=self._note_export_failing) as messages:
                 try:
                     ok = self.exporter.export(batch) is SpanExportResult.SUCCESS
                 except Exception as exc:  # an exporter bug must not kill the worker
                     messages.append(f"{type(exc).__name__}: {exc}")
             reason = _reason(messages)
         with self._lock:
-            owned = self._in_flight is batch  # False once shutdown() has spilled it
+            owned = self._in_flight is batch  # False once shutdown() spilled it
             self._in_flight = None
+            already_noted = self._export_failing
+            self._export_failing = False
             if ok:
                 self.exported_spans += len(batch)
             else:
@@ -427,9 +476,7 @@ class ResilientSpanProcessor(SpanProcessor):
                 if attempted:
                     self.failed_exports += 1
         if ok:
-            self._backoff_s = self.retry_backoff_s
-            if self._in_outage:
-                self._in_outage = False
+            if self.circuit.succeeded():
                 logger.info(
                     "steptrace: OTLP export to %s works again; %d spans from the outage are in %s",
                     self.endpoint,
@@ -438,22 +485,9 @@ class ResilientSpanProcessor(SpanProcessor):
                 )
             return
         if attempted:
-            self._retry_at = time.monotonic() + self._backoff_s
-            self._backoff_s = min(self._backoff_s * 2, self.max_retry_backoff_s)
-        first_failure = not self._in_outage
-        if first_failure:
-            self._in_outage = True
-            self._spilled_this_outage = 0
+            self._outage_started(reason, escalate=not already_noted)
         if owned:
             self._spilled_this_outage += self._spill(batch)
-        if first_failure:
-            logger.warning(
-                "steptrace: OTLP export to %s failed (%s); undelivered spans go to %s until it "
-                "recovers. Logged once per outage; your program is unaffected.",
-                self.endpoint,
-                reason,
-                self.spill.path if self.spill else "nowhere (no spill file configured)",
-            )
 
     def _spill(self, spans: Sequence[ReadableSpan]) -> int:
         if self.spill is None or not spans:
@@ -474,6 +508,14 @@ class ResilientSpanProcessor(SpanProcessor):
             self.spilled_spans += written
         return written
 
+    def _spill_queued(self) -> None:
+        with self._lock:
+            queued = list(self._queue)
+            self._queue.clear()
+            self.failed_spans += len(queued)
+            self._undelivered_since_flush = True
+        self._spill(queued)
+
     # -- lifecycle --
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -485,38 +527,53 @@ class ResilientSpanProcessor(SpanProcessor):
                 return not self._undelivered_since_flush
             self._flushes.append(flush)
             self._wake.notify()
-        if not flush.done.wait(timeout_millis / 1000.0):
-            return False
+        deadline = time.monotonic() + timeout_millis / 1000.0
+        while not flush.done.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
+            with self._lock:
+                failing = self._export_failing
+                stuck_for = time.monotonic() - self._in_flight_since if self._in_flight else 0.0
+            if failing or stuck_for >= self.shutdown_timeout_s:
+                # The exporter is retrying a failed export, or the collector is silent: the
+                # answer is False either way, so keep the queued spans locally, do not wait.
+                if not failing:
+                    self._outage_started(f"no answer within {self.shutdown_timeout_s:.1f} s")
+                self._spill_queued()
+                return False
+            if time.monotonic() >= deadline:
+                return False
         return flush.ok
 
     def shutdown(self) -> None:
-        """Deliver what is queued, waiting at most ``shutdown_timeout_s``; spill what is left."""
+        """Deliver what is queued; do not wait for a failing collector, nor longer than
+        ``shutdown_timeout_s`` for a silent one; spill what is left."""
         with self._lock:
             if self._closing:
                 return
             self._closing = True
             self._wake.notify()
             stuck_for = time.monotonic() - self._in_flight_since if self._in_flight else 0.0
-        self._worker.join(max(0.05, self.shutdown_timeout_s - stuck_for))
-        if self._worker.is_alive():  # the collector is not answering: keep the spans locally
+            failing = self._export_failing
+        known_bad = failing or self.circuit.is_open()
+        self._worker.join(0.0 if known_bad else max(0.05, self.shutdown_timeout_s - stuck_for))
+        if self._worker.is_alive():
+            # Cut the exporter's retries short (a gRPC call in flight is cancelled too), give
+            # the worker a moment to spill its batch, then keep whatever is left locally.
+            self._shutdown_exporter()
+            self._worker.join(0.5)
+        if self._worker.is_alive():
             with self._lock:
                 leftover = list(self._in_flight or ()) + list(self._queue)
                 self._in_flight = None
                 self._queue.clear()
                 self.failed_spans += len(leftover)
-            spilled = self._spill(leftover)
-            if not self._in_outage:
-                logger.warning(
-                    "steptrace: OTLP export to %s did not finish within %.1f s at shutdown; "
-                    "%d undelivered spans went to %s.",
-                    self.endpoint,
-                    self.shutdown_timeout_s,
-                    spilled,
-                    self.spill.path if self.spill else "nowhere (no spill file configured)",
-                )
+            self._outage_started(f"no answer within {self.shutdown_timeout_s:.1f} s at shutdown")
+            self._spill(leftover)
+        self._shutdown_exporter()
+
+    def _shutdown_exporter(self) -> None:
         with _sdk_logs_folded():
             try:
-                self.exporter.shutdown()  # also cuts short the exporter's retry wait
+                self.exporter.shutdown()  # a second call only logs (folded) and returns
             except Exception:  # a broken exporter at exit is not the user's problem
                 logger.debug("steptrace: OTLP exporter shutdown failed", exc_info=True)
 
@@ -525,10 +582,12 @@ class ResilientSpanProcessor(SpanProcessor):
 
 
 class ResilientMetricExporter(MetricExporter):
-    """Wraps an OTLP metric exporter: one warning per outage, no waiting on a dead collector.
+    """Wraps an OTLP metric exporter: one warning per outage, and no export attempt while the
+    collector is known to be down, from this exporter's failures or, for the same collector,
+    from the span processor's (``spans_circuit``), whose warning then stands for both.
 
-    With cumulative temporality (the OTLP exporters' default) an export skipped while the
-    collector is down loses nothing: the next one that gets through carries the totals.
+    With cumulative temporality (the OTLP exporters' default) a skipped export loses nothing:
+    the next one that gets through carries the totals.
     """
 
     def __init__(
@@ -536,8 +595,7 @@ class ResilientMetricExporter(MetricExporter):
         exporter: MetricExporter,
         *,
         endpoint: str = "",
-        retry_backoff_s: float = 1.0,
-        max_retry_backoff_s: float = 30.0,
+        spans_circuit: _Circuit | None = None,
     ) -> None:
         super().__init__(
             preferred_temporality=exporter._preferred_temporality,
@@ -545,17 +603,20 @@ class ResilientMetricExporter(MetricExporter):
         )
         self.exporter = exporter
         self.endpoint = endpoint
-        self.retry_backoff_s = retry_backoff_s
-        self.max_retry_backoff_s = max_retry_backoff_s
+        self.circuit = _Circuit()
+        self.spans_circuit = spans_circuit
         self.failed_exports = 0
-        self._backoff_s = retry_backoff_s
-        self._retry_at = 0.0
-        self._in_outage = False
+        self.skipped_exports = 0
+
+    def _spans_found_it_down(self) -> bool:
+        return self.spans_circuit is not None and self.spans_circuit.in_outage
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
-        if time.monotonic() < self._retry_at:
+        spans_paused = self.spans_circuit is not None and self.spans_circuit.is_open()
+        if self.circuit.is_open() or spans_paused:
+            self.skipped_exports += 1
             return MetricExportResult.FAILURE
         ok = False
         with _sdk_logs_folded() as messages:
@@ -565,19 +626,14 @@ class ResilientMetricExporter(MetricExporter):
             except Exception as exc:
                 messages.append(f"{type(exc).__name__}: {exc}")
         if ok:
-            self._backoff_s = self.retry_backoff_s
-            if self._in_outage:
-                self._in_outage = False
+            if self.circuit.succeeded():
                 logger.info("steptrace: OTLP metric export to %s works again", self.endpoint)
             return MetricExportResult.SUCCESS
         self.failed_exports += 1
-        self._retry_at = time.monotonic() + self._backoff_s
-        self._backoff_s = min(self._backoff_s * 2, self.max_retry_backoff_s)
-        if not self._in_outage:
-            self._in_outage = True
+        if self.circuit.failed() and not self._spans_found_it_down():
             logger.warning(
                 "steptrace: OTLP metric export to %s failed (%s); the next export that gets "
-                "through carries the totals. Logged once per outage.",
+                "through carries the totals. Logged once per outage; your program is unaffected.",
                 self.endpoint,
                 _reason(messages),
             )
@@ -645,10 +701,15 @@ def make_span_processor(settings: OtlpSettings, **options: Any) -> SpanProcessor
     if not settings.traces_endpoint:
         return SpanProcessor()
     options.setdefault("shutdown_timeout_s", min(settings.timeout_s, SHUTDOWN_TIMEOUT_S))
+    backoff = {
+        "backoff_s": options.pop("retry_backoff_s", 1.0),
+        "max_backoff_s": options.pop("max_retry_backoff_s", 30.0),
+    }
     return ResilientSpanProcessor(
         _span_exporter(settings),
         endpoint=settings.traces_endpoint,
         spill_path=settings.spill_path,
+        circuit=_circuit_for(settings, **backoff),
         **options,
     )
 
@@ -659,8 +720,15 @@ def make_metric_reader(settings: OtlpSettings, *, export_interval_s: float | Non
     The interval is ``export_interval_s``, else ``OTEL_METRIC_EXPORT_INTERVAL`` (ms), else 60 s.
     Without a metrics endpoint (only a traces one set), the SDK's default endpoint is used.
     """
+    same_collector = bool(settings.traces_endpoint) and (
+        urlparse(settings.traces_endpoint).netloc == urlparse(settings.metrics_endpoint).netloc
+    )
     return PeriodicExportingMetricReader(
-        ResilientMetricExporter(_metric_exporter(settings), endpoint=settings.metrics_endpoint),
+        ResilientMetricExporter(
+            _metric_exporter(settings),
+            endpoint=settings.metrics_endpoint,
+            spans_circuit=_circuit_for(settings) if same_collector else None,
+        ),
         export_interval_millis=export_interval_s * 1000.0 if export_interval_s else None,
         export_timeout_millis=settings.timeout_s * 1000.0,
     )
