@@ -1,0 +1,43 @@
+"""Find, summarize, debug and compare agent runs from step logs (JSONL or OTLP JSON).
+
+>>> from steptrace.analysis import load, debug_run
+>>> logs = load("steptrace-logs")  # doctest: +SKIP
+>>> for run in logs.runs(stop_reason="error", limit=5):  # doctest: +SKIP
+...     print(debug_run(run).hypotheses[0].title)
+"""
+
+from __future__ import annotations
+
+from steptrace.analysis._debug import (
+    DebugReport,
+    Hypothesis,
+    RepeatedToolCall,
+    SpanRef,
+    debug_run,
+)
+from steptrace.analysis._diff import DiffReport, MetricChange, diff
+from steptrace.analysis._html import render_html, write_html
+from steptrace.analysis._loading import LoadIssue, LogError
+from steptrace.analysis._runs import STOP_INCOMPLETE, Run, RunSet, load
+from steptrace.analysis._summary import RunSummary, summarize
+
+__all__ = [
+    "STOP_INCOMPLETE",
+    "DebugReport",
+    "DiffReport",
+    "Hypothesis",
+    "LoadIssue",
+    "LogError",
+    "MetricChange",
+    "RepeatedToolCall",
+    "Run",
+    "RunSet",
+    "RunSummary",
+    "SpanRef",
+    "debug_run",
+    "diff",
+    "load",
+    "render_html",
+    "summarize",
+    "write_html",
+]

@@ -1,0 +1,241 @@
+"""``diff(baseline, candidate)``: compare two sets of runs (two releases, two days) metric by
+metric, each with its delta and a plain-words verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from steptrace.analysis._debug import format_ms
+from steptrace.analysis._runs import STOP_INCOMPLETE, Run, RunSet
+from steptrace.analysis._stats import percentile
+
+Unit = Literal["ratio", "ms", "tokens"]
+Direction = Literal["better", "worse", "same", "changed", "new", "gone"]
+
+# Below these changes a metric is "about the same": noise, not a regression.
+_SAME_RATIO_POINTS = 0.01  # one percentage point
+_SAME_RELATIVE = 0.05  # 5 %
+# Fewer runs than this on either side and the verdict carries a warning.
+_FEW_RUNS = 30
+# Stop reasons whose share going up is bad news; end_turn going up is good news.
+_BAD_STOPS = frozenset({"error", "max_steps", STOP_INCOMPLETE, "cancelled", "max_tokens", "content_filter"})
+_GOOD_STOPS = frozenset({"end_turn"})
+
+
+@dataclass(frozen=True)
+class MetricChange:
+    """One metric on both sides. ``delta`` is candidate minus baseline (None when a side has
+    no data); ``verdict`` says it in words, e.g. ``worse: up 7.5 points (2.0% -> 9.5%)``."""
+
+    name: str
+    unit: Unit
+    baseline: float | None
+    candidate: float | None
+    delta: float | None
+    direction: Direction
+    verdict: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "baseline": self.baseline,
+            "candidate": self.candidate,
+            "delta": self.delta,
+            "direction": self.direction,
+            "verdict": self.verdict,
+        }
+
+
+@dataclass(frozen=True)
+class DiffReport:
+    """Baseline against candidate: run-level metrics, per-tool p95, and the stop-reason mix."""
+
+    baseline_label: str
+    candidate_label: str
+    baseline_runs: int
+    candidate_runs: int
+    metrics: list[MetricChange]
+    tool_p95_ms: list[MetricChange]
+    stop_reasons: list[MetricChange]
+    verdict: str
+
+    def all_changes(self) -> list[MetricChange]:
+        return [*self.metrics, *self.tool_p95_ms, *self.stop_reasons]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "baseline": {"label": self.baseline_label, "runs": self.baseline_runs},
+            "candidate": {"label": self.candidate_label, "runs": self.candidate_runs},
+            "metrics": [m.to_dict() for m in self.metrics],
+            "tool_p95_ms": [m.to_dict() for m in self.tool_p95_ms],
+            "stop_reasons": [m.to_dict() for m in self.stop_reasons],
+            "verdict": self.verdict,
+        }
+
+
+def format_value(value: float | None, unit: Unit) -> str:
+    if value is None:
+        return "-"
+    if unit == "ratio":
+        return f"{value * 100:.1f}%"
+    if unit == "ms":
+        return format_ms(value)
+    return f"{value:,.0f}"
+
+
+def _change(
+    name: str,
+    unit: Unit,
+    baseline: float | None,
+    candidate: float | None,
+    *,
+    higher_is_worse: bool | None = True,
+) -> MetricChange:
+    """Compare one metric; ``higher_is_worse=None`` for metrics with no good direction."""
+    span = f"({format_value(baseline, unit)} -> {format_value(candidate, unit)})"
+    if baseline is None and candidate is None:
+        return MetricChange(name, unit, None, None, None, "same", "no data on either side")
+    if baseline is None:
+        return MetricChange(name, unit, None, candidate, None, "new", f"new in candidate {span}")
+    if candidate is None:
+        return MetricChange(name, unit, baseline, None, None, "gone", f"not in candidate {span}")
+    delta = candidate - baseline
+    if unit == "ratio":
+        same = abs(delta) < _SAME_RATIO_POINTS
+        amount = f"{abs(delta) * 100:.1f} points"
+    else:
+        relative = abs(delta) / abs(baseline) if baseline else (0.0 if delta == 0 else 1.0)
+        same = relative < _SAME_RELATIVE
+        pct = f"{relative * 100:.0f}%" if baseline else "from zero"
+        amount = (format_ms(abs(delta)) if unit == "ms" else f"{abs(delta):,.0f}") + f", {pct}"
+    if same:
+        return MetricChange(name, unit, baseline, candidate, delta, "same", f"about the same {span}")
+    word = "up" if delta > 0 else "down"
+    direction: Direction
+    if higher_is_worse is None:
+        direction = "changed"
+    else:
+        direction = "worse" if (delta > 0) == higher_is_worse else "better"
+    return MetricChange(
+        name, unit, baseline, candidate, delta, direction, f"{direction}: {word} {amount} {span}"
+    )
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _share(runs: Sequence[Run], flag: Iterable[bool]) -> float | None:
+    return sum(flag) / len(runs) if runs else None
+
+
+def diff(
+    baseline: RunSet | Sequence[Run],
+    candidate: RunSet | Sequence[Run],
+    *,
+    baseline_label: str = "baseline",
+    candidate_label: str = "candidate",
+) -> DiffReport:
+    """Compare two sets of runs: error rate, p50/p95 run duration, p95 per tool, tokens per run,
+    repeated-call rate (share of runs that called a tool twice with the same arguments) and the
+    stop-reason mix.
+
+    >>> logs = load("steptrace-logs")  # doctest: +SKIP
+    >>> report = diff(logs.runs(release="1.4.0"), logs.runs(release="1.5.0"))  # doctest: +SKIP
+    >>> [m.verdict for m in report.metrics]  # doctest: +SKIP
+    """
+    base, cand = list(baseline), list(candidate)
+
+    def durations(runs: Sequence[Run]) -> list[float]:
+        return [r.duration_ms for r in runs]
+
+    metrics = [
+        _change(
+            "error_rate",
+            "ratio",
+            _share(base, (r.error_count > 0 for r in base)),
+            _share(cand, (r.error_count > 0 for r in cand)),
+        ),
+        _change(
+            "p50_duration_ms",
+            "ms",
+            percentile(durations(base), 50),
+            percentile(durations(cand), 50),
+        ),
+        _change(
+            "p95_duration_ms",
+            "ms",
+            percentile(durations(base), 95),
+            percentile(durations(cand), 95),
+        ),
+        _change(
+            "tokens_per_run",
+            "tokens",
+            _mean([r.total_tokens for r in base]),
+            _mean([r.total_tokens for r in cand]),
+        ),
+        _change(
+            "repeated_call_rate",
+            "ratio",
+            _share(base, (r.repeated_call_count > 0 for r in base)),
+            _share(cand, (r.repeated_call_count > 0 for r in cand)),
+        ),
+    ]
+
+    def tool_durations(runs: Sequence[Run]) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        for run in runs:
+            for tool, values in run.tool_durations_ms.items():
+                out.setdefault(tool, []).extend(values)
+        return out
+
+    base_tools, cand_tools = tool_durations(base), tool_durations(cand)
+    tools = [
+        _change(
+            f"p95_ms[{tool}]",
+            "ms",
+            percentile(base_tools.get(tool, []), 95),
+            percentile(cand_tools.get(tool, []), 95),
+        )
+        for tool in sorted(set(base_tools) | set(cand_tools))
+    ]
+
+    reasons = sorted({r.stop_reason for r in base} | {r.stop_reason for r in cand})
+    stops = [
+        _change(
+            f"stop_reason[{reason}]",
+            "ratio",
+            _share(base, (r.stop_reason == reason for r in base)),
+            _share(cand, (r.stop_reason == reason for r in cand)),
+            higher_is_worse=True if reason in _BAD_STOPS else False if reason in _GOOD_STOPS else None,
+        )
+        for reason in reasons
+    ]
+
+    worse = [m.name for m in [*metrics, *tools, *stops] if m.direction == "worse"]
+    better = [m.name for m in [*metrics, *tools, *stops] if m.direction == "better"]
+    if not base or not cand:
+        verdict = "cannot compare: " + ("baseline" if not base else "candidate") + " has no runs"
+    elif worse:
+        verdict = f"{candidate_label} is worse on {len(worse)} metric(s): {', '.join(worse)}"
+        if better:
+            verdict += f"; better on {', '.join(better)}"
+    elif better:
+        verdict = f"{candidate_label} is better on {', '.join(better)} and no worse elsewhere"
+    else:
+        verdict = f"{candidate_label} is about the same as {baseline_label}"
+    if base and cand and min(len(base), len(cand)) < _FEW_RUNS:
+        verdict += f" (few runs: {len(base)} vs {len(cand)}; treat small changes as noise)"
+    return DiffReport(
+        baseline_label=baseline_label,
+        candidate_label=candidate_label,
+        baseline_runs=len(base),
+        candidate_runs=len(cand),
+        metrics=metrics,
+        tool_p95_ms=tools,
+        stop_reasons=stops,
+        verdict=verdict,
+    )

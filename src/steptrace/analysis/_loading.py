@@ -1,0 +1,416 @@
+"""Find step logs on disk and stream their records, one dict at a time.
+
+Reads the JSONL step log (``.jsonl``/``.jsonl.gz``) and OTLP JSON as the OpenTelemetry
+Collector's ``file`` exporter writes it; OTLP spans go through the same ``build_record`` as the
+local exporter, so both give identical records. Bad lines are counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import base64
+import glob
+import gzip
+import importlib
+import json
+import os
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol, cast
+
+from steptrace._records import STATUS_ERROR, STATUS_OK, STATUS_UNSET, build_record
+
+# Suffixes a directory is searched for. ``.json`` too: the Collector's file exporter is often
+# pointed at ``traces.json``.
+LOG_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
+# How many corrupt line numbers a warning names; the count is always exact.
+_FIRST_CORRUPT_SHOWN = 5
+# Report progress every this many lines: often enough for a smooth bar, rare enough to be free.
+_PROGRESS_EVERY_LINES = 20_000
+
+ProgressCallback = Callable[[int], None]
+
+
+# The fields the per-run aggregates read. The fast path decodes only these, so the (large)
+# captured input/output of every record is skipped instead of being turned into objects.
+STEP_FIELDS = (
+    "run_id",
+    "type",
+    "name",
+    "started_at",
+    "ts",
+    "duration_ms",
+    "status",
+    "span_id",
+    "parent_span_id",
+    "tool",
+    "args_hash",
+    "input_tokens",
+    "output_tokens",
+    "agent",
+    "release",
+    "service",
+    "stop_reason",
+    "attributes",
+)
+
+
+class StepFields(Protocol):
+    """The aggregate fields of one record, as attributes (None when absent)."""
+
+    run_id: Any
+    type: Any
+    name: Any
+    started_at: Any
+    ts: Any
+    duration_ms: Any
+    status: Any
+    span_id: Any
+    parent_span_id: Any
+    tool: Any
+    args_hash: Any
+    input_tokens: Any
+    output_tokens: Any
+    agent: Any
+    release: Any
+    service: Any
+    stop_reason: Any
+    attributes: Any
+
+
+class _DictFields:
+    """StepFields read from an already-decoded record (stdlib path and OTLP input)."""
+
+    __slots__ = STEP_FIELDS
+
+    def __init__(self, record: Mapping[str, Any]) -> None:
+        get = record.get
+        for name in STEP_FIELDS:
+            setattr(self, name, get(name))
+
+
+def _msgspec() -> Any:
+    try:
+        return importlib.import_module("msgspec")
+    except ImportError:
+        return None
+
+
+_MSGSPEC = _msgspec()
+
+
+def fast_path_available() -> bool:
+    """True when msgspec is installed (``pip install 'steptrace[fast]'``): ~3x faster loading."""
+    return _MSGSPEC is not None
+
+
+def _decoders(fast: bool) -> tuple[Callable[[bytes], Any], Callable[[bytes], Any] | None]:
+    """(full decoder to dicts, StepFields decoder or None) for the chosen path."""
+    if fast and _MSGSPEC is not None:
+        struct = _MSGSPEC.defstruct("StepFieldsStruct", [(name, Any, None) for name in STEP_FIELDS])
+        return _MSGSPEC.json.decode, _MSGSPEC.json.Decoder(struct).decode
+    return json.loads, None
+
+
+_FULL_DECODE, _FIELDS_DECODE = _decoders(fast=True)
+
+
+def use_fast_path(enabled: bool) -> None:
+    """Switch between msgspec and the stdlib json decoder (both give the same results)."""
+    global _FULL_DECODE, _FIELDS_DECODE
+    _FULL_DECODE, _FIELDS_DECODE = _decoders(fast=enabled)
+
+
+class LogError(Exception):
+    """Input that cannot be read at all (missing path, empty directory, not gzip, no permission).
+
+    The message is one line meant for a person; the CLI prints it and exits 2.
+    """
+
+
+@dataclass
+class LoadIssue:
+    """What was wrong inside one log file; loading kept going past all of it."""
+
+    path: Path
+    corrupt_lines: int = 0
+    first_corrupt_line_numbers: list[int] = field(default_factory=list)
+    torn_last_line: bool = False
+    truncated_gzip: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.corrupt_lines or self.torn_last_line or self.truncated_gzip)
+
+    def add_corrupt(self, line_number: int) -> None:
+        self.corrupt_lines += 1
+        if len(self.first_corrupt_line_numbers) < _FIRST_CORRUPT_SHOWN:
+            self.first_corrupt_line_numbers.append(line_number)
+
+    def message(self) -> str:
+        """One line for a person, e.g. ``steps.jsonl: skipped 2 corrupt lines (lines 4, 9)``."""
+        parts: list[str] = []
+        if self.corrupt_lines:
+            numbers = ", ".join(str(n) for n in self.first_corrupt_line_numbers)
+            more = ", ..." if self.corrupt_lines > len(self.first_corrupt_line_numbers) else ""
+            noun = "line" if self.corrupt_lines == 1 else "lines"
+            parts.append(f"skipped {self.corrupt_lines} corrupt {noun} (line {numbers}{more})")
+        if self.torn_last_line:
+            parts.append("skipped a torn last line (the writer probably stopped mid-write)")
+        if self.truncated_gzip:
+            parts.append("the gzip stream ends early (file cut off); read what was there")
+        return f"{self.path}: " + "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "corrupt_lines": self.corrupt_lines,
+            "first_corrupt_line_numbers": list(self.first_corrupt_line_numbers),
+            "torn_last_line": self.torn_last_line,
+            "truncated_gzip": self.truncated_gzip,
+        }
+
+
+def _is_log_file(path: Path) -> bool:
+    return path.name.endswith(LOG_SUFFIXES)
+
+
+def find_sources(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Expand files, directories (searched recursively) and globs into a sorted, de-duplicated
+    list of log files. Raises LogError for a path that gives nothing to read."""
+    found: dict[Path, None] = {}
+    for raw in paths:
+        text = os.fspath(raw)
+        path = Path(text).expanduser()
+        if path.is_file():
+            found.setdefault(path, None)
+        elif path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and _is_log_file(p))
+            if not files:
+                raise LogError(
+                    f"{path}: no step logs in this directory (looked for "
+                    + ", ".join(f"*{s}" for s in LOG_SUFFIXES)
+                    + ")"
+                )
+            for file in files:
+                found.setdefault(file, None)
+        elif glob.has_magic(text):
+            matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(text), recursive=True))
+            files = [m for m in matches if m.is_file()]
+            if not files:
+                raise LogError(f"{text}: no files match this pattern")
+            for file in files:
+                found.setdefault(file, None)
+        elif path.exists():
+            raise LogError(f"{path}: not a regular file or directory")
+        else:
+            raise LogError(f"{path}: no such file or directory")
+    # The same file named twice (a directory and a file in it) must not count its runs twice.
+    unique: dict[Path, Path] = {}
+    for file in found:
+        unique.setdefault(file.resolve(), file)
+    return list(unique.values())
+
+
+def _open(path: Path) -> tuple[IO[bytes], IO[bytes]]:
+    """(reader, raw file); the raw file's position measures progress, also under gzip."""
+    try:
+        raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    except OSError as exc:
+        raise LogError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if path.name.endswith(".gz"):
+        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb")), raw
+    return raw, raw
+
+
+def _otlp_value(value: Mapping[str, Any]) -> Any:
+    """An OTLP JSON ``AnyValue`` as a plain Python value (intValue arrives as a string)."""
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "doubleValue" in value:
+        return float(value["doubleValue"])
+    if "boolValue" in value:
+        return bool(value["boolValue"])
+    if "arrayValue" in value:
+        return [_otlp_value(v) for v in value["arrayValue"].get("values", [])]
+    if "kvlistValue" in value:
+        return _otlp_attributes(value["kvlistValue"].get("values", []))
+    if "bytesValue" in value:
+        return value["bytesValue"]
+    return None
+
+
+def _otlp_attributes(attributes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return {a["key"]: _otlp_value(a.get("value", {})) for a in attributes}
+
+
+_OTLP_STATUS = {
+    0: STATUS_UNSET,
+    1: STATUS_OK,
+    2: STATUS_ERROR,
+    "STATUS_CODE_UNSET": STATUS_UNSET,
+    "STATUS_CODE_OK": STATUS_OK,
+    "STATUS_CODE_ERROR": STATUS_ERROR,
+}
+
+
+def _hex_id(value: Any) -> str | None:
+    """OTLP JSON ids are hex; some exporters write base64 (the protobuf JSON default)."""
+    if not value:
+        return None
+    text = str(value)
+    if len(text) in (16, 32) and all(c in "0123456789abcdefABCDEF" for c in text):
+        return text.lower()
+    try:
+        return base64.b64decode(text, validate=True).hex()
+    except ValueError:
+        return text
+
+
+def records_from_otlp(document: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Step records for the spans of one OTLP JSON ``ExportTraceServiceRequest``.
+
+    Spans outside any agent run (no ``steptrace.run_id``) are skipped, as the JSONL exporter does.
+    """
+    for resource_spans in document.get("resourceSpans") or []:
+        resource = _otlp_attributes((resource_spans.get("resource") or {}).get("attributes") or [])
+        service = resource.get("service.name")
+        for scope_spans in resource_spans.get("scopeSpans") or []:
+            for span in scope_spans.get("spans") or []:
+                status = span.get("status") or {}
+                record = build_record(
+                    name=span.get("name", ""),
+                    trace_id=_hex_id(span.get("traceId")) or "",
+                    span_id=_hex_id(span.get("spanId")) or "",
+                    parent_span_id=_hex_id(span.get("parentSpanId")),
+                    start_ns=int(span.get("startTimeUnixNano") or 0),
+                    end_ns=int(span.get("endTimeUnixNano") or 0),
+                    status=_OTLP_STATUS.get(status.get("code", 0), STATUS_UNSET),
+                    status_description=status.get("message") or None,
+                    attributes=_otlp_attributes(span.get("attributes") or []),
+                    service=service if isinstance(service, str) else None,
+                )
+                if record is not None:
+                    yield record
+
+
+def _json_object(line: bytes) -> dict[str, Any] | None:
+    """The line's JSON object, or None for anything else (blank, not JSON, not an object)."""
+    for decode in (_FULL_DECODE, json.loads):
+        try:
+            value = decode(line)
+        except ValueError:
+            continue
+        return value if type(value) is dict else None
+    return None
+
+
+def _decode_line(line: bytes, line_number: int, issue: LoadIssue, *, otlp: bool, fields: bool) -> list[Any]:
+    """The records in one line the fast decoder did not take, noting what is wrong in ``issue``."""
+    try:
+        document = _FULL_DECODE(line)
+    except ValueError:
+        try:
+            # The stdlib accepts what the writer (json.dumps) may emit, e.g. NaN.
+            document = json.loads(line)
+        except ValueError:
+            if not line.strip():
+                return []
+            # Only the last line can lack its newline: a writer killed mid-write.
+            if line.endswith(b"\n"):
+                issue.add_corrupt(line_number)
+            else:
+                issue.torn_last_line = True
+            return []
+    if type(document) is not dict:
+        issue.add_corrupt(line_number)
+        return []
+    if otlp:
+        if "resourceSpans" not in document:
+            issue.add_corrupt(line_number)
+            return []
+        try:
+            records = list(records_from_otlp(document))
+        except (AttributeError, KeyError, TypeError, ValueError):
+            issue.add_corrupt(line_number)
+            return []
+    elif "run_id" in document and "type" in document:
+        records = [document]
+    else:
+        issue.add_corrupt(line_number)
+        return []
+    return [_DictFields(r) for r in records] if fields else records
+
+
+def _iter(
+    path: Path,
+    issue: LoadIssue,
+    *,
+    fields: bool,
+    needle: bytes | None = None,
+    progress: ProgressCallback | None = None,
+) -> Iterator[Any]:
+    """Records of one file in file order, as dicts or (``fields``) as StepFields."""
+    reader, raw = _open(path)
+    fields_decode = _FIELDS_DECODE if fields else None
+    otlp: bool | None = None  # decided by the first non-blank line
+    line_number = 0
+    try:
+        try:
+            for line in reader:
+                line_number += 1
+                if not line_number % _PROGRESS_EVERY_LINES and progress is not None:
+                    progress(raw.tell())
+                if otlp is None:
+                    # The format is that of the first line holding a JSON object: garbage or a
+                    # torn line before it must not decide it.
+                    first = _json_object(line)
+                    if first is None:
+                        yield from _decode_line(line, line_number, issue, otlp=False, fields=fields)
+                        continue
+                    otlp = "resourceSpans" in first
+                    if otlp:
+                        fields_decode = None  # OTLP needs whole documents
+                if needle is not None and needle not in line:
+                    continue
+                if fields_decode is not None:
+                    # The common case, kept tight: a well-formed step record.
+                    try:
+                        step = fields_decode(line)
+                    except ValueError:
+                        pass
+                    else:
+                        if step.run_id is not None and step.type is not None:
+                            yield step
+                            continue
+                yield from _decode_line(line, line_number, issue, otlp=otlp, fields=fields)
+        except (EOFError, zlib.error):
+            # A .gz cut off by a crash: keep the records before the cut.
+            issue.truncated_gzip = True
+        except gzip.BadGzipFile as exc:
+            raise LogError(f"{path}: not a gzip file ({exc})") from exc
+        except OSError as exc:
+            raise LogError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+        if progress is not None:
+            progress(raw.tell())
+    finally:
+        reader.close()
+        raw.close()
+
+
+def iter_records(path: Path, issue: LoadIssue, *, needle: bytes | None = None) -> Iterator[dict[str, Any]]:
+    """Every step record in one file, as dicts, in file order. Bad lines are noted in ``issue``.
+
+    ``needle``: skip, without decoding, lines that do not contain these bytes (a fast pre-filter
+    when only one run is wanted; the caller still checks ``run_id``).
+    """
+    return cast(Iterator[dict[str, Any]], _iter(path, issue, fields=False, needle=needle))
+
+
+def iter_step_fields(
+    path: Path, issue: LoadIssue, *, progress: ProgressCallback | None = None
+) -> Iterator[StepFields]:
+    """Every record of one file reduced to :data:`STEP_FIELDS`: the aggregate pass's input."""
+    return cast(Iterator[StepFields], _iter(path, issue, fields=True, progress=progress))

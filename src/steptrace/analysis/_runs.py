@@ -1,0 +1,487 @@
+"""Runs and run sets: one streaming pass folds step records into per-run aggregates.
+
+Memory grows with the number of runs, not records. A run's full records are read back lazily
+(a second pass that skips other runs' lines unparsed) only when a command needs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import gc
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from steptrace.analysis._loading import (
+    LoadIssue,
+    ProgressCallback,
+    StepFields,
+    find_sources,
+    iter_records,
+    iter_step_fields,
+)
+from steptrace.analysis._stats import percentile
+
+STOP_INCOMPLETE = "incomplete"
+"""Stop reason of a run whose ``run`` record never arrived (the process died or is still going)."""
+
+Record = dict[str, Any]
+OrderBy = Literal["started", "duration"]
+
+
+def parse_time(value: datetime | str) -> datetime:
+    """A timezone-aware datetime from a datetime or an ISO 8601 string; naive means UTC."""
+    if isinstance(value, str):
+        if sys.version_info >= (3, 11):
+            # Fast path for the records' own stamps; 3.11 reads a trailing "Z" itself.
+            with contextlib.suppress(ValueError):
+                parsed = datetime.fromisoformat(value)
+                return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        parsed = datetime.fromisoformat(text)
+    else:
+        parsed = value
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
+def _number(value: Any) -> float:
+    return float(value) if type(value) in (int, float) else 0.0
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else value if type(value) is str else str(value)
+
+
+def clean_record(record: Record) -> Record:
+    """The record with its common fields of the schema's types, so a hand-edited or foreign log
+    cannot break debug, replay or view: bad numbers become 0, bad ids and names text."""
+    step = record.get("step")
+    out = dict(record)
+    out.update(
+        step=step if type(step) is int else None,
+        type=_text(record.get("type")) or "span",
+        name=_text(record.get("name")) or "",
+        span_id=_text(record.get("span_id")),
+        parent_span_id=_text(record.get("parent_span_id")),
+        started_at=record.get("started_at") if type(record.get("started_at")) is str else "",
+        ts=_number(record.get("ts")),
+        duration_ms=_number(record.get("duration_ms")),
+        status=_text(record.get("status")) or "unset",
+        error=_text(record.get("error")),
+        error_type=_text(record.get("error_type")),
+    )
+    for key in ("input_tokens", "output_tokens"):
+        if key in out and type(out[key]) is not int:
+            out[key] = None
+    for key in ("tool", "model", "request_model", "args_hash", "stop_reason"):
+        if key in out and out[key] is not None:
+            out[key] = _text(out[key])
+    return out
+
+
+def sort_records(records: Iterable[Record]) -> list[Record]:
+    """Records in start order: by start time, then step (a parent starts no later than a child)."""
+    return sorted(
+        records,
+        key=lambda r: (
+            str(r.get("started_at") or ""),
+            r["step"] if isinstance(r.get("step"), int) else 1 << 62,
+        ),
+    )
+
+
+@dataclass(eq=False)
+class Run:
+    """One agent run, as aggregated from its step records.
+
+    ``total_steps`` is the number of ``agent_step`` records when the run has any, else the number
+    of ``llm_call`` plus ``tool_call`` records (an agent without a step loop). ``error_count``
+    counts root-cause failures: error spans none of whose children failed, so one exception
+    that propagates from a tool through its step to the run counts once.
+    """
+
+    run_id: str
+    agent: str | None
+    release: str | None
+    service: str | None
+    stop_reason: str
+    complete: bool
+    started_at: datetime
+    duration_ms: float
+    record_count: int
+    agent_step_count: int
+    llm_call_count: int
+    tool_call_count: int
+    input_tokens: int
+    output_tokens: int
+    error_count: int
+    tools: dict[str, int]
+    repeated_call_count: int
+    tool_durations_ms: dict[str, list[float]] = field(repr=False)
+    _reader: Callable[[str], list[Record]] | None = field(default=None, repr=False, compare=False)
+    _records: list[Record] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def total_steps(self) -> int:
+        if self.agent_step_count:
+            return self.agent_step_count
+        return self.llm_call_count + self.tool_call_count
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def records(self) -> list[Record]:
+        """All step records of this run in start order (read from disk once, then cached)."""
+        if self._records is None:
+            raw = self._reader(self.run_id) if self._reader else []
+            self._records = sort_records(clean_record(record) for record in raw)
+        return self._records
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "agent": self.agent,
+            "release": self.release,
+            "service": self.service,
+            "stop_reason": self.stop_reason,
+            "complete": self.complete,
+            "started_at": self.started_at.isoformat(),
+            "duration_ms": self.duration_ms,
+            "total_steps": self.total_steps,
+            "llm_call_count": self.llm_call_count,
+            "tool_call_count": self.tool_call_count,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+            "error_count": self.error_count,
+            "repeated_call_count": self.repeated_call_count,
+            "tools": dict(self.tools),
+        }
+
+
+class _Accumulator:
+    """Running totals for one run while its records stream past."""
+
+    __slots__ = (
+        "agent",
+        "errors",
+        "first_started",
+        "input_tokens",
+        "last_end",
+        "llm_calls",
+        "output_tokens",
+        "record_count",
+        "release",
+        "repeated",
+        "run_record",
+        "seen_calls",
+        "service",
+        "steps",
+        "tool_calls",
+        "tool_durations",
+        "tools",
+    )
+
+    def __init__(self) -> None:
+        self.run_record: Record | None = None
+        self.agent: str | None = None
+        self.release: str | None = None
+        self.service: str | None = None
+        self.first_started = "~"  # sorts after any ISO timestamp
+        self.last_end = 0.0
+        self.record_count = 0
+        self.steps = 0
+        self.llm_calls = 0
+        self.tool_calls = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.errors: list[tuple[Any, Any]] = []
+        self.tools: dict[str, int] = {}
+        self.seen_calls: set[tuple[Any, Any]] = set()
+        self.repeated = 0
+        self.tool_durations: dict[str, list[float]] = {}
+
+
+def _accumulate(records: Iterable[StepFields], runs: dict[str, _Accumulator]) -> None:
+    """Fold records into ``runs``. The hot loop of ``steptrace runs``: keep it lean."""
+    get_acc = runs.get
+    for record in records:
+        run_id = record.run_id
+        if type(run_id) is not str:
+            continue
+        acc = get_acc(run_id)
+        if acc is None:
+            acc = runs[run_id] = _Accumulator()
+        acc.record_count += 1
+        started = record.started_at
+        if type(started) is str and started < acc.first_started:
+            acc.first_started = started
+        end = record.ts
+        if type(end) is float and end > acc.last_end:
+            acc.last_end = end
+        if record.status == "error":
+            span_id, parent = record.span_id, record.parent_span_id
+            acc.errors.append(
+                (span_id if type(span_id) is str else None, parent if type(parent) is str else None)
+            )
+        kind = record.type
+        if kind == "tool_call":
+            acc.tool_calls += 1
+            tool = record.tool
+            if type(tool) is not str:
+                tool = str(record.name)
+            tools = acc.tools
+            tools[tool] = tools.get(tool, 0) + 1
+            duration = record.duration_ms
+            durations = acc.tool_durations.get(tool)
+            if durations is None:
+                durations = acc.tool_durations[tool] = []
+            durations.append(
+                duration if type(duration) is float else float(duration) if type(duration) is int else 0.0
+            )
+            args_hash = record.args_hash
+            if type(args_hash) is str:
+                key = (tool, args_hash)
+                if key in acc.seen_calls:
+                    acc.repeated += 1
+                else:
+                    acc.seen_calls.add(key)
+        elif kind == "llm_call":
+            acc.llm_calls += 1
+            tokens = record.input_tokens
+            if type(tokens) is int:
+                acc.input_tokens += tokens
+            tokens = record.output_tokens
+            if type(tokens) is int:
+                acc.output_tokens += tokens
+        elif kind == "agent_step":
+            acc.steps += 1
+        elif kind == "run":
+            acc.run_record = {
+                "agent": record.agent,
+                "release": record.release,
+                "service": record.service,
+                "stop_reason": record.stop_reason,
+                "started_at": record.started_at,
+                "duration_ms": record.duration_ms,
+            }
+        elif kind == "span":
+            # A crashed run has no run record; a foreign span may still name the agent.
+            attributes = record.attributes
+            if isinstance(attributes, dict):
+                acc.agent = acc.agent or attributes.get("gen_ai.agent.name")
+                acc.release = acc.release or attributes.get("gen_ai.agent.version")
+
+
+_EPOCH = datetime.fromtimestamp(0, tz=timezone.utc)
+
+
+def _finish(run_id: str, acc: _Accumulator, reader: Callable[[str], list[Record]] | None) -> Run:
+    head = acc.run_record
+    if head is not None:
+        started_text = head["started_at"]
+        if type(started_text) is not str:
+            started_text = acc.first_started
+        agent, release, service = head["agent"], head["release"], head["service"]
+        stop_reason = head["stop_reason"] or "unknown"
+        duration = head["duration_ms"]
+    else:
+        started_text = acc.first_started
+        agent, release, service = acc.agent, acc.release, acc.service
+        stop_reason = STOP_INCOMPLETE
+        duration = None
+    try:
+        started_at = parse_time(started_text)
+    except (AttributeError, TypeError, ValueError):
+        started_at = _EPOCH
+    if type(duration) is float or type(duration) is int:
+        duration_ms = float(duration)
+    else:
+        # No run record: from the first start to the last end seen so far.
+        duration_ms = max(0.0, acc.last_end * 1000.0 - started_at.timestamp() * 1000.0)
+        if started_at is _EPOCH or not acc.last_end:
+            duration_ms = 0.0
+    root_causes = 0
+    if acc.errors:
+        failed_parents = {parent for _, parent in acc.errors}
+        root_causes = sum(1 for span_id, _ in acc.errors if span_id not in failed_parents)
+    return Run(
+        run_id,
+        agent if agent is None or type(agent) is str else str(agent),
+        release if release is None or type(release) is str else str(release),
+        service if service is None or type(service) is str else str(service),
+        str(stop_reason),
+        head is not None,
+        started_at,
+        duration_ms,
+        acc.record_count,
+        acc.steps,
+        acc.llm_calls,
+        acc.tool_calls,
+        acc.input_tokens,
+        acc.output_tokens,
+        root_causes,
+        acc.tools,
+        acc.repeated,
+        acc.tool_durations,
+        reader,
+    )
+
+
+def _needle(run_id: str) -> bytes | None:
+    """Bytes every line of this run contains verbatim, when JSON writes the id unescaped."""
+    if run_id.isascii() and run_id.isprintable() and '"' not in run_id and "\\" not in run_id:
+        return run_id.encode("ascii")
+    return None
+
+
+class RunSet:
+    """The runs found in one or more step logs. Build it with :func:`load`."""
+
+    def __init__(self, runs: Sequence[Run], sources: Sequence[Path], issues: Sequence[LoadIssue]) -> None:
+        self._runs = list(runs)
+        self._by_id = {run.run_id: run for run in self._runs}
+        self.sources = list(sources)
+        """The log files that were read."""
+        self.issues = [issue for issue in issues if issue]
+        """Per-file problems (corrupt or torn lines) that loading skipped over."""
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def __iter__(self) -> Iterator[Run]:
+        return iter(self._runs)
+
+    def __contains__(self, run_id: object) -> bool:
+        return run_id in self._by_id
+
+    def get(self, run_id: str) -> Run | None:
+        """The run with this id, or with this unique id prefix (as git resolves short hashes)."""
+        run = self._by_id.get(run_id)
+        if run is not None:
+            return run
+        matches = [r for r in self._runs if r.run_id.startswith(run_id)] if run_id else []
+        return matches[0] if len(matches) == 1 else None
+
+    def closest_run_ids(self, run_id: str, count: int = 3) -> list[str]:
+        """Run ids that look like ``run_id``: prefix matches first, then similar spellings."""
+        ids = list(self._by_id)
+        prefixed = [i for i in ids if run_id and i.startswith(run_id)]
+        similar = difflib.get_close_matches(run_id, ids, n=count, cutoff=0.5)
+        out = list(dict.fromkeys(prefixed + similar))
+        return out[:count]
+
+    def releases(self) -> list[str]:
+        """The releases seen, most runs first."""
+        counts: dict[str, int] = {}
+        for run in self._runs:
+            if run.release is not None:
+                counts[run.release] = counts.get(run.release, 0) + 1
+        return sorted(counts, key=lambda r: (-counts[r], r))
+
+    def runs(
+        self,
+        *,
+        stop_reason: str | None = None,
+        min_steps: int | None = None,
+        max_steps: int | None = None,
+        tool: str | None = None,
+        release: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        slower_than_percentile: float | None = None,
+        order_by: OrderBy = "started",
+        limit: int | None = None,
+    ) -> list[Run]:
+        """The runs matching every given filter.
+
+        ``since``/``until`` take datetimes or ISO 8601 strings (naive means UTC); ``since`` is
+        inclusive, ``until`` exclusive. ``slower_than_percentile=95`` keeps the runs slower than
+        the 95th percentile of the runs the other filters kept. ``order_by="started"`` lists
+        oldest first, ``"duration"`` slowest first; ``limit`` keeps the first ``limit`` of those.
+
+        >>> load("steptrace-logs").runs(stop_reason="max_steps", order_by="duration", limit=5)
+        ... # doctest: +SKIP
+        """
+        if order_by not in ("started", "duration"):
+            raise ValueError(f"order_by must be 'started' or 'duration', got {order_by!r}")
+        since_at = parse_time(since) if since is not None else None
+        until_at = parse_time(until) if until is not None else None
+        selected = [
+            run
+            for run in self._runs
+            if (stop_reason is None or run.stop_reason == stop_reason)
+            and (min_steps is None or run.total_steps >= min_steps)
+            and (max_steps is None or run.total_steps <= max_steps)
+            and (tool is None or tool in run.tools)
+            and (release is None or run.release == release)
+            and (since_at is None or run.started_at >= since_at)
+            and (until_at is None or run.started_at < until_at)
+        ]
+        if slower_than_percentile is not None:
+            threshold = percentile([r.duration_ms for r in selected], slower_than_percentile)
+            selected = [r for r in selected if threshold is not None and r.duration_ms > threshold]
+        if order_by == "duration":
+            selected.sort(key=lambda r: (-r.duration_ms, r.run_id))
+        else:
+            selected.sort(key=lambda r: (r.started_at, r.run_id))
+        return selected if limit is None else selected[: max(0, limit)]
+
+
+def load(*paths: str | os.PathLike[str], progress: ProgressCallback | None = None) -> RunSet:
+    """Read step logs: files, directories, globs; ``.jsonl``, ``.jsonl.gz`` and OTLP JSON.
+
+    Corrupt lines and a torn last line are skipped and listed in ``RunSet.issues``; a path that
+    cannot be read raises :class:`LogError`. ``progress`` is called now and then with the number
+    of bytes read so far (of ``sum(p.stat().st_size for p in RunSet.sources)``).
+
+    >>> runs = load("steptrace-logs")  # doctest: +SKIP
+    >>> failing = runs.runs(stop_reason="error")  # doctest: +SKIP
+    """
+    sources = find_sources(paths)
+    issues = [LoadIssue(path) for path in sources]
+
+    def read_run(run_id: str) -> list[Record]:
+        needle = _needle(run_id)
+        return [
+            record
+            for source in sources
+            for record in iter_records(source, LoadIssue(source), needle=needle)
+            if record.get("run_id") == run_id
+        ]
+
+    accumulators: dict[str, _Accumulator] = {}
+    done = 0
+    # Loading allocates millions of short-lived objects and creates no reference cycles; the
+    # cyclic collector would only rescan them over and over (about 15% of the load time).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for source, issue in zip(sources, issues, strict=True):
+            file_progress: ProgressCallback | None = None
+            if progress is not None:
+                base = done
+
+                def file_progress(position: int, base: int = base) -> None:
+                    progress(base + position)
+
+            _accumulate(iter_step_fields(source, issue, progress=file_progress), accumulators)
+            if progress is not None:
+                done += source.stat().st_size
+        runs = [_finish(run_id, acc, read_run) for run_id, acc in accumulators.items()]
+        # Free the accumulators (and sort) before the collector is back: its first pass then
+        # scans far fewer objects.
+        accumulators.clear()
+        runs.sort(key=lambda r: (r.started_at, r.run_id))
+        return RunSet(runs, sources, issues)
+    finally:
+        if gc_was_enabled:
+            gc.enable()

@@ -1,0 +1,72 @@
+"""``summarize(run)``: the headline numbers of one run, from its aggregates (no re-read)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from steptrace.analysis._runs import Run
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """Headline numbers of one run. ``total_steps``: see :class:`Run`."""
+
+    run_id: str
+    agent: str | None
+    release: str | None
+    started_at: str
+    total_steps: int
+    llm_call_count: int
+    tool_call_count: int
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    error_count: int
+    duration_ms: float
+    stop_reason: str
+    complete: bool
+    tools_used: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "agent": self.agent,
+            "release": self.release,
+            "started_at": self.started_at,
+            "total_steps": self.total_steps,
+            "llm_call_count": self.llm_call_count,
+            "tool_call_count": self.tool_call_count,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+            "error_count": self.error_count,
+            "duration_ms": self.duration_ms,
+            "stop_reason": self.stop_reason,
+            "complete": self.complete,
+            "tools_used": dict(self.tools_used),
+        }
+
+
+def summarize(run: Run) -> RunSummary:
+    """The headline numbers of ``run``; ``tools_used`` maps tool name to call count.
+
+    >>> summarize(load("steptrace-logs").get("run-42")).total_tokens  # doctest: +SKIP
+    """
+    return RunSummary(
+        run_id=run.run_id,
+        agent=run.agent,
+        release=run.release,
+        started_at=run.started_at.isoformat(),
+        total_steps=run.total_steps,
+        llm_call_count=run.llm_call_count,
+        tool_call_count=run.tool_call_count,
+        input_tokens=run.input_tokens,
+        output_tokens=run.output_tokens,
+        total_tokens=run.total_tokens,
+        error_count=run.error_count,
+        duration_ms=run.duration_ms,
+        stop_reason=run.stop_reason,
+        complete=run.complete,
+        tools_used=dict(sorted(run.tools.items(), key=lambda kv: (-kv[1], kv[0]))),
+    )
