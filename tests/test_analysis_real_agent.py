@@ -70,3 +70,24 @@ def test_real_agent_log_is_analysed_like_generated_ones(tmp_path: Path) -> None:
     assert [h.kind for h in report.hypotheses] == ["loop"]
     tool_steps = [r["step"] for r in raw if r["type"] == "tool_call"]
     assert sorted(repeated.steps) == sorted(tool_steps)
+
+
+def test_crashed_run_keeps_its_agent_and_release(tmp_path: Path) -> None:
+    """A process killed mid-run leaves no run record; the run still shows its agent and release."""
+    log = tmp_path / "steps.jsonl"
+    script = textwrap.dedent(
+        f"""
+        import os, steptrace
+        steptrace.configure(jsonl_path={str(log)!r})
+        run = steptrace.agent_run(agent="billing", release="v9").__enter__()
+        with steptrace.agent_step():
+            pass
+        os._exit(1)  # dies before the run ends: no run record
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=False, timeout=60)
+    types = [json.loads(line)["type"] for line in log.read_text().splitlines()]
+    assert types == ["agent_step"]
+    (run,) = load(log).runs()
+    assert (run.agent, run.release, run.stop_reason) == ("billing", "v9", "incomplete")
+    assert [r.run_id for r in load(log).runs(release="v9")] == [run.run_id]

@@ -27,18 +27,19 @@ _MAX_FOREIGN_VALUE_CHARS = 1024
 STATUS_UNSET, STATUS_OK, STATUS_ERROR = "unset", "ok", "error"
 
 
-_last_second: list[Any] = [-1, ""]  # formatting the date part once per second saves ~2 µs a record
+# Formatting the date part once per second saves ~2 µs a record. One tuple, read and replaced
+# whole, so concurrent threads never pair one second with another's text.
+_last_second: tuple[int, str] = (-1, "")
 
 
 def iso_utc(epoch_ns: int) -> str:
     """``2026-11-21T23:40:01.123456Z`` for an epoch time in nanoseconds."""
+    global _last_second
     seconds, nanos = divmod(epoch_ns, 1_000_000_000)
-    cached = _last_second
-    if cached[0] == seconds:
-        stamp = cached[1]
-    else:
+    cached_second, stamp = _last_second
+    if cached_second != seconds:
         stamp = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-        _last_second[:] = [seconds, stamp]
+        _last_second = (seconds, stamp)
     return f"{stamp}.{nanos // 1000:06d}Z"
 
 
@@ -157,6 +158,8 @@ def build_record(
         record.update(
             agent_step=get(A.AGENT_STEP_NUMBER),
             step_id=get(A.AGENT_STEP_ID),
+            agent=get(A.GEN_AI_AGENT_NAME),
+            release=get(A.GEN_AI_AGENT_VERSION),
             ends_run=get(A.AGENT_STEP_ENDS_RUN, False),
             stop_reason=get(A.STOP_REASON),
         )

@@ -258,8 +258,11 @@ class AgentStep(_Operation):
         attrs: dict[str, Any] = dict(attributes) if attributes else {}
         attrs[A.AGENT_STEP_NUMBER] = self.number
         attrs[A.AGENT_STEP_ID] = self.step_id
-        if run is not None and run.agent is not None:
-            attrs[A.GEN_AI_AGENT_NAME] = run.agent
+        if run is not None:
+            if run.agent is not None:
+                attrs[A.GEN_AI_AGENT_NAME] = run.agent
+            if run.release is not None:
+                attrs[A.GEN_AI_AGENT_VERSION] = run.release
         self._start(config, A.SPAN_AGENT_STEP, SpanKind.INTERNAL, attrs, parent, run)
         self._context = otel_context.set_value(STEP_KEY, self._state, self._context)
 

@@ -120,7 +120,7 @@ def _load(args: argparse.Namespace) -> RunSet:
         progress.close()
     if not fast_path_available() and time.monotonic() - started > 2.0:
         print(
-            "steptrace: tip: pip install 'steptrace[fast]' reads large logs about 3.5x faster",
+            "steptrace: tip: msgspec (a steptrace dependency) is missing; large logs load 3.5x faster with it",
             file=sys.stderr,
         )
     for issue in runs.issues:

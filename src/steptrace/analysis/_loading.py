@@ -101,7 +101,7 @@ _MSGSPEC = _msgspec()
 
 
 def fast_path_available() -> bool:
-    """True when msgspec is installed (``pip install 'steptrace[fast]'``): ~3x faster loading."""
+    """True when msgspec (a dependency) is importable: ~3x faster loading than stdlib json."""
     return _MSGSPEC is not None
 
 

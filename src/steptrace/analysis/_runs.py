@@ -264,6 +264,11 @@ def _accumulate(records: Iterable[StepFields], runs: dict[str, _Accumulator]) ->
                 acc.output_tokens += tokens
         elif kind == "agent_step":
             acc.steps += 1
+            # Steps name the agent too, so a crashed run (no run record) still has one.
+            if acc.agent is None and type(record.agent) is str:
+                acc.agent = record.agent
+            if acc.release is None and type(record.release) is str:
+                acc.release = record.release
         elif kind == "run":
             acc.run_record = {
                 "agent": record.agent,
