@@ -120,7 +120,7 @@ def _load(args: argparse.Namespace) -> RunSet:
         progress.close()
     if not fast_path_available() and time.monotonic() - started > 2.0:
         print(
-            "steptrace: tip: msgspec (a steptrace dependency) is missing; large logs load 3.5x faster with it",
+            "steptrace: tip: msgspec (a dependency) is missing; large logs load 3.5x faster with it",
             file=sys.stderr,
         )
     for issue in runs.issues:
