@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 from opentelemetry import context as otel_context
@@ -19,6 +20,12 @@ from steptrace._content import ContentPolicy
 from steptrace._redaction import DEFAULT_REDACTOR
 
 CAPTURE_KEY = otel_context.create_key("steptrace.capture_content")
+
+# The tokens of open ``with capture_content(...)`` blocks, per thread and per asyncio task, so a
+# reused object's ``__exit__`` detaches what its own ``__enter__`` attached.
+_open_blocks: ContextVar[tuple[tuple[object, object], ...]] = ContextVar(
+    "steptrace_capture_blocks", default=()
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -44,21 +51,26 @@ class capture_content:  # lower case: used like a function, ``with capture_conte
 
     Put the decorator outermost, so the tool's arguments are covered too. Spans are still
     recorded (names, timings, errors, token counts); only captured content is left out.
-    A ``capture_content`` object may be entered by one block at a time; make one per block.
+    One object may be reused (``NO_CAPTURE = steptrace.capture_content(False)``) by concurrent
+    threads and tasks.
     """
 
-    __slots__ = ("_tokens", "enabled")
+    __slots__ = ("enabled",)
 
     def __init__(self, enabled: bool = False) -> None:
         self.enabled = bool(enabled)
-        self._tokens: list[object] = []
 
     def __enter__(self) -> None:
-        self._tokens.append(otel_context.attach(otel_context.set_value(CAPTURE_KEY, self.enabled)))
+        token = otel_context.attach(otel_context.set_value(CAPTURE_KEY, self.enabled))
+        _open_blocks.set((*_open_blocks.get(), (self, token)))
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        if self._tokens:
-            otel_context.detach(self._tokens.pop())  # type: ignore[arg-type]
+        blocks = _open_blocks.get()
+        for index in range(len(blocks) - 1, -1, -1):
+            if blocks[index][0] is self:
+                _open_blocks.set(blocks[:index] + blocks[index + 1 :])
+                otel_context.detach(blocks[index][1])  # type: ignore[arg-type]
+                return
 
     async def __aenter__(self) -> None:
         self.__enter__()
@@ -104,7 +116,7 @@ def redact_error_text(text: str, limit: int, policy: ContentPolicy | None = None
 
 
 def redact_stack_text(text: str, limit: int, policy: ContentPolicy | None = None) -> str:
-    """A stack trace's last ``limit`` characters, redacted with the detectors and patterns."""
+    """A stack trace's last ``limit`` characters, redacted like an error message."""
     redactor = policy.redactor if policy is not None else DEFAULT_REDACTOR
-    tail, cut = redactor.redact_suffix(text, limit)
+    tail, cut = redactor.redact_stack(text, limit)
     return "...\n" + tail if cut else tail

@@ -220,6 +220,8 @@ def configure(
         redactor = Redactor(redact_patterns, redact)
     except re.error as exc:
         raise ConfigError(f"a redact_patterns entry is not a valid regular expression: {exc}") from exc
+    except TypeError as exc:  # a bytes pattern, a non-pattern entry, a non-callable redact=
+        raise ConfigError(str(exc)) from exc
 
     step_log = _open_step_log(path) if path is not None else None
     try:

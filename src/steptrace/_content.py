@@ -15,13 +15,20 @@ import hashlib
 import itertools
 import json
 import math
+import re
 import uuid
 from collections import UserString
 from collections.abc import Mapping, Sequence, Set
 from pathlib import PurePath
 from typing import Any
 
-from steptrace._redaction import REDACTION_MARGIN_CHARS, Redactor, is_card_number, marker
+from steptrace._redaction import (
+    REDACTION_MARGIN_CHARS,
+    Redactor,
+    is_card_number,
+    marker,
+    may_hold_secret,
+)
 
 DEFAULT_MAX_CONTENT_BYTES = 8 * 1024
 _MAX_DEPTH = 32
@@ -74,10 +81,12 @@ class _Walk:
     strings are cut and containers end with a ``[truncated: ...]`` entry.
     """
 
-    __slots__ = ("budget", "nodes_left", "redactor", "string_limit")
+    __slots__ = ("budget", "nodes_left", "redactor", "scan_text", "string_limit")
 
-    def __init__(self, redactor: Redactor | None, string_limit: int) -> None:
+    def __init__(self, redactor: Redactor | None, string_limit: int, scan_text: bool = True) -> None:
         self.redactor = redactor
+        # False when a scan of the whole value found nothing any text detector could match.
+        self.scan_text = scan_text and redactor is not None
         self.string_limit = string_limit
         self.budget = string_limit
         self.nodes_left = _MAX_NODES
@@ -89,8 +98,8 @@ class _Walk:
         if limit <= 0:
             self.budget -= 30
             return f"[truncated: {length} chars]"
-        if self.redactor is not None:
-            value, cut = self.redactor.redact_prefix(value, limit)
+        if self.scan_text:
+            value, cut = self.redactor.redact_prefix(value, limit)  # type: ignore[union-attr]
         else:
             cut = len(value) > limit
             value = value[:limit]
@@ -216,14 +225,14 @@ class _Walk:
 
     def key(self, key: Any) -> str:
         """A mapping key as bounded, redacted text (secrets hide in keys too)."""
-        if type(key) is str and self.redactor is not None:
+        if type(key) is str and self.redactor is not None and self.scan_text:
             cached = self.redactor.key_cache.get(key)
             if cached is not None:
                 self.budget -= len(cached) + 3
                 return cached
         name = key if isinstance(key, str) else bounded_repr(key, _MAX_KEY_CHARS)
-        if self.redactor is not None:
-            name, cut = self.redactor.redact_prefix(name, _MAX_KEY_CHARS)
+        if self.scan_text:
+            name, cut = self.redactor.redact_prefix(name, _MAX_KEY_CHARS)  # type: ignore[union-attr]
         else:
             cut = len(name) > _MAX_KEY_CHARS
             name = name[:_MAX_KEY_CHARS]
@@ -231,7 +240,12 @@ class _Walk:
             name += truncation_marker(len(key) if isinstance(key, str) else _MAX_KEY_CHARS)
         name = make_utf8_safe(name)
         self.budget -= len(name) + 3
-        if type(key) is str and self.redactor is not None and len(key) <= _CACHED_KEY_CHARS:
+        if (
+            type(key) is str
+            and self.redactor is not None
+            and self.scan_text
+            and len(key) <= _CACHED_KEY_CHARS
+        ):
             cache = self.redactor.key_cache
             if len(cache) >= _KEY_CACHE_SIZE:
                 cache.clear()
@@ -288,9 +302,13 @@ class ContentPolicy:
         try:
             if self.redactor.has_user_callable:
                 value = self.redactor.apply_user_callable(value)
+            plain, scan_text = self._probe(value)
+            if plain is not None:
+                return plain
             budget = self.max_bytes
             for _attempt in range(3):
-                text = _COMPACT.encode(_Walk(self.redactor, budget).value(value, 0, set()))
+                walk = _Walk(self.redactor, budget, scan_text)
+                text = _COMPACT.encode(walk.value(value, 0, set()))
                 size = len(text) if len(text) * 4 <= self.max_bytes else len(text.encode("utf-8"))
                 if size <= self.max_bytes + 64:
                     return text
@@ -301,6 +319,71 @@ class ContentPolicy:
         # Still too big (mostly keys or markers): the redacted text itself, cut, as a string.
         data = text.encode("utf-8")[: self.max_bytes].decode("utf-8", "ignore")
         return _COMPACT.encode(data + truncation_marker(len(text)))
+
+    def _probe(self, value: Any) -> tuple[str | None, bool]:
+        """(the final JSON, if ``value`` needs no walk at all; whether strings need scanning).
+
+        Encoding plain JSON data once and scanning that text is much cheaper than the walk with
+        its per-string detectors. The scan is a superset test: text it clears holds no secret any
+        built-in detector finds (sensitive key names are among its triggers). With custom
+        patterns, or when the value is not plain JSON data, every string is scanned.
+        """
+        if self.redactor.has_custom_patterns or not _small_plain_data(value, self.max_bytes):
+            return None, True
+        try:
+            probe = _PROBE.encode(value)
+        except Exception:  # cycles, NaN, objects, bytes, deep nesting: the walk handles them
+            return None, True
+        if len(probe) > _PROBE_MAX_CHARS or may_hold_secret(probe):
+            return None, True
+        if len(probe) > self.max_bytes or _LONG_DIGITS.search(probe) is not None:
+            return None, False  # too big, or an int beyond 64 bits: walk, without text scans
+        try:
+            size = len(probe.encode("utf-8"))
+        except UnicodeEncodeError:  # lone surrogates: the walk replaces them
+            return None, False
+        return (probe, False) if size <= self.max_bytes else (None, False)
+
+
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
+def _small_plain_data(value: Any, limit: int) -> bool:
+    """Exactly dicts (str keys), lists, tuples, str and numbers, with about ``limit`` characters.
+
+    Checked before encoding the value whole, so a 50 MB string is never copied into a probe.
+    """
+    stack = [value]
+    total = 0
+    nodes = 0
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        nodes += 1
+        if kind is str:
+            total += len(item) + 2
+        elif kind in _SCALARS:
+            total += 8
+        elif kind is dict:
+            for key in item:
+                if type(key) is not str:
+                    return False
+                total += len(key) + 4
+            stack.extend(item.values())
+        elif kind is list or kind is tuple:
+            total += 2 + len(item)
+            stack.extend(item)
+        else:
+            return False
+        if total > limit or nodes > _MAX_ITEMS_PER_CONTAINER:
+            return False
+    return True
+
+
+# Plain JSON data up to this size is probed whole before the walk (see ContentPolicy._probe).
+_PROBE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_PROBE_MAX_CHARS = 64 * 1024
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
 
 
 def _hash_default(value: Any) -> Any:

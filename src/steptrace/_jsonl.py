@@ -55,13 +55,46 @@ def _finite(value: Any, depth: int = 0) -> Any:
 
 
 # json.dumps builds a new encoder on every call that passes options; reusing one saves ~2 µs.
-_ENCODER = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=False, default=_json_default, separators=(",", ":")
-)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=_json_default, separators=(",", ":"))
+
+
+try:  # ~10x faster than the json module on a step record (~0.4 µs instead of ~4 µs)
+    import msgspec
+
+    _fast_encode: Any = msgspec.json.Encoder().encode
+except ImportError:  # pragma: no cover - msgspec is a dependency; the json module stays the fallback
+    _fast_encode = None
+
+
+def _plain(record: Mapping[str, Any]) -> bool:
+    """True when every value is a str, int, bool, None, finite float or a list of str.
+
+    For those msgspec writes the same JSON values as the json module (floats may differ only in
+    how an exponent is spelt: ``1e-05`` or ``1e-5``); everything else (NaN, subclasses, nested
+    content, foreign attributes) keeps the json module's path and its fallbacks.
+    """
+    for value in record.values():
+        kind = type(value)
+        if value is None or kind is str or kind is int or kind is bool:
+            continue
+        if kind is float:
+            if not math.isfinite(value):
+                return False
+        elif kind is not list or not all(type(item) is str for item in value):
+            return False
+    return True
 
 
 def encode_record(record: Mapping[str, Any], max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> bytes:
     """One record as one UTF-8 JSON line; never raises, never exceeds ``max_bytes``."""
+    if _fast_encode is not None and _plain(record):
+        try:
+            fast: bytes = _fast_encode(record)
+        except Exception:  # lone surrogates, say: the json module's path below handles them
+            pass
+        else:
+            if len(fast) + 1 <= max_bytes:
+                return fast + b"\n"
     try:
         line = _ENCODER.encode(record)
     except (ValueError, TypeError, RecursionError):
@@ -256,6 +289,24 @@ def _open_text(path: Path) -> IO[str]:
     return open(path, encoding="utf-8", errors="replace")
 
 
+_RECORD_START = '{"run_id":'
+
+
+def _record_after_torn_prefix(line: str) -> dict[str, Any] | None:
+    """The whole record ending ``line`` after a torn one (the line's only other content)."""
+    decoder = json.JSONDecoder()
+    start = line.find(_RECORD_START, 1)
+    while start > 0:
+        try:
+            value, end = decoder.raw_decode(line, start)
+        except ValueError:
+            value, end = None, 0
+        if isinstance(value, dict) and not line[end:].strip():
+            return value
+        start = line.find(_RECORD_START, start + 1)
+    return None
+
+
 def read_steps(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """Yield the step records of a JSONL log (``.jsonl`` or ``.jsonl.gz``).
 
@@ -270,6 +321,11 @@ def read_steps(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
             try:
                 record = json.loads(line)
             except ValueError:
+                record = _record_after_torn_prefix(line)
+                if record is not None:  # a killed writer's half line, then another's whole record
+                    logger.warning("steptrace: %s:%d: skipped a torn record", source, number)
+                    yield record
+                    continue
                 torn = not line.endswith("\n")
                 what = "torn last line" if torn else "corrupt line"
                 logger.warning("steptrace: %s:%d: skipped a %s", source, number, what)

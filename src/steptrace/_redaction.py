@@ -12,34 +12,138 @@ from typing import Any
 
 REDACTION_FAILED = "[REDACTED:redactor-failed]"
 
-# Keys whose values are secrets whatever they look like.
-_SENSITIVE_KEY = re.compile(
-    r"pass(?:word|wd|phrase)?|secret|token|api[-_]?key|apikey|authori[sz]ation|cookie|"
-    r"credential|private[-_]?key|session[-_]?id",
-    re.IGNORECASE,
-)
+# Detection looks this far past a cut, so a secret straddling it is recognised whole and
+# replaced whole: no prefix of it survives truncation. Longer than any bounded-length secret.
+REDACTION_MARGIN_CHARS = 8_192
 
-# (kind, pattern) in the order they are tried; more specific kinds first.
-_BUILTIN_DETECTORS: tuple[tuple[str, str], ...] = (
-    (
-        "private-key",
-        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
-    ),
-    ("anthropic-key", r"sk-ant-[A-Za-z0-9_\-]{10,}"),
-    ("openai-key", r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}"),
-    ("aws-access-key", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b"),
-    ("github-token", r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"),
-    ("slack-token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
-    ("jwt", r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}"),
-    ("bearer-token", r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}"),
-    (
-        "secret-assignment",
-        r"(?i)\b(?:password|passwd|secret|api[-_]?key|access[-_]?token|auth[-_]?token)"
-        r"\s*[:=]\s*[\"']?[^\s\"',;]{4,}",
-    ),
-)
+_KEY_CACHE_SIZE = 4_096
 
-_CARD_CANDIDATE = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
+
+def marker(kind: str) -> str:
+    return f"[REDACTED:{kind}]"
+
+
+# --- keys whose values are secrets whatever they look like -----------------------------------------
+# A key is split into words (snake_case, kebab-case, camelCase, dotted); its last word decides.
+# ``password``, ``client_secret``, ``X-Api-Key``, ``accessToken``, ``Set-Cookie`` are secret;
+# ``max_tokens``, ``token_count``, ``password_policy``, ``primary_key`` are not.
+_KEY_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_SECRET_LAST_WORDS = frozenset(
+    {
+        "password", "passwords", "passwd", "passphrase", "pwd", "secret", "secrets", "token",
+        "cookie", "cookies", "credential", "credentials", "authorization", "auth", "apikey",
+        "bearer", "privatekey", "accesskey", "secretkey", "sessiontoken",
+    }
+)  # fmt: skip
+# ``<word> key`` pairs naming a secret key (``api_key``, ``private-key``, ``signingKey``).
+_SECRET_KEY_QUALIFIERS = frozenset(
+    {
+        "api", "private", "secret", "access", "signing", "encryption", "master", "session",
+        "auth", "client", "app", "license", "account", "ssh", "gpg", "pgp", "x",
+    }
+)  # fmt: skip
+
+
+def _classify_key(key: str) -> str | None:
+    words = [word.lower() for word in _KEY_WORD.findall(key)]
+    while words and words[-1].isdigit():  # password2, token_1
+        words.pop()
+    if not words:
+        return None
+    last = words[-1]
+    if last in _SECRET_LAST_WORDS:
+        return "sensitive-key"
+    if last == "key" and len(words) > 1 and words[-2] in _SECRET_KEY_QUALIFIERS:
+        return "sensitive-key"
+    return None
+
+
+_key_cache: dict[str, str | None] = {}
+
+
+def sensitive_key_kind(key: str) -> str | None:
+    """``"sensitive-key"`` when values under ``key`` are always secret, else None (cached)."""
+    try:
+        return _key_cache[key]
+    except KeyError:
+        pass
+    kind = _classify_key(key[:200])
+    if len(_key_cache) >= _KEY_CACHE_SIZE:
+        _key_cache.clear()
+    _key_cache[key] = kind
+    return kind
+
+
+# --- text detectors ---------------------------------------------------------------------------------
+# Each detector runs on its own (a single alternation would defeat the regex engine's literal-prefix
+# search), most behind a cheap substring test. Case-insensitive words are found with str.find on a
+# lower-cased copy of the text, which is much faster than a case-insensitive regex.
+_TOKEN_CHARS = "A-Za-z0-9_-"
+# (kind, literal that must occur for a match, pattern)
+_LITERAL_DETECTORS: tuple[tuple[str, str | None, re.Pattern[str]], ...] = tuple(
+    (kind, trigger, re.compile(pattern))
+    for kind, trigger, pattern in (
+        (
+            "private-key",
+            "-----BEGIN",
+            r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+            r"(?:-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
+        ),
+        # anthropic before openai: an overlapping match keeps the first kind.
+        ("anthropic-key", "sk-ant-", rf"sk-ant-[{_TOKEN_CHARS}]{{8,}}"),
+        ("openai-key", "sk-", rf"sk-[{_TOKEN_CHARS}]{{16,}}"),
+        (
+            "aws-access-key",
+            None,
+            r"(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|AKPA|ANPA|ANVA|APKA|AROA|ASCA)[A-Z0-9]{16}"
+            r"(?![A-Za-z0-9])",
+        ),
+        ("github-token", "gh", r"gh[pousr]_[A-Za-z0-9]{20,}"),
+        ("github-token", "github_pat_", r"github_pat_[A-Za-z0-9_]{20,}"),
+        ("slack-token", "xox", r"xox[abeposr]-[A-Za-z0-9-]{10,}"),
+        ("slack-token", "xapp-", r"xapp-[0-9]+-[A-Za-z0-9-]{10,}"),
+        (
+            "slack-token",
+            "hooks.slack.com",
+            r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]+",
+        ),
+        (
+            "jwt",
+            "eyJ",
+            rf"eyJ[{_TOKEN_CHARS}]{{4,}}\.[{_TOKEN_CHARS}]{{4,}}\.[{_TOKEN_CHARS}]*"
+            rf"(?:\.[{_TOKEN_CHARS}]*){{0,2}}",
+        ),
+    )
+)
+# user:password@ after a URL's ``://``; the span is the user info, the host is kept.
+_URL_USER_INFO = re.compile(r"[^\s/?#@:\"'<>]*:[^\s/?#@\"'<>]+(?=@)")
+_AWS_ACCESS_KEY = next(p for kind, _, p in _LITERAL_DETECTORS if kind == "aws-access-key")
+# Token-like secrets must start a token: ``task-...`` does not hide an OpenAI key.
+_NEEDS_TOKEN_START = frozenset(
+    {"anthropic-key", "openai-key", "aws-access-key", "github-token", "slack-token", "jwt"}
+)
+_TOKEN_CHAR = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+_BEARER_REST = re.compile(r"[ \t]+[A-Za-z0-9\-._~+/]{8,}=*")
+# Lower-case words that end (or, for "key", end a pair that ends) a sensitive key name.
+_KEY_TRIGGERS = ("pass", "pwd", "secret", "token", "key", "auth", "cookie", "credential", "bearer")
+# After such a word: the rest of the key, an optional closing quote, ``:`` or ``=``, the value.
+_ASSIGNMENT_REST = re.compile(
+    r"[A-Za-z0-9_.-]*[\"']?[ \t]*[:=][ \t]*"
+    r"(?P<value>\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|[^\s\"'&]+)"
+)
+# Header-like keys whose value runs to the end of the line (``Cookie: a=1; b=2``).
+_WHOLE_LINE_KEYS = frozenset({"cookie", "cookies", "authorization", "auth"})
+_AUTH_SCHEME = re.compile(r"(?i:basic|bearer|token|digest|negotiate)[ \t]+")
+_LINE_REST = re.compile(r"[^\r\n]*")
+_VALUE_REST = re.compile(r"[^\s\"'&]*")
+_CARD = re.compile(r"[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")
+_DIGIT_GROUP = re.compile(r"[0-9]+")
+_DIGITS = "0123456789"
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+Span = tuple[int, int, str]
 
 
 def _luhn_valid(digits: str) -> bool:
@@ -54,42 +158,245 @@ def _luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _redact_card(match: re.Match[str]) -> str:
-    digits = re.sub(r"[ -]", "", match.group(0))
-    if 13 <= len(digits) <= 19 and _luhn_valid(digits):
-        return "[REDACTED:card-number]"
-    return match.group(0)
+def is_card_number(digits: str) -> bool:
+    """13 to 19 digits passing the Luhn check."""
+    return 13 <= len(digits) <= 19 and _luhn_valid(digits)
+
+
+def _card_spans(text: str, start: int, end: int, out: list[Span]) -> None:
+    """Card numbers inside a run of digit groups: the whole run, or a sub-run of whole groups.
+
+    ``4111 1111 1111 1111 12`` (a number followed by an expiry) is a card plus a group.
+    """
+    groups = [m.span() for m in _DIGIT_GROUP.finditer(text, start, end)]
+    first = 0
+    while first < len(groups):
+        for last in range(len(groups) - 1, first - 1, -1):
+            chosen = groups[first : last + 1]
+            # Printed card numbers group by 4 to 6 digits; a UUID's 8- or 12-digit group is not one.
+            if len(chosen) > 1 and any(b - a > 6 for a, b in chosen):
+                continue
+            digits = "".join(text[a:b] for a, b in chosen)
+            if len(set(digits)) > 1 and is_card_number(digits):
+                out.append((groups[first][0], groups[last][1], "card-number"))
+                first = last
+                break
+        first += 1
+
+
+def _assignment_span(text: str, word_start: int, match: re.Match[str], out: list[Span]) -> None:
+    """``password=...``, ``"api_key": "..."``, ``Authorization: Basic ...``: the value part."""
+    key_start = word_start
+    while key_start > 0 and text[key_start - 1] in _KEY_CHARS:
+        key_start -= 1
+    key_end = word_start
+    while key_end < len(text) and text[key_end] in _KEY_CHARS:
+        key_end += 1
+    key = text[key_start:key_end]
+    if sensitive_key_kind(key) is None:
+        return
+    value_start, value_end = match.span("value")
+    if text[value_start] in "'\"":
+        value_start, value_end = value_start + 1, value_end - 1
+    else:
+        words = _KEY_WORD.findall(key)
+        if words and words[-1].lower() in _WHOLE_LINE_KEYS:
+            line = _LINE_REST.match(text, value_start)
+            value_end = line.end() if line is not None else value_end
+        else:
+            scheme = _AUTH_SCHEME.match(text, value_start)
+            rest = _VALUE_REST.match(text, scheme.end()) if scheme is not None else None
+            if rest is not None:
+                value_end = max(value_end, rest.end())
+    if value_end > value_start:
+        out.append((value_start, value_end, "sensitive-key"))
+
+
+def _find_all(haystack: str, needle: str) -> list[int]:
+    positions = []
+    position = haystack.find(needle)
+    while position >= 0:
+        positions.append(position)
+        position = haystack.find(needle, position + 1)
+    return positions
+
+
+# For short strings (most tool arguments and results) a few substring tests say whether any
+# detector could match at all: cheaper than the fixed cost of running each detector.
+_SHORT_TEXT_CHARS = 256
+_TRIGGERS = (
+    "sk-", "-----begin", "gh", "github_pat_", "xox", "xapp-", "hooks.slack.com", "eyj", "bearer",
+    "pass", "pwd", "secret", "token", "key", "auth", "cookie", "credential",
+)  # fmt: skip
+
+
+def _may_hold_secret(text: str) -> bool:
+    lowered = text.lower()
+    for trigger in _TRIGGERS:
+        if trigger in lowered:
+            return True
+    if "://" in text and "@" in text:  # user:password@ in a URL
+        return True
+    if sum(map(text.count, _DIGITS)) >= 13:
+        return True
+    return _AWS_ACCESS_KEY.search(text) is not None
+
+
+def may_hold_secret(text: str) -> bool:
+    """False only when no built-in detector can match anything in ``text`` (a fast pre-check)."""
+    lowered = text.lower()
+    for trigger in _TRIGGERS:
+        if trigger in lowered:
+            return True
+    if "://" in text and "@" in text:
+        return True
+    if _AWS_ACCESS_KEY.search(text) is not None:
+        return True
+    cards: list[Span] = []
+    for match in _CARD.finditer(text):  # long float reprs are digit runs too: check them whole
+        start, end = match.span()
+        if start == 0 or text[start - 1] not in _DIGITS:
+            _card_spans(text, start, end, cards)
+            if cards:
+                return True
+    return False
+
+
+def builtin_spans(text: str) -> list[Span]:
+    """(start, end, kind) of every secret the built-in detectors find in ``text``."""
+    out: list[Span] = []
+    if len(text) < _SHORT_TEXT_CHARS and not _may_hold_secret(text):
+        return out
+    for kind, trigger, pattern in _LITERAL_DETECTORS:
+        if trigger is not None and trigger not in text:
+            continue
+        for match in pattern.finditer(text):
+            start, end = match.span()
+            if kind in _NEEDS_TOKEN_START and start > 0 and text[start - 1] in _TOKEN_CHAR:
+                continue
+            out.append((start, end, kind))
+    for position in _find_all(text, "://"):
+        user_info = _URL_USER_INFO.match(text, position + 3)
+        if user_info is not None:
+            out.append((position + 3, user_info.end(), "url-credentials"))
+    lowered = text.lower()
+    if len(lowered) != len(text):  # a character whose lower case is longer: keep positions
+        lowered = text.translate(_ASCII_LOWER)
+    for position in _find_all(lowered, "bearer"):
+        token = _BEARER_REST.match(text, position + 6)
+        if token is not None:
+            out.append((position, token.end(), "bearer-token"))
+    for word in _KEY_TRIGGERS:
+        for position in _find_all(lowered, word):
+            assignment = _ASSIGNMENT_REST.match(text, position + len(word))
+            if assignment is not None:
+                _assignment_span(text, position, assignment, out)
+    for match in _CARD.finditer(text):
+        start, end = match.span()
+        if start > 0 and text[start - 1] in _DIGITS:
+            continue
+        _card_spans(text, start, end, out)
+    return out
+
+
+def _merge(spans: list[Span]) -> list[Span]:
+    spans.sort()
+    merged: list[Span] = []
+    for start, end, kind in spans:
+        if merged and start < merged[-1][1]:
+            previous = merged[-1]
+            if end > previous[1]:
+                merged[-1] = (previous[0], end, previous[2])
+            continue
+        merged.append((start, end, kind))
+    return merged
+
+
+def _render(text: str, spans: list[Span], start: int, end: int) -> str:
+    """``text[start:end]`` with every span touching that range replaced whole by its marker."""
+    pieces: list[str] = []
+    position = start
+    for span_start, span_end, kind in spans:
+        if span_end <= start:
+            continue
+        if span_start >= end:
+            break
+        if span_start > position:
+            pieces.append(text[position:span_start])
+        pieces.append(marker(kind))
+        position = max(position, span_end)
+    if position < end:
+        pieces.append(text[position:end])
+    return "".join(pieces)
 
 
 class Redactor:
     """Replaces secrets in text and under sensitive keys; never returns any part of a secret."""
 
-    __slots__ = ("_custom", "_detectors", "_func")
+    __slots__ = ("_custom", "_func", "key_cache")
 
     def __init__(
         self,
         patterns: Sequence[str | re.Pattern[str]] = (),
         func: Callable[[Any], Any] | None = None,
     ) -> None:
-        detectors = [(kind, re.compile(pattern)) for kind, pattern in _BUILTIN_DETECTORS]
-        self._detectors = detectors
-        self._custom = [re.compile(p) if isinstance(p, str) else p for p in patterns]
+        custom: list[re.Pattern[str]] = []
+        for pattern in patterns:
+            if isinstance(pattern, re.Pattern):
+                if not isinstance(pattern.pattern, str):
+                    raise TypeError(f"redact_patterns: {pattern!r} is a bytes pattern; use a str pattern")
+                custom.append(pattern)
+            elif isinstance(pattern, str):
+                custom.append(re.compile(pattern))
+            else:
+                raise TypeError(
+                    f"redact_patterns entries must be str or re.Pattern, not {type(pattern).__name__}"
+                )
+        if func is not None and not callable(func):
+            raise TypeError(f"redact= must be a callable, not {type(func).__name__}")
+        self._custom = tuple(custom)
         self._func = func
+        # Mapping keys as redacted (see _content): keys repeat, their detection need not.
+        self.key_cache: dict[str, str] = {}
 
     @staticmethod
     def sensitive_key_kind(key: str) -> str | None:
         """The redaction kind for a mapping key whose value is always secret, else None."""
-        if _SENSITIVE_KEY.search(key):
-            return "sensitive-key"
-        return None
+        return sensitive_key_kind(key)
+
+    def spans(self, text: str) -> list[Span]:
+        """Merged (start, end, kind) of every secret in ``text``, built-in and custom."""
+        found = builtin_spans(text)
+        for pattern in self._custom:
+            for match in pattern.finditer(text):
+                if match.end() > match.start():
+                    found.append((match.start(), match.end(), "custom"))
+        return _merge(found) if found else found
 
     def redact_text(self, text: str) -> str:
         """``text`` with every detected secret replaced by ``[REDACTED:<kind>]``."""
-        for kind, pattern in self._detectors:
-            text = pattern.sub(f"[REDACTED:{kind}]", text)
-        for pattern in self._custom:
-            text = pattern.sub("[REDACTED:custom]", text)
-        return _CARD_CANDIDATE.sub(_redact_card, text)
+        spans = self.spans(text)
+        if not spans:
+            return text
+        return _render(text, spans, 0, len(text))
+
+    def redact_prefix(self, text: str, limit: int) -> tuple[str, bool]:
+        """The redacted first ``limit`` characters of ``text``, and whether it was cut.
+
+        Detection sees a margin past the cut; a secret straddling the cut is replaced whole.
+        """
+        if len(text) <= limit:
+            return self.redact_text(text), False
+        window = text[: limit + REDACTION_MARGIN_CHARS]
+        return _render(window, self.spans(window), 0, limit), True
+
+    def redact_suffix(self, text: str, limit: int) -> tuple[str, bool]:
+        """The redacted last ``limit`` characters of ``text`` (a traceback's end), and whether cut."""
+        if len(text) <= limit:
+            return self.redact_text(text), False
+        window_start = max(0, len(text) - limit - REDACTION_MARGIN_CHARS)
+        window = text[window_start:]
+        return _render(window, self.spans(window), len(window) - limit, len(window)), True
 
     def apply_user_callable(self, value: Any) -> Any:
         """The user's ``redact=`` callable on a value; a failure yields a marker, never the raw value."""
@@ -103,3 +410,31 @@ class Redactor:
     @property
     def has_user_callable(self) -> bool:
         return self._func is not None
+
+    @property
+    def has_custom_patterns(self) -> bool:
+        return bool(self._custom)
+
+    def redact_stack(self, text: str, limit: int) -> tuple[str, bool]:
+        """A stack trace's redacted last ``limit`` characters (user callable included), and whether cut.
+
+        A traceback ends with the exception's message, so it gets what the message gets.
+        """
+        if self._func is not None:
+            window = text[-(limit + REDACTION_MARGIN_CHARS) :]
+            result = self.apply_user_callable(window)
+            text = result if isinstance(result, str) else REDACTION_FAILED
+        return self.redact_suffix(text, limit)
+
+    def redact_message(self, text: str, limit: int) -> str:
+        """An error message or status text: the user callable (on text), detectors, then the bound."""
+        if self._func is not None:
+            result = self.apply_user_callable(text)
+            text = result if isinstance(result, str) else REDACTION_FAILED
+        redacted, cut = self.redact_prefix(text, limit)
+        if cut:
+            redacted += f"...[truncated: {len(text)} chars]"
+        return redacted
+
+
+DEFAULT_REDACTOR = Redactor()

@@ -50,9 +50,12 @@ def field_of(obj: Any, name: str) -> Any:
     """``obj.name`` or ``obj[name]``: SDK objects and plain dicts read the same way."""
     if obj is None:
         return None
-    if isinstance(obj, Mapping):
-        return obj.get(name)
-    return getattr(obj, name, None)
+    try:
+        if isinstance(obj, Mapping):
+            return obj.get(name)
+        return getattr(obj, name, None)
+    except Exception:  # a hostile object's property or __getitem__: treat as absent
+        return None
 
 
 def _int_or_none(value: Any) -> int | None:
