@@ -108,7 +108,8 @@ def main() -> None:
     if runs:
         summary = summarize(runs[-1])
         for key, value in summary.to_dict().items():
-            print(f"  {key:<18} {value}")
+            shown = f"{value:,.1f}" if isinstance(value, float) else value
+            print(f"  {key:<18} {shown}")
     print(f"\nstep log: {log}")
     print("next: steptrace runs | steptrace debug <run_id> | steptrace view <run_id> -o run.html")
 
