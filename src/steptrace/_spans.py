@@ -502,8 +502,8 @@ class LlmRequest(_Operation):
         with internal_errors("llm_request.record_chunk_times"):
             record = self._config.instruments.time_per_output_chunk.record
             attrs = self._metric_attributes(None)
-            for now in times:
-                record(now - previous, attrs)
+            for now in times:  # no exemplar per chunk, as in chunk_received (see _metrics.NO_EXEMPLAR)
+                record(now - previous, attrs, NO_EXEMPLAR)
                 previous = now
             self._chunk_at = previous
 
