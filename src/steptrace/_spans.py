@@ -139,6 +139,20 @@ class _Operation:
                 error_type = record_failure(self.span, exc, self._config.content)
         return duration, error_type, cancelled
 
+    def finish(self, exc: BaseException | None = None) -> None:
+        """End the span; ``exc`` is the exception leaving it, if any. Idempotent; never raises."""
+        if self._finished:
+            return
+        self._finished = True
+        try:  # a plain try is ~1 µs cheaper than a context manager here
+            self._end(*self._close(exc))
+        except Exception as internal:
+            report_internal_error(f"{type(self).__name__}.finish", internal)
+
+    def _end(self, duration: float, error_type: str | None, cancelled: bool) -> None:
+        """End the span and record its metrics (the subclass's part of ``finish``)."""
+        raise NotImplementedError
+
     def fail(self, error: BaseException | str) -> None:
         """Mark the span failed without an exception propagating (a tool that returned an error)."""
         with internal_errors("fail"):
@@ -208,39 +222,31 @@ class AgentRun(_Operation):
     def stop_reason(self, value: str | None) -> None:
         self.state.stop_reason = value
 
-    def finish(self, exc: BaseException | None = None) -> None:
-        """End the run; ``exc`` is the exception leaving it, if any."""
-        if self._finished:
-            return
-        self._finished = True
-        try:  # a plain try is ~1 µs cheaper than a context manager here
-            duration, error_type, cancelled = self._close(exc)
-            state = self.state
-            if state.stop_reason is None:
-                state.stop_reason = (
-                    A.STOP_CANCELLED if cancelled else A.STOP_ERROR if error_type else A.STOP_END_TURN
-                )
-            self.span.set_attributes(
-                {
-                    A.STOP_REASON: state.stop_reason,
-                    A.RUN_STEPS: state.steps,
-                    A.RUN_LLM_CALLS: state.llm_calls,
-                    A.RUN_TOOL_CALLS: state.tool_calls,
-                    A.RUN_INPUT_TOKENS: state.input_tokens,
-                    A.RUN_OUTPUT_TOKENS: state.output_tokens,
-                    A.RUN_ERRORS: state.errors,
-                    A.RUN_LLM_CALLS_WITHOUT_USAGE: state.llm_calls_without_usage,
-                }
+    def _end(self, duration: float, error_type: str | None, cancelled: bool) -> None:
+        state = self.state
+        if state.stop_reason is None:
+            state.stop_reason = (
+                A.STOP_CANCELLED if cancelled else A.STOP_ERROR if error_type else A.STOP_END_TURN
             )
-            self.span.end()
-            metric_attributes: dict[str, Any] = {A.GEN_AI_OPERATION_NAME: A.OPERATION_INVOKE_AGENT}
-            if self.agent is not None:
-                metric_attributes[A.GEN_AI_AGENT_NAME] = self.agent
-            if error_type is not None:
-                metric_attributes[A.ERROR_TYPE] = error_type
-            self._config.instruments.invoke_agent_duration.record(duration, metric_attributes)
-        except Exception as internal:
-            report_internal_error("agent_run.finish", internal)
+        self.span.set_attributes(
+            {
+                A.STOP_REASON: state.stop_reason,
+                A.RUN_STEPS: state.steps,
+                A.RUN_LLM_CALLS: state.llm_calls,
+                A.RUN_TOOL_CALLS: state.tool_calls,
+                A.RUN_INPUT_TOKENS: state.input_tokens,
+                A.RUN_OUTPUT_TOKENS: state.output_tokens,
+                A.RUN_ERRORS: state.errors,
+                A.RUN_LLM_CALLS_WITHOUT_USAGE: state.llm_calls_without_usage,
+            }
+        )
+        self.span.end()
+        metric_attributes: dict[str, Any] = {A.GEN_AI_OPERATION_NAME: A.OPERATION_INVOKE_AGENT}
+        if self.agent is not None:
+            metric_attributes[A.GEN_AI_AGENT_NAME] = self.agent
+        if error_type is not None:
+            metric_attributes[A.ERROR_TYPE] = error_type
+        self._config.instruments.invoke_agent_duration.record(duration, metric_attributes)
 
 
 class AgentStep(_Operation):
@@ -277,32 +283,25 @@ class AgentStep(_Operation):
         if self._run is not None and value is not None:
             self._run.stop_reason = value
 
-    def finish(self, exc: BaseException | None = None) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        try:  # a plain try is ~1 µs cheaper than a context manager here
-            duration, _error_type, _cancelled = self._close(exc)
-            step, run = self._state, self._run
-            if run is not None:
-                if step.stop_reason is None and run.stop_reason != step.run_stop_reason_at_start:
-                    step.stop_reason = run.stop_reason  # run.stop_reason was set during this step
-                elif step.stop_reason is not None and run.stop_reason is None:
-                    run.stop_reason = step.stop_reason
-            ends_run = step.stop_reason is not None
-            if ends_run:
-                self.span.set_attributes(
-                    {A.AGENT_STEP_ENDS_RUN: True, A.STOP_REASON: str(self._state.stop_reason)}
-                )
-            self.span.end()
-            if run is not None:
-                run.add_agent_step()
-            metric_attributes: dict[str, Any] = {A.METRIC_ENDS_RUN: ends_run}
-            if run is not None and run.agent is not None:
-                metric_attributes[A.GEN_AI_AGENT_NAME] = run.agent
-            self._config.instruments.agent_step_duration.record(duration, metric_attributes, NO_EXEMPLAR)
-        except Exception as internal:
-            report_internal_error("agent_step.finish", internal)
+    def _end(self, duration: float, _error_type: str | None, _cancelled: bool) -> None:
+        step, run = self._state, self._run
+        if run is not None:
+            if step.stop_reason is None and run.stop_reason != step.run_stop_reason_at_start:
+                step.stop_reason = run.stop_reason  # run.stop_reason was set during this step
+            elif step.stop_reason is not None and run.stop_reason is None:
+                run.stop_reason = step.stop_reason
+        ends_run = step.stop_reason is not None
+        if ends_run:
+            self.span.set_attributes(
+                {A.AGENT_STEP_ENDS_RUN: True, A.STOP_REASON: str(self._state.stop_reason)}
+            )
+        self.span.end()
+        if run is not None:
+            run.add_agent_step()
+        metric_attributes: dict[str, Any] = {A.METRIC_ENDS_RUN: ends_run}
+        if run is not None and run.agent is not None:
+            metric_attributes[A.GEN_AI_AGENT_NAME] = run.agent
+        self._config.instruments.agent_step_duration.record(duration, metric_attributes, NO_EXEMPLAR)
 
 
 class LlmRequest(_Operation):
@@ -519,33 +518,28 @@ class LlmRequest(_Operation):
             attrs[A.ERROR_TYPE] = error_type
         return attrs
 
-    def finish(self, exc: BaseException | None = None) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        try:  # a plain try is ~1 µs cheaper than a context manager here
-            duration, error_type, _cancelled = self._close(exc)
-            if error_type is not None and self.stop_reason is None:
-                self.span.set_attribute(A.STOP_REASON, A.STOP_ERROR)
-            self.span.end()
-            if self._run is not None:
-                self._run.add_llm_call(self.input_tokens, self.output_tokens, self._failed)
-            instruments = self._config.instruments
-            if error_type is None and self._failed:
-                error_type = "error"
-            attrs = self._metric_attributes(error_type)
-            # Exemplars point at this llm_request span: a slow bucket leads to its trace.
-            instruments.operation_duration.record(duration, attrs, self._context)
-            if self._first_chunk_at is not None:
-                instruments.time_to_first_chunk.record(
-                    self._first_chunk_at - self._started, attrs, self._context
-                )
-            if self.input_tokens is not None:
-                instruments.token_usage.record(self.input_tokens, {**attrs, A.GEN_AI_TOKEN_TYPE: "input"})
-            if self.output_tokens is not None:
-                instruments.token_usage.record(self.output_tokens, {**attrs, A.GEN_AI_TOKEN_TYPE: "output"})
-        except Exception as internal:
-            report_internal_error("llm_request.finish", internal)
+    def _end(self, duration: float, error_type: str | None, _cancelled: bool) -> None:
+        if error_type is not None and self.stop_reason is None:
+            self.span.set_attribute(A.STOP_REASON, A.STOP_ERROR)
+        self.span.end()
+        if self._run is not None:
+            self._run.add_llm_call(self.input_tokens, self.output_tokens, self._failed)
+        instruments = self._config.instruments
+        if error_type is None and self._failed:
+            error_type = "error"
+        attrs = self._metric_attributes(error_type)
+        # Exemplars point at this llm_request span: a slow bucket leads to its trace.
+        instruments.operation_duration.record(duration, attrs, self._context)
+        if self._first_chunk_at is not None:
+            instruments.time_to_first_chunk.record(self._first_chunk_at - self._started, attrs, self._context)
+        if self.input_tokens is not None:
+            instruments.token_usage.record(
+                self.input_tokens, {**attrs, A.GEN_AI_TOKEN_TYPE: "input"}, self._context
+            )
+        if self.output_tokens is not None:
+            instruments.token_usage.record(
+                self.output_tokens, {**attrs, A.GEN_AI_TOKEN_TYPE: "output"}, self._context
+            )
 
 
 class ToolCall(_Operation):
@@ -592,22 +586,15 @@ class ToolCall(_Operation):
             with internal_errors("tool.record_result"):
                 self.span.set_attribute(A.GEN_AI_TOOL_CALL_RESULT, content.to_json(result))
 
-    def finish(self, exc: BaseException | None = None) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        try:  # a plain try is ~1 µs cheaper than a context manager here
-            duration, error_type, _cancelled = self._close(exc)
-            self.span.end()
-            failed = error_type is not None or self._failed
-            if self._run is not None:
-                self._run.add_tool_call(failed)
-            attrs = self._metric_attributes
-            if failed:
-                attrs = {**attrs, A.ERROR_TYPE: error_type or "error"}
-            self._config.instruments.execute_tool_duration.record(duration, attrs, NO_EXEMPLAR)
-        except Exception as internal:
-            report_internal_error("tool.finish", internal)
+    def _end(self, duration: float, error_type: str | None, _cancelled: bool) -> None:
+        self.span.end()
+        failed = error_type is not None or self._failed
+        if self._run is not None:
+            self._run.add_tool_call(failed)
+        attrs = self._metric_attributes
+        if failed:
+            attrs = {**attrs, A.ERROR_TYPE: error_type or "error"}
+        self._config.instruments.execute_tool_duration.record(duration, attrs, NO_EXEMPLAR)
 
 
 def current_llm_request() -> LlmRequest | None:
