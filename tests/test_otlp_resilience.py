@@ -372,3 +372,55 @@ def test_quickstart_with_a_dead_collector_exits_promptly_with_its_run_spilled(
     logged = {record["span_id"]: record for record in read_spill(jsonl)}
     spilled = {record["span_id"]: record for record in read_spill(jsonl.parent / "otlp-spill.jsonl")}
     assert spilled == logged  # the same records, byte for byte in content
+
+
+FORKING_AGENT = """
+import json, os, sys
+import steptrace
+
+telemetry = steptrace.configure(service_name="forking-agent", jsonl_path="steps.jsonl")
+child = os.fork()  # e.g. gunicorn --preload: configured in the parent, traced in workers
+agent = "child" if child == 0 else "parent"
+with steptrace.agent_run(agent=agent) as run:
+    with steptrace.agent_step():
+        pass
+flushed = telemetry.force_flush(10_000)
+print(json.dumps({"agent": agent, "run_id": run.run_id, "flushed": flushed}), flush=True)
+if child == 0:
+    os._exit(0 if flushed else 3)
+_, status = os.waitpid(child, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_forked_worker_still_exports_and_logs(tmp_path: Path) -> None:
+    """A process forked after configure() (gunicorn --preload, multiprocessing) would silently
+    export nothing: its copy of the batching thread does not exist, and a lock may be held."""
+    grpc_port, http_port = free_port(), free_port()
+    rotel = Rotel(tmp_path, grpc_port=grpc_port, http_port=http_port, signal_="traces")
+    script = tmp_path / "forking_agent.py"
+    script.write_text(FORKING_AGENT)
+    log = tmp_path / "steps.jsonl"
+    try:
+        result = run_python(
+            script,
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{http_port}",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            },
+            cwd=tmp_path,
+            timeout_s=60,
+        )
+        assert result.returncode == 0, result.stderr
+        runs = {r["agent"]: r for r in map(json.loads, result.stdout.splitlines())}
+        assert runs["child"]["flushed"] is True and runs["parent"]["flushed"] is True
+        received = wait_until(
+            lambda: (spans := rotel.spans()) and len(spans) >= 4 and spans,
+            timeout_s=15,
+            what="both processes' spans at the collector",
+        )
+    finally:
+        rotel.stop()
+    assert sorted(span["name"] for span in received.values()) == sorted(["agent_run", "agent_step"] * 2)
+    logged = {json.loads(line)["run_id"] for line in log.read_text().splitlines()}
+    assert logged == {runs["child"]["run_id"], runs["parent"]["run_id"]}

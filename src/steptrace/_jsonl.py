@@ -16,6 +16,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -194,6 +195,19 @@ class JsonlSpanExporter(SpanExporter):
         self.records_written = 0
         self.records_failed = 0
         self._open()  # raise now, at configuration, rather than on the hot path
+        if hasattr(os, "register_at_fork"):
+            # A fork while another thread holds the lock would leave the child's lock held forever.
+            this = weakref.ref(self)
+
+            def reinit_in_child() -> None:
+                log = this()
+                if log is not None:
+                    log._after_fork()
+
+            os.register_at_fork(after_in_child=reinit_in_child)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

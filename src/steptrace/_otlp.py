@@ -368,6 +368,29 @@ class ResilientSpanProcessor(SpanProcessor):
         self._spill_error_reported = False
         self._worker = threading.Thread(target=self._run, name="steptrace-otlp", daemon=True)
         self._worker.start()
+        # A process forked after configure() (gunicorn --preload, multiprocessing) has no worker
+        # thread and possibly a lock held by one: give the child its own, with an empty queue.
+        if hasattr(os, "register_at_fork"):
+            reinit = weakref.WeakMethod(self._reinit_after_fork)
+
+            def reinit_in_child() -> None:
+                method = reinit()
+                if method is not None:
+                    method()
+
+            os.register_at_fork(after_in_child=reinit_in_child)
+
+    def _reinit_after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._queue = deque()  # the parent's spans are the parent's to export
+        self._in_flight = None
+        self._flushes = []
+        self._undelivered_since_flush = False
+        if self._closing:
+            return
+        self._worker = threading.Thread(target=self._run, name="steptrace-otlp", daemon=True)
+        self._worker.start()
 
     # -- the application's side: cheap, and never raises --
 
