@@ -410,10 +410,28 @@ def arguments_hash(arguments: Any) -> str:
                     for k, v in arguments.items()
                 }
                 break
+    data: bytes | None = None
+    if _SORTED_MSGSPEC is not None:
+        try:  # plain JSON data: ~4x faster, the same bytes as the stdlib for ASCII text
+            data = _SORTED_MSGSPEC.encode(arguments)
+        except Exception:
+            data = None
+    if data is None:
+        try:
+            canonical = _CANONICAL.encode(arguments)
+        except Exception:  # cycles, unsortable keys, huge ints, deep nesting: hash the safe form
+            safe = _Walk(None, 1 << 20).value(arguments, 0, set())
+            canonical = json.dumps(safe, sort_keys=True, separators=(",", ":"))
+        data = canonical.encode("utf-8", "replace")
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+def _sorted_msgspec_encoder() -> Any:
     try:
-        canonical = _CANONICAL.encode(arguments)
-    except Exception:  # cycles, unsortable keys, huge ints, deep nesting: hash the safe form instead
-        safe = _Walk(None, 1 << 20).value(arguments, 0, set())
-        canonical = json.dumps(safe, sort_keys=True, separators=(",", ":"))
-    digest = hashlib.blake2b(canonical.encode("utf-8", "replace"), digest_size=8)
-    return digest.hexdigest()
+        import msgspec
+    except ImportError:  # a dependency, but the stdlib path is complete without it
+        return None
+    return msgspec.json.Encoder(order="sorted")
+
+
+_SORTED_MSGSPEC = _sorted_msgspec_encoder()
