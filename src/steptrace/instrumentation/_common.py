@@ -333,7 +333,9 @@ async def _traced_coroutine(
 def _result(call: Call, result: Any, is_async: bool) -> Any:
     stream_type = AsyncStreamProxy if is_async else StreamProxy
     try:
-        if _is_sdk_stream(result, is_async):
+        # hasattr() on a complete response (a pydantic model) raises and catches inside
+        # pydantic (~2 µs): ask only when the request asked for a stream.
+        if call.handle.stream and _is_sdk_stream(result, is_async):
             return stream_type(result, call, call.endpoint.new_observer(call.handle))
     except Exception as exc:
         report_internal_error("instrumentation.stream_wrap", exc)
