@@ -20,8 +20,16 @@ import steptrace
 
 def events_for(answered: bool) -> list[dict[str, Any]]:
     usage = {"input_tokens": 50, "output_tokens": 1}
-    start = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-example",
-             "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}
+    start = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-example",
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": usage,
+    }
     if answered:
         block: dict[str, Any] = {"type": "text", "text": ""}
         deltas = [{"type": "text_delta", "text": t} for t in ("It is ", "18°C ", "in Paris.")]
@@ -35,8 +43,11 @@ def events_for(answered: bool) -> list[dict[str, Any]]:
         {"type": "content_block_start", "index": 0, "content_block": block},
         *({"type": "content_block_delta", "index": 0, "delta": d} for d in deltas),
         {"type": "content_block_stop", "index": 0},
-        {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
-         "usage": {"output_tokens": 15}},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop, "stop_sequence": None},
+            "usage": {"output_tokens": 15},
+        },
         {"type": "message_stop"},
     ]
 
@@ -78,10 +89,10 @@ TOOLS = [{"name": "get_weather", "input_schema": CITY_SCHEMA}]
 def main() -> None:
     server = fake_anthropic_server()
     telemetry = steptrace.configure(service_name="anthropic-agent")  # 1. configure
-    steptrace.instrument_anthropic()                                  # 2. instrument the SDK
+    steptrace.instrument_anthropic()  # 2. instrument the SDK
     client = anthropic.Anthropic(api_key="sk-offline", base_url=f"http://127.0.0.1:{server.server_port}")
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather in Paris?"}]
-    with steptrace.agent_run(agent="weather-bot") as run:              # 3. mark the run (and steps)
+    with steptrace.agent_run(agent="weather-bot") as run:  # 3. mark the run (and steps)
         for _ in range(5):
             with steptrace.agent_step():
                 with client.messages.stream(
@@ -94,8 +105,11 @@ def main() -> None:
                     print("".join(b.text for b in message.content if b.type == "text"))
                     break
                 results = [
-                    {"type": "tool_result", "tool_use_id": c.id,
-                     "content": json.dumps(get_weather(**c.input))}
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": c.id,
+                        "content": json.dumps(get_weather(**c.input)),
+                    }
                     for c in calls
                 ]
                 messages.append({"role": "user", "content": results})

@@ -31,16 +31,28 @@ def fake_openai_server() -> ThreadingHTTPServer:
             message: dict[str, Any] = {"role": "assistant", "content": "It is 18°C in Paris."}
             finish = "stop"
             if not answered:
-                message = {"role": "assistant", "content": None, "tool_calls": [{
-                    "id": "call_1", "type": "function",
-                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-                }]}
+                message = {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                        }
+                    ],
+                }
                 finish = "tool_calls"
-            data = json.dumps({
-                "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "gpt-4o",
-                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                "usage": {"prompt_tokens": 40, "completion_tokens": 12, "total_tokens": 52},
-            }).encode()
+            data = json.dumps(
+                {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": "gpt-4o",
+                    "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                    "usage": {"prompt_tokens": 40, "completion_tokens": 12, "total_tokens": 52},
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
@@ -57,18 +69,24 @@ def get_weather(city: str) -> dict[str, Any]:
     return {"city": city, "celsius": 18}
 
 
-TOOLS = [{"type": "function", "function": {
-    "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
 
 
 def main() -> None:
     server = fake_openai_server()
     telemetry = steptrace.configure(service_name="openai-agent")  # 1. configure
-    steptrace.instrument_openai()                                  # 2. instrument the SDK
+    steptrace.instrument_openai()  # 2. instrument the SDK
     client = openai.OpenAI(api_key="sk-offline", base_url=f"http://127.0.0.1:{server.server_port}/v1")
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather in Paris?"}]
-    with steptrace.agent_run(agent="weather-bot") as run:           # 3. mark the run (and steps)
+    with steptrace.agent_run(agent="weather-bot") as run:  # 3. mark the run (and steps)
         for _ in range(5):
             with steptrace.agent_step():
                 reply = client.chat.completions.create(model="gpt-4o", messages=messages, tools=TOOLS)

@@ -53,8 +53,13 @@ def best_of(fn: Callable[[], object], repeat: int, number: int) -> float:
     return statistics.median(rounds)
 
 
-def measure(instrument: Callable[[], None], uninstrument: Callable[[], None],
-            fn: Callable[[], object], repeat: int, number: int) -> tuple[float, float]:
+def measure(
+    instrument: Callable[[], None],
+    uninstrument: Callable[[], None],
+    fn: Callable[[], object],
+    repeat: int,
+    number: int,
+) -> tuple[float, float]:
     for _ in range(50):
         fn()
     bare = best_of(fn, repeat, number)
@@ -78,21 +83,31 @@ def main() -> None:
 
     client = F.openai_client(Endless(F.json_reply(F.chat_completion())))
     bare, traced = measure(
-        openai_on, openai_off,
-        lambda: client.chat.completions.create(model="gpt-4o", messages=MESSAGES), 7, 300,
+        openai_on,
+        openai_off,
+        lambda: client.chat.completions.create(model="gpt-4o", messages=MESSAGES),
+        7,
+        300,
     )
-    print(f"openai chat.create       bare {bare * 1e6:8.1f} us  traced {traced * 1e6:8.1f} us"
-          f"  overhead {(traced - bare) * 1e6:6.1f} us/call")
+    print(
+        f"openai chat.create       bare {bare * 1e6:8.1f} us  traced {traced * 1e6:8.1f} us"
+        f"  overhead {(traced - bare) * 1e6:6.1f} us/call"
+    )
 
     anthropic_on = lambda: AnthropicInstrumentor().instrument(**providers)  # noqa: E731
     anthropic_off = AnthropicInstrumentor().uninstrument
     aclient = F.anthropic_client(Endless(F.json_reply(F.anthropic_message())))
     bare, traced = measure(
-        anthropic_on, anthropic_off,
-        lambda: aclient.messages.create(model="claude-test", max_tokens=9, messages=MESSAGES), 7, 300,
+        anthropic_on,
+        anthropic_off,
+        lambda: aclient.messages.create(model="claude-test", max_tokens=9, messages=MESSAGES),
+        7,
+        300,
     )
-    print(f"anthropic messages.create bare {bare * 1e6:8.1f} us  traced {traced * 1e6:8.1f} us"
-          f"  overhead {(traced - bare) * 1e6:6.1f} us/call")
+    print(
+        f"anthropic messages.create bare {bare * 1e6:8.1f} us  traced {traced * 1e6:8.1f} us"
+        f"  overhead {(traced - bare) * 1e6:6.1f} us/call"
+    )
 
     results = {}
     for chunks in (50, 500):
@@ -101,7 +116,9 @@ def main() -> None:
 
         def consume(c: object = stream_client) -> None:
             for _chunk in c.chat.completions.create(  # type: ignore[attr-defined]
-                model="gpt-4o", messages=MESSAGES, stream=True,
+                model="gpt-4o",
+                messages=MESSAGES,
+                stream=True,
                 stream_options={"include_usage": True},
             ):
                 pass

@@ -208,9 +208,7 @@ def test_async_ttft_of_50_chunk_stream(steptrace_capture: Capture) -> None:
     events = F.anthropic_events([f"t{i}" for i in range(50)])
 
     async def consume() -> None:
-        client = F.async_anthropic_client(
-            F.Script(F.sse_reply(F.anthropic_sse(events), first_delay=delay))
-        )
+        client = F.async_anthropic_client(F.Script(F.sse_reply(F.anthropic_sse(events), first_delay=delay)))
         async with client.messages.stream(**CALL) as stream:
             await stream.until_done()
 

@@ -186,15 +186,11 @@ def test_async_chat_completion(steptrace_capture: Capture) -> None:
 
 # --- chat.completions, streamed ---------------------------------------------------------------
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
-def test_stream_records_usage_ttft_and_chunk_times(
-    steptrace_capture: Capture, is_async: bool
-) -> None:
+def test_stream_records_usage_ttft_and_chunk_times(steptrace_capture: Capture, is_async: bool) -> None:
     """A streamed call with include_usage ends its span with tokens, TTFT and per-chunk times."""
     pieces = [f"w{i} " for i in range(10)]
     script = F.Script(
-        F.sse_reply(
-            F.openai_sse(F.chat_chunks(pieces, tool_call=("call_9", "search", ['{"q"', ': 1}'])))
-        )
+        F.sse_reply(F.openai_sse(F.chat_chunks(pieces, tool_call=("call_9", "search", ['{"q"', ": 1}"]))))
     )
     chunks = chat_stream(script, is_async, stream_options={"include_usage": True})
     assert all(type(c) is openai.types.chat.ChatCompletionChunk for c in chunks)
@@ -218,9 +214,7 @@ def test_stream_records_usage_ttft_and_chunk_times(
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
-def test_ttft_of_50_chunk_stream_matches_server_delay(
-    steptrace_capture: Capture, is_async: bool
-) -> None:
+def test_ttft_of_50_chunk_stream_matches_server_delay(steptrace_capture: Capture, is_async: bool) -> None:
     """TTFT is measured from sending the request: a 120 ms server delay reads as 120 ms (±5 ms)."""
     delay = 0.120
     script = F.Script(
@@ -267,9 +261,7 @@ def test_early_break_ends_span_with_what_was_received(steptrace_capture: Capture
     got = attrs(only_llm_span(steptrace_capture))
     assert got[A.LLM_STREAM_COMPLETED] is False
     assert got[A.LLM_USAGE_MISSING] is True
-    assert json.loads(got[A.GEN_AI_OUTPUT_MESSAGES])[0]["parts"] == [
-        {"type": "text", "content": "t0t1"}
-    ]
+    assert json.loads(got[A.GEN_AI_OUTPUT_MESSAGES])[0]["parts"] == [{"type": "text", "content": "t0t1"}]
     assert only_llm_span(steptrace_capture).status.status_code is not StatusCode.ERROR
 
 
@@ -296,9 +288,7 @@ def test_async_early_break_and_close(steptrace_capture: Capture) -> None:
 def test_dropped_unconsumed_stream_still_ends_span(steptrace_capture: Capture) -> None:
     """A stream the caller never reads and drops ends its span when it is garbage-collected."""
     script = F.Script(F.sse_reply(F.openai_sse(F.chat_chunks(["a"]))))
-    stream = F.openai_client(script).chat.completions.create(
-        model="gpt-4o", messages=MESSAGES, stream=True
-    )
+    stream = F.openai_client(script).chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
     del stream
     gc.collect()
     got = attrs(only_llm_span(steptrace_capture))
@@ -357,9 +347,7 @@ def test_sdk_errors_fail_the_span_and_propagate_unchanged(
     script = F.Script(reply)
 
     async def call_async() -> Any:
-        return await F.async_openai_client(script).chat.completions.create(
-            model="gpt-4o", messages=MESSAGES
-        )
+        return await F.async_openai_client(script).chat.completions.create(model="gpt-4o", messages=MESSAGES)
 
     with pytest.raises(error) as raised:
         if is_async:
@@ -381,9 +369,7 @@ def test_real_read_timeout_from_local_server(steptrace_capture: Capture) -> None
     script = F.Script(F.json_reply(F.chat_completion()))
     script.replies[0].first_delay = 0.5
     with F.FakeServer(script) as server:
-        client = openai.OpenAI(
-            api_key=F.API_KEY, base_url=server.url("/v1"), max_retries=0, timeout=0.1
-        )
+        client = openai.OpenAI(api_key=F.API_KEY, base_url=server.url("/v1"), max_retries=0, timeout=0.1)
         with pytest.raises(openai.APITimeoutError):
             client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
         client.close()

@@ -217,9 +217,7 @@ def server_attributes(resource: Any) -> dict[str, Any]:
     return {A.SERVER_ADDRESS: host, A.SERVER_PORT: port} if port else {A.SERVER_ADDRESS: host}
 
 
-def begin_call(
-    config: ActiveConfig, endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]
-) -> Call:
+def begin_call(config: ActiveConfig, endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> Call:
     request = endpoint.describe(kwargs)
     attributes = server_attributes(resource)
     manual = current_llm_request()
@@ -267,9 +265,7 @@ class ConfigSource:
         return fixed if fixed is not None else active()
 
 
-def _open(
-    source: ConfigSource, endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]
-) -> Call | None:
+def _open(source: ConfigSource, endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> Call | None:
     config = source.get()
     if config is None or is_raw_response(kwargs):
         return None
@@ -314,9 +310,7 @@ def async_wrapper(source: ConfigSource, endpoint: Endpoint) -> Callable[..., Any
     return traced
 
 
-async def _traced_coroutine(
-    call: Call, wrapped: Callable[..., Any], args: Any, kwargs: Any
-) -> Any:
+async def _traced_coroutine(call: Call, wrapped: Callable[..., Any], args: Any, kwargs: Any) -> Any:
     if call.owned:
         call.handle.restart_clock()
     token = otel_context.attach(call.context)
@@ -590,9 +584,7 @@ class SdkInstrumentor:
     def instrument_client(self, client: Any) -> None:
         """Patch the resources of one client instance only."""
         if self._patches or client in self._clients:
-            logger.warning(
-                "steptrace: this %s client is already instrumented; ignoring", self.package
-            )
+            logger.warning("steptrace: this %s client is already instrumented; ignoring", self.package)
             return
         with internal_errors(f"instrument {self.package} client"):
             patches = Patches()
@@ -622,6 +614,8 @@ class SdkInstrumentor:
             return
         if version.split(".", 1)[0] not in self.tested_majors:
             logger.warning(
-                "steptrace: %s %s is outside the tested range %s", self.package, version,
+                "steptrace: %s %s is outside the tested range %s",
+                self.package,
+                version,
                 self.supported,
             )

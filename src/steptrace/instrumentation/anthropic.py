@@ -127,7 +127,10 @@ class _MessageObserver(Observer):
         elif kind == "content_block_start":
             block = event.content_block
             self.blocks[event.index] = [
-                block.type, getattr(block, "id", None), getattr(block, "name", None), []
+                block.type,
+                getattr(block, "id", None),
+                getattr(block, "name", None),
+                [],
             ]
         elif kind == "message_delta":
             self.stop_reason = event.delta.stop_reason
@@ -225,9 +228,7 @@ def _observe_message_stream(call: Call, message_stream: Any, is_async: bool) -> 
 class _StreamManagerProxy(wrapt.ObjectProxy[Any]):
     """``MessageStreamManager``: opens the span on ``__enter__``, when the request is sent."""
 
-    def __init__(
-        self, manager: Any, source: ConfigSource, resource: Any, kwargs: Mapping[str, Any]
-    ) -> None:
+    def __init__(self, manager: Any, source: ConfigSource, resource: Any, kwargs: Mapping[str, Any]) -> None:
         super().__init__(manager)
         self._self_source = source
         self._self_resource = resource
@@ -260,9 +261,7 @@ class _StreamManagerProxy(wrapt.ObjectProxy[Any]):
 class _AsyncStreamManagerProxy(wrapt.ObjectProxy[Any]):
     """``AsyncMessageStreamManager``: opens the span on ``__aenter__``."""
 
-    def __init__(
-        self, manager: Any, source: ConfigSource, resource: Any, kwargs: Mapping[str, Any]
-    ) -> None:
+    def __init__(self, manager: Any, source: ConfigSource, resource: Any, kwargs: Mapping[str, Any]) -> None:
         super().__init__(manager)
         self._self_source = source
         self._self_resource = resource

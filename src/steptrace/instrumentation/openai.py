@@ -65,7 +65,8 @@ def _chat_input(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
                 function = field_of(call, "function")
                 parts.append(
                     tool_call_part(
-                        field_of(call, "id"), field_of(function, "name"),
+                        field_of(call, "id"),
+                        field_of(function, "name"),
                         field_of(function, "arguments"),
                     )
                 )
@@ -82,7 +83,8 @@ def _chat_output(completion: Any) -> list[dict[str, Any]]:
             function = field_of(call, "function")
             parts.append(
                 tool_call_part(
-                    field_of(call, "id"), field_of(function, "name"),
+                    field_of(call, "id"),
+                    field_of(function, "name"),
                     field_of(function, "arguments"),
                 )
             )
@@ -181,9 +183,7 @@ class _ChatObserver(Observer):
             parts = content_parts("".join(self.texts.get(index, ())) or None)
             for key, call in sorted(self.tool_calls.items()):
                 if key[0] == index:
-                    parts.append(
-                        tool_call_part(call["id"], call["name"], "".join(call["arguments"]))
-                    )
+                    parts.append(tool_call_part(call["id"], call["name"], "".join(call["arguments"])))
             messages.append(
                 {
                     "role": "assistant",
@@ -282,9 +282,7 @@ class _ResponsesObserver(Observer):
             handle.set_attribute(A.LLM_USAGE_MISSING, True)
 
 
-RESPONSES = Endpoint(
-    PROVIDER, _describe_responses, _responses_input, _ResponsesObserver, _responses_output
-)
+RESPONSES = Endpoint(PROVIDER, _describe_responses, _responses_input, _ResponsesObserver, _responses_output)
 
 
 # --- the instrumentor -----------------------------------------------------------------------------
