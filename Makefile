@@ -32,7 +32,8 @@ $(BACKENDS_STAMP):
 	touch $@
 
 test: $(VENV)/.test $(BACKENDS_STAMP)
-	$(PY) -m ruff check src tests examples
+	$(PY) -m ruff check src tests examples bench
+	$(PY) -m ruff format --check src tests examples bench
 	$(PY) -m mypy
 	$(PY) -m pytest
 
