@@ -273,3 +273,15 @@ def test_one_spec_object_reused_by_concurrent_tasks(steptrace_capture: Capture) 
             if t.parent and t.parent.span_id == step.context.span_id
         ]
         assert tool.end_time is not None and step.end_time is not None and tool.end_time <= step.end_time
+
+
+def test_agent_run_with_empty_parentheses_names_the_agent(steptrace_capture: Capture) -> None:
+    """``@steptrace.agent_run()`` and ``@steptrace.agent_run`` both name the agent after the function."""
+
+    @steptrace.agent_run()
+    def billing_agent() -> None:
+        pass
+
+    billing_agent()
+    (run,) = steptrace_capture.spans_named("agent_run")
+    assert (run.attributes or {})[A.GEN_AI_AGENT_NAME] == "billing_agent"

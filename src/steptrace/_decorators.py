@@ -336,6 +336,11 @@ class AgentRunSpec(_Spec[AgentRun]):
 
         return open_run
 
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        if self.agent is None:  # ``@steptrace.agent_run()`` names the agent after the function too
+            self.agent = getattr(fn, "__name__", None)
+        return super().__call__(fn)
+
 
 @overload
 def agent_run(agent: Callable[P, R]) -> Callable[P, R]: ...
@@ -364,7 +369,7 @@ def agent_run(
     or ``cancelled``. As a decorator, ``@steptrace.agent_run`` names the agent after the function.
     """
     if callable(agent):
-        return AgentRunSpec(agent.__name__, release, run_id, conversation_id, attributes)(agent)
+        return AgentRunSpec(None, release, run_id, conversation_id, attributes)(agent)
     return AgentRunSpec(agent, release, run_id, conversation_id, attributes)
 
 
