@@ -61,17 +61,20 @@ def _chat_input(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
             parts = [tool_response_part(field_of(message, "tool_call_id"), content)]
         else:
             parts = content_parts(content)
-            for call in field_of(message, "tool_calls") or ():
-                function = field_of(call, "function")
-                parts.append(
-                    tool_call_part(
-                        field_of(call, "id"),
-                        field_of(function, "name"),
-                        field_of(function, "arguments"),
-                    )
-                )
+            parts.extend(_tool_call_parts(message))
         messages.append({"role": role, "parts": parts})
     return messages
+
+
+def _tool_call_parts(message: Any) -> list[dict[str, Any]]:
+    """The tool calls of a chat message (request history or response) as message parts."""
+    parts = []
+    for call in field_of(message, "tool_calls") or ():
+        function = field_of(call, "function")
+        parts.append(
+            tool_call_part(field_of(call, "id"), field_of(function, "name"), field_of(function, "arguments"))
+        )
+    return parts
 
 
 def _chat_output(completion: Any) -> list[dict[str, Any]]:
@@ -79,15 +82,7 @@ def _chat_output(completion: Any) -> list[dict[str, Any]]:
     for choice in field_of(completion, "choices") or ():
         message = field_of(choice, "message")
         parts = content_parts(field_of(message, "content"))
-        for call in field_of(message, "tool_calls") or ():
-            function = field_of(call, "function")
-            parts.append(
-                tool_call_part(
-                    field_of(call, "id"),
-                    field_of(function, "name"),
-                    field_of(function, "arguments"),
-                )
-            )
+        parts.extend(_tool_call_parts(message))
         messages.append(
             {"role": "assistant", "parts": parts, "finish_reason": field_of(choice, "finish_reason")}
         )
