@@ -102,7 +102,7 @@ def starve(spans: int) -> None:
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
-    from steptrace._otlp import ResilientSpanProcessor
+    from steptrace.export import ResilientSpanProcessor
 
     class Counting(OTLPSpanExporter):
         delivered = 0

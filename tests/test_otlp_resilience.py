@@ -30,7 +30,7 @@ from otlp_servers import (
     run_python,
     wait_until,
 )
-from steptrace._otlp import OtlpSettings, ResilientSpanProcessor, make_span_processor
+from steptrace.export import OtlpSettings, ResilientSpanProcessor, make_span_processor
 
 pytestmark = pytest.mark.integration
 

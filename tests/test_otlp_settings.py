@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from steptrace import ConfigError
-from steptrace._otlp import OtlpSettings
+from steptrace.export import OtlpSettings
 
 OTEL_VARIABLES = (
     "OTEL_EXPORTER_OTLP_ENDPOINT",

@@ -28,10 +28,10 @@ from steptrace import _state
 from steptrace._content import DEFAULT_MAX_CONTENT_BYTES, ContentPolicy
 from steptrace._errors import ConfigError
 from steptrace._jsonl import JsonlSpanExporter
-from steptrace._otlp import OtlpSettings, make_metric_reader, make_span_processor
 from steptrace._processors import Delegates, SteptraceSpanProcessor
 from steptrace._redaction import Redactor
 from steptrace._settings import env_flag, sdk_disabled
+from steptrace.export import OtlpSettings, make_metric_reader, make_span_processor
 
 logger = logging.getLogger("steptrace")
 
