@@ -42,6 +42,35 @@ _current: Telemetry | None = None
 _atexit_registered = False
 
 
+class CaptureOverride:
+    """Where configure() sends telemetry while a test fixture captures it (``steptrace.testing``).
+
+    While one is set, every configure() call uses its providers and step log, exports nothing over
+    OTLP, and takes its capture default; the caller's other settings (redaction, sizes) still apply.
+    """
+
+    def __init__(
+        self,
+        tracer_provider: TracerProvider,
+        meter_provider: MeterProvider,
+        jsonl_path: Path,
+        capture_content: bool = True,
+    ) -> None:
+        self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
+        self.jsonl_path = jsonl_path
+        self.capture_content = capture_content
+
+
+_override: CaptureOverride | None = None
+
+
+def set_capture_override(override: CaptureOverride | None) -> None:
+    """Make configure() keep ``override``'s providers and step log (None: back to normal)."""
+    global _override
+    _override = override
+
+
 class Telemetry:
     """The handle configure() returns: flush and shut down what it set up."""
 
@@ -206,6 +235,12 @@ def configure(
     if max_content_bytes < 64:
         raise ConfigError(f"max_content_bytes={max_content_bytes} is too small (at least 64)")
     otlp = OtlpSettings.from_env(otlp_endpoint, otlp_protocol, otlp_headers)
+    override = _override
+    if override is not None:  # a test fixture is capturing: keep its providers, stay off the network
+        otlp, jsonl_path = None, override.jsonl_path
+        tracer_provider, meter_provider = override.tracer_provider, override.meter_provider
+        if capture_content is None:
+            capture_content = override.capture_content
     path = _resolve_jsonl_path(jsonl_path, otlp)
     if otlp is not None:
         spill = (path.parent if path is not None else DEFAULT_JSONL_PATH.parent) / "otlp-spill.jsonl"

@@ -9,7 +9,11 @@
 
 The fixture configures steptrace with an in-memory span exporter, an in-memory metric reader
 and a step log in the test's temporary directory, with content capture on; the configuration
-is removed after the test.
+is removed after the test. While it is active, a ``steptrace.configure()`` called by the code
+under test (a ``main()``, say) keeps these: its spans and metrics still reach the fixture, its
+step log is the fixture's (whatever ``jsonl_path`` or ``STEPTRACE_JSONL_PATH`` says: nothing is
+written in the working directory), nothing is exported over OTLP, and content capture stays on
+unless that call passes ``capture_content=False``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from steptrace._config import Telemetry, configure, reset_for_tests
+from steptrace._config import CaptureOverride, Telemetry, configure, reset_for_tests, set_capture_override
 from steptrace._jsonl import read_steps
 
 
@@ -43,15 +47,17 @@ class Capture:
         self.telemetry: Telemetry = self.configure()
 
     def configure(self, **options: Any) -> Telemetry:
-        """(Re)configure steptrace on the capture's providers; options go to ``configure()``."""
-        options.setdefault("capture_content", True)
-        options.setdefault("jsonl_path", self.jsonl_path)
-        self.telemetry = configure(
-            "steptrace-test",
-            tracer_provider=self.tracer_provider,
-            meter_provider=self.meter_provider,
-            **options,
-        )
+        """(Re)configure steptrace on the capture's providers; options go to ``configure()``.
+
+        ``jsonl_path=`` moves the capture's step log (``records`` then reads the new file).
+        """
+        path = options.pop("jsonl_path", None)
+        if path is not None and not isinstance(path, bool):
+            self.jsonl_path = Path(path)
+        # configure() consults the override: the code under test's own configure() calls too.
+        set_capture_override(CaptureOverride(self.tracer_provider, self.meter_provider, self.jsonl_path))
+        options.setdefault("service_name", "steptrace-test")
+        self.telemetry = configure(**options)
         return self.telemetry
 
     @property
@@ -89,6 +95,7 @@ class Capture:
             self.jsonl_path.write_bytes(b"")
 
     def close(self) -> None:
+        set_capture_override(None)
         reset_for_tests()
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
