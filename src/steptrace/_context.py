@@ -10,13 +10,21 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from opentelemetry import context as otel_context
+
+if TYPE_CHECKING:
+    from steptrace._content import ContentPolicy
 
 RUN_KEY = otel_context.create_key("steptrace.run")
 STEP_KEY = otel_context.create_key("steptrace.agent_step")
 LLM_KEY = otel_context.create_key("steptrace.llm_request")
+# Set by ``with steptrace.capture_content(...)`` blocks; the innermost wins over the configuration.
+CAPTURE_KEY = otel_context.create_key("steptrace.capture_content")
+
+_REMEMBERED_FAILURES = 16  # concurrent tool failures a step can surface, bounded
+_CAUSE_DEPTH = 8
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -29,6 +37,7 @@ class RunState:
     """
 
     __slots__ = (
+        "_failures",
         "_lock",
         "_next_agent_step",
         "_next_step",
@@ -63,6 +72,9 @@ class RunState:
         self.input_tokens = 0
         self.output_tokens = 0
         self.errors = 0
+        # The exceptions that failed a tool or model call of this run, while the run is open: the
+        # same exception leaving the step and the run is one error, not three (a few at a time).
+        self._failures: list[BaseException] = []
 
     def next_step(self) -> int:
         """The sequence number of the next span started in this run: 1, 2, 3 ..."""
@@ -79,6 +91,35 @@ class RunState:
             self.input_tokens += input_tokens or 0
             self.output_tokens += output_tokens or 0
             self.errors += failed
+
+    def note_failure(self, exc: BaseException) -> None:
+        """``exc`` failed a tool or model call (already counted in ``errors`` by its add_*)."""
+        with self._lock:
+            failures = self._failures
+            failures.append(exc)
+            if len(failures) > _REMEMBERED_FAILURES:
+                del failures[0]
+
+    def add_body_failure(self, exc: BaseException) -> None:
+        """``exc`` left a step or the run: an error of the run unless a tool or model call it
+        came from (``raise ... from``, or raised while handling) was already counted."""
+        with self._lock:
+            failures = self._failures
+            seen: BaseException | None = exc
+            for _ in range(_CAUSE_DEPTH):
+                if seen is None:
+                    break
+                if any(seen is known for known in failures):
+                    return
+                seen = seen.__cause__ or seen.__context__
+            self.errors += 1
+            failures.append(exc)
+            if len(failures) > _REMEMBERED_FAILURES:
+                del failures[0]
+
+    def forget_failures(self) -> None:
+        """The run ended: let its exceptions (and their tracebacks) go."""
+        self._failures = []
 
     def add_tool_call(self, failed: bool) -> None:
         with self._lock:
@@ -102,6 +143,12 @@ class StepState:
         self.run_stop_reason_at_start = run_stop_reason_at_start
 
 
+def capturing(policy: ContentPolicy, context: otel_context.Context | None = None) -> bool:
+    """Whether content may be recorded here: the innermost ``capture_content`` block, else ``policy``."""
+    override = otel_context.get_value(CAPTURE_KEY, context)
+    return policy.capture if override is None else override is True
+
+
 def current_run_state() -> RunState | None:
     value = otel_context.get_value(RUN_KEY)
     return value if isinstance(value, RunState) else None
@@ -123,14 +170,12 @@ def bind_context(fn: Callable[P, R]) -> Callable[P, R]:
 
     The returned callable may run in several threads at once.
     """
+    from steptrace._spans import run_in_context  # _spans builds on this module
+
     captured = otel_context.get_current()
 
     def bound(*args: P.args, **kwargs: P.kwargs) -> R:
-        token = otel_context.attach(captured)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            otel_context.detach(token)
+        return run_in_context(captured, fn, *args, **kwargs)
 
     bound.__wrapped__ = fn  # type: ignore[attr-defined]
     bound.__name__ = getattr(fn, "__name__", "bound")

@@ -1,22 +1,21 @@
-"""``agent_run``, ``agent_step``, ``llm_request``, ``tool``, ``tool_executor``: decorators and
-context managers built on the handles in ``_spans``.
+"""``agent_run``, ``agent_step``, ``llm_request``, ``tool``, ``tool_executor``: specs that hand out a
+fresh handle (``_spans``) for every call and every ``with`` block; no lifecycle code of their own.
 
 Each works bare (``@steptrace.tool``), with arguments (``@steptrace.tool(name="search")``) and as
-a context manager (``with steptrace.tool("search") as call:``). The wrapper for a function is
-chosen once, at decoration time, among four paths: sync, async, generator, async generator. A
-generator's span is current only while the generator body runs, so it never leaks into the
-consumer's context and is never detached from the wrong one.
+a context manager (``with steptrace.tool("search") as call:``). The runner for a function is
+chosen once, at decoration time, among four: sync, async, generator, async generator. A spec
+never changes when it is used: one spec may decorate several functions and serve concurrent
+``with`` blocks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
-from contextvars import ContextVar
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from opentelemetry import context as otel_context
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.trace import NoOpTracer
 
@@ -24,7 +23,20 @@ from steptrace import _attributes as A
 from steptrace._content import ContentPolicy
 from steptrace._internal import report_internal_error
 from steptrace._metrics import Instruments
-from steptrace._spans import AgentRun, AgentStep, LlmRequest, ToolCall
+from steptrace._spans import (
+    _NO_ITEM,
+    AgentRun,
+    AgentStep,
+    Block,
+    Hooks,
+    LlmRequest,
+    ToolCall,
+    find_block,
+    run_async_generator,
+    run_coroutine,
+    run_generator,
+    run_sync,
+)
 from steptrace._state import ActiveConfig, active
 
 P = ParamSpec("P")
@@ -34,7 +46,6 @@ H = TypeVar("H", AgentRun, AgentStep, LlmRequest, ToolCall)
 Handle = AgentRun | AgentStep | LlmRequest | ToolCall
 Opener = Callable[[ActiveConfig, tuple[Any, ...], dict[str, Any]], H]
 
-_NO_ITEM = object()
 _noop_config: ActiveConfig | None = None
 
 
@@ -58,28 +69,16 @@ def _open(opener: Opener[H], config: ActiveConfig, args: tuple[Any, ...], kwargs
         return None
 
 
-class _Hooks(Generic[H]):
-    """What a kind of span does with a call's outcome (all guarded by the caller)."""
-
-    def on_return(self, handle: H, result: Any) -> None:
-        """A function returned ``result`` (not called for generators)."""
-
-    def on_item(self, handle: H, item: Any) -> None:
-        """A generator yielded ``item``."""
-
-    def on_generator_end(self, handle: H, last_item: Any, completed: bool) -> None:
-        """A generator finished (``completed``) or was closed early."""
+def function_name(fn: Callable[..., Any]) -> str | None:
+    """``fn.__name__``, seeing through ``functools.partial`` (which has none)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    name = getattr(fn, "__name__", None)
+    return name if isinstance(name, str) else None
 
 
-def _guarded(where: str, hook: Callable[..., None], *args: Any) -> None:
-    try:
-        hook(*args)
-    except Exception as exc:
-        report_internal_error(where, exc)
-
-
-def wrap(fn: Callable[P, R], opener: Opener[H], hooks: _Hooks[H]) -> Callable[P, R]:
-    """Trace every call of ``fn`` with a handle from ``opener``; the four paths."""
+def wrap(fn: Callable[P, R], opener: Opener[H], hooks: Hooks[H]) -> Callable[P, R]:
+    """Trace every call of ``fn`` with a fresh handle from ``opener``; the four runners."""
     if inspect.isasyncgenfunction(fn):
         return _wrap_async_generator(fn, opener, hooks)  # type: ignore[return-value]
     if inspect.isgeneratorfunction(fn):
@@ -89,7 +88,7 @@ def wrap(fn: Callable[P, R], opener: Opener[H], hooks: _Hooks[H]) -> Callable[P,
     return _wrap_sync(fn, opener, hooks)
 
 
-def _wrap_sync(fn: Callable[P, R], opener: Opener[H], hooks: _Hooks[H]) -> Callable[P, R]:
+def _wrap_sync(fn: Callable[P, R], opener: Opener[H], hooks: Hooks[H]) -> Callable[P, R]:
     @functools.wraps(fn)
     def traced(*args: P.args, **kwargs: P.kwargs) -> R:
         config = active()
@@ -98,47 +97,29 @@ def _wrap_sync(fn: Callable[P, R], opener: Opener[H], hooks: _Hooks[H]) -> Calla
         handle = _open(opener, config, args, kwargs)
         if handle is None:
             return fn(*args, **kwargs)
-        token = otel_context.attach(handle.context)
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            otel_context.detach(token)
-            handle.finish(exc)
-            raise
-        otel_context.detach(token)
-        _guarded("on_return", hooks.on_return, handle, result)
-        handle.finish(None)
-        return result
+        return run_sync(handle, hooks, fn, args, kwargs)  # type: ignore[no-any-return]
 
     return traced
 
 
-def _wrap_coroutine(fn: Callable[P, Any], opener: Opener[H], hooks: _Hooks[H]) -> Callable[P, Any]:
+def _wrap_coroutine(fn: Callable[P, Any], opener: Opener[H], hooks: Hooks[H]) -> Callable[P, Any]:
     @functools.wraps(fn)
     async def traced(*args: P.args, **kwargs: P.kwargs) -> Any:
+        # The handle opens when the coroutine starts, not when it is created: a task cancelled
+        # before it runs, or a coroutine never awaited, opens no span.
         config = active()
         if config is None:
             return await fn(*args, **kwargs)
         handle = _open(opener, config, args, kwargs)
         if handle is None:
             return await fn(*args, **kwargs)
-        token = otel_context.attach(handle.context)
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            otel_context.detach(token)
-            handle.finish(exc)
-            raise
-        otel_context.detach(token)
-        _guarded("on_return", hooks.on_return, handle, result)
-        handle.finish(None)
-        return result
+        return await run_coroutine(handle, hooks, fn, args, kwargs)
 
     return traced
 
 
 def _wrap_generator(
-    fn: Callable[P, Generator[Any, Any, Any]], opener: Opener[H], hooks: _Hooks[H]
+    fn: Callable[P, Generator[Any, Any, Any]], opener: Opener[H], hooks: Hooks[H]
 ) -> Callable[P, Generator[Any, Any, Any]]:
     @functools.wraps(fn)
     def traced(*args: P.args, **kwargs: P.kwargs) -> Generator[Any, Any, Any]:
@@ -146,166 +127,91 @@ def _wrap_generator(
         handle = None if config is None else _open(opener, config, args, kwargs)
         if handle is None:
             return (yield from fn(*args, **kwargs))
-        ctx = handle.context
-        token = otel_context.attach(ctx)
-        try:
-            inner = fn(*args, **kwargs)
-        except BaseException as exc:
-            otel_context.detach(token)
-            handle.finish(exc)
-            raise
-        otel_context.detach(token)
-        last: Any = _NO_ITEM
-        to_send: Any = None
-        to_throw: BaseException | None = None
-        while True:
-            # The span is current only while the generator body runs.
-            token = otel_context.attach(ctx)
-            try:
-                if to_throw is None:
-                    item = inner.send(to_send)
-                else:
-                    item, to_throw = inner.throw(to_throw), None
-            except StopIteration as stop:
-                otel_context.detach(token)
-                _guarded("on_generator_end", hooks.on_generator_end, handle, last, True)
-                handle.finish(None)
-                return stop.value
-            except BaseException as exc:
-                otel_context.detach(token)
-                handle.finish(exc)
-                raise
-            otel_context.detach(token)
-            last = item
-            _guarded("on_item", hooks.on_item, handle, item)
-            try:
-                to_send = yield item
-            except GeneratorExit:
-                # Closed early, or abandoned and garbage-collected after a ``break``.
-                token = otel_context.attach(ctx)
-                try:
-                    inner.close()
-                finally:
-                    otel_context.detach(token)
-                    _guarded("on_generator_end", hooks.on_generator_end, handle, last, False)
-                    handle.finish(None)
-                raise
-            except BaseException as exc:
-                to_throw = exc
+        return (yield from run_generator(handle, hooks, fn, args, kwargs))
 
     return traced
 
 
 def _wrap_async_generator(
-    fn: Callable[P, AsyncGenerator[Any, Any]], opener: Opener[H], hooks: _Hooks[H]
+    fn: Callable[P, AsyncGenerator[Any, Any]], opener: Opener[H], hooks: Hooks[H]
 ) -> Callable[P, AsyncGenerator[Any, Any]]:
     @functools.wraps(fn)
     async def traced(*args: P.args, **kwargs: P.kwargs) -> AsyncGenerator[Any, Any]:
         config = active()
         handle = None if config is None else _open(opener, config, args, kwargs)
-        if handle is None:
-            # No ``yield from`` for async generators: forward values, errors and close by hand.
-            bare = fn(*args, **kwargs)
-            value: Any = None
-            error: BaseException | None = None
-            try:
-                while True:
-                    try:
-                        produced = await (bare.asend(value) if error is None else bare.athrow(error))
-                    except StopAsyncIteration:
-                        return
-                    error = None
-                    try:
-                        value = yield produced
-                    except GeneratorExit:
-                        raise
-                    except BaseException as exc:
-                        error = exc
-            finally:
-                await bare.aclose()
-        ctx = handle.context
-        token = otel_context.attach(ctx)
+        inner = (
+            fn(*args, **kwargs) if handle is None else run_async_generator(handle, hooks, fn, args, kwargs)
+        )
+        # No ``yield from`` for async generators: forward values, errors and close by hand.
+        value: Any = None
+        error: BaseException | None = None
         try:
-            inner = fn(*args, **kwargs)
-        except BaseException as exc:
-            otel_context.detach(token)
-            handle.finish(exc)
-            raise
-        otel_context.detach(token)
-        last: Any = _NO_ITEM
-        to_send: Any = None
-        to_throw: BaseException | None = None
-        while True:
-            token = otel_context.attach(ctx)
-            try:
-                if to_throw is None:
-                    item = await inner.asend(to_send)
-                else:
-                    item, to_throw = await inner.athrow(to_throw), None
-            except StopAsyncIteration:
-                otel_context.detach(token)
-                _guarded("on_generator_end", hooks.on_generator_end, handle, last, True)
-                handle.finish(None)
-                return
-            except BaseException as exc:
-                otel_context.detach(token)
-                handle.finish(exc)
-                raise
-            otel_context.detach(token)
-            last = item
-            _guarded("on_item", hooks.on_item, handle, item)
-            try:
-                to_send = yield item
-            except GeneratorExit:
-                token = otel_context.attach(ctx)
+            while True:
                 try:
-                    await inner.aclose()
-                finally:
-                    otel_context.detach(token)
-                    _guarded("on_generator_end", hooks.on_generator_end, handle, last, False)
-                    handle.finish(None)
-                raise
-            except BaseException as exc:
-                to_throw = exc
+                    produced = await (inner.asend(value) if error is None else inner.athrow(error))
+                except StopAsyncIteration:
+                    return
+                error = None
+                try:
+                    value = yield produced
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:
+                    error = exc
+        finally:
+            await inner.aclose()
 
     return traced
 
 
-# The handles opened by ``with spec:`` blocks, per thread and per asyncio task: a spec object
-# may be reused (a module-level ``STEP = steptrace.agent_step()``) by concurrent tasks, and each
-# ``__exit__`` must finish the handle its own ``__enter__`` opened.
-_open_blocks: ContextVar[tuple[tuple[object, Any], ...]] = ContextVar("steptrace_open_blocks", default=())
-
-
 class _Spec(Generic[H]):
-    """A span description usable as a decorator and as a (sync or async) context manager."""
+    """A span description usable as a decorator and as a (sync or async) context manager.
 
-    _hooks: _Hooks[H] = _Hooks()
+    Every call of a decorated function and every ``with`` gets a fresh handle; what the spec
+    describes never changes. ``__exit__`` finds the block its own ``__enter__`` opened in the
+    current context, so a reused spec serves concurrent threads and tasks and nests in itself.
+    An exit that runs in another ``contextvars.Context`` than its entry (a generator driven with
+    ``copy_context().run(next, gen)``, as Starlette and anyio do) cannot see the block there:
+    ``_entered`` holds the blocks open right now for that case.
+    """
 
-    def _opener(self) -> Opener[H]:
+    _hooks: Hooks[H] = Hooks()
+    _entered: list[Block]
+
+    def _opener(self, fn: Callable[..., Any] | None = None) -> Opener[H]:
+        """Opens a handle for one call of ``fn`` (or one ``with`` block when ``fn`` is None)."""
         raise NotImplementedError
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
-        return wrap(fn, self._opener(), self._hooks)
+        return wrap(fn, self._opener(fn), self._hooks)
 
     def __enter__(self) -> H:
         config = active() or _inert_config()
-        handle = _open(self._opener(), config, (), {})
+        opener = self._opener()
+        handle = _open(opener, config, (), {})
         if handle is None:
-            handle = self._opener()(_inert_config(), (), {})
-        handle.attach()
-        _open_blocks.set((*_open_blocks.get(), (self, handle)))
+            handle = opener(_inert_config(), (), {})
+        block = Block(handle.context, self, handle)
+        try:
+            entered = self._entered
+        except AttributeError:
+            entered = self._entered = []
+        entered.append(block)
+        block.enter()
         return handle
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        blocks = _open_blocks.get()
-        for index in range(len(blocks) - 1, -1, -1):
-            if blocks[index][0] is self:
-                handle: H = blocks[index][1]
-                _open_blocks.set(blocks[:index] + blocks[index + 1 :])
-                handle.detach()
-                handle.finish(exc)
+        block = find_block(self)
+        entered = getattr(self, "_entered", None)
+        if block is None:
+            if not entered:
                 return
+            block = entered[-1]  # exited in another Context: the latest block of this spec
+        if entered is not None:
+            with contextlib.suppress(ValueError):  # another thread removed it first
+                entered.remove(block)
+        block.exit()
+        block.handle.finish(exc)
 
     async def __aenter__(self) -> H:
         return self.__enter__()
@@ -327,19 +233,16 @@ class AgentRunSpec(_Spec[AgentRun]):
         self.agent, self.release, self.run_id = agent, release, run_id
         self.conversation_id, self.attributes = conversation_id, attributes
 
-    def _opener(self) -> Opener[AgentRun]:
-        agent, release, run_id = self.agent, self.release, self.run_id
+    def _opener(self, fn: Callable[..., Any] | None = None) -> Opener[AgentRun]:
+        # ``@steptrace.agent_run()`` names the agent after the function it decorates.
+        agent = self.agent if self.agent is not None or fn is None else function_name(fn)
+        release, run_id = self.release, self.run_id
         conversation_id, attributes = self.conversation_id, self.attributes
 
         def open_run(config: ActiveConfig, args: tuple[Any, ...], kwargs: dict[str, Any]) -> AgentRun:
             return AgentRun(config, agent, release, run_id, conversation_id, attributes)
 
         return open_run
-
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
-        if self.agent is None:  # ``@steptrace.agent_run()`` names the agent after the function too
-            self.agent = getattr(fn, "__name__", None)
-        return super().__call__(fn)
 
 
 @overload
@@ -378,7 +281,7 @@ class AgentStepSpec(_Spec[AgentStep]):
     def __init__(self, attributes: Mapping[str, Any] | None) -> None:
         self.attributes = attributes
 
-    def _opener(self) -> Opener[AgentStep]:
+    def _opener(self, fn: Callable[..., Any] | None = None) -> Opener[AgentStep]:
         attributes = self.attributes
 
         def open_step(config: ActiveConfig, args: tuple[Any, ...], kwargs: dict[str, Any]) -> AgentStep:
@@ -404,10 +307,11 @@ def agent_step(
 
 
 # --- llm_request -----------------------------------------------------------------------------------
-class _LlmHooks(_Hooks[LlmRequest]):
-    def on_return(self, handle: LlmRequest, result: Any) -> None:
+class _LlmHooks(Hooks[LlmRequest]):
+    def on_return(self, handle: LlmRequest, result: Any) -> Any:
         if not handle.sdk_enriched:
             handle.record_response(result)
+        return result
 
     def on_item(self, handle: LlmRequest, item: Any) -> None:
         handle.chunk_received()
@@ -432,19 +336,16 @@ class LlmRequestSpec(_Spec[LlmRequest]):
         self.model, self.provider, self.operation = model, provider, operation
         self.stream, self.attributes = stream, attributes
 
-    def _opener(self) -> Opener[LlmRequest]:
+    def _opener(self, fn: Callable[..., Any] | None = None) -> Opener[LlmRequest]:
         model, provider, operation = self.model, self.provider, self.operation
         stream, attributes = self.stream, self.attributes
+        if stream is None and fn is not None:  # a decorated generator is a stream
+            stream = True if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn) else None
 
         def open_llm(config: ActiveConfig, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LlmRequest:
             return LlmRequest(config, model, provider, operation, stream, attributes)
 
         return open_llm
-
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
-        if self.stream is None and (inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)):
-            self.stream = True
-        return super().__call__(fn)
 
 
 @overload
@@ -478,9 +379,10 @@ def llm_request(
 
 
 # --- tool and tool_executor ------------------------------------------------------------------------
-class _ToolHooks(_Hooks[ToolCall]):
-    def on_return(self, handle: ToolCall, result: Any) -> None:
+class _ToolHooks(Hooks[ToolCall]):
+    def on_return(self, handle: ToolCall, result: Any) -> Any:
         handle.record_result(result)
+        return result
 
     def on_generator_end(self, handle: ToolCall, last_item: Any, completed: bool) -> None:
         if last_item is not _NO_ITEM:
@@ -554,24 +456,22 @@ class ToolSpec(_Spec[ToolCall]):
             attributes,
         )
 
-    def _opener(self) -> Opener[ToolCall]:
-        name = self.name or "tool"
+    def _opener(self, fn: Callable[..., Any] | None = None) -> Opener[ToolCall]:
         call_id, arguments, attributes = self.call_id, self.arguments, self.attributes
+        if fn is None:
+            name = self.name or "tool"
 
-        def open_tool(config: ActiveConfig, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ToolCall:
-            return ToolCall(config, name, arguments, call_id, attributes)
+            def open_block(config: ActiveConfig, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ToolCall:
+                return ToolCall(config, name, arguments, call_id, attributes)
 
-        return open_tool
-
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
-        name = self.name or fn.__name__
-        call_id, attributes = self.call_id, self.attributes
+            return open_block
+        name = self.name or function_name(fn) or "tool"
         read_arguments = _arguments_reader(fn)
 
-        def open_tool(config: ActiveConfig, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ToolCall:
+        def open_call(config: ActiveConfig, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ToolCall:
             return ToolCall(config, name, read_arguments(args, kwargs), call_id, attributes)
 
-        return wrap(fn, open_tool, self._hooks)
+        return open_call
 
 
 @overload

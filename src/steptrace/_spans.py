@@ -1,8 +1,11 @@
-"""Span lifecycles: the start/finish handles every other API is built on.
+"""Span lifecycles: the handles every traced call goes through, and the only owner of a span's life.
 
-``AgentRun``, ``AgentStep``, ``LlmRequest`` and ``ToolCall`` each start their span when created
-and end it in ``finish(exc)``. Context managers and decorators (``_decorators``) only call these,
-so there is one code path to test. No method here raises into user code.
+``AgentRun``, ``AgentStep``, ``LlmRequest`` and ``ToolCall`` start their span when created and end
+it in ``finish(exc)``. This module is the one place that makes a span's context current and
+restores the previous one: the runners (``run_sync``, ``run_coroutine``, ``run_generator``,
+``run_async_generator``) for calls, ``Block`` for ``with`` blocks. Decorators, SDK wrappers and
+stream proxies only call these. Leaving by ``GeneratorExit`` is normal; cancellation and
+interrupts are recorded as such, not as failures. No function here raises into user code.
 """
 
 from __future__ import annotations
@@ -12,21 +15,25 @@ import json
 import random
 import time
 import traceback
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
+from contextvars import ContextVar, Token
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from steptrace import _attributes as A
-from steptrace._capture import capturing, redact_error_text, redact_stack_text
 from steptrace._content import ContentPolicy, arguments_hash, bounded_repr
-from steptrace._context import LLM_KEY, RUN_KEY, STEP_KEY, RunState, StepState
+from steptrace._context import LLM_KEY, RUN_KEY, STEP_KEY, RunState, StepState, capturing
 from steptrace._internal import internal_errors, report_internal_error
 from steptrace._metrics import NO_EXEMPLAR
+from steptrace._redaction import DEFAULT_REDACTOR
 from steptrace._response import normalize_stop_reason, parse_response
 from steptrace._state import ActiveConfig
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _MAX_ERROR_MESSAGE_CHARS = 2_000
 _MAX_TRACEBACK_FRAMES = 20
@@ -51,6 +58,19 @@ def error_type_name(exc: BaseException) -> str:
 def is_cancellation(exc: BaseException) -> bool:
     """Leaving by cancellation or interrupt is not a failure of the code inside."""
     return isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit))
+
+
+def redact_error_text(text: str, limit: int, policy: ContentPolicy | None = None) -> str:
+    """An error message, redacted (detectors, ``redact_patterns``, ``redact``) and cut at ``limit``."""
+    redactor = policy.redactor if policy is not None else DEFAULT_REDACTOR
+    return redactor.redact_message(text, limit)
+
+
+def redact_stack_text(text: str, limit: int, policy: ContentPolicy | None = None) -> str:
+    """A stack trace's last ``limit`` characters, redacted like an error message."""
+    redactor = policy.redactor if policy is not None else DEFAULT_REDACTOR
+    tail, cut = redactor.redact_stack(text, limit)
+    return "...\n" + tail if cut else tail
 
 
 def _bounded_message(exc: BaseException, content: ContentPolicy | None = None) -> str:
@@ -82,10 +102,89 @@ def record_failure(span: Span, exc: BaseException, content: ContentPolicy | None
     return kind
 
 
+# --- making a context current: the one place that attaches and detaches -------------------------
+# A ``ContextVar`` token can be reset only in the ``contextvars.Context`` it was made in. Setting
+# this marker next to every block's attach tells, at exit, whether the exit runs in that Context
+# (detach as usual) or in another one: a generator driven with ``copy_context().run(next, gen)``
+# (Starlette, anyio) or an async generator closed by the event loop's finalizer task. There,
+# OpenTelemetry's detach would fail and log; the block restores the parent instead, if needed.
+_BLOCK_MARKER: ContextVar[None] = ContextVar("steptrace_block_marker", default=None)
+BLOCK_KEY = otel_context.create_key("steptrace.block")
+
+
+class Block:
+    """One ``with`` block: makes ``context`` current on ``enter``, restores the parent on ``exit``.
+
+    Single use. ``owner`` is the object whose ``__exit__`` will end the block (a spec, a
+    ``capture_content``) and ``handle`` the handle it ends, if any; ``find_block`` finds the
+    innermost open block of an owner.
+    """
+
+    __slots__ = ("_marker", "_token", "context", "handle", "owner", "parent")
+
+    def __init__(self, context: otel_context.Context, owner: object, handle: Any = None) -> None:
+        self.owner = owner
+        self.handle = handle
+        self.parent = otel_context.get_current()
+        self.context = otel_context.set_value(BLOCK_KEY, self, context)
+        self._token: object | None = None
+        self._marker: Token[None] | None = None
+
+    def enter(self) -> None:
+        self._token = otel_context.attach(self.context)
+        self._marker = _BLOCK_MARKER.set(None)
+
+    def exit(self) -> None:
+        token, marker = self._token, self._marker
+        self._token = self._marker = None
+        if token is None or marker is None:
+            return
+        try:
+            _BLOCK_MARKER.reset(marker)
+        except ValueError:  # another Context runs this exit: nothing of ours to detach here
+            if otel_context.get_current() is self.context:
+                otel_context.attach(self.parent)  # a copy made after enter: show the parent again
+            return
+        otel_context.detach(token)  # type: ignore[arg-type]
+
+
+def find_block(owner: object) -> Block | None:
+    """The innermost open block of ``owner`` in the current context, if any."""
+    block = otel_context.get_value(BLOCK_KEY)
+    while isinstance(block, Block):
+        if block.owner is owner:
+            return block
+        block = block.parent.get(BLOCK_KEY)
+    return None
+
+
+def run_in_context(context: otel_context.Context, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Call ``fn`` with ``context`` current, restoring the caller's afterwards."""
+    token = otel_context.attach(context)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        otel_context.detach(token)
+
+
+async def await_in_context(context: otel_context.Context, awaitable: Awaitable[R]) -> R:
+    """Await ``awaitable`` with ``context`` current (for the await only)."""
+    token = otel_context.attach(context)
+    try:
+        return await awaitable
+    finally:
+        otel_context.detach(token)
+
+
+# --- the handles -------------------------------------------------------------------------------
+def _is_cancellation(exc: BaseException) -> bool:
+    return isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit))
+
+
 class _Operation:
     """Shared lifecycle: a started span, the context that makes it current, the clock."""
 
-    __slots__ = ("_config", "_context", "_finished", "_run", "_started", "_token", "span")
+    __slots__ = ("_config", "_context", "_finished", "_run", "_started", "span")
 
     def _start(
         self,
@@ -99,7 +198,6 @@ class _Operation:
         self._config = config
         self._run = run
         self._finished = False
-        self._token: object | None = None
         if run is not None:
             attributes[A.RUN_ID] = run.run_id
             attributes[A.STEP] = run.next_step()
@@ -107,51 +205,55 @@ class _Operation:
         self._context = trace.set_span_in_context(self.span, parent)
         self._started = time.perf_counter()
 
-    def attach(self) -> None:
-        """Make this span (and its run/step) current until ``detach``."""
-        self._token = otel_context.attach(self._context)
-
-    def detach(self) -> None:
-        token, self._token = self._token, None
-        if token is not None:
-            otel_context.detach(token)  # type: ignore[arg-type]
-
     @property
     def context(self) -> otel_context.Context:
-        """The context in which this span is current; attach it to continue the span elsewhere."""
+        """The context in which this span is current; ``bind_context`` or attach it elsewhere."""
         return self._context
+
+    @property
+    def finished(self) -> bool:
+        """Whether the span has ended."""
+        return self._finished
 
     def set_attribute(self, key: str, value: Any) -> None:
         """Set an attribute on the span (ignored once the span has ended)."""
         with internal_errors("set_attribute"):
             self.span.set_attribute(key, value)
 
-    def _close(self, exc: BaseException | None) -> tuple[float, str | None, bool]:
-        """End the span; return (duration in seconds, error.type or None, cancelled)."""
-        duration = time.perf_counter() - self._started
-        error_type: str | None = None
-        cancelled = False
-        if exc is not None:
-            if is_cancellation(exc):
-                cancelled = True
-                self.span.set_attribute(A.CANCELLED, True)
-            else:
-                error_type = record_failure(self.span, exc, self._config.content)
-        return duration, error_type, cancelled
-
     def finish(self, exc: BaseException | None = None) -> None:
-        """End the span; ``exc`` is the exception leaving it, if any. Idempotent; never raises."""
+        """End the span; ``exc`` is the exception leaving it, if any. Idempotent; never raises.
+
+        ``GeneratorExit`` (a consumer that stopped reading) is a normal exit; cancellation and
+        interrupts mark the span ``steptrace.cancelled``; anything else fails it.
+        """
         if self._finished:
             return
         self._finished = True
+        duration = time.perf_counter() - self._started
+        error_type: str | None = None
         try:  # a plain try is ~1 µs cheaper than a context manager here
-            self._end(*self._close(exc))
+            cancelled = False
+            if exc is not None and not isinstance(exc, GeneratorExit):
+                if _is_cancellation(exc):
+                    cancelled = True
+                    self.span.set_attribute(A.CANCELLED, True)
+                else:
+                    error_type = record_failure(self.span, exc, self._config.content)
+            self._closing(error_type, cancelled, exc if error_type is not None else None)
         except Exception as internal:
             report_internal_error(f"{type(self).__name__}.finish", internal)
+        finally:
+            self.span.end()
+        try:
+            self._record(duration, error_type)
+        except Exception as internal:
+            report_internal_error(f"{type(self).__name__}.metrics", internal)
 
-    def _end(self, duration: float, error_type: str | None, cancelled: bool) -> None:
-        """End the span and record its metrics (the subclass's part of ``finish``)."""
-        raise NotImplementedError
+    def _closing(self, error_type: str | None, cancelled: bool, error: BaseException | None) -> None:
+        """The subclass's closing attributes and run totals, set just before the span ends."""
+
+    def _record(self, duration: float, error_type: str | None) -> None:
+        """The subclass's histograms, recorded just after the span ends."""
 
     def fail(self, error: BaseException | str) -> None:
         """Mark the span failed without an exception propagating (a tool that returned an error)."""
@@ -159,7 +261,7 @@ class _Operation:
             if isinstance(error, BaseException):
                 record_failure(self.span, error, self._config.content)
             else:
-                self.span.set_attribute(A.ERROR_TYPE, "error")
+                self.span.set_attribute(A.ERROR_TYPE, A.ERROR_TYPE_OTHER)
                 message = redact_error_text(str(error), _MAX_ERROR_MESSAGE_CHARS, self._config.content)
                 self.span.set_status(Status(StatusCode.ERROR, message))
 
@@ -211,7 +313,6 @@ class AgentRun(_Operation):
         self._context = ctx
         self._run = None
         self._finished = False
-        self._token = None
         self._started = time.perf_counter()
 
     @property
@@ -222,8 +323,10 @@ class AgentRun(_Operation):
     def stop_reason(self, value: str | None) -> None:
         self.state.stop_reason = value
 
-    def _end(self, duration: float, error_type: str | None, cancelled: bool) -> None:
+    def _closing(self, error_type: str | None, cancelled: bool, error: BaseException | None) -> None:
         state = self.state
+        if error is not None:
+            state.add_body_failure(error)  # raised in the run's own body, outside any step
         if state.stop_reason is None:
             state.stop_reason = (
                 A.STOP_CANCELLED if cancelled else A.STOP_ERROR if error_type else A.STOP_END_TURN
@@ -240,7 +343,9 @@ class AgentRun(_Operation):
                 A.RUN_LLM_CALLS_WITHOUT_USAGE: state.llm_calls_without_usage,
             }
         )
-        self.span.end()
+        state.forget_failures()
+
+    def _record(self, duration: float, error_type: str | None) -> None:
         metric_attributes: dict[str, Any] = {A.GEN_AI_OPERATION_NAME: A.OPERATION_INVOKE_AGENT}
         if self.agent is not None:
             metric_attributes[A.GEN_AI_AGENT_NAME] = self.agent
@@ -283,9 +388,11 @@ class AgentStep(_Operation):
         if self._run is not None and value is not None:
             self._run.stop_reason = value
 
-    def _end(self, duration: float, _error_type: str | None, _cancelled: bool) -> None:
+    def _closing(self, error_type: str | None, cancelled: bool, error: BaseException | None) -> None:
         step, run = self._state, self._run
         if run is not None:
+            if error is not None:
+                run.add_body_failure(error)  # raised in the step's body, outside any tool or model call
             if step.stop_reason is None and run.stop_reason != step.run_stop_reason_at_start:
                 step.stop_reason = run.stop_reason  # run.stop_reason was set during this step
             elif step.stop_reason is not None and run.stop_reason is None:
@@ -295,10 +402,12 @@ class AgentStep(_Operation):
             self.span.set_attributes(
                 {A.AGENT_STEP_ENDS_RUN: True, A.STOP_REASON: str(self._state.stop_reason)}
             )
-        self.span.end()
         if run is not None:
             run.add_agent_step()
-        metric_attributes: dict[str, Any] = {A.METRIC_ENDS_RUN: ends_run}
+
+    def _record(self, duration: float, error_type: str | None) -> None:
+        run = self._run
+        metric_attributes: dict[str, Any] = {A.METRIC_ENDS_RUN: self._state.stop_reason is not None}
         if run is not None and run.agent is not None:
             metric_attributes[A.GEN_AI_AGENT_NAME] = run.agent
         self._config.instruments.agent_step_duration.record(duration, metric_attributes, NO_EXEMPLAR)
@@ -309,7 +418,9 @@ class LlmRequest(_Operation):
 
     __slots__ = (
         "_chunk_at",
+        "_finish_held",
         "_first_chunk_at",
+        "_stream_open",
         "input_tokens",
         "model",
         "operation",
@@ -340,6 +451,8 @@ class LlmRequest(_Operation):
         self.stop_reason: str | None = None
         self._first_chunk_at: float | None = None
         self._chunk_at: float | None = None
+        self._stream_open = False
+        self._finish_held = False
         # Set by the SDK instrumentation when it enriched this span instead of opening another.
         self.sdk_enriched = False
         parent = otel_context.get_current()
@@ -518,27 +631,54 @@ class LlmRequest(_Operation):
             attrs[A.ERROR_TYPE] = error_type
         return attrs
 
-    def _end(self, duration: float, error_type: str | None, _cancelled: bool) -> None:
+    # --- a returned stream extends the span's life until it ends ---------------------------------
+    def stream_started(self) -> None:
+        """A stream of this call was handed to the caller: the span ends when the stream does."""
+        self._stream_open = True
+
+    def stream_finished(self, exc: BaseException | None) -> None:
+        """The stream ended (exhausted, closed, failed or dropped); ends a finish it held back."""
+        self._stream_open = False
+        if self._finish_held:
+            self._finish_held = False
+            self.finish(exc)
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        if exc is None and self._stream_open and not self._finished:
+            self._finish_held = True  # the block or function returned; its stream is still being read
+            return
+        super().finish(exc)
+
+    def _closing(self, error_type: str | None, cancelled: bool, error: BaseException | None) -> None:
         if error_type is not None and self.stop_reason is None:
             self.span.set_attribute(A.STOP_REASON, A.STOP_ERROR)
-        self.span.end()
-        if self._run is not None:
-            self._run.add_llm_call(self.input_tokens, self.output_tokens, self._failed)
+        run = self._run
+        if run is not None:
+            if error is not None:
+                run.note_failure(error)
+            run.add_llm_call(self.input_tokens, self.output_tokens, self._failed)
+
+    def _record(self, duration: float, error_type: str | None) -> None:
         instruments = self._config.instruments
+        attrs = self._metric_attributes(None)
         if error_type is None and self._failed:
-            error_type = "error"
-        attrs = self._metric_attributes(error_type)
+            error_type = A.ERROR_TYPE_OTHER
+        # error.type goes on the duration only: the token usage histogram has no such attribute.
         # Exemplars point at this llm_request span: a slow bucket leads to its trace.
-        instruments.operation_duration.record(duration, attrs, self._context)
+        context = self._context
+        if error_type is not None:
+            instruments.operation_duration.record(duration, {**attrs, A.ERROR_TYPE: error_type}, context)
+        else:
+            instruments.operation_duration.record(duration, attrs, context)
         if self._first_chunk_at is not None:
-            instruments.time_to_first_chunk.record(self._first_chunk_at - self._started, attrs, self._context)
+            instruments.time_to_first_chunk.record(self._first_chunk_at - self._started, attrs, context)
         if self.input_tokens is not None:
             instruments.token_usage.record(
-                self.input_tokens, {**attrs, A.GEN_AI_TOKEN_TYPE: "input"}, self._context
+                self.input_tokens, {**attrs, A.GEN_AI_TOKEN_TYPE: "input"}, context
             )
         if self.output_tokens is not None:
             instruments.token_usage.record(
-                self.output_tokens, {**attrs, A.GEN_AI_TOKEN_TYPE: "output"}, self._context
+                self.output_tokens, {**attrs, A.GEN_AI_TOKEN_TYPE: "output"}, context
             )
 
 
@@ -586,14 +726,17 @@ class ToolCall(_Operation):
             with internal_errors("tool.record_result"):
                 self.span.set_attribute(A.GEN_AI_TOOL_CALL_RESULT, content.to_json(result))
 
-    def _end(self, duration: float, error_type: str | None, _cancelled: bool) -> None:
-        self.span.end()
-        failed = error_type is not None or self._failed
-        if self._run is not None:
-            self._run.add_tool_call(failed)
+    def _closing(self, error_type: str | None, cancelled: bool, error: BaseException | None) -> None:
+        run = self._run
+        if run is not None:
+            if error is not None:
+                run.note_failure(error)
+            run.add_tool_call(error_type is not None or self._failed)
+
+    def _record(self, duration: float, error_type: str | None) -> None:
         attrs = self._metric_attributes
-        if failed:
-            attrs = {**attrs, A.ERROR_TYPE: error_type or "error"}
+        if error_type is not None or self._failed:
+            attrs = {**attrs, A.ERROR_TYPE: error_type or A.ERROR_TYPE_OTHER}
         self._config.instruments.execute_tool_duration.record(duration, attrs, NO_EXEMPLAR)
 
 
@@ -601,3 +744,186 @@ def current_llm_request() -> LlmRequest | None:
     """The manual ``llm_request`` block open here, if any (SDK patches enrich it)."""
     value = otel_context.get_value(LLM_KEY)
     return value if isinstance(value, LlmRequest) else None
+
+
+# --- the runners: a handle around one call of each kind ----------------------------------------
+H = TypeVar("H", AgentRun, AgentStep, LlmRequest, ToolCall)
+_NO_ITEM: Any = object()  # a generator that yielded nothing
+
+
+class Hooks(Generic[H]):
+    """What a kind of call does with its outcome. The runners guard every hook."""
+
+    def on_return(self, handle: H, result: Any) -> Any:
+        """The call returned ``result`` (not called for generators); returns what the caller gets."""
+        return result
+
+    def on_item(self, handle: H, item: Any) -> None:
+        """A generator yielded ``item``."""
+
+    def on_generator_end(self, handle: H, last_item: Any, completed: bool) -> None:
+        """A generator finished (``completed``) or was closed early; ``last_item`` may be _NO_ITEM."""
+
+
+def _returned(handle: H, hooks: Hooks[H], result: Any) -> Any:
+    try:
+        result = hooks.on_return(handle, result)
+    except Exception as exc:
+        report_internal_error("on_return", exc)
+    handle.finish(None)
+    return result
+
+
+def _guarded(where: str, hook: Callable[..., None], *args: Any) -> None:
+    try:
+        hook(*args)
+    except Exception as exc:
+        report_internal_error(where, exc)
+
+
+def run_sync(handle: H, hooks: Hooks[H], fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    """Call ``fn`` with the handle's span current; end the span when it returns or raises.
+
+    A sync callable that returns an awaitable (a coroutine, a future) is traced until the
+    awaitable completes: the caller gets an awaitable that ends the span after the await.
+    """
+    token = otel_context.attach(handle._context)
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as exc:
+        otel_context.detach(token)
+        handle.finish(exc)
+        raise
+    otel_context.detach(token)
+    if getattr(type(result), "__await__", None) is not None:
+        return _await_then_finish(handle, hooks, result)
+    return _returned(handle, hooks, result)
+
+
+async def _await_then_finish(handle: H, hooks: Hooks[H], awaitable: Awaitable[Any]) -> Any:
+    token = otel_context.attach(handle._context)
+    try:
+        result = await awaitable
+    except BaseException as exc:
+        otel_context.detach(token)
+        handle.finish(exc)
+        raise
+    otel_context.detach(token)
+    return _returned(handle, hooks, result)
+
+
+def run_coroutine(
+    handle: H, hooks: Hooks[H], fn: Callable[..., Awaitable[Any]], args: Any, kwargs: Any
+) -> Any:
+    """Await ``fn(*args, **kwargs)`` with the handle's span current (returns a coroutine)."""
+    token = otel_context.attach(handle._context)
+    try:
+        awaitable = fn(*args, **kwargs)
+    except BaseException as exc:
+        otel_context.detach(token)
+        handle.finish(exc)
+        raise
+    otel_context.detach(token)
+    return _await_then_finish(handle, hooks, awaitable)
+
+
+def run_generator(
+    handle: H, hooks: Hooks[H], fn: Callable[..., Generator[Any, Any, Any]], args: Any, kwargs: Any
+) -> Generator[Any, Any, Any]:
+    """Drive ``fn``'s generator with the span current only while the generator body runs, so it
+    never leaks into the consumer's context; a consumer that stops early is a normal exit."""
+    ctx = handle._context
+    token = otel_context.attach(ctx)
+    try:
+        inner = fn(*args, **kwargs)
+    except BaseException as exc:
+        otel_context.detach(token)
+        handle.finish(exc)
+        raise
+    otel_context.detach(token)
+    last: Any = _NO_ITEM
+    to_send: Any = None
+    to_throw: BaseException | None = None
+    while True:
+        token = otel_context.attach(ctx)
+        try:
+            if to_throw is None:
+                item = inner.send(to_send)
+            else:
+                item, to_throw = inner.throw(to_throw), None
+        except StopIteration as stop:
+            otel_context.detach(token)
+            _guarded("on_generator_end", hooks.on_generator_end, handle, last, True)
+            handle.finish(None)
+            return stop.value
+        except BaseException as exc:
+            otel_context.detach(token)
+            handle.finish(exc)
+            raise
+        otel_context.detach(token)
+        last = item
+        _guarded("on_item", hooks.on_item, handle, item)
+        try:
+            to_send = yield item
+        except GeneratorExit:
+            # Closed early, or abandoned and garbage-collected after a ``break``.
+            token = otel_context.attach(ctx)
+            try:
+                inner.close()
+            finally:
+                otel_context.detach(token)
+                _guarded("on_generator_end", hooks.on_generator_end, handle, last, False)
+                handle.finish(None)
+            raise
+        except BaseException as exc:
+            to_throw = exc
+
+
+async def run_async_generator(
+    handle: H, hooks: Hooks[H], fn: Callable[..., AsyncGenerator[Any, Any]], args: Any, kwargs: Any
+) -> AsyncGenerator[Any, Any]:
+    """The async twin of ``run_generator``."""
+    ctx = handle._context
+    token = otel_context.attach(ctx)
+    try:
+        inner = fn(*args, **kwargs)
+    except BaseException as exc:
+        otel_context.detach(token)
+        handle.finish(exc)
+        raise
+    otel_context.detach(token)
+    last: Any = _NO_ITEM
+    to_send: Any = None
+    to_throw: BaseException | None = None
+    while True:
+        token = otel_context.attach(ctx)
+        try:
+            if to_throw is None:
+                item = await inner.asend(to_send)
+            else:
+                item, to_throw = await inner.athrow(to_throw), None
+        except StopAsyncIteration:
+            otel_context.detach(token)
+            _guarded("on_generator_end", hooks.on_generator_end, handle, last, True)
+            handle.finish(None)
+            return
+        except BaseException as exc:
+            otel_context.detach(token)
+            handle.finish(exc)
+            raise
+        otel_context.detach(token)
+        last = item
+        _guarded("on_item", hooks.on_item, handle, item)
+        try:
+            to_send = yield item
+        except GeneratorExit:
+            token = otel_context.attach(ctx)
+            try:
+                await inner.aclose()
+            finally:
+                otel_context.detach(token)
+                _guarded("on_generator_end", hooks.on_generator_end, handle, last, False)
+                handle.finish(None)
+            raise
+        except BaseException as exc:
+            to_throw = exc

@@ -1,7 +1,8 @@
 """What the OpenAI and Anthropic patches share: the call wrapper, stream proxies, patch records.
 
-One SDK call is one ``llm_request`` span, opened when the request is sent and ended when the call
-returns, fails, or — for a stream — when the stream is exhausted, closed, fails or is dropped.
+One SDK call is one ``llm_request`` handle, opened when the request is sent and run by the handle's
+runner, which ends it when the call returns or fails — or, for a stream, when the stream is
+exhausted, closed, fails or is dropped. No code here makes a context current or ends a span.
 Inside a manual ``steptrace.llm_request`` block the call enriches that span instead (no double
 counting). The stream proxies do as little as possible per chunk: the provider's ``observe``
 keeps what it needs and arrival times; attributes and histograms are written once, at the end.
@@ -18,14 +19,13 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 import wrapt
-from opentelemetry import context as otel_context
 
 from steptrace import _attributes as A
 from steptrace._content import ContentPolicy
 from steptrace._internal import internal_errors, report_internal_error
 from steptrace._response import field_of
 from steptrace._settings import capture_content_from_env
-from steptrace._spans import LlmRequest, current_llm_request
+from steptrace._spans import Hooks, LlmRequest, current_llm_request, run_coroutine, run_sync
 from steptrace._state import ActiveConfig, active, make_active_config
 
 logger = logging.getLogger("steptrace")
@@ -167,44 +167,58 @@ def content_parts(content: Any) -> list[dict[str, Any]]:
     return [message_part(block) for block in content]
 
 
-# --- one call: open (or enrich) the span, end it when the call or its stream ends --------------
-class Call:
-    """The span of one SDK call; ``owned`` is False when it enriches a manual ``llm_request``."""
+# --- one call: open (or enrich) the span; the handle's runner ends it ---------------------------
+class Call(Hooks[LlmRequest]):
+    """The span of one SDK call; ``owned`` is False when it enriches a manual ``llm_request``.
 
-    __slots__ = ("context", "endpoint", "handle", "owned")
+    As the runner's hooks, ``on_return`` records the response, or hands back a stream proxy that
+    keeps the span open until the stream ends (``LlmRequest.stream_started``).
+    """
 
-    def __init__(
-        self, endpoint: Endpoint, handle: LlmRequest, owned: bool, context: otel_context.Context
-    ) -> None:
+    __slots__ = ("endpoint", "handle", "is_async", "owned")
+
+    def __init__(self, endpoint: Endpoint, handle: LlmRequest, owned: bool) -> None:
         self.endpoint = endpoint
         self.handle = handle
         self.owned = owned
-        self.context = context
+        self.is_async = False
 
-    def failed(self, exc: BaseException) -> None:
-        """The SDK raised before returning: end our span (a manual block ends with the user's)."""
-        if self.owned:
-            self.handle.finish(exc)
+    def on_return(self, handle: LlmRequest, result: Any) -> Any:
+        stream_type = AsyncStreamProxy if self.is_async else StreamProxy
+        try:
+            # hasattr() on a complete response (a pydantic model) raises and catches inside
+            # pydantic (~2 µs): ask only when the request asked for a stream.
+            if handle.stream and _is_sdk_stream(result, self.is_async):
+                return self.observe_stream(stream_type, result)
+        except Exception as exc:
+            report_internal_error("instrumentation.stream_wrap", exc)
+            return result
+        self.returned(result)
+        return result
+
+    def observe_stream(self, proxy_type: type[StreamProxy | AsyncStreamProxy], stream: Any) -> Any:
+        """``stream``, observed: the span stays open until the proxy sees the stream end."""
+        proxy = proxy_type(stream, self, self.endpoint.new_observer(self.handle))
+        self.handle.stream_started()
+        return proxy
 
     def returned(self, result: Any) -> None:
-        """A complete response came back: record it and end the span."""
+        """A complete response came back: record it (the runner ends the span)."""
         with internal_errors("instrumentation.response"):
             handle = self.handle
             handle.record_response(result)
             if handle.capture_content:
                 handle.record_output(self.endpoint.output_messages(result))
-        if self.owned:
-            self.handle.finish(None)
 
     def stream_ended(self, observer: Observer, completed: bool, exc: BaseException | None) -> None:
         handle = self.handle
-        with internal_errors("instrumentation.stream_end"):
-            observer.finalize()
-            if observer.times:
-                handle.record_chunk_times(observer.times)
-            handle.set_attribute(A.LLM_STREAM_COMPLETED, completed)
-        if self.owned:
-            handle.finish(exc)
+        if not handle.finished:  # a manual block that failed first ended the span already
+            with internal_errors("instrumentation.stream_end"):
+                observer.finalize()
+                if observer.times:
+                    handle.record_chunk_times(observer.times)
+                handle.set_attribute(A.LLM_STREAM_COMPLETED, completed)
+        handle.stream_finished(exc)
 
 
 def server_attributes(resource: Any) -> dict[str, Any]:
@@ -217,7 +231,13 @@ def server_attributes(resource: Any) -> dict[str, Any]:
     return {A.SERVER_ADDRESS: host, A.SERVER_PORT: port} if port else {A.SERVER_ADDRESS: host}
 
 
-def begin_call(config: ActiveConfig, endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> Call:
+def begin_call(
+    config: ActiveConfig,
+    endpoint: Endpoint,
+    resource: Any,
+    kwargs: Mapping[str, Any],
+    call_type: type[Call] = Call,
+) -> Call:
     request = endpoint.describe(kwargs)
     attributes = server_attributes(resource)
     manual = current_llm_request()
@@ -232,13 +252,14 @@ def begin_call(config: ActiveConfig, endpoint: Endpoint, resource: Any, kwargs: 
         attributes.update(request.params)
         for key, value in attributes.items():
             handle.set_attribute(key, value)
-        call = Call(endpoint, handle, False, otel_context.get_current())
+        call = call_type(endpoint, handle, False)
     else:
         attributes.update(request.params)
         handle = LlmRequest(
             config, request.model, endpoint.provider, endpoint.operation, request.stream, attributes
         )
-        call = Call(endpoint, handle, True, handle.context)
+        handle.restart_clock()  # durations and TTFT count from the moment of sending
+        call = call_type(endpoint, handle, True)
     if handle.capture_content:
         handle.record_input(endpoint.input_messages(kwargs))
     return call
@@ -265,35 +286,47 @@ class ConfigSource:
         return fixed if fixed is not None else active()
 
 
-def _open(source: ConfigSource, endpoint: Endpoint, resource: Any, kwargs: Mapping[str, Any]) -> Call | None:
+def open_call(
+    source: ConfigSource,
+    endpoint: Endpoint,
+    resource: Any,
+    kwargs: Mapping[str, Any],
+    call_type: type[Call] = Call,
+) -> Call | None:
+    """The call's span (or the manual block it enriches), or None: make the call untraced."""
     config = source.get()
     if config is None or is_raw_response(kwargs):
         return None
     try:
-        return begin_call(config, endpoint, resource, kwargs)
+        return begin_call(config, endpoint, resource, kwargs, call_type)
     except Exception as exc:  # setup failed: make the call untraced
         report_internal_error("instrumentation.begin", exc)
         return None
+
+
+def invoke(call: Call, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    """Run a sync SDK call: through the handle's runner, or inside the user's block it enriches."""
+    if call.owned:
+        return run_sync(call.handle, call, fn, args, kwargs)
+    return call.on_return(call.handle, fn(*args, **kwargs))
+
+
+async def invoke_async(call: Call, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    """The async twin of ``invoke``."""
+    call.is_async = True
+    if call.owned:
+        return await run_coroutine(call.handle, call, fn, args, kwargs)
+    return call.on_return(call.handle, await fn(*args, **kwargs))
 
 
 def sync_wrapper(source: ConfigSource, endpoint: Endpoint) -> Callable[..., Any]:
     """A wrapt wrapper for a sync SDK method that returns a response or a ``Stream``."""
 
     def traced(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        call = _open(source, endpoint, instance, kwargs)
+        call = open_call(source, endpoint, instance, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
-        if call.owned:
-            call.handle.restart_clock()  # durations and TTFT count from the moment of sending
-        token = otel_context.attach(call.context)
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            otel_context.detach(token)
-            call.failed(exc)
-            raise
-        otel_context.detach(token)
-        return _result(call, result, False)
+        return invoke(call, wrapped, args, kwargs)
 
     return traced
 
@@ -302,41 +335,27 @@ def async_wrapper(source: ConfigSource, endpoint: Endpoint) -> Callable[..., Any
     """A wrapt wrapper for an async SDK method that returns a response or an ``AsyncStream``."""
 
     def traced(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        call = _open(source, endpoint, instance, kwargs)
-        if call is None:
+        if source.get() is None:
             return wrapped(*args, **kwargs)
-        return _traced_coroutine(call, wrapped, args, kwargs)
+        return _traced_coroutine(source, endpoint, wrapped, instance, args, kwargs)
 
     return traced
 
 
-async def _traced_coroutine(call: Call, wrapped: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-    if call.owned:
-        call.handle.restart_clock()
-    token = otel_context.attach(call.context)
-    try:
-        result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        otel_context.detach(token)
-        call.failed(exc)
-        raise
-    otel_context.detach(token)
-    return _result(call, result, True)
-
-
-def _result(call: Call, result: Any, is_async: bool) -> Any:
-    stream_type = AsyncStreamProxy if is_async else StreamProxy
-    try:
-        # hasattr() on a complete response (a pydantic model) raises and catches inside
-        # pydantic (~2 µs): ask only when the request asked for a stream.
-        if call.handle.stream and _is_sdk_stream(result, is_async):
-            return stream_type(result, call, call.endpoint.new_observer(call.handle))
-    except Exception as exc:
-        report_internal_error("instrumentation.stream_wrap", exc)
-        call.stream_ended(Observer(call.handle), False, None)
-        return result
-    call.returned(result)
-    return result
+async def _traced_coroutine(
+    source: ConfigSource,
+    endpoint: Endpoint,
+    wrapped: Callable[..., Any],
+    instance: Any,
+    args: Any,
+    kwargs: Any,
+) -> Any:
+    # The span opens when the request starts, not when the coroutine is created: a task
+    # cancelled before it runs, or a coroutine never awaited, leaves no span and no count.
+    call = open_call(source, endpoint, instance, kwargs)
+    if call is None:
+        return await wrapped(*args, **kwargs)
+    return await invoke_async(call, wrapped, args, kwargs)
 
 
 def _is_sdk_stream(result: Any, is_async: bool) -> bool:

@@ -16,7 +16,6 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 import wrapt
-from opentelemetry import context as otel_context
 
 from steptrace import _attributes as A
 from steptrace._internal import report_internal_error
@@ -33,10 +32,11 @@ from steptrace.instrumentation._common import (
     SdkInstrumentor,
     StreamProxy,
     async_wrapper,
-    begin_call,
     content_parts,
-    is_raw_response,
+    invoke,
+    invoke_async,
     number_param,
+    open_call,
     stop_param,
     sync_wrapper,
     tool_call_part,
@@ -200,29 +200,21 @@ STREAM = Endpoint(PROVIDER, _describe_stream, _input, _MessageObserver, _output)
 
 
 # --- messages.stream(...): the request is sent when the manager is entered ---------------------
+class _MessageStreamCall(Call):
+    """Entering the manager returns a ``MessageStream``: route its raw events through our proxy
+    (its helpers all read them), so the span ends with the stream."""
+
+    def on_return(self, handle: LlmRequest, message_stream: Any) -> Any:
+        proxy_type = AsyncStreamProxy if self.is_async else StreamProxy
+        try:
+            message_stream._raw_stream = self.observe_stream(proxy_type, message_stream._raw_stream)
+        except Exception as exc:
+            report_internal_error("instrumentation.stream_wrap", exc)
+        return message_stream
+
+
 def _open_stream_call(source: ConfigSource, resource: Any, kwargs: Mapping[str, Any]) -> Call | None:
-    config = source.get()
-    if config is None or is_raw_response(kwargs):
-        return None
-    try:
-        call = begin_call(config, STREAM, resource, kwargs)
-    except Exception as exc:
-        report_internal_error("instrumentation.begin", exc)
-        return None
-    if call.owned:
-        call.handle.restart_clock()
-    return call
-
-
-def _observe_message_stream(call: Call, message_stream: Any, is_async: bool) -> None:
-    """Route the MessageStream's raw events through our proxy; its helpers all read them."""
-    try:
-        raw = message_stream._raw_stream
-        proxy_type = AsyncStreamProxy if is_async else StreamProxy
-        message_stream._raw_stream = proxy_type(raw, call, STREAM.new_observer(call.handle))
-    except Exception as exc:
-        report_internal_error("instrumentation.stream_wrap", exc)
-        call.stream_ended(Observer(call.handle), False, None)
+    return open_call(source, STREAM, resource, kwargs, _MessageStreamCall)
 
 
 class _StreamManagerProxy(wrapt.ObjectProxy[Any]):
@@ -238,16 +230,7 @@ class _StreamManagerProxy(wrapt.ObjectProxy[Any]):
         call = _open_stream_call(self._self_source, self._self_resource, self._self_kwargs)
         if call is None:
             return self.__wrapped__.__enter__()
-        token = otel_context.attach(call.context)
-        try:
-            message_stream = self.__wrapped__.__enter__()
-        except BaseException as exc:
-            otel_context.detach(token)
-            call.failed(exc)
-            raise
-        otel_context.detach(token)
-        _observe_message_stream(call, message_stream, is_async=False)
-        return message_stream
+        return invoke(call, self.__wrapped__.__enter__, (), {})
 
     def __exit__(
         self,
@@ -271,16 +254,7 @@ class _AsyncStreamManagerProxy(wrapt.ObjectProxy[Any]):
         call = _open_stream_call(self._self_source, self._self_resource, self._self_kwargs)
         if call is None:
             return await self.__wrapped__.__aenter__()
-        token = otel_context.attach(call.context)
-        try:
-            message_stream = await self.__wrapped__.__aenter__()
-        except BaseException as exc:
-            otel_context.detach(token)
-            call.failed(exc)
-            raise
-        otel_context.detach(token)
-        _observe_message_stream(call, message_stream, is_async=True)
-        return message_stream
+        return await invoke_async(call, self.__wrapped__.__aenter__, (), {})
 
     async def __aexit__(
         self,
