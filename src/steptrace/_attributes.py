@@ -41,6 +41,7 @@ GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
 GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
 GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
 GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
@@ -49,6 +50,7 @@ GEN_AI_TOOL_CALL_ARGUMENTS: Final = "gen_ai.tool.call.arguments"
 GEN_AI_TOOL_CALL_RESULT: Final = "gen_ai.tool.call.result"
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
 ERROR_TYPE: Final = "error.type"
+ERROR_TYPE_OTHER: Final = "_OTHER"  # the conventions' fallback when the error's type is unknown
 SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
 
@@ -91,6 +93,7 @@ METRIC_ENDS_RUN: Final = "steptrace.agent_step.ends_run"
 
 # --- the run-level stop reason vocabulary (agent-step-log's, extended) ------------------------------
 STOP_END_TURN: Final = "end_turn"
+STOP_PAUSE_TURN: Final = "pause_turn"  # the turn is not finished: the caller sends it back to continue
 STOP_TOOL_USE: Final = "tool_use"
 STOP_MAX_TOKENS: Final = "max_tokens"
 STOP_SEQUENCE: Final = "stop_sequence"

@@ -30,7 +30,8 @@ _STOP_REASON_BY_FINISH_REASON: dict[str, str] = {
     "max_tokens": A.STOP_MAX_TOKENS,
     "stop_sequence": A.STOP_SEQUENCE,
     "refusal": A.STOP_CONTENT_FILTER,
-    "pause_turn": A.STOP_END_TURN,
+    # The turn is not finished (a long server-tool turn): the caller sends it back to continue.
+    "pause_turn": A.STOP_PAUSE_TURN,
     "model_context_window_exceeded": A.STOP_MAX_TOKENS,
     # Other common spellings
     "error": A.STOP_ERROR,
