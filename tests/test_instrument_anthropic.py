@@ -192,14 +192,14 @@ def test_async_messages_stream_text_stream(steptrace_capture: Capture) -> None:
 
 
 def test_ttft_of_50_chunk_stream_matches_server_delay(steptrace_capture: Capture) -> None:
-    """TTFT counts from sending: a 120 ms delay before the first event reads as 120 ms (±5 ms)."""
+    """TTFT counts from sending: a 120 ms delay before the first event reads as 120 ms (+0..30 ms)."""
     delay = 0.120
     events = F.anthropic_events([f"t{i}" for i in range(50)])
     client = F.anthropic_client(F.Script(F.sse_reply(F.anthropic_sse(events), first_delay=delay)))
     with client.messages.stream(**CALL) as stream:
         stream.until_done()
     ttft = attrs(only_llm_span(steptrace_capture))[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
-    assert abs(ttft - delay) < 0.005, ttft
+    assert delay <= ttft < delay + 0.030, ttft  # never before the server answered; slack for a loaded machine
 
 
 def test_async_ttft_of_50_chunk_stream(steptrace_capture: Capture) -> None:
@@ -214,7 +214,7 @@ def test_async_ttft_of_50_chunk_stream(steptrace_capture: Capture) -> None:
 
     asyncio.run(consume())
     ttft = attrs(only_llm_span(steptrace_capture))[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
-    assert abs(ttft - delay) < 0.005, ttft
+    assert delay <= ttft < delay + 0.030, ttft  # never before the server answered; slack for a loaded machine
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])

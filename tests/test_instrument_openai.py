@@ -215,7 +215,7 @@ def test_stream_records_usage_ttft_and_chunk_times(steptrace_capture: Capture, i
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 def test_ttft_of_50_chunk_stream_matches_server_delay(steptrace_capture: Capture, is_async: bool) -> None:
-    """TTFT is measured from sending the request: a 120 ms server delay reads as 120 ms (±5 ms)."""
+    """TTFT counts from sending the request: a 120 ms server delay reads as 120 ms (+0..30 ms)."""
     delay = 0.120
     script = F.Script(
         F.sse_reply(F.openai_sse(F.chat_chunks([f"t{i}" for i in range(50)])), first_delay=delay)
@@ -223,7 +223,7 @@ def test_ttft_of_50_chunk_stream_matches_server_delay(steptrace_capture: Capture
     chunks = chat_stream(script, is_async, stream_options={"include_usage": True})
     assert len(chunks) == 53  # role chunk, 50 pieces, finish chunk, usage chunk
     ttft = attrs(only_llm_span(steptrace_capture))[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
-    assert abs(ttft - delay) < 0.005, ttft
+    assert delay <= ttft < delay + 0.030, ttft  # never before the server answered; slack for a loaded machine
     [point] = steptrace_capture.histogram_points(A.METRIC_TIME_TO_FIRST_CHUNK)
     assert abs(point.sum - ttft) < 1e-9
     [per_chunk] = steptrace_capture.histogram_points(A.METRIC_TIME_PER_OUTPUT_CHUNK)

@@ -4,6 +4,7 @@ right status (issue: spans left open, normal exits recorded as errors, reused sp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import gc
@@ -101,7 +102,9 @@ def test_async_with_block_in_async_generator_left_early_is_not_a_failure(
     assert_all_ok(steptrace_capture, [A.SPAN_AGENT_RUN, SPAN_OF[kind]])
 
 
-def test_async_generator_collected_by_the_loop_ends_its_block_cleanly(steptrace_capture: Capture) -> None:
+def test_async_generator_collected_by_the_loop_ends_its_block_cleanly(
+    steptrace_capture: Capture, caplog: pytest.LogCaptureFixture
+) -> None:
     """An abandoned async generator is closed by the event loop's finalizer, in another task."""
 
     async def pages() -> AsyncIterator[int]:
@@ -119,6 +122,7 @@ def test_async_generator_collected_by_the_loop_ends_its_block_cleanly(steptrace_
 
     asyncio.run(main())
     assert_all_ok(steptrace_capture, [A.SPAN_TOOL_EXECUTION])
+    assert "Failed to detach context" not in caplog.text
 
 
 # --- 2. a generator driven in copied contexts (Starlette, anyio) still ends its span ------------
@@ -155,10 +159,8 @@ def test_generator_driven_from_worker_threads_ends_its_span(steptrace_capture: C
     results: list[int] = []
 
     def step() -> None:
-        try:
+        with contextlib.suppress(StopIteration):
             results.append(contextvars.copy_context().run(next, gen))
-        except StopIteration:
-            pass
 
     for _ in range(4):
         worker = threading.Thread(target=step)
@@ -201,7 +203,8 @@ def test_decorating_a_generator_does_not_make_a_later_block_a_stream(steptrace_c
     list(tokens())
     with spec as request:
         assert request.stream is False
-    streams = [attrs(s).get(A.GEN_AI_REQUEST_STREAM) for s in steptrace_capture.spans_named(A.SPAN_LLM_REQUEST)]
+    spans = steptrace_capture.spans_named(A.SPAN_LLM_REQUEST)
+    streams = [attrs(s).get(A.GEN_AI_REQUEST_STREAM) for s in spans]
     assert streams == [True, None]
 
 
@@ -367,6 +370,37 @@ def test_async_decorated_helper_returning_a_stream_keeps_its_span_open(
     assert got[A.LLM_STREAM_COMPLETED] is True
     assert got[A.GEN_AI_USAGE_OUTPUT_TOKENS] in (50, 40)
     assert A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK in got
+    run = steptrace_capture.spans_named(A.SPAN_AGENT_RUN)[0]
+    assert attrs(run)[A.RUN_OUTPUT_TOKENS] in (50, 40)
+    assert "ended span" not in caplog.text
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_with_block_whose_stream_is_read_after_the_block_keeps_its_span_open(
+    steptrace_capture: Capture, sdk: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``with llm_request(): stream = create(stream=True)``, read after the block: same totals."""
+    steptrace.instrument_openai()
+    steptrace.instrument_anthropic()
+    try:
+        with caplog.at_level(logging.WARNING), steptrace.agent_run(agent="a"):
+            with steptrace.llm_request(provider=sdk):
+                if sdk == "openai":
+                    stream = F.openai_client(F.Script(_openai_stream_reply())).chat.completions.create(
+                        model="gpt-4o", messages=[], stream=True, stream_options={"include_usage": True}
+                    )
+                else:
+                    stream = F.anthropic_client(F.Script(_anthropic_stream_reply())).messages.create(
+                        model="c", max_tokens=5, messages=[], stream=True
+                    )
+            assert steptrace_capture.spans_named(A.SPAN_LLM_REQUEST) == []  # still open
+            chunks = list(stream)
+    finally:
+        steptrace.uninstrument_openai()
+        steptrace.uninstrument_anthropic()
+    assert chunks
+    (span,) = steptrace_capture.spans_named(A.SPAN_LLM_REQUEST)
+    assert attrs(span)[A.LLM_STREAM_COMPLETED] is True
     run = steptrace_capture.spans_named(A.SPAN_AGENT_RUN)[0]
     assert attrs(run)[A.RUN_OUTPUT_TOKENS] in (50, 40)
     assert "ended span" not in caplog.text
