@@ -32,6 +32,7 @@ from steptrace._processors import Delegates, SteptraceSpanProcessor
 from steptrace._redaction import Redactor
 from steptrace._settings import env_flag, sdk_disabled
 from steptrace.export import OtlpSettings, make_metric_reader, make_span_processor
+from steptrace.export.rotation import RotationSettings
 
 logger = logging.getLogger("steptrace")
 
@@ -82,6 +83,7 @@ class Telemetry:
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
         jsonl_path: Path | None = None,
+        rotation: RotationSettings | None = None,
         otlp: OtlpSettings | None = None,
         capture_content: bool = False,
         delegates: Delegates | None = None,
@@ -93,6 +95,7 @@ class Telemetry:
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
         self.jsonl_path = jsonl_path
+        self.rotation = rotation
         self.otlp = otlp
         self.capture_content = capture_content
         self._delegates = delegates
@@ -168,11 +171,11 @@ def _resolve_jsonl_path(
     return Path(jsonl_path)
 
 
-def _open_step_log(path: Path) -> JsonlSpanExporter:
+def _open_step_log(path: Path, rotation: RotationSettings) -> JsonlSpanExporter:
     if path.is_dir() or str(path).endswith(os.sep):
         path = path / "steps.jsonl"
     try:
-        return JsonlSpanExporter(path)
+        return JsonlSpanExporter(path, max_bytes=rotation.max_bytes, backups=rotation.backups)
     except OSError as exc:
         raise ConfigError(f"cannot write the step log at {path}: {exc.strerror or exc}") from exc
 
@@ -199,6 +202,8 @@ def configure(
     otlp_protocol: str | None = None,
     otlp_headers: dict[str, str] | None = None,
     jsonl_path: str | os.PathLike[str] | bool | None = None,
+    jsonl_max_bytes: int | None = None,
+    jsonl_backups: int | None = None,
     capture_content: bool | None = None,
     redact_patterns: Sequence[str | re.Pattern[str]] = (),
     redact: Callable[[Any], Any] | None = None,
@@ -213,6 +218,9 @@ def configure(
       ``http/protobuf``).
     - The JSONL step log goes to ``jsonl_path`` or ``STEPTRACE_JSONL_PATH``; without an OTLP
       endpoint it defaults to ``./steptrace-logs/steps.jsonl``. ``jsonl_path=False`` turns it off.
+      Past ``jsonl_max_bytes`` (``STEPTRACE_JSONL_MAX_BYTES``, default 100 MiB, 0: never) it is
+      rotated to ``steps.<UTC time>.jsonl.gz``, keeping ``jsonl_backups`` of them
+      (``STEPTRACE_JSONL_BACKUPS``, default 5); the OTLP spill file rotates the same way.
     - ``capture_content`` (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``) defaults to on
       in JSONL-only development, off when exporting OTLP. Captured values are always redacted
       (built-in detectors, ``redact_patterns``, the ``redact`` callable) and cut at
@@ -239,8 +247,9 @@ def configure(
     if override is not None:  # a test fixture is capturing: keep its providers, stay off the network
         otlp, jsonl_path = None, override.jsonl_path
         tracer_provider, meter_provider = override.tracer_provider, override.meter_provider
-        if capture_content is None:
-            capture_content = override.capture_content
+        if capture_content is None:  # the environment variable still decides, as without the fixture
+            flag = env_flag("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+            capture_content = override.capture_content if flag is None else flag
     path = _resolve_jsonl_path(jsonl_path, otlp)
     if otlp is not None:
         spill = (path.parent if path is not None else DEFAULT_JSONL_PATH.parent) / "otlp-spill.jsonl"
@@ -258,7 +267,8 @@ def configure(
     except TypeError as exc:  # a bytes pattern, a non-pattern entry, a non-callable redact=
         raise ConfigError(str(exc)) from exc
 
-    step_log = _open_step_log(path) if path is not None else None
+    rotation = RotationSettings.resolve(jsonl_max_bytes, jsonl_backups)
+    step_log = _open_step_log(path, rotation) if path is not None else None
     try:
         processors = [make_span_processor(otlp)] if otlp is not None else []
         resource = Resource.create({"service.name": name})
@@ -294,6 +304,7 @@ def configure(
         tracer_provider=provider,
         meter_provider=meters,
         jsonl_path=step_log.path if step_log is not None else None,
+        rotation=rotation,
         otlp=otlp,
         capture_content=capture_content,
         delegates=delegates,
