@@ -38,6 +38,7 @@ STEP_FIELDS = (
     "run_id",
     "type",
     "name",
+    "trace_id",
     "started_at",
     "ts",
     "duration_ms",
@@ -62,6 +63,7 @@ class StepFields(Protocol):
     run_id: Any
     type: Any
     name: Any
+    trace_id: Any
     started_at: Any
     ts: Any
     duration_ms: Any
@@ -138,9 +140,13 @@ class LoadIssue:
     first_corrupt_line_numbers: list[int] = field(default_factory=list)
     torn_last_line: bool = False
     truncated_gzip: bool = False
+    duplicate_records: int = 0
+    """Records of spans already read (same trace and span id), from this or another file."""
 
     def __bool__(self) -> bool:
-        return bool(self.corrupt_lines or self.torn_last_line or self.truncated_gzip)
+        return bool(
+            self.corrupt_lines or self.torn_last_line or self.truncated_gzip or self.duplicate_records
+        )
 
     def add_corrupt(self, line_number: int) -> None:
         self.corrupt_lines += 1
@@ -159,6 +165,12 @@ class LoadIssue:
             parts.append("skipped a torn last line (the writer probably stopped mid-write)")
         if self.truncated_gzip:
             parts.append("the gzip stream ends early (file cut off); read what was there")
+        if self.duplicate_records:
+            noun = "record" if self.duplicate_records == 1 else "records"
+            parts.append(
+                f"dropped {self.duplicate_records} duplicate {noun} (spans already read from another"
+                " file or earlier in this one; each span counts once)"
+            )
         return f"{self.path}: " + "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,6 +180,7 @@ class LoadIssue:
             "first_corrupt_line_numbers": list(self.first_corrupt_line_numbers),
             "torn_last_line": self.torn_last_line,
             "truncated_gzip": self.truncated_gzip,
+            "duplicate_records": self.duplicate_records,
         }
 
 

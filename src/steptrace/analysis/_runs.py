@@ -30,6 +30,9 @@ from steptrace.analysis._stats import percentile
 STOP_INCOMPLETE = "incomplete"
 """Stop reason of a run whose ``run`` record never arrived (the process died or is still going)."""
 
+SPILL_PREFIX = "otlp-spill"
+"""Name of the OTLP spill file, written next to the step log (same spans, step-record schema)."""
+
 Record = dict[str, Any]
 OrderBy = Literal["started", "duration"]
 
@@ -84,6 +87,32 @@ def clean_record(record: Record) -> Record:
         if key in out and out[key] is not None:
             out[key] = _text(out[key])
     return out
+
+
+def _completeness(record: Record) -> tuple[bool, int, int]:
+    """Which of two copies of one span is fuller: not cut for size, more fields, more content."""
+    content = record.get("input"), record.get("output")
+    return (
+        "truncated" not in record and "encoding_error" not in record,
+        sum(value is not None for value in record.values()),
+        sum(len(value) if isinstance(value, str) else 0 if value is None else 1 for value in content),
+    )
+
+
+def most_complete_copies(records: Iterable[Record]) -> list[Record]:
+    """Records with one per span (trace id, span id), the most complete copy, in first-seen order.
+
+    The same span reaches several files (the step log and the OTLP spill file, an archived copy,
+    the Collector's OTLP JSON): it must count once. Records without a span id are all kept.
+    """
+    kept: dict[Any, Record] = {}
+    for number, record in enumerate(records):
+        span_id = record.get("span_id")
+        key: Any = (record.get("trace_id"), span_id) if type(span_id) is str else number
+        current = kept.get(key)
+        if current is None or _completeness(record) > _completeness(current):
+            kept[key] = record
+    return list(kept.values())
 
 
 def sort_records(records: Iterable[Record]) -> list[Record]:
@@ -210,16 +239,41 @@ class _Accumulator:
         self.tool_durations: dict[str, list[float]] = {}
 
 
-def _accumulate(records: Iterable[StepFields], runs: dict[str, _Accumulator]) -> None:
-    """Fold records into ``runs``. The hot loop of ``steptrace runs``: keep it lean."""
+def _accumulate(
+    records: Iterable[StepFields],
+    runs: dict[str, _Accumulator],
+    issue: LoadIssue,
+    seen: set[int] | None = None,
+    deferred: list[StepFields] | None = None,
+) -> None:
+    """Fold records into ``runs``. The hot loop of ``steptrace runs``: keep it lean.
+
+    With ``seen`` (hashes of the spans counted so far), a record of a span already counted is
+    dropped and counted in ``issue.duplicate_records``.
+    A copy cut down to its ids (no ``status``: an oversized record's last resort) goes to
+    ``deferred`` when given, to be counted only if no fuller copy turns up in any file.
+    """
     get_acc = runs.get
     for record in records:
         run_id = record.run_id
-        if type(run_id) is not str:
+        if type(run_id) is not str:  # counted as skipped by the reader
             continue
         acc = get_acc(run_id)
         if acc is None:
             acc = runs[run_id] = _Accumulator()
+        if seen is not None:
+            span_id = record.span_id
+            if type(span_id) is str:
+                if record.status is None and deferred is not None:
+                    deferred.append(record)
+                    continue
+                # A 64-bit hash, not the tuple: keeping a million id strings alive would double
+                # the memory of `steptrace runs`; a false match within one log is ~n²/2⁶⁴.
+                span_key = hash((run_id, record.trace_id, span_id))
+                if span_key in seen:
+                    issue.duplicate_records += 1
+                    continue
+                seen.add(span_key)
         acc.record_count += 1
         started = record.started_at
         if type(started) is str and started < acc.first_started:
@@ -441,29 +495,43 @@ class RunSet:
         return selected if limit is None else selected[: max(0, limit)]
 
 
-def load(*paths: str | os.PathLike[str], progress: ProgressCallback | None = None) -> RunSet:
+def load(
+    *paths: str | os.PathLike[str],
+    progress: ProgressCallback | None = None,
+    dedupe_single_file: bool = False,
+) -> RunSet:
     """Read step logs: files, directories, globs; ``.jsonl``, ``.jsonl.gz`` and OTLP JSON.
 
     Corrupt lines and a torn last line are skipped and listed in ``RunSet.issues``; a path that
     cannot be read raises :class:`LogError`. ``progress`` is called now and then with the number
     of bytes read so far (of ``sum(p.stat().st_size for p in RunSet.sources)``).
 
+    Each span counts once, whichever files hold it (the step log and the OTLP spill file next to
+    it, an archived ``.jsonl.gz`` copy, the Collector's OTLP JSON): copies are matched by run,
+    trace and span id, the most complete one is kept, and each file's ``LoadIssue`` says how many
+    it dropped. One file is taken to hold each span once (``dedupe_single_file=True`` checks).
+
     >>> runs = load("steptrace-logs")  # doctest: +SKIP
     >>> failing = runs.runs(stop_reason="error")  # doctest: +SKIP
     """
-    sources = find_sources(paths)
+    # The step log before the OTLP spill file: the spill's copies are the duplicates.
+    sources = sorted(find_sources(paths), key=lambda path: path.name.startswith(SPILL_PREFIX))
     issues = [LoadIssue(path) for path in sources]
 
     def read_run(run_id: str) -> list[Record]:
         needle = _needle(run_id)
-        return [
+        return most_complete_copies(
             record
             for source in sources
             for record in iter_records(source, LoadIssue(source), needle=needle)
             if record.get("run_id") == run_id
-        ]
+        )
 
     accumulators: dict[str, _Accumulator] = {}
+    cut_copies: list[tuple[LoadIssue, list[StepFields]]] = []
+    # A span reaches several files (step log and spill file, archives, OTLP JSON), never one
+    # file twice: with a single file the check would only cost time and memory.
+    seen: set[int] | None = set() if len(sources) > 1 or dedupe_single_file else None
     done = 0
     # Loading allocates millions of short-lived objects and creates no reference cycles; the
     # cyclic collector would only rescan them over and over (about 15% of the load time).
@@ -478,9 +546,15 @@ def load(*paths: str | os.PathLike[str], progress: ProgressCallback | None = Non
                 def file_progress(position: int, base: int = base) -> None:
                     progress(base + position)
 
-            _accumulate(iter_step_fields(source, issue, progress=file_progress), accumulators)
+            deferred: list[StepFields] = []
+            records = iter_step_fields(source, issue, progress=file_progress)
+            _accumulate(records, accumulators, issue, seen, deferred)
+            if deferred:
+                cut_copies.append((issue, deferred))
             if progress is not None:
                 done += source.stat().st_size
+        for issue, deferred in cut_copies:
+            _accumulate(deferred, accumulators, issue, seen)
         runs = [_finish(run_id, acc, read_run) for run_id, acc in accumulators.items()]
         # Free the accumulators (and sort) before the collector is back: its first pass then
         # scans far fewer objects.
