@@ -8,14 +8,12 @@ process killed with SIGKILL loses no ended span. Nothing here raises into the ap
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import logging
 import math
 import os
 import threading
-import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -31,7 +29,6 @@ from steptrace._records import STATUS_ERROR, STATUS_OK, build_record
 logger = logging.getLogger("steptrace")
 
 DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
-_REOPEN_CHECK_INTERVAL_S = 1.0
 
 
 def _json_default(value: Any) -> Any:
@@ -177,24 +174,36 @@ class JsonlSpanExporter(SpanExporter):
 
     Usable on any TracerProvider; steptrace's own configure() calls it synchronously at span end
     so the log never depends on a queue that can drop. The file is created with mode 0600 and its
-    directory made if missing. A failing disk makes ``export`` return FAILURE and logs one warning.
+    directory made if missing. Past ``max_bytes`` (0: never) it is rotated to a gzip file, keeping
+    ``backups`` of them (see ``steptrace.export.rotation``). A failing disk makes ``export``
+    return FAILURE and logs one warning.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        max_bytes: int | None = None,
+        backups: int | None = None,
     ) -> None:
+        # Imported here: steptrace.export's package imports this module (the spill file's records).
+        from steptrace.export.rotation import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, RotatingFile
+
         self.path = Path(path)
         self.max_record_bytes = max_record_bytes
         self._lock = threading.Lock()
-        self._fd: int | None = None
-        self._inode: tuple[int, int] | None = None
-        self._next_check = 0.0
         self._warned = False
         self._shutdown = False
         self.failed = False  # an export failed since the last force_flush
         self.records_written = 0
         self.records_failed = 0
-        self._open()  # raise now, at configuration, rather than on the hot path
+        # Opened now, to raise at configuration rather than on the hot path.
+        self.file = RotatingFile(
+            self.path,
+            max_bytes=DEFAULT_MAX_BYTES if max_bytes is None else max_bytes,
+            backups=DEFAULT_BACKUPS if backups is None else backups,
+        )
         if hasattr(os, "register_at_fork"):
             # A fork while another thread holds the lock would leave the child's lock held forever.
             this = weakref.ref(self)
@@ -208,38 +217,6 @@ class JsonlSpanExporter(SpanExporter):
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
-
-    def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-        stat = os.fstat(fd)
-        self._fd = fd
-        self._inode = (stat.st_dev, stat.st_ino)
-
-    def _ensure_open(self) -> int:
-        """The file descriptor, reopening when the file was removed or rotated away."""
-        now = time.monotonic()
-        fd = self._fd
-        if fd is not None and now < self._next_check:
-            return fd
-        self._next_check = now + _REOPEN_CHECK_INTERVAL_S
-        try:
-            stat = os.stat(self.path)
-            current = (stat.st_dev, stat.st_ino)
-        except OSError:
-            current = None
-        if fd is None or current != self._inode:
-            if fd is not None:
-                self._close_fd()
-            self._open()
-        assert self._fd is not None
-        return self._fd
-
-    def _close_fd(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
@@ -261,10 +238,7 @@ class JsonlSpanExporter(SpanExporter):
         data = encode_record(record, self.max_record_bytes)
         with self._lock:
             try:
-                fd = self._ensure_open()
-                written = os.write(fd, data)
-                while written < len(data):  # only on a nearly full disk; keeps the line whole
-                    written += os.write(fd, data[written:])
+                self.file.append(data)
             except OSError as exc:
                 self.records_failed += 1
                 self._fail(exc)
@@ -294,7 +268,7 @@ class JsonlSpanExporter(SpanExporter):
     def shutdown(self) -> None:
         with self._lock:
             self._shutdown = True
-            self._close_fd()
+        self.file.close()
 
 
 def _open_text(path: Path) -> IO[str]:
