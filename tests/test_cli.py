@@ -371,3 +371,36 @@ def test_demo_runs_the_quickstart_and_points_on(
     runs = load(tmp_path / "steptrace-logs")
     (run,) = runs
     assert run.complete and run.stop_reason == "end_turn" and run.error_count == 1
+
+
+def test_runs_json_no_match_prints_an_empty_list(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`steptrace runs --json | jq` got no JSON at all when nothing matched."""
+    code, out, err = run_cli(capsys, "runs", "--log", str(log), "--json", "--stop-reason", "cancelled")
+    assert code == 1
+    assert json.loads(out) == []
+    assert "no runs match" in err
+
+
+def test_runs_json_says_on_stderr_when_limit_cut_the_list(
+    log: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A script reading `runs --json` believed it had every run when --limit (default 20) cut it."""
+    code, out, err = run_cli(capsys, "runs", "--log", str(log), "--json", "--limit", "2")
+    assert code == 0 and len(json.loads(out)) == 2
+    assert err.count("\n") == 1 and "2 of 7 matching runs" in err and "--limit 0" in err
+
+
+def test_runs_unparseable_since_gives_an_example(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--since yesterday` printed Python's "Invalid isoformat string" instead of how to write it."""
+    code, _, err = run_cli(capsys, "runs", "--log", str(log), "--since", "yesterday")
+    assert code == 2 and err.count("\n") == 1
+    assert "isoformat" not in err
+    assert "--since 'yesterday'" in err and "2026-11-21T00:00Z" in err
+
+
+def test_runs_release_no_match_lists_the_releases(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """After `--release v3` matched nothing, the hint listed stop reasons, not the releases there are."""
+    code, _, err = run_cli(capsys, "runs", "--log", str(log), "--release", "v3")
+    assert code == 1
+    assert "releases present: 1.0.0, 1.1.0" in err or "releases present: 1.1.0, 1.0.0" in err
+    assert "stop reasons" not in err

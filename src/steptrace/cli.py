@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,6 +33,7 @@ from steptrace.analysis import (
 from steptrace.analysis._debug import SpanRef, format_ms, span_label
 from steptrace.analysis._diff import DiffReport, MetricChange, format_value
 from steptrace.analysis._loading import fast_path_available, find_sources
+from steptrace.analysis._runs import parse_time
 
 DEFAULT_LOG = "./steptrace-logs"
 LOG_ENV = "STEPTRACE_JSONL_PATH"
@@ -176,7 +178,40 @@ def _one_line(value: Any, limit: int | None) -> str:
 # --- commands ------------------------------------------------------------------------------------
 
 
+def _time_filter(option: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise _Exit(
+            EXIT_USAGE,
+            f"bad filter: {option} {value!r} is not an ISO 8601 time; write e.g. {option} "
+            f"2026-11-21T00:00Z or {option} 2026-11-21 (UTC when no zone is given)",
+        ) from None
+
+
+def _no_match_hint(args: argparse.Namespace, runs: RunSet) -> str:
+    """What the logs do hold, for each filter whose value no run has."""
+    hints: list[str] = []
+    if args.release is not None and args.release not in runs.releases():
+        hints.append(
+            "releases present: " + (", ".join(runs.releases()[:10]) or "none (runs carry no release)")
+        )
+    reasons = sorted({r.stop_reason for r in runs})
+    if args.stop_reason is not None and args.stop_reason not in reasons:
+        hints.append("stop reasons present: " + ", ".join(reasons))
+    tools = sorted({tool for r in runs for tool in r.tools})
+    if args.tool is not None and args.tool not in tools:
+        hints.append(
+            "tools present: " + (", ".join(tools[:10]) or "none") + (", ..." if len(tools) > 10 else "")
+        )
+    return f" ({'; '.join(hints)})" if hints else ""
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
+    since = _time_filter("--since", args.since)
+    until = _time_filter("--until", args.until)
     runs = _load(args)
     try:
         matched = runs.runs(
@@ -185,22 +220,28 @@ def cmd_runs(args: argparse.Namespace) -> int:
             max_steps=args.max_steps,
             tool=args.tool,
             release=args.release,
-            since=args.since,
-            until=args.until,
+            since=since,
+            until=until,
             slower_than_percentile=args.slower_than_percentile,
             order_by=args.order_by,
         )
     except ValueError as exc:
         raise _Exit(EXIT_USAGE, f"bad filter: {exc}") from exc
     if not matched:
-        reasons = sorted({r.stop_reason for r in runs})
-        hint = f" (stop reasons present: {', '.join(reasons)})" if reasons else ""
-        raise _Exit(EXIT_NO_MATCH, f"no runs match these filters among {len(runs)} runs{hint}")
+        if args.json:
+            _print_json([])  # a script's parser still gets JSON; the exit code says "no match"
+        raise _Exit(
+            EXIT_NO_MATCH, f"no runs match these filters among {len(runs)} runs{_no_match_hint(args, runs)}"
+        )
     # Oldest-first order, but a terminal shows the most recent runs; slowest-first shows the top.
     limit = args.limit if args.limit and args.limit > 0 else len(matched)
     shown = matched[-limit:] if args.order_by == "started" else matched[:limit]
+    which = "most recent" if args.order_by == "started" else "slowest"
+    cut_note = f"{len(shown)} of {len(matched)} matching runs shown ({which}); --limit 0 shows all"
     if args.json:
         _print_json([r.to_dict() for r in shown])
+        if len(shown) < len(matched):
+            print(f"steptrace: {cut_note}", file=sys.stderr)
         return EXIT_OK
     rows = [
         [
@@ -229,8 +270,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     ]
     print(_table(headers, rows, right={4, 5, 6, 7}))
     if len(shown) < len(matched):
-        which = "most recent" if args.order_by == "started" else "slowest"
-        print(f"\n{len(shown)} of {len(matched)} matching runs shown ({which}); --limit 0 shows all")
+        print(f"\n{cut_note}")
     return EXIT_OK
 
 
