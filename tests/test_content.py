@@ -9,14 +9,14 @@ import json
 import math
 import threading
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import pytest
 
 import steptrace
 from steptrace import _attributes as A
-from steptrace._content import ContentPolicy, arguments_hash
+from steptrace._content import ContentPolicy, arguments_digest, arguments_hash, secret_argument_values
 from steptrace.testing import Capture
 
 CONTENT_KEYS = (
@@ -263,6 +263,22 @@ class Point:
     y: float
 
 
+class Place(NamedTuple):
+    city: str
+    floor: int
+
+
+class LoginTuple(NamedTuple):
+    user: str
+    password: str
+
+
+@dataclasses.dataclass
+class LoginRecord:
+    user: str
+    password: str
+
+
 class Model:
     """Shaped like a pydantic model."""
 
@@ -307,3 +323,65 @@ def test_arguments_hash_ignores_secret_arguments() -> None:
     cycle: dict[str, Any] = {}
     cycle["self"] = cycle
     assert arguments_hash(cycle) == arguments_hash(cycle)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda user, secret: {"url": f"https://{user}", "headers": {"Authorization": f"Bearer {secret}"}},
+        lambda user, secret: {"request": {"login": {"user": user, "password": secret}, "retries": 3}},
+        lambda user, secret: {"batch": [{"name": user, "api_key": secret}, ("b", {"token": secret})]},
+        lambda user, secret: {"login": LoginTuple(user, secret)},
+        lambda user, secret: {"login": LoginRecord(user, secret)},
+        lambda user, secret: LoginTuple(user, secret),
+        lambda user, secret: [user, {"client_secret": secret}],
+    ],
+    ids=["headers", "nested-dict", "list-of-dicts", "namedtuple", "dataclass", "top-namedtuple", "list"],
+)
+def test_arguments_hash_ignores_secrets_at_every_depth(make: Callable[[str, str], Any]) -> None:
+    """A secret one level down (headers={"Authorization": ...}) changes args_hash: guesses can be tested."""
+    first = arguments_hash(make("bob", "abc123"))
+    assert first == arguments_hash(make("bob", "letmein-2"))
+    assert first != arguments_hash(make("alice", "abc123"))
+
+
+def test_arguments_hash_of_plain_arguments_is_unchanged() -> None:
+    """Hashes of arguments without secrets changed: recordings made earlier no longer match."""
+    assert arguments_hash({"query": "quarterly revenue", "limit": 5}) == "00eccf06e9396b88"
+    nested = {"url": "https://x", "headers": {"Accept": "json", "X-Trace": "1"}, "params": [1, 2]}
+    assert arguments_hash(nested) == "f82e4b7150f383b2"
+    assert arguments_hash({"at": Place("Oslo", 3)}) == arguments_hash({"at": ["Oslo", 3]})
+
+
+def test_tool_args_hash_hides_a_nested_header(steptrace_capture: Capture) -> None:
+    """Two calls differing only in an Authorization header: their args_hash in the log differs."""
+
+    @steptrace.tool
+    def fetch(url: str, headers: dict[str, str]) -> str:
+        return "ok"
+
+    with steptrace.agent_run(agent="a"):
+        fetch("https://x", {"Authorization": "Bearer aaaa"})
+        fetch("https://x", {"Authorization": "Bearer bbbb"})
+        fetch("https://y", {"Authorization": "Bearer aaaa"})
+    hashes = [r["args_hash"] for r in steptrace_capture.records if r["type"] == "tool_call"]
+    assert hashes[0] == hashes[1] != hashes[2]
+
+
+def test_secret_argument_values_found_at_every_depth() -> None:
+    """The values a tool's error text must not repeat: a nested or record secret is missed."""
+    arguments = {
+        "api_key": "hunter2-PLAINSECRET-99",
+        "headers": {"Authorization": "Bearer tok-123456789"},
+        "login": LoginTuple("bob", "record-pass-1"),
+        "short": {"token": "abc"},  # too short to scrub from text without false matches
+        "query": "not a secret at all",
+    }
+    assert set(secret_argument_values(arguments)) == {
+        "hunter2-PLAINSECRET-99",
+        "Bearer tok-123456789",
+        "tok-123456789",
+        "record-pass-1",
+    }
+    assert secret_argument_values({"query": "q", "limit": 3}) == ()
+    assert arguments_digest(arguments) == (arguments_hash(arguments), secret_argument_values(arguments))

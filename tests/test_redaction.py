@@ -4,11 +4,17 @@ and by property — a generated secret never appears in any output (JSONL, span 
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import json
 import re
 import string
-from typing import Any
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
+import msgspec
+import pydantic
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -412,3 +418,106 @@ def test_generated_secret_never_in_spans_or_log(
     outputs = agent(f"{before} {embedded} {after}")
     assert "leaky" in outputs  # the pipeline did write
     assert _leaks(body, outputs, background) == []
+
+
+# --- record-like values keep their field names, so sensitive fields are redacted ----------------
+
+
+class LoginTuple(NamedTuple):
+    user: str
+    password: str
+
+
+LoginCollectionsTuple = collections.namedtuple("LoginCollectionsTuple", ["user", "password"])
+
+
+@dataclasses.dataclass
+class LoginDataclass:
+    user: str
+    password: str
+
+
+class LoginModel(pydantic.BaseModel):
+    user: str
+    password: str
+
+
+class LoginStruct(msgspec.Struct):
+    user: str
+    password: str
+
+
+class LoginMapping(Mapping[str, str]):
+    """A read-only Mapping that is not a dict."""
+
+    def __init__(self, **values: str) -> None:
+        self._values = values
+
+    def __getitem__(self, key: str) -> str:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+class LoginRow(Sequence[str]):
+    """Shaped like a database row (sqlalchemy's ``Row``): a sequence with ``_asdict()``."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self._values = (user, password)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._values[index]
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def _asdict(self) -> dict[str, str]:
+        return {"user": self._values[0], "password": self._values[1]}
+
+
+def _attrs_login() -> Any:
+    attrs = pytest.importorskip("attrs")
+
+    @attrs.define
+    class LoginAttrs:
+        user: str
+        password: str
+
+    return LoginAttrs("bob", "hunter2-RECORD")
+
+
+RECORD_LOGINS: dict[str, Callable[[], Any]] = {
+    "NamedTuple": lambda: LoginTuple("bob", "hunter2-RECORD"),
+    "collections.namedtuple": lambda: LoginCollectionsTuple("bob", "hunter2-RECORD"),
+    "dataclass": lambda: LoginDataclass("bob", "hunter2-RECORD"),
+    "pydantic": lambda: LoginModel(user="bob", password="hunter2-RECORD"),
+    "msgspec.Struct": lambda: LoginStruct("bob", "hunter2-RECORD"),
+    "Mapping": lambda: LoginMapping(user="bob", password="hunter2-RECORD"),
+    "SimpleNamespace": lambda: types.SimpleNamespace(user="bob", password="hunter2-RECORD"),
+    "_asdict": lambda: LoginRow("bob", "hunter2-RECORD"),
+    "attrs": _attrs_login,
+}
+
+
+@pytest.mark.parametrize("make", RECORD_LOGINS.values(), ids=RECORD_LOGINS.keys())
+def test_record_like_arguments_are_redacted_by_field_name(
+    steptrace_capture: Capture, make: Callable[[], Any]
+) -> None:
+    """A password field of a NamedTuple (or any record) passed to a tool: the password is logged."""
+    login = make()
+
+    @steptrace.tool
+    def sign_in(account: Any, history: list[Any]) -> Any:
+        return {"echo": account}
+
+    with steptrace.agent_run(agent="a"):
+        sign_in(login, [login])
+    expected = {"user": "bob", "password": "[REDACTED:sensitive-key]"}
+    (record,) = [r for r in steptrace_capture.records if r["type"] == "tool_call"]
+    assert record["input"] == {"account": expected, "history": [expected]}
+    assert record["output"] == {"echo": expected}
+    assert "hunter2-RECORD" not in _all_outputs(steptrace_capture)

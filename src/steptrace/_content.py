@@ -16,6 +16,7 @@ import itertools
 import json
 import math
 import re
+import types
 import uuid
 from collections import UserString
 from collections.abc import Mapping, Sequence, Set
@@ -25,9 +26,11 @@ from typing import Any
 from steptrace._redaction import (
     REDACTION_MARGIN_CHARS,
     Redactor,
+    all_keys_plain,
     is_card_number,
     marker,
     may_hold_secret,
+    sensitive_key_kind,
 )
 
 DEFAULT_MAX_CONTENT_BYTES = 8 * 1024
@@ -151,19 +154,20 @@ class _Walk:
                 return self.mapping(value, depth, path)
             finally:
                 path.discard(identity)
+        # Records before sequences: a NamedTuple is a tuple, but its field names decide redaction.
+        converted = _as_plain_data(value)
+        if converted is not None:
+            path.add(identity)
+            try:
+                return self.value(converted, depth + 1, path)
+            finally:
+                path.discard(identity)
         if isinstance(value, (list, tuple, Set)) or (
             isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))
         ):
             path.add(identity)
             try:
                 return self.sequence(value, depth, path)
-            finally:
-                path.discard(identity)
-        converted = _as_plain_data(value)
-        if converted is not None:
-            path.add(identity)
-            try:
-                return self.value(converted, depth + 1, path)
             finally:
                 path.discard(identity)
         return self.text(bounded_repr(value))
@@ -266,13 +270,37 @@ def _size(value: Any) -> str:
 
 
 def _as_plain_data(value: Any) -> Any:
-    """Structured objects users pass around (pydantic models, dataclasses) as plain data."""
+    """A record-like object as ``{field: value}`` (a pydantic model as its dump), else None.
+
+    NamedTuples, dataclasses, attrs classes, msgspec Structs, pydantic models,
+    ``SimpleNamespace`` and objects with ``_asdict()`` (database rows): their field names are
+    what redaction of sensitive keys reads, so they are never flattened to bare values.
+    """
+    cls = type(value)
+    if cls is list or cls is tuple or cls is dict or isinstance(value, type):
+        return None
     try:
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if isinstance(value, tuple):  # NamedTuple / collections.namedtuple
+            fields = getattr(cls, "_fields", None)
+            if type(fields) is tuple and len(fields) == len(value):
+                return dict(zip(fields, value, strict=True))
+        if dataclasses.is_dataclass(value):
             return {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
-        dump = getattr(type(value), "model_dump", None)
+        attributes = getattr(cls, "__attrs_attrs__", None)  # attrs classes
+        if attributes is not None:
+            return {a.name: getattr(value, a.name, None) for a in attributes}
+        struct_fields = getattr(cls, "__struct_fields__", None)  # msgspec Structs
+        if type(struct_fields) is tuple:
+            return {name: getattr(value, name, None) for name in struct_fields}
+        dump = getattr(cls, "model_dump", None)  # pydantic v2
         if callable(dump):
             return dump(value, mode="python")
+        if isinstance(value, types.SimpleNamespace):
+            return dict(vars(value))
+        as_dict = getattr(value, "_asdict", None)
+        if callable(as_dict):
+            fields = as_dict()
+            return fields if isinstance(fields, Mapping) else None
     except Exception:
         return None
     return None
@@ -394,22 +422,152 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_ha
 _REDACTED_FOR_HASH = "[REDACTED]"
 
 
+# What a value under a secret-named key becomes in a walk that needs no marker kind.
+_HASH_PLAIN = frozenset({str, int, float, bool, type(None)})
+# Values of secret-named arguments shorter than this are not scrubbed from other text: too
+# likely to match ordinary words and numbers.
+MIN_SCRUBBED_SECRET_CHARS = 6
+
+
+def _without_secrets(value: Any, depth: int, path: set[int], found: list[str] | None) -> Any:
+    """``value`` with every value under a secret-named key replaced, at every depth.
+
+    Mapping keys and record fields (see ``_as_plain_data``) are both names. The same object comes
+    back when nothing was replaced, so arguments without secrets hash as they always did. With
+    ``found``, the secret strings themselves are collected (see ``secret_argument_values``).
+    ``path`` holds the containers being walked (cycles); an exception aborts the whole walk.
+    """
+    kind = type(value)
+    if kind is dict:
+        if all_keys_plain(value) and _HASH_PLAIN.issuperset(map(type, value.values())):
+            return value  # known harmless names, plain values: nothing to look into
+        items: Any = value.items()
+    elif kind is list or kind is tuple:
+        if _HASH_PLAIN.issuperset(map(type, value)):
+            return value  # numbers or words only: no name anywhere inside
+        items = None
+    elif kind in _HASH_PLAIN:
+        return value
+    elif isinstance(value, Mapping):
+        items = value.items()
+    else:
+        fields = _as_plain_data(value)
+        if fields is not None:
+            new = _without_secrets(fields, depth, path, found)
+            return value if new is fields else new
+        if not isinstance(value, (list, tuple)) and (
+            not isinstance(value, Sequence) or isinstance(value, (str, bytes, bytearray, memoryview))
+        ):
+            return value
+        items = None
+    if depth >= _MAX_DEPTH:
+        return "[truncated: nested too deep]"
+    identity = id(value)
+    if identity in path:
+        return "[cycle]"
+    path.add(identity)
+    changed = False
+    if items is not None:
+        out: dict[Any, Any] = {}
+        for key, item in items:
+            if type(key) is str and sensitive_key_kind(key) is not None:
+                if found is not None:
+                    _collect_secrets(item, found, depth)
+                out[key] = _REDACTED_FOR_HASH
+                changed = True
+            elif type(item) in _HASH_PLAIN:
+                out[key] = item
+            else:
+                new = out[key] = _without_secrets(item, depth + 1, path, found)
+                changed = changed or new is not item
+        result: Any = out
+    else:
+        result = []
+        for item in value:
+            new = _without_secrets(item, depth + 1, path, found)
+            changed = changed or new is not item
+            result.append(new)
+    path.discard(identity)
+    return result if changed else value
+
+
+def _collect_secrets(value: Any, found: list[str], depth: int) -> None:
+    """Every string of ``MIN_SCRUBBED_SECRET_CHARS`` or more inside a secret-named value."""
+    if depth >= _MAX_DEPTH or len(found) >= _MAX_SECRET_VALUES:
+        return
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value[:_MAX_SECRET_CHARS]).decode("utf-8", "replace")
+    if isinstance(value, str):
+        value = value[:_MAX_SECRET_CHARS]
+        if len(value) >= MIN_SCRUBBED_SECRET_CHARS:
+            found.append(value)
+            space = value.find(" ", 0, 8)  # "Bearer abc...": the token may appear on its own
+            if space > 0 and value[:space].lower() in _AUTH_SCHEMES:
+                token = value[space:].strip()
+                if len(token) >= MIN_SCRUBBED_SECRET_CHARS:
+                    found.append(token)
+        return
+    if isinstance(value, Mapping):
+        for item in itertools.islice(value.values(), _MAX_ITEMS_PER_CONTAINER):
+            _collect_secrets(item, found, depth + 1)
+        return
+    fields = _as_plain_data(value) if type(value) is not list and type(value) is not tuple else None
+    if fields is not None:
+        _collect_secrets(fields, found, depth + 1)
+    elif isinstance(value, (list, tuple, Set)):
+        for item in itertools.islice(value, _MAX_ITEMS_PER_CONTAINER):
+            _collect_secrets(item, found, depth + 1)
+
+
+_MAX_SECRET_VALUES = 64
+_MAX_SECRET_CHARS = 4_096
+_AUTH_SCHEMES = frozenset({"basic", "bearer", "token", "digest"})
+# Redacts values under sensitive keys only (strings are not scanned): args_hash's fallback.
+_KEYS_ONLY = Redactor()
+
+
+def _needs_secret_walk(arguments: Any) -> bool:
+    """False for the common call: a dict of plain values none of whose names is secret."""
+    if type(arguments) is dict:
+        if not _HASH_PLAIN.issuperset(map(type, arguments.values())):
+            return True
+        if all_keys_plain(arguments):
+            return False
+        return any(isinstance(key, str) and sensitive_key_kind(key) is not None for key in arguments)
+    return type(arguments) not in _HASH_PLAIN
+
+
 def arguments_hash(arguments: Any) -> str:
     """A stable short hash of the canonical JSON of tool arguments: equal hashes, repeated call.
 
-    Values of top-level sensitive arguments (``password``, ``api_key``) are left out, so the hash
-    cannot be used to test guesses of a short secret.
+    Values under secret-named keys (``password``, ``api_key``, ``headers={"Authorization": ...}``,
+    a NamedTuple's ``token`` field), at any depth, are left out, so the hash cannot be used to
+    test guesses of a short secret.
     """
-    if isinstance(arguments, dict):
-        for key in arguments:
-            if isinstance(key, str) and Redactor.sensitive_key_kind(key) is not None:
-                arguments = {
-                    k: _REDACTED_FOR_HASH
-                    if isinstance(k, str) and Redactor.sensitive_key_kind(k) is not None
-                    else v
-                    for k, v in arguments.items()
-                }
-                break
+    return arguments_digest(arguments)[0]
+
+
+def secret_argument_values(arguments: Any) -> tuple[str, ...]:
+    """The strings (6+ characters) under secret-named keys of ``arguments``, at any depth.
+
+    They are scrubbed from the same span's error message, stack trace and result, where a
+    tool's code may repeat them (``Redactor.redact_message(..., secrets=...)``).
+    """
+    return arguments_digest(arguments)[1]
+
+
+def arguments_digest(arguments: Any) -> tuple[str, tuple[str, ...]]:
+    """``(arguments_hash(arguments), secret_argument_values(arguments))`` from one walk."""
+    secrets: tuple[str, ...] = ()
+    if _needs_secret_walk(arguments):
+        found: list[str] = []
+        try:
+            arguments = _without_secrets(arguments, 0, set(), found)
+        except Exception:  # a container that cannot be read: the safe form, sensitive keys redacted
+            arguments = _Walk(_KEYS_ONLY, 1 << 20, scan_text=False).value(arguments, 0, set())
+        if found:
+            # Longest first, so a token inside a longer secret is never matched first.
+            secrets = tuple(sorted(set(found), key=len, reverse=True)) if len(found) > 1 else (found[0],)
     data: bytes | None = None
     if _SORTED_MSGSPEC is not None:
         try:  # plain JSON data: ~4x faster, the same bytes as the stdlib for ASCII text
@@ -423,7 +581,7 @@ def arguments_hash(arguments: Any) -> str:
             safe = _Walk(None, 1 << 20).value(arguments, 0, set())
             canonical = json.dumps(safe, sort_keys=True, separators=(",", ":"))
         data = canonical.encode("utf-8", "replace")
-    return hashlib.blake2b(data, digest_size=8).hexdigest()
+    return hashlib.blake2b(data, digest_size=8).hexdigest(), secrets
 
 
 def _sorted_msgspec_encoder() -> Any:

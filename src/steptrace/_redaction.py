@@ -7,7 +7,7 @@ expressions and a callable through ``configure(redact_patterns=..., redact=...)`
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 REDACTION_FAILED = "[REDACTED:redactor-failed]"
@@ -59,6 +59,9 @@ def _classify_key(key: str) -> str | None:
 
 
 _key_cache: dict[str, str | None] = {}
+# Keys already classified as not secret: a set, so all of a mapping's keys are checked in one
+# C-level ``issuperset`` (see ``all_keys_plain``) on the hot path of every tool call.
+_plain_keys: set[str] = set()
 
 
 def sensitive_key_kind(key: str) -> str | None:
@@ -70,8 +73,19 @@ def sensitive_key_kind(key: str) -> str | None:
     kind = _classify_key(key[:200])
     if len(_key_cache) >= _KEY_CACHE_SIZE:
         _key_cache.clear()
+        _plain_keys.clear()
     _key_cache[key] = kind
+    if kind is None and type(key) is str:
+        _plain_keys.add(key)
     return kind
+
+
+def all_keys_plain(keys: Iterable[Any]) -> bool:
+    """True when every key is a string already seen by ``sensitive_key_kind`` and not secret.
+
+    False says nothing: some key is secret, not a string, or not classified yet.
+    """
+    return _plain_keys.issuperset(keys)
 
 
 # --- text detectors ---------------------------------------------------------------------------------
