@@ -292,6 +292,18 @@ def _anthropic_stream_reply() -> F.Canned:
     return F.sse_reply(F.anthropic_sse(F.anthropic_events(["Par", "is."], output_tokens=40)))
 
 
+def assert_stream_landed_on_its_span(capture: Capture, caplog: pytest.LogCaptureFixture) -> None:
+    """Usage, TTFT and stream_completed on the one llm_request span, counted in the run's totals."""
+    (span,) = capture.spans_named(A.SPAN_LLM_REQUEST)
+    got = attrs(span)
+    assert got[A.LLM_STREAM_COMPLETED] is True
+    assert got[A.GEN_AI_USAGE_OUTPUT_TOKENS] in (50, 40)
+    assert A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK in got
+    run = capture.spans_named(A.SPAN_AGENT_RUN)[0]
+    assert attrs(run)[A.RUN_OUTPUT_TOKENS] == got[A.GEN_AI_USAGE_OUTPUT_TOKENS]
+    assert "ended span" not in caplog.text
+
+
 @pytest.mark.parametrize("sdk", ["openai", "anthropic"])
 def test_decorated_helper_returning_a_stream_keeps_its_span_open(
     steptrace_capture: Capture, sdk: str, caplog: pytest.LogCaptureFixture
@@ -321,14 +333,7 @@ def test_decorated_helper_returning_a_stream_keeps_its_span_open(
         steptrace.uninstrument_openai()
         steptrace.uninstrument_anthropic()
     assert chunks
-    (span,) = steptrace_capture.spans_named(A.SPAN_LLM_REQUEST)
-    got = attrs(span)
-    assert got[A.LLM_STREAM_COMPLETED] is True
-    assert got[A.GEN_AI_USAGE_OUTPUT_TOKENS] in (50, 40)
-    assert A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK in got
-    run = steptrace_capture.spans_named(A.SPAN_AGENT_RUN)[0]
-    assert attrs(run)[A.RUN_OUTPUT_TOKENS] in (50, 40)
-    assert "ended span" not in caplog.text
+    assert_stream_landed_on_its_span(steptrace_capture, caplog)
 
 
 @pytest.mark.parametrize("sdk", ["openai", "anthropic"])
@@ -365,14 +370,7 @@ def test_async_decorated_helper_returning_a_stream_keeps_its_span_open(
         steptrace.uninstrument_openai()
         steptrace.uninstrument_anthropic()
     assert chunks
-    (span,) = steptrace_capture.spans_named(A.SPAN_LLM_REQUEST)
-    got = attrs(span)
-    assert got[A.LLM_STREAM_COMPLETED] is True
-    assert got[A.GEN_AI_USAGE_OUTPUT_TOKENS] in (50, 40)
-    assert A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK in got
-    run = steptrace_capture.spans_named(A.SPAN_AGENT_RUN)[0]
-    assert attrs(run)[A.RUN_OUTPUT_TOKENS] in (50, 40)
-    assert "ended span" not in caplog.text
+    assert_stream_landed_on_its_span(steptrace_capture, caplog)
 
 
 @pytest.mark.parametrize("sdk", ["openai", "anthropic"])
@@ -399,11 +397,7 @@ def test_with_block_whose_stream_is_read_after_the_block_keeps_its_span_open(
         steptrace.uninstrument_openai()
         steptrace.uninstrument_anthropic()
     assert chunks
-    (span,) = steptrace_capture.spans_named(A.SPAN_LLM_REQUEST)
-    assert attrs(span)[A.LLM_STREAM_COMPLETED] is True
-    run = steptrace_capture.spans_named(A.SPAN_AGENT_RUN)[0]
-    assert attrs(run)[A.RUN_OUTPUT_TOKENS] in (50, 40)
-    assert "ended span" not in caplog.text
+    assert_stream_landed_on_its_span(steptrace_capture, caplog)
 
 
 # --- the "also" list ---------------------------------------------------------------------------
