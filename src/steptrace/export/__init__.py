@@ -7,7 +7,7 @@ can still be debugged), one warning is logged per outage, and ``force_flush()`` 
 
 One module per mechanism: ``otlp_settings`` (settings, env parsing), ``sdk_logs`` (folding the
 SDK exporters' log lines), ``circuit``, ``spill`` (the spill file), ``batching`` (the span
-processor), ``metrics`` (the metric exporter wrapper).
+processor), ``metrics`` (the metric exporter wrapper and reader), ``fork`` (forked children).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlparse
 
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from steptrace.export.batching import SHUTDOWN_TIMEOUT_S, ResilientSpanProcessor
 from steptrace.export.circuit import Circuit, circuit_for
-from steptrace.export.metrics import ResilientMetricExporter
+from steptrace.export.metrics import ResilientMetricExporter, ResilientMetricReader
 from steptrace.export.otlp_settings import OtlpSettings
 from steptrace.export.spill import SpillFile
 
@@ -29,6 +29,7 @@ __all__ = [
     "Circuit",
     "OtlpSettings",
     "ResilientMetricExporter",
+    "ResilientMetricReader",
     "ResilientSpanProcessor",
     "SpillFile",
     "make_metric_reader",
@@ -59,7 +60,9 @@ def _span_exporter(settings: OtlpSettings) -> SpanExporter:
 
 def _metric_exporter(settings: OtlpSettings) -> MetricExporter:
     url = settings.metrics_endpoint or None
-    if settings.protocol == "grpc":
+    headers = settings.metrics_headers or None
+    timeout_s = settings.metrics_timeout_s
+    if settings.metrics_protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
             OTLPMetricExporter as Grpc,
         )
@@ -67,14 +70,14 @@ def _metric_exporter(settings: OtlpSettings) -> MetricExporter:
         return Grpc(
             endpoint=url,
             insecure=url.startswith("http://") if url else None,
-            headers=settings.headers or None,
-            timeout=settings.timeout_s,
+            headers=headers,
+            timeout=timeout_s,
         )
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
         OTLPMetricExporter as Http,
     )
 
-    return Http(endpoint=url, headers=settings.headers or None, timeout=settings.timeout_s)
+    return Http(endpoint=url, headers=headers, timeout=timeout_s)
 
 
 def make_span_processor(settings: OtlpSettings, **options: Any) -> SpanProcessor:
@@ -82,9 +85,10 @@ def make_span_processor(settings: OtlpSettings, **options: Any) -> SpanProcessor
 
     ``options`` tune it (``max_queue_size``, ``max_export_batch_size``, ``schedule_delay_s``,
     ``shutdown_timeout_s``, ``retry_backoff_s``, ``max_retry_backoff_s``). With only a metrics
-    endpoint configured, spans are not exported: the processor does nothing.
+    endpoint configured, or ``OTEL_TRACES_EXPORTER=none``, spans are not exported: the processor
+    does nothing.
     """
-    if not settings.traces_endpoint:
+    if not settings.traces_endpoint or not settings.export_traces:
         return SpanProcessor()
     options.setdefault("shutdown_timeout_s", min(settings.timeout_s, SHUTDOWN_TIMEOUT_S))
     backoff = {
@@ -96,6 +100,7 @@ def make_span_processor(settings: OtlpSettings, **options: Any) -> SpanProcessor
         endpoint=settings.traces_endpoint,
         spill_path=settings.spill_path,
         circuit=circuit_for(settings, **backoff),
+        exporter_factory=lambda: _span_exporter(settings),
         **options,
     )
 
@@ -109,12 +114,15 @@ def make_metric_reader(settings: OtlpSettings, *, export_interval_s: float | Non
     same_collector = bool(settings.traces_endpoint) and (
         urlparse(settings.traces_endpoint).netloc == urlparse(settings.metrics_endpoint).netloc
     )
-    return PeriodicExportingMetricReader(
+    timeout_s = settings.metrics_timeout_s or settings.timeout_s
+    return ResilientMetricReader(
         ResilientMetricExporter(
             _metric_exporter(settings),
             endpoint=settings.metrics_endpoint,
             spans_circuit=circuit_for(settings) if same_collector else None,
+            timeout_s=timeout_s,
+            exporter_factory=lambda: _metric_exporter(settings),
         ),
         export_interval_millis=export_interval_s * 1000.0 if export_interval_s else None,
-        export_timeout_millis=settings.timeout_s * 1000.0,
+        export_timeout_millis=timeout_s * 1000.0,
     )

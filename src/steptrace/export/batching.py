@@ -5,12 +5,10 @@ into the application."""
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from opentelemetry.context import Context
@@ -19,6 +17,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from steptrace._errors import ConfigError
 from steptrace.export.circuit import Circuit
+from steptrace.export.fork import finish_in_multiprocessing_children, renew_in_child
 from steptrace.export.sdk_logs import failure_reason, sdk_logs_folded
 from steptrace.export.spill import SpillFile
 
@@ -65,10 +64,12 @@ class ResilientSpanProcessor(SpanProcessor):
         retry_backoff_s: float = 1.0,
         max_retry_backoff_s: float = 30.0,
         circuit: Circuit | None = None,
+        exporter_factory: Callable[[], SpanExporter] | None = None,
     ) -> None:
         if max_export_batch_size <= 0 or max_queue_size < max_export_batch_size:
             raise ConfigError("the OTLP queue must hold at least one export batch (> 0 spans)")
         self.exporter = exporter
+        self._exporter_factory = exporter_factory  # a fresh exporter for a forked child
         self.endpoint = endpoint
         self.spill = SpillFile(spill_path) if spill_path is not None else None
         self.max_queue_size = max_queue_size
@@ -100,25 +101,28 @@ class ResilientSpanProcessor(SpanProcessor):
         self._worker.start()
         # A process forked after configure() (gunicorn --preload, multiprocessing) has no worker
         # thread and possibly a lock held by one: give the child its own, with an empty queue.
-        if hasattr(os, "register_at_fork"):
-            reinit = weakref.WeakMethod(self._reinit_after_fork)
+        renew_in_child(self._after_fork_in_child)
+        # A multiprocessing child leaves through os._exit: deliver or spill its spans first.
+        finish_in_multiprocessing_children(self, ResilientSpanProcessor.shutdown)
 
-            def reinit_in_child() -> None:
-                method = reinit()
-                if method is not None:
-                    method()
-
-            os.register_at_fork(after_in_child=reinit_in_child)
-
-    def _reinit_after_fork(self) -> None:
+    def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._queue = deque()  # the parent's spans are the parent's to export
         self._in_flight = None
+        self._export_failing = False  # that was the parent's export, on a thread the child lacks
         self._flushes = []
         self._undelivered_since_flush = False
+        self._overflowing = False
         if self._closing:
             return
+        if self._exporter_factory is not None:
+            # The parent's exporter shares its pooled connections (and their locks) with the
+            # parent: two processes writing on one socket garble each other's requests.
+            try:
+                self.exporter = self._exporter_factory()
+            except Exception:  # keep the inherited one rather than break the child
+                logger.debug("steptrace: cannot renew the OTLP exporter after fork", exc_info=True)
         self._worker = threading.Thread(target=self._run, name="steptrace-otlp", daemon=True)
         self._worker.start()
 
@@ -194,8 +198,8 @@ class ResilientSpanProcessor(SpanProcessor):
             self._export_failing = True
             self._outage_started(failure_reason([message]))
 
-    def _outage_started(self, reason: str, *, escalate: bool = True) -> None:
-        if self.circuit.failed(escalate=escalate):
+    def _outage_started(self, reason: str, *, escalate: bool = True, silent: bool = False) -> None:
+        if self.circuit.failed(escalate=escalate, silent=silent):
             self._spilled_this_outage = 0
             logger.warning(
                 "steptrace: OTLP export to %s failed (%s); undelivered spans go to %s until it "
@@ -207,6 +211,7 @@ class ResilientSpanProcessor(SpanProcessor):
 
     def _deliver(self, batch: list[ReadableSpan]) -> None:
         attempted = not self.circuit.is_open()
+        started = time.monotonic()
         ok = False
         reason = "collector unreachable; waiting before trying again"
         if attempted:
@@ -238,7 +243,8 @@ class ResilientSpanProcessor(SpanProcessor):
                 )
             return
         if attempted:
-            self._outage_started(reason, escalate=not already_noted)
+            silent = time.monotonic() - started >= self.shutdown_timeout_s
+            self._outage_started(reason, escalate=not already_noted, silent=silent)
         if owned:
             self._spilled_this_outage += self._spill(batch)
 
@@ -289,7 +295,7 @@ class ResilientSpanProcessor(SpanProcessor):
                 # The exporter is retrying a failed export, or the collector is silent: the
                 # answer is False either way, so keep the queued spans locally, do not wait.
                 if not failing:
-                    self._outage_started(f"no answer within {self.shutdown_timeout_s:.1f} s")
+                    self._outage_started(f"no answer within {self.shutdown_timeout_s:.1f} s", silent=True)
                 self._spill_queued()
                 return False
             if time.monotonic() >= deadline:
@@ -319,7 +325,7 @@ class ResilientSpanProcessor(SpanProcessor):
                 self._in_flight = None
                 self._queue.clear()
                 self.failed_spans += len(leftover)
-            self._outage_started(f"no answer within {self.shutdown_timeout_s:.1f} s at shutdown")
+            self._outage_started(f"no answer within {self.shutdown_timeout_s:.1f} s at shutdown", silent=True)
             self._spill(leftover)
         self._shutdown_exporter()
 

@@ -11,6 +11,7 @@ import threading
 import time
 import weakref
 
+from steptrace.export.fork import renew_in_child
 from steptrace.export.otlp_settings import OtlpSettings
 
 
@@ -24,15 +25,22 @@ class Circuit:
         self._backoff_s = backoff_s
         self.retry_at = 0.0
         self.in_outage = False
+        self.silent = False  # the failure that opened it was a collector that never answered
+        renew_in_child(self._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()  # the child keeps what the parent knew, not its lock holder
 
     def is_open(self) -> bool:
         """True while attempts are paused after a failure."""
         return time.monotonic() < self.retry_at
 
-    def failed(self, *, escalate: bool = True) -> bool:
+    def failed(self, *, escalate: bool = True, silent: bool = False) -> bool:
         """Record a failure; True if it starts an outage (the caller warns). ``escalate=False``
-        pauses again without doubling the backoff (the same failure, seen a second time)."""
+        pauses again without doubling the backoff (the same failure, seen a second time);
+        ``silent``: the collector accepted the connection and did not answer in time."""
         with self._lock:
+            self.silent = self.silent or silent
             self.retry_at = time.monotonic() + self._backoff_s
             if escalate:
                 self._backoff_s = min(self._backoff_s * 2, self.max_backoff_s)
@@ -44,6 +52,7 @@ class Circuit:
         with self._lock:
             self._backoff_s = self.base_backoff_s
             self.retry_at = 0.0
+            self.silent = False
             ended, self.in_outage = self.in_outage, False
         return ended
 

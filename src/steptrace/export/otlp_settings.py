@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from steptrace._errors import ConfigError
+
+logger = logging.getLogger("steptrace.otlp")
 
 PROTOCOLS = ("grpc", "http/protobuf")
 DEFAULT_TIMEOUT_S = 10.0
@@ -38,19 +41,48 @@ def _check_endpoint(name: str, endpoint: str) -> str:
     return endpoint
 
 
-def _timeout_from_env() -> float:
-    raw = (
-        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
-        or os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT")
-        or "10000"
-    )
+def _timeout_from_env(signal: str) -> float:
+    name = f"OTEL_EXPORTER_OTLP_{signal}_TIMEOUT"
+    raw = os.environ.get(name) or os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT") or "10000"
+    if not os.environ.get(name):
+        name = "OTEL_EXPORTER_OTLP_TIMEOUT"
     try:
         timeout_s = float(raw) / 1000.0  # milliseconds, as the OpenTelemetry specification says
     except ValueError:
-        raise ConfigError(f"OTEL_EXPORTER_OTLP_TIMEOUT={raw!r} is not milliseconds") from None
+        raise ConfigError(f"{name}={raw!r} is not milliseconds") from None
     if not timeout_s > 0:
-        raise ConfigError(f"OTEL_EXPORTER_OTLP_TIMEOUT={raw!r} must be positive")
+        raise ConfigError(f"{name}={raw!r} must be positive")
     return timeout_s
+
+
+def _protocol_from_env(signal: str, given: str | None) -> str:
+    protocol = (
+        given
+        or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "grpc"
+    ).strip()
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown OTLP protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
+    return protocol
+
+
+def _exported_over_otlp(variable: str) -> bool:
+    """``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER``: a comma-separated list, ``otlp`` by
+    default; ``none`` (or a list without ``otlp``) means steptrace does not export that signal."""
+    raw = os.environ.get(variable, "").strip().lower()
+    if not raw:
+        return True
+    names = {name.strip() for name in raw.split(",") if name.strip()}
+    unknown = names - {"otlp", "none"}
+    if unknown:  # valid for other SDKs (console, zipkin); steptrace has only OTLP
+        logger.warning(
+            "steptrace: %s=%s: steptrace exports over OTLP only; %s ignored",
+            variable,
+            raw,
+            ", ".join(sorted(unknown)),
+        )
+    return "otlp" in names
 
 
 @dataclass(frozen=True)
@@ -64,18 +96,35 @@ class OtlpSettings:
     headers: dict[str, str] = field(default_factory=dict)
     spill_path: Path | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
+    # Metrics have their own protocol, headers and timeout (the OTEL_EXPORTER_OTLP_METRICS_*
+    # variables); None means the same as for traces.
+    metrics_protocol: str | None = None
+    metrics_headers: dict[str, str] | None = None
+    metrics_timeout_s: float | None = None
+    # False for a signal set to none (OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER)
+    export_traces: bool = True
+    export_metrics: bool = True
 
     def __post_init__(self) -> None:
-        if self.protocol not in PROTOCOLS:
-            raise ConfigError(f"unknown OTLP protocol {self.protocol!r}; use one of {', '.join(PROTOCOLS)}")
+        for name, default in (
+            ("metrics_protocol", self.protocol),
+            ("metrics_headers", self.headers),
+            ("metrics_timeout_s", self.timeout_s),
+        ):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)  # frozen: set once, here
+        for protocol in (self.protocol, self.metrics_protocol):
+            if protocol not in PROTOCOLS:
+                raise ConfigError(f"unknown OTLP protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
         if self.endpoint:
             _check_endpoint("OTEL_EXPORTER_OTLP_ENDPOINT", self.endpoint)
         if self.traces_endpoint:
             _check_endpoint("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", self.traces_endpoint)
         if self.metrics_endpoint:
             _check_endpoint("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", self.metrics_endpoint)
-        if not self.timeout_s > 0:
-            raise ConfigError(f"OTLP timeout must be positive, got {self.timeout_s!r} s")
+        for timeout_s in (self.timeout_s, self.metrics_timeout_s):
+            if not (timeout_s is not None and timeout_s > 0):
+                raise ConfigError(f"OTLP timeout must be positive, got {timeout_s!r} s")
 
     @classmethod
     def from_env(
@@ -92,23 +141,33 @@ class OtlpSettings:
         metrics = env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") or None
         if endpoint is None and traces is None and metrics is None:
             return None
-        protocol = (
-            protocol
-            or env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-            or "grpc"
-        ).strip()
-        if protocol not in PROTOCOLS:
-            raise ConfigError(f"unknown OTLP protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
+        traces_protocol = _protocol_from_env("TRACES", protocol)
+        metrics_protocol = _protocol_from_env("METRICS", protocol)
         if endpoint is not None:
             _check_endpoint("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
         base = (endpoint or "").rstrip("/")
-        if protocol == "http/protobuf":
-            traces = traces or (f"{base}/v1/traces" if base else None)
-            metrics = metrics or (f"{base}/v1/metrics" if base else None)
-        else:
-            traces = traces or base
-            metrics = metrics or base
-        merged = _parse_headers(env.get("OTEL_EXPORTER_OTLP_HEADERS", ""))
-        merged.update(headers or {})
-        return cls(endpoint, traces or "", metrics or "", protocol, merged, spill_path, _timeout_from_env())
+        # Over HTTP the signal's path is appended to the shared endpoint; gRPC takes it as is.
+        if not traces:
+            traces = f"{base}/v1/traces" if base and traces_protocol == "http/protobuf" else base
+        if not metrics:
+            metrics = f"{base}/v1/metrics" if base and metrics_protocol == "http/protobuf" else base
+        # Per-signal headers win over the shared ones key by key; configure()'s headers win over both.
+        shared = _parse_headers(env.get("OTEL_EXPORTER_OTLP_HEADERS", ""))
+        traces_headers = {**shared, **_parse_headers(env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS", ""))}
+        metrics_headers = {**shared, **_parse_headers(env.get("OTEL_EXPORTER_OTLP_METRICS_HEADERS", ""))}
+        traces_headers.update(headers or {})
+        metrics_headers.update(headers or {})
+        return cls(
+            endpoint,
+            traces or "",
+            metrics or "",
+            traces_protocol,
+            traces_headers,
+            spill_path,
+            _timeout_from_env("TRACES"),
+            metrics_protocol=metrics_protocol,
+            metrics_headers=metrics_headers,
+            metrics_timeout_s=_timeout_from_env("METRICS"),
+            export_traces=_exported_over_otlp("OTEL_TRACES_EXPORTER"),
+            export_metrics=_exported_over_otlp("OTEL_METRICS_EXPORTER"),
+        )

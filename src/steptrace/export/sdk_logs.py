@@ -58,14 +58,14 @@ def sdk_logs_folded(on_record: Callable[[str], None] | None = None) -> Iterator[
     ``on_record`` is called at each record: a healthy export logs nothing, so the first record
     means the exporter is failing and is about to spend its timeout retrying.
     """
+    outer = (_quiet.active, _quiet.messages, _quiet.on_record)  # nested: restored at the end
     _quiet.active = True
     _quiet.messages = []
     _quiet.on_record = on_record
     try:
         yield _quiet.messages
     finally:
-        _quiet.active = False
-        _quiet.on_record = None
+        _quiet.active, _quiet.messages, _quiet.on_record = outer
 
 
 def failure_reason(messages: list[str]) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from opentelemetry.sdk.trace import ReadableSpan
 
 from steptrace._jsonl import encode_record, span_to_record
+from steptrace.export.fork import renew_in_child
 
 
 class SpillFile:
@@ -22,6 +23,10 @@ class SpillFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        renew_in_child(self._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()  # it may have been held by a thread the child does not have
 
     def write(self, spans: Sequence[ReadableSpan]) -> int:
         """Append the records of ``spans``; returns how many were written (a span outside any
