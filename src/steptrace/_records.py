@@ -7,11 +7,15 @@ the OTLP-JSON reader in ``steptrace.analysis`` produce identical records from th
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from steptrace import _attributes as A
+from steptrace import _state
+from steptrace._content import ContentPolicy
+from steptrace._context import capturing
 
 RECORD_TYPE_BY_SPAN_NAME: dict[str, str] = {
     A.SPAN_AGENT_RUN: "run",
@@ -55,17 +59,94 @@ def _content(value: Any) -> Any:
     return value
 
 
+# Attributes other libraries use for prompts, completions, tool data and documents: the GenAI
+# conventions' opt-in content attributes, their older forms (traceloop / openllmetry's indexed
+# ``gen_ai.prompt.0.content``), openinference's, and a few frameworks' input/output attributes.
+CONTENT_ATTRIBUTES = frozenset(
+    {
+        "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
+        "gen_ai.tool.call.arguments", "gen_ai.tool.call.result", "gen_ai.tool.definitions",
+        "gen_ai.retrieval.documents", "gen_ai.retrieval.query.text", "gen_ai.evaluation.explanation",
+        "gen_ai.prompt", "gen_ai.completion", "gen_ai.event.content",
+        "traceloop.entity.input", "traceloop.entity.output",
+        "input.value", "output.value", "llm.prompts", "llm.prompt_template.template",
+        "llm.prompt_template.variables", "tool.parameters", "tool_call.function.arguments",
+        "message.content", "reranker.query", "embedding.text",
+        "mlflow.spanInputs", "mlflow.spanOutputs", "langfuse.observation.input",
+        "langfuse.observation.output", "langfuse.trace.input", "langfuse.trace.output",
+        "request_data", "response_data", "all_messages_events",
+    }
+)  # fmt: skip
+_INDEXED_CONTENT = re.compile(
+    r"(?:gen_ai\.(?:prompt|completion)|llm\.(?:input|output)_messages|llm\.prompts|llm\.tools"
+    r"|llm\.request\.functions|retrieval\.documents|embedding\.embeddings"
+    r"|reranker\.(?:input|output)_documents)\.[0-9]+(?:\.|$)"
+)
+# Content is parsed (and so redacted by key, too) when it is JSON text up to this size.
+_MAX_PARSED_CONTENT_CHARS = 1024 * 1024
+# Spans read back from files (the analysis): no configuration decides; redact, bound, keep.
+_READ_BACK_POLICY = ContentPolicy(capture=True)
+
+
+def is_content_attribute(key: str) -> bool:
+    """Whether another library's span attribute ``key`` holds captured content (prompts, results)."""
+    return key in CONTENT_ATTRIBUTES or _INDEXED_CONTENT.match(key) is not None
+
+
+def _foreign_policy() -> tuple[ContentPolicy, bool]:
+    """(the content policy for a foreign span's attributes, whether its content is kept).
+
+    The step log is written synchronously at span end (SteptraceSpanProcessor.on_end), so the
+    current context is the one the span ended in: a ``capture_content(...)`` block around the
+    library's call is honoured. A finished span does not carry the context it started in, so a
+    span ended outside that block (a stream closed later, elsewhere) gets the policy where it
+    ended: the configured one, or an enclosing block's.
+    """
+    config = _state.active()
+    if config is None:
+        return _READ_BACK_POLICY, True
+    return config.content, capturing(config.content)
+
+
+def _as_content(value: Any, policy: ContentPolicy) -> Any:
+    """A foreign content value redacted and bounded like ours; JSON text stays JSON text."""
+    if isinstance(value, str):
+        if len(value) <= _MAX_PARSED_CONTENT_CHARS and value.lstrip()[:1] in ("[", "{"):
+            try:
+                return policy.to_json(json.loads(value))
+            except (ValueError, RecursionError):
+                pass
+        return json.loads(policy.to_json(value))
+    if isinstance(value, Sequence):
+        return json.loads(policy.to_json(list(value)))
+    return value
+
+
+def _redacted_text(value: str, policy: ContentPolicy) -> str:
+    text, cut = policy.redactor.redact_prefix(value, _MAX_FOREIGN_VALUE_CHARS)
+    return text + f"...[truncated: {len(value)} chars]" if cut else text
+
+
 def _foreign_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """A foreign span's attributes: content only when capture is on, everything redacted, bounded.
+
+    Only the step log's copy is changed; the span itself, as exported over OTLP, is the
+    application's and is left as its library wrote it.
+    """
+    policy, capture = _foreign_policy()
     out: dict[str, Any] = {}
     for key, value in attributes.items():
         if len(out) >= _MAX_FOREIGN_ATTRIBUTES:
             break
         if key in (A.RUN_ID, A.STEP):
             continue
-        if isinstance(value, str) and len(value) > _MAX_FOREIGN_VALUE_CHARS:
-            out[key] = value[:_MAX_FOREIGN_VALUE_CHARS] + f"...[truncated: {len(value)} chars]"
-        elif isinstance(value, Sequence) and not isinstance(value, str):
-            out[key] = list(value)
+        if is_content_attribute(key):
+            if capture:
+                out[key] = _as_content(value, policy)
+        elif isinstance(value, str):
+            out[key] = _redacted_text(value, policy)
+        elif isinstance(value, Sequence):
+            out[key] = [_redacted_text(v, policy) if isinstance(v, str) else v for v in value]
         else:
             out[key] = value
     return out
