@@ -16,6 +16,12 @@ OTEL_VARIABLES = (
     "OTEL_EXPORTER_OTLP_HEADERS",
     "OTEL_EXPORTER_OTLP_TIMEOUT",
     "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_METRICS_EXPORTER",
 )
 
 
@@ -97,3 +103,55 @@ def test_direct_construction_is_validated_too() -> None:
         OtlpSettings(None, "http://x:4317", "http://x:4317", "thrift")
     with pytest.raises(ConfigError, match="not an http"):
         OtlpSettings(None, "x:4317", "http://x:4317", "grpc")
+
+
+def test_each_signal_has_its_own_protocol_endpoint_path_and_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OTEL_EXPORTER_OTLP_TRACES_PROTOCOL would also set the metrics protocol, and
+    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL / _METRICS_TIMEOUT would be ignored."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "500")
+    settings = OtlpSettings.from_env()
+    assert settings is not None
+    assert (settings.protocol, settings.metrics_protocol) == ("http/protobuf", "grpc")
+    assert (settings.traces_endpoint, settings.metrics_endpoint) == (
+        "http://collector:4318/v1/traces",
+        "http://collector:4318",
+    )
+    assert (settings.timeout_s, settings.metrics_timeout_s) == (10.0, 0.5)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf")
+    settings = OtlpSettings.from_env()
+    assert settings is not None
+    assert settings.metrics_endpoint == "http://collector:4318/v1/metrics"
+
+
+def test_per_signal_headers_win_key_by_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With OTEL_EXPORTER_OTLP_HEADERS set, OTEL_EXPORTER_OTLP_TRACES_HEADERS and
+    _METRICS_HEADERS would be ignored (the backend then refuses a signal's token)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "https://backend.example:443")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=shared,x-team=ai")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "Authorization=traces")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "authorization=metrics")
+    settings = OtlpSettings.from_env()
+    assert settings is not None
+    assert settings.headers == {"authorization": "traces", "x-team": "ai"}
+    assert settings.metrics_headers == {"authorization": "metrics", "x-team": "ai"}
+    in_code = OtlpSettings.from_env(headers={"authorization": "from-code"})
+    assert in_code is not None
+    assert in_code.headers["authorization"] == in_code.metrics_headers["authorization"] == "from-code"
+
+
+@pytest.mark.parametrize(
+    ("traces", "metrics", "expected"),
+    [("", "", (True, True)), ("none", "", (False, True)), ("otlp", "none", (True, False))],
+)
+def test_traces_and_metrics_exporter_none(
+    traces: str, metrics: str, expected: tuple[bool, bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OTEL_TRACES_EXPORTER=none / OTEL_METRICS_EXPORTER=none would be ignored."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", traces)
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", metrics)
+    settings = OtlpSettings.from_env()
+    assert settings is not None
+    assert (settings.export_traces, settings.export_metrics) == expected

@@ -8,6 +8,7 @@ and functions decorated earlier use the new one.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import os
 import re
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import metrics, trace
-from opentelemetry.metrics import MeterProvider
+from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
@@ -130,11 +131,13 @@ class Telemetry:
         if self._closed:
             return
         self._closed = True
-        if self._switch is not None and self._switch.delegates is self._delegates:
-            self._switch.delegates = Delegates(None, ())
+        # Flush and shut down while still attached: a span ending meanwhile (another thread)
+        # is exported, or counted and spilled by the closing processor, never silently lost.
         if self._delegates is not None:
             self._delegates.force_flush(5_000)
             self._delegates.shutdown()
+        if self._switch is not None and self._switch.delegates is self._delegates:
+            self._switch.delegates = Delegates(None, ())
         if self._owned_meter_provider is not None:
             try:
                 self._owned_meter_provider.shutdown(timeout_millis=5_000)
@@ -178,6 +181,21 @@ def _open_step_log(path: Path, rotation: RotationSettings) -> JsonlSpanExporter:
         return JsonlSpanExporter(path, max_bytes=rotation.max_bytes, backups=rotation.backups)
     except OSError as exc:
         raise ConfigError(f"cannot write the step log at {path}: {exc.strerror or exc}") from exc
+
+
+def _warn_if_renamed(provider: TracerProvider, name: str, *, renamed_metrics: bool) -> None:
+    """Say once, for this configure(), that its spans keep the first service name."""
+    old = getattr(provider, "resource", Resource.get_empty()).attributes.get("service.name")
+    if old is None or old == name:
+        return
+    logger.warning(
+        "steptrace: configure(service_name=%r) cannot rename this process's spans: they keep "
+        "service.name=%r, because OpenTelemetry fixes the global TracerProvider's resource when "
+        "it is first set. %sSet the name in the first configure() (or OTEL_SERVICE_NAME).",
+        name,
+        old,
+        f"Its metrics use {name!r}. " if renamed_metrics else "",
+    )
 
 
 def _attach_processor(provider: TracerProvider) -> SteptraceSpanProcessor:
@@ -253,10 +271,7 @@ def configure(
     path = _resolve_jsonl_path(jsonl_path, otlp)
     if otlp is not None:
         spill = (path.parent if path is not None else DEFAULT_JSONL_PATH.parent) / "otlp-spill.jsonl"
-        otlp = OtlpSettings(
-            otlp.endpoint, otlp.traces_endpoint, otlp.metrics_endpoint, otlp.protocol,
-            otlp.headers, spill, otlp.timeout_s,
-        )  # fmt: skip
+        otlp = dataclasses.replace(otlp, spill_path=spill)
     if capture_content is None:
         flag = env_flag("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
         capture_content = flag if flag is not None else otlp is None
@@ -270,13 +285,14 @@ def configure(
     rotation = RotationSettings.resolve(jsonl_max_bytes, jsonl_backups)
     step_log = _open_step_log(path, rotation) if path is not None else None
     try:
-        processors = [make_span_processor(otlp)] if otlp is not None else []
+        processors = [make_span_processor(otlp)] if otlp is not None and otlp.export_traces else []
         resource = Resource.create({"service.name": name})
         provider = tracer_provider
         if provider is None:
             provider = trace.get_tracer_provider()
             if isinstance(provider, ProxyTracerProvider):
                 provider = SdkTracerProvider(resource=resource)
+                provider._steptrace_owned = True  # type: ignore[attr-defined]
                 trace.set_tracer_provider(provider)
         switch = _attach_processor(provider)
 
@@ -284,13 +300,22 @@ def configure(
         meters = meter_provider
         if meters is None:
             meters = metrics.get_meter_provider()
-            if otlp is not None and not isinstance(meters, SdkMeterProvider):
+            # A provider an earlier configure() made is shut down with that configuration (and
+            # the global one cannot be replaced): this one makes its own, with its service name.
+            earlier = getattr(meters, "_steptrace_owned", False)
+            renew = earlier or not isinstance(meters, SdkMeterProvider)
+            if otlp is not None and otlp.export_metrics and renew:
                 owned_meter_provider = SdkMeterProvider(
                     resource=resource, metric_readers=[make_metric_reader(otlp)]
                 )
+                owned_meter_provider._steptrace_owned = True  # type: ignore[attr-defined]
                 meters = owned_meter_provider
                 if type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider":
                     metrics.set_meter_provider(owned_meter_provider)
+            elif earlier:
+                meters = NoOpMeterProvider()
+        if tracer_provider is None and getattr(provider, "_steptrace_owned", False):
+            _warn_if_renamed(provider, name, renamed_metrics=owned_meter_provider is not None)
     except Exception:
         if step_log is not None:
             step_log.shutdown()
