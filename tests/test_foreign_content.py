@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 
+import sdk_fakes as F
 import steptrace
 from steptrace.testing import Capture
 
@@ -117,3 +118,36 @@ def test_foreign_attributes_that_are_not_content_are_redacted(steptrace_capture:
     attributes = _foreign_record(steptrace_capture)
     assert attributes["url.full"] == "https://api.example.com/v1?key=[REDACTED:anthropic-key]"
     assert attributes["retries"] == ["[REDACTED:anthropic-key]"]
+
+
+@pytest.mark.parametrize("capture", [False, True])
+def test_anthropic_sdk_own_span_follows_the_capture_policy(steptrace_capture: Capture, capture: bool) -> None:
+    """The anthropic SDK's own span in content mode: a key in the prompt reaches steps.jsonl raw."""
+    steptrace_capture.configure(capture_content=capture)
+    script = F.Script(F.json_reply(F.anthropic_message()))
+    client = F.anthropic_client(
+        script,
+        open_telemetry={
+            "tracer_provider": steptrace_capture.tracer_provider,
+            "traces": {"content_mode": "content"},
+        },
+    )
+    with steptrace.agent_run(agent="a"):
+        client.messages.create(
+            model="claude-x",
+            max_tokens=10,
+            system="be terse",
+            messages=[{"role": "user", "content": f"my key is {ANTHROPIC_KEY}"}],
+        )
+    (sdk_span,) = [s for s in steptrace_capture.spans if "gen_ai.input.messages" in (s.attributes or {})]
+    assert ANTHROPIC_KEY in str((sdk_span.attributes or {})["gen_ai.input.messages"])  # the SDK's business
+    attributes = _foreign_record(steptrace_capture)
+    assert ANTHROPIC_KEY not in steptrace_capture.jsonl_path.read_text(encoding="utf-8")
+    if capture:
+        assert "[REDACTED:anthropic-key]" in attributes["gen_ai.input.messages"]
+        assert "gen_ai.system_instructions" in attributes and "gen_ai.output.messages" in attributes
+    else:
+        assert not {"gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions"} & set(
+            attributes
+        )
+        assert attributes["gen_ai.request.model"] == "claude-x"

@@ -61,7 +61,8 @@ def _content(value: Any) -> Any:
 
 # Attributes other libraries use for prompts, completions, tool data and documents: the GenAI
 # conventions' opt-in content attributes, their older forms (traceloop / openllmetry's indexed
-# ``gen_ai.prompt.0.content``), openinference's, and a few frameworks' input/output attributes.
+# ``gen_ai.prompt.0.content``), openinference's, the anthropic SDK's own tool-result attribute,
+# and a few frameworks' input/output attributes (mlflow, langfuse, logfire).
 CONTENT_ATTRIBUTES = frozenset(
     {
         "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
@@ -74,7 +75,7 @@ CONTENT_ATTRIBUTES = frozenset(
         "message.content", "reranker.query", "embedding.text",
         "mlflow.spanInputs", "mlflow.spanOutputs", "langfuse.observation.input",
         "langfuse.observation.output", "langfuse.trace.input", "langfuse.trace.output",
-        "request_data", "response_data", "all_messages_events",
+        "request_data", "response_data", "all_messages_events", "anthropic.tool_result.content",
     }
 )  # fmt: skip
 _INDEXED_CONTENT = re.compile(
@@ -260,6 +261,9 @@ def build_record(
             errors=get(A.RUN_ERRORS, 0),
             llm_calls_without_usage=get(A.RUN_LLM_CALLS_WITHOUT_USAGE, 0),
         )
+        rerun_of = get(A.RERUN_OF)
+        if rerun_of is not None:  # a rerun (steptrace.rerun): the run it re-ran
+            record["rerun_of"] = rerun_of
     else:
         record.update(agent_step=get(A.AGENT_STEP_NUMBER), attributes=_foreign_attributes(attributes))
     return record
