@@ -63,3 +63,109 @@ def test_garbage_lines_never_break_loading(garbage: list[bytes], where: int) -> 
             render_html(run)
         skipped = sum(i.corrupt_lines for i in runs.issues)
         assert skipped <= len(garbage)
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def _deep_log(directory: Path, depth: int, *, first: bool = False) -> Path:
+    """The good run's log with one record whose captured input is nested ``depth`` levels."""
+    good = [json.loads(line) for line in GOOD]
+    deep = dict(good[0], span_id="00000000000deep0", step=99, input="@@deep@@")
+    deep_line = json.dumps(deep).replace('"@@deep@@"', _nested(depth))
+    lines = [deep_line + "\n", *GOOD] if first else [*GOOD[:2], deep_line + "\n", *GOOD[2:]]
+    path = directory / "steps.jsonl"
+    path.write_text("".join(lines))
+    return path
+
+
+@pytest.mark.parametrize("first", [False, True], ids=["mid-file", "first-line"])
+def test_line_nested_thousands_deep_is_skipped_as_corrupt(tmp_path: Path, first: bool) -> None:
+    """A record nested 5,000 levels deep made loading raise RecursionError."""
+    runs = load(_deep_log(tmp_path, 5000, first=first))
+    good = runs.get("good-run")
+    assert good is not None and good.record_count == len(GOOD)
+    (issue,) = runs.issues
+    assert issue.corrupt_lines == 1 and "skipped 1 corrupt line" in issue.message()
+
+
+def test_otlp_line_nested_thousands_deep_is_skipped_as_corrupt(tmp_path: Path) -> None:
+    """An OTLP JSON line whose attribute value nests kvlists thousands deep raised RecursionError."""
+    from analysis_logs import write_otlp
+
+    path = write_otlp(tmp_path / "traces.json", make_run("otlp-run", "ok"))
+    value = '{"stringValue": "x"}'
+    for _ in range(3000):
+        value = '{"kvlistValue": {"values": [{"key": "k", "value": ' + value + "}]}}"
+    span = {"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "x", "attributes": []}
+    span["attributes"] = "@@"
+    line = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]})
+    line = line.replace(
+        '"@@"',
+        '[{"key": "steptrace.run_id", "value": {"stringValue": "otlp-run"}}, '
+        '{"key": "deep", "value": ' + value + "}]",
+    )
+    with path.open("a") as out:
+        out.write(line + "\n")
+    runs = load(path)
+    assert runs.get("otlp-run") is not None
+    assert sum(i.corrupt_lines for i in runs.issues) == 1
+
+
+@pytest.mark.parametrize("depth", [990, 5000])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["runs"],
+        ["summary", "good-run"],
+        ["debug", "good-run"],
+        ["replay", "good-run", "--full"],
+        ["replay", "good-run", "--json"],
+        ["view", "good-run", "-o", "run.html"],
+        ["diff", "--baseline", "1.0.0", "--candidate", "1.0.0"],
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else str(v),
+)
+def test_no_command_prints_a_traceback_on_deep_nesting(tmp_path: Path, argv: list[str], depth: int) -> None:
+    """`steptrace` printed a RecursionError traceback and exited 1, the code for "nothing matched"."""
+    import os
+    import subprocess
+    import sys
+
+    path = _deep_log(tmp_path, depth)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEPTRACE_")}
+    completed = subprocess.run(
+        [sys.executable, "-m", "steptrace.cli", *argv, "--log", str(path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert "Traceback" not in completed.stderr, completed.stderr[-2000:]
+    assert completed.returncode == 0, completed.stderr
+    if depth > 1000:
+        assert "skipped 1 corrupt line" in completed.stderr
+
+
+def test_read_steps_skips_a_deeply_nested_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`steptrace.read_steps` (and the test fixture's `records`) raised RecursionError."""
+    from steptrace import read_steps
+
+    path = _deep_log(tmp_path, 5000)
+    assert len(list(read_steps(path))) == len(GOOD)
+    assert "steps.jsonl:3: skipped a corrupt line" in caplog.text
+
+
+def test_records_whose_run_id_is_not_a_string_are_counted(tmp_path: Path) -> None:
+    """A record with `"run_id": 7` or null vanished without a word in the skip warning."""
+    path = tmp_path / "steps.jsonl"
+    bad = [dict(json.loads(GOOD[0]), run_id=7), dict(json.loads(GOOD[0]), run_id=None)]
+    path.write_text("".join(GOOD) + "".join(json.dumps(r) + "\n" for r in bad))
+    runs = load(path)
+    assert runs.get("good-run") is not None and runs.get("good-run").record_count == len(GOOD)  # type: ignore[union-attr]
+    (issue,) = runs.issues
+    assert "2 records whose run_id is not a string" in issue.message()
+    assert str(len(GOOD) + 1) in issue.message()  # the first such line is named

@@ -404,3 +404,22 @@ def test_runs_release_no_match_lists_the_releases(log: Path, capsys: pytest.Capt
     assert code == 1
     assert "releases present: 1.0.0, 1.1.0" in err or "releases present: 1.1.0, 1.0.0" in err
     assert "stop reasons" not in err
+
+
+def test_an_internal_error_is_one_line_and_exit_3(
+    log: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in a command printed a traceback and exited 1, which scripts read as "nothing matched"."""
+    from steptrace import cli
+
+    def broken(run: object) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(cli, "summarize", broken)
+    monkeypatch.delenv("STEPTRACE_DEBUG", raising=False)
+    code, out, err = run_cli(capsys, "summary", "run-loop", "--log", str(log))
+    assert code == 3 and out == ""
+    assert err.count("\n") == 1 and "internal error: RecursionError" in err and "STEPTRACE_DEBUG=1" in err
+    monkeypatch.setenv("STEPTRACE_DEBUG", "1")
+    with pytest.raises(RecursionError):
+        main(["summary", "run-loop", "--log", str(log)])

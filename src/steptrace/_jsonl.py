@@ -287,7 +287,7 @@ def _record_after_torn_prefix(line: str) -> dict[str, Any] | None:
     while start > 0:
         try:
             value, end = decoder.raw_decode(line, start)
-        except ValueError:
+        except (ValueError, RecursionError):
             value, end = None, 0
         if isinstance(value, dict) and not line[end:].strip():
             return value
@@ -308,7 +308,7 @@ def read_steps(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 continue
             try:
                 record = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested ~1,000 levels deep
                 record = _record_after_torn_prefix(line)
                 if record is not None:  # a killed writer's half line, then another's whole record
                     logger.warning("steptrace: %s:%d: skipped a torn record", source, number)

@@ -1,6 +1,7 @@
 """The ``steptrace`` command: a thin shim over :mod:`steptrace.analysis`.
 
-Exit codes: 0 success, 1 nothing matched or run not found, 2 usage error or unreadable input.
+Exit codes: 0 success, 1 nothing matched or run not found, 2 usage error or unreadable input,
+3 internal error (a bug in steptrace: one line on stderr, the traceback with STEPTRACE_DEBUG=1).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from steptrace.analysis._runs import parse_time
 
 DEFAULT_LOG = "./steptrace-logs"
 LOG_ENV = "STEPTRACE_JSONL_PATH"
-EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+DEBUG_ENV = "STEPTRACE_DEBUG"
 # Captured content longer than this is cut in the replay unless --full (or it is the --step).
 _CONTENT_PREVIEW_CHARS = 240
 
@@ -534,7 +536,8 @@ _EPILOG = """examples:
   steptrace diff --baseline 1.4.0 --candidate 1.5.0
 logs are read from --log PATH (repeatable: file, directory, glob, .jsonl[.gz], OTLP JSON),
 else $STEPTRACE_JSONL_PATH, else ./steptrace-logs.
-exit codes: 0 ok, 1 nothing matched / run not found, 2 usage error or unreadable input."""
+exit codes: 0 ok, 1 nothing matched / run not found, 2 usage error or unreadable input,
+3 internal error (STEPTRACE_DEBUG=1 shows the traceback)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -672,6 +675,18 @@ def main(argv: list[str] | None = None) -> int:
         # `steptrace runs | head` closed the pipe early; that is not an error.
         sys.stderr.close()
         return EXIT_OK
+    except Exception as exc:
+        # Never a traceback, and never exit 1 (which means "nothing matched") for a bug of ours.
+        if os.environ.get(DEBUG_ENV):
+            raise
+        text = str(exc).replace("\n", " ")
+        text = text if len(text) <= 200 else text[:200] + "..."
+        print(
+            f"steptrace: internal error: {type(exc).__name__}: {text} (a bug in steptrace, please "
+            f"report it; {DEBUG_ENV}=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
     finally:
         if gc_was_enabled:
             gc.enable()

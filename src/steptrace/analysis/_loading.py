@@ -28,6 +28,11 @@ LOG_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
 _FIRST_CORRUPT_SHOWN = 5
 # Report progress every this many lines: often enough for a smooth bar, rare enough to be free.
 _PROGRESS_EVERY_LINES = 20_000
+# The decoders raise RecursionError from about 1,000 levels of nesting. The fast path skips the
+# fields it does not need without that limit, so a line that could nest that deep (long, with
+# many brackets) is decoded whole instead: the full and the fast pass then agree on what is corrupt.
+_DEEP_LINE_BYTES = 1600
+_DEEP_BRACKETS = 800
 
 ProgressCallback = Callable[[int], None]
 
@@ -140,18 +145,30 @@ class LoadIssue:
     first_corrupt_line_numbers: list[int] = field(default_factory=list)
     torn_last_line: bool = False
     truncated_gzip: bool = False
+    bad_run_id_records: int = 0
+    """Records whose ``run_id`` is not a string: they belong to no run."""
+    first_bad_run_id_line_numbers: list[int] = field(default_factory=list)
     duplicate_records: int = 0
     """Records of spans already read (same trace and span id), from this or another file."""
 
     def __bool__(self) -> bool:
         return bool(
-            self.corrupt_lines or self.torn_last_line or self.truncated_gzip or self.duplicate_records
+            self.corrupt_lines
+            or self.torn_last_line
+            or self.truncated_gzip
+            or self.bad_run_id_records
+            or self.duplicate_records
         )
 
     def add_corrupt(self, line_number: int) -> None:
         self.corrupt_lines += 1
         if len(self.first_corrupt_line_numbers) < _FIRST_CORRUPT_SHOWN:
             self.first_corrupt_line_numbers.append(line_number)
+
+    def add_bad_run_id(self, line_number: int) -> None:
+        self.bad_run_id_records += 1
+        if len(self.first_bad_run_id_line_numbers) < _FIRST_CORRUPT_SHOWN:
+            self.first_bad_run_id_line_numbers.append(line_number)
 
     def message(self) -> str:
         """One line for a person, e.g. ``steps.jsonl: skipped 2 corrupt lines (lines 4, 9)``."""
@@ -161,6 +178,12 @@ class LoadIssue:
             more = ", ..." if self.corrupt_lines > len(self.first_corrupt_line_numbers) else ""
             noun = "line" if self.corrupt_lines == 1 else "lines"
             parts.append(f"skipped {self.corrupt_lines} corrupt {noun} (line {numbers}{more})")
+        if self.bad_run_id_records:
+            numbers = ", ".join(str(n) for n in self.first_bad_run_id_line_numbers)
+            more = ", ..." if self.bad_run_id_records > len(self.first_bad_run_id_line_numbers) else ""
+            noun = "record" if self.bad_run_id_records == 1 else "records"
+            what = f"{noun} whose run_id is not a string"
+            parts.append(f"skipped {self.bad_run_id_records} {what} (line {numbers}{more})")
         if self.torn_last_line:
             parts.append("skipped a torn last line (the writer probably stopped mid-write)")
         if self.truncated_gzip:
@@ -180,6 +203,7 @@ class LoadIssue:
             "first_corrupt_line_numbers": list(self.first_corrupt_line_numbers),
             "torn_last_line": self.torn_last_line,
             "truncated_gzip": self.truncated_gzip,
+            "bad_run_id_records": self.bad_run_id_records,
             "duplicate_records": self.duplicate_records,
         }
 
@@ -198,7 +222,12 @@ def find_sources(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
         if path.is_file():
             found.setdefault(path, None)
         elif path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and _is_log_file(p))
+            # rerun/ holds recordings for steptrace.rerun (record_for_rerun), not step logs.
+            files = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and _is_log_file(p) and "rerun" not in p.relative_to(path).parts[:-1]
+            )
             if not files:
                 raise LogError(
                     f"{path}: no step logs in this directory (looked for "
@@ -314,7 +343,7 @@ def _json_object(line: bytes) -> dict[str, Any] | None:
     for decode in (_FULL_DECODE, json.loads):
         try:
             value = decode(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         return value if type(value) is dict else None
     return None
@@ -324,11 +353,11 @@ def _decode_line(line: bytes, line_number: int, issue: LoadIssue, *, otlp: bool,
     """The records in one line the fast decoder did not take, noting what is wrong in ``issue``."""
     try:
         document = _FULL_DECODE(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested about 1,000 levels deep
         try:
             # The stdlib accepts what the writer (json.dumps) may emit, e.g. NaN.
             document = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             if not line.strip():
                 return []
             # Only the last line can lack its newline: a writer killed mid-write.
@@ -346,11 +375,19 @@ def _decode_line(line: bytes, line_number: int, issue: LoadIssue, *, otlp: bool,
             return []
         try:
             records = list(records_from_otlp(document))
-        except (AttributeError, KeyError, TypeError, ValueError):
+        except (AttributeError, KeyError, TypeError, ValueError, RecursionError):
             issue.add_corrupt(line_number)
             return []
+        if not all(type(r["run_id"]) is str for r in records):
+            issue.add_bad_run_id(line_number)
+            records = [r for r in records if type(r["run_id"]) is str]
     elif "run_id" in document and "type" in document:
+        if type(document["run_id"]) is not str:
+            issue.add_bad_run_id(line_number)
+            return []
         records = [document]
+    elif "recording" in document:  # a rerun recording's line (an exported run holds both)
+        return []
     else:
         issue.add_corrupt(line_number)
         return []
@@ -388,14 +425,16 @@ def _iter(
                         fields_decode = None  # OTLP needs whole documents
                 if needle is not None and needle not in line:
                     continue
-                if fields_decode is not None:
+                if fields_decode is not None and (
+                    len(line) < _DEEP_LINE_BYTES or line.count(b"[") + line.count(b"{") < _DEEP_BRACKETS
+                ):
                     # The common case, kept tight: a well-formed step record.
                     try:
                         step = fields_decode(line)
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         pass
                     else:
-                        if step.run_id is not None and step.type is not None:
+                        if type(step.run_id) is str and step.type is not None:
                             yield step
                             continue
                 yield from _decode_line(line, line_number, issue, otlp=otlp, fields=fields)
