@@ -160,6 +160,8 @@ def test_multiprocessing_children_deliver_or_spill_every_span(up: bool, tmp_path
             for span in collector.spans:
                 received.setdefault(span.attributes["gen_ai.agent.name"].string_value, set()).add(span.name)
             assert all(len(received.get(name, ())) == 2 for name in workers), received
+            durations = [p.count for p in collector.metrics if p.name == "gen_ai.invoke_agent.duration"]
+            assert sum(durations) == 3, durations  # each worker's last metrics, sent as it exits
     if not up:
         spilled = spilled_runs(tmp_path / "logs" / "otlp-spill.jsonl")
         assert {name: spilled.get(name) for name in workers} == both
