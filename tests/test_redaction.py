@@ -521,3 +521,18 @@ def test_record_like_arguments_are_redacted_by_field_name(
     assert record["input"] == {"account": expected, "history": [expected]}
     assert record["output"] == {"echo": expected}
     assert "hunter2-RECORD" not in _all_outputs(steptrace_capture)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("X-Api-Key: abc123def;", "X-Api-Key: [REDACTED:sensitive-key];"),
+        ("X-Api-Key: abc123def; Accept: json", "X-Api-Key: [REDACTED:sensitive-key]; Accept: json"),
+        ("token: abc123, user: bob", "token: [REDACTED:sensitive-key], user: bob"),
+        ("Cookie: a=1; b=2;", "Cookie: [REDACTED:sensitive-key];"),
+        ("api_key=abc;123 next", "api_key=[REDACTED:sensitive-key] next"),  # inside: part of it
+    ],
+)
+def test_header_value_terminator_is_kept(text: str, expected: str) -> None:
+    """Redacting ``X-Api-Key: ...;``: the ``;`` that ends the header value disappears with it."""
+    assert redact(text) == expected

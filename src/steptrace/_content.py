@@ -84,12 +84,20 @@ class _Walk:
     strings are cut and containers end with a ``[truncated: ...]`` entry.
     """
 
-    __slots__ = ("budget", "nodes_left", "redactor", "scan_text", "string_limit")
+    __slots__ = ("budget", "nodes_left", "redactor", "scan_text", "secrets", "string_limit")
 
-    def __init__(self, redactor: Redactor | None, string_limit: int, scan_text: bool = True) -> None:
+    def __init__(
+        self,
+        redactor: Redactor | None,
+        string_limit: int,
+        scan_text: bool = True,
+        secrets: Sequence[str] = (),
+    ) -> None:
         self.redactor = redactor
         # False when a scan of the whole value found nothing any text detector could match.
         self.scan_text = scan_text and redactor is not None
+        # Literal secret values to scrub from every string (a tool's secret-named arguments).
+        self.secrets = secrets
         self.string_limit = string_limit
         self.budget = string_limit
         self.nodes_left = _MAX_NODES
@@ -102,7 +110,7 @@ class _Walk:
             self.budget -= 30
             return f"[truncated: {length} chars]"
         if self.scan_text:
-            value, cut = self.redactor.redact_prefix(value, limit)  # type: ignore[union-attr]
+            value, cut = self.redactor.redact_prefix(value, limit, self.secrets)  # type: ignore[union-attr]
         else:
             cut = len(value) > limit
             value = value[:limit]
@@ -229,14 +237,14 @@ class _Walk:
 
     def key(self, key: Any) -> str:
         """A mapping key as bounded, redacted text (secrets hide in keys too)."""
-        if type(key) is str and self.redactor is not None and self.scan_text:
+        if type(key) is str and self.redactor is not None and self.scan_text and not self.secrets:
             cached = self.redactor.key_cache.get(key)
             if cached is not None:
                 self.budget -= len(cached) + 3
                 return cached
         name = key if isinstance(key, str) else bounded_repr(key, _MAX_KEY_CHARS)
         if self.scan_text:
-            name, cut = self.redactor.redact_prefix(name, _MAX_KEY_CHARS)  # type: ignore[union-attr]
+            name, cut = self.redactor.redact_prefix(name, _MAX_KEY_CHARS, self.secrets)  # type: ignore[union-attr]
         else:
             cut = len(name) > _MAX_KEY_CHARS
             name = name[:_MAX_KEY_CHARS]
@@ -248,6 +256,7 @@ class _Walk:
             type(key) is str
             and self.redactor is not None
             and self.scan_text
+            and not self.secrets
             and len(key) <= _CACHED_KEY_CHARS
         ):
             cache = self.redactor.key_cache
@@ -325,17 +334,21 @@ class ContentPolicy:
         self.redactor = redactor if redactor is not None else Redactor()
         self.max_bytes = max_bytes
 
-    def to_json(self, value: Any) -> str:
-        """Redacted JSON text for ``value``, at most ``max_bytes`` UTF-8 bytes plus a marker; never raises."""
+    def to_json(self, value: Any, secrets: Sequence[str] = ()) -> str:
+        """Redacted JSON text for ``value``, at most ``max_bytes`` UTF-8 bytes plus a marker; never raises.
+
+        ``secrets``: literal values scrubbed wherever they occur (``secret_argument_values`` of
+        the tool's arguments, so its result cannot repeat them).
+        """
         try:
             if self.redactor.has_user_callable:
                 value = self.redactor.apply_user_callable(value)
-            plain, scan_text = self._probe(value)
+            plain, scan_text = self._probe(value, secrets)
             if plain is not None:
                 return plain
             budget = self.max_bytes
             for _attempt in range(3):
-                walk = _Walk(self.redactor, budget, scan_text)
+                walk = _Walk(self.redactor, budget, scan_text, secrets)
                 text = _COMPACT.encode(walk.value(value, 0, set()))
                 size = len(text) if len(text) * 4 <= self.max_bytes else len(text.encode("utf-8"))
                 if size <= self.max_bytes + 64:
@@ -348,7 +361,7 @@ class ContentPolicy:
         data = text.encode("utf-8")[: self.max_bytes].decode("utf-8", "ignore")
         return _COMPACT.encode(data + truncation_marker(len(text)))
 
-    def _probe(self, value: Any) -> tuple[str | None, bool]:
+    def _probe(self, value: Any, secrets: Sequence[str] = ()) -> tuple[str | None, bool]:
         """(the final JSON, if ``value`` needs no walk at all; whether strings need scanning).
 
         Encoding plain JSON data once and scanning that text is much cheaper than the walk with
@@ -363,6 +376,8 @@ class ContentPolicy:
         except Exception:  # cycles, NaN, objects, bytes, deep nesting: the walk handles them
             return None, True
         if len(probe) > _PROBE_MAX_CHARS or may_hold_secret(probe):
+            return None, True
+        if secrets and any(secret in probe for secret in secrets):
             return None, True
         if len(probe) > self.max_bytes or _LONG_DIGITS.search(probe) is not None:
             return None, False  # too big, or an int beyond 64 bits: walk, without text scans
@@ -526,6 +541,20 @@ _AUTH_SCHEMES = frozenset({"basic", "bearer", "token", "digest"})
 _KEYS_ONLY = Redactor()
 
 
+def _with_quoted_forms(found: list[str]) -> tuple[str, ...]:
+    """The secrets, and how they read quoted in a message (``repr``) or in JSON text; longest first.
+
+    Longest first: a token inside a longer secret is never matched on its own first.
+    """
+    if len(found) == 1 and found[0].isalnum():
+        return (found[0],)
+    forms = set(found)
+    for secret in found:
+        forms.add(repr(secret)[1:-1])
+        forms.add(_PROBE.encode(secret)[1:-1])
+    return tuple(sorted((f for f in forms if len(f) >= MIN_SCRUBBED_SECRET_CHARS), key=len, reverse=True))
+
+
 def _needs_secret_walk(arguments: Any) -> bool:
     """False for the common call: a dict of plain values none of whose names is secret."""
     if type(arguments) is dict:
@@ -566,8 +595,7 @@ def arguments_digest(arguments: Any) -> tuple[str, tuple[str, ...]]:
         except Exception:  # a container that cannot be read: the safe form, sensitive keys redacted
             arguments = _Walk(_KEYS_ONLY, 1 << 20, scan_text=False).value(arguments, 0, set())
         if found:
-            # Longest first, so a token inside a longer secret is never matched first.
-            secrets = tuple(sorted(set(found), key=len, reverse=True)) if len(found) > 1 else (found[0],)
+            secrets = _with_quoted_forms(found)
     data: bytes | None = None
     if _SORTED_MSGSPEC is not None:
         try:  # plain JSON data: ~4x faster, the same bytes as the stdlib for ASCII text

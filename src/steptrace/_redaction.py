@@ -23,6 +23,11 @@ def marker(kind: str) -> str:
     return f"[REDACTED:{kind}]"
 
 
+# A secret-named argument's value found again elsewhere in its span: the same kind as the
+# argument itself shows in the captured input.
+SECRET_VALUE_KIND = "sensitive-key"
+
+
 # --- keys whose values are secrets whatever they look like -----------------------------------------
 # A key is split into words (snake_case, kebab-case, camelCase, dotted); its last word decides.
 # ``password``, ``client_secret``, ``X-Api-Key``, ``accessToken``, ``Set-Cookie`` are secret;
@@ -222,6 +227,9 @@ def _assignment_span(text: str, word_start: int, match: re.Match[str], out: list
             rest = _VALUE_REST.match(text, scheme.end()) if scheme is not None else None
             if rest is not None:
                 value_end = max(value_end, rest.end())
+        # A ``;`` or ``,`` ending the value ends the header or the pair (``X-Api-Key: k;``): kept.
+        while value_end > value_start and text[value_end - 1] in ";,":
+            value_end -= 1
     if value_end > value_start:
         out.append((value_start, value_end, "sensitive-key"))
 
@@ -378,39 +386,48 @@ class Redactor:
         """The redaction kind for a mapping key whose value is always secret, else None."""
         return sensitive_key_kind(key)
 
-    def spans(self, text: str) -> list[Span]:
-        """Merged (start, end, kind) of every secret in ``text``, built-in and custom."""
+    def spans(self, text: str, secrets: Sequence[str] = ()) -> list[Span]:
+        """Merged (start, end, kind) of every secret in ``text``: built-in, custom, and ``secrets``.
+
+        ``secrets`` are literal values known to be secret (a tool's secret-named arguments, see
+        ``_content.secret_argument_values``), found wherever they occur.
+        """
         found = builtin_spans(text)
         for pattern in self._custom:
             for match in pattern.finditer(text):
                 if match.end() > match.start():
                     found.append((match.start(), match.end(), "custom"))
+        for secret in secrets:
+            position = text.find(secret)
+            while position >= 0:
+                found.append((position, position + len(secret), SECRET_VALUE_KIND))
+                position = text.find(secret, position + len(secret))
         return _merge(found) if found else found
 
-    def redact_text(self, text: str) -> str:
+    def redact_text(self, text: str, secrets: Sequence[str] = ()) -> str:
         """``text`` with every detected secret replaced by ``[REDACTED:<kind>]``."""
-        spans = self.spans(text)
+        spans = self.spans(text, secrets)
         if not spans:
             return text
         return _render(text, spans, 0, len(text))
 
-    def redact_prefix(self, text: str, limit: int) -> tuple[str, bool]:
+    def redact_prefix(self, text: str, limit: int, secrets: Sequence[str] = ()) -> tuple[str, bool]:
         """The redacted first ``limit`` characters of ``text``, and whether it was cut.
 
         Detection sees a margin past the cut; a secret straddling the cut is replaced whole.
         """
         if len(text) <= limit:
-            return self.redact_text(text), False
+            return self.redact_text(text, secrets), False
         window = text[: limit + REDACTION_MARGIN_CHARS]
-        return _render(window, self.spans(window), 0, limit), True
+        return _render(window, self.spans(window, secrets), 0, limit), True
 
-    def redact_suffix(self, text: str, limit: int) -> tuple[str, bool]:
+    def redact_suffix(self, text: str, limit: int, secrets: Sequence[str] = ()) -> tuple[str, bool]:
         """The redacted last ``limit`` characters of ``text`` (a traceback's end), and whether cut."""
         if len(text) <= limit:
-            return self.redact_text(text), False
+            return self.redact_text(text, secrets), False
         window_start = max(0, len(text) - limit - REDACTION_MARGIN_CHARS)
         window = text[window_start:]
-        return _render(window, self.spans(window), len(window) - limit, len(window)), True
+        return _render(window, self.spans(window, secrets), len(window) - limit, len(window)), True
 
     def apply_user_callable(self, value: Any) -> Any:
         """The user's ``redact=`` callable on a value; a failure yields a marker, never the raw value."""
@@ -429,23 +446,27 @@ class Redactor:
     def has_custom_patterns(self) -> bool:
         return bool(self._custom)
 
-    def redact_stack(self, text: str, limit: int) -> tuple[str, bool]:
+    def redact_stack(self, text: str, limit: int, secrets: Sequence[str] = ()) -> tuple[str, bool]:
         """A stack trace's redacted last ``limit`` characters (user callable included), and whether cut.
 
-        A traceback ends with the exception's message, so it gets what the message gets.
+        A traceback ends with the exception's message, so it gets what the message gets,
+        ``secrets`` (the span's secret argument values) included.
         """
         if self._func is not None:
             window = text[-(limit + REDACTION_MARGIN_CHARS) :]
             result = self.apply_user_callable(window)
             text = result if isinstance(result, str) else REDACTION_FAILED
-        return self.redact_suffix(text, limit)
+        return self.redact_suffix(text, limit, secrets)
 
-    def redact_message(self, text: str, limit: int) -> str:
-        """An error message or status text: the user callable (on text), detectors, then the bound."""
+    def redact_message(self, text: str, limit: int, secrets: Sequence[str] = ()) -> str:
+        """An error message or status text: the user callable (on text), detectors, then the bound.
+
+        ``secrets``: literal values to scrub too (the span's secret-named arguments).
+        """
         if self._func is not None:
             result = self.apply_user_callable(text)
             text = result if isinstance(result, str) else REDACTION_FAILED
-        redacted, cut = self.redact_prefix(text, limit)
+        redacted, cut = self.redact_prefix(text, limit, secrets)
         if cut:
             redacted += f"...[truncated: {len(text)} chars]"
         return redacted
