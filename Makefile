@@ -16,7 +16,7 @@ $(VENV)/.test: $(VENV)/.base pyproject.toml
 	touch $@
 
 demo: $(VENV)/.base
-	$(PY) examples/quickstart.py
+	$(PY) -m steptrace demo
 
 # Arize Phoenix and the rotel collector for the integration tests, in a venv of their own so
 # their dependencies never constrain ours. The stamp names the versions: bumping one reinstalls.

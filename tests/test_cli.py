@@ -423,3 +423,77 @@ def test_an_internal_error_is_one_line_and_exit_3(
     monkeypatch.setenv("STEPTRACE_DEBUG", "1")
     with pytest.raises(RecursionError):
         main(["summary", "run-loop", "--log", str(log)])
+
+
+def test_demo_and_python_m_steptrace_work_from_an_installed_wheel(tmp_path: Path) -> None:
+    """From a wheel (no checkout), `steptrace demo` said examples/quickstart.py was missing and
+    `python -m steptrace` said "No module named steptrace.__main__"."""
+    import shutil
+
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(
+        REPO / "src" / "steptrace",
+        source / "src" / "steptrace",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(source)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=240,
+    )
+    if built.returncode != 0 and any(
+        word in built.stderr for word in ("No matching distribution", "connection", "Could not find")
+    ):
+        pytest.skip(f"cannot fetch the build backend offline: {built.stderr[-300:]}")
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("steptrace-*.whl")
+    site = tmp_path / "site"
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=240,
+    )
+    assert installed.returncode == 0, installed.stderr
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "STEPTRACE_"))}
+    env["PYTHONPATH"] = str(site)  # the wheel's copy, not the checkout's src/
+    where = subprocess.run(
+        [sys.executable, "-c", "import steptrace; print(steptrace.__file__)"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert where.stdout.startswith(str(site))
+    demo = subprocess.run(
+        [sys.executable, "-m", "steptrace", "demo"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert demo.returncode == 0, demo.stderr
+    assert "steptrace debug RUN_ID" in demo.stdout and "Traceback" not in demo.stderr
+    runs = subprocess.run(
+        [sys.executable, "-m", "steptrace", "runs", "--json"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert runs.returncode == 0, runs.stderr
+    (run,) = json.loads(runs.stdout)
+    assert run["agent"] == "quickstart-researcher" and run["stop_reason"] == "end_turn"

@@ -497,24 +497,17 @@ def cmd_view(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def quickstart_path() -> Path:
-    """``examples/quickstart.py`` of the repository this package is installed from."""
-    return Path(__file__).resolve().parents[2] / "examples" / "quickstart.py"
+DEMO_MODULE = "steptrace._demo"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    script = quickstart_path()
-    if not script.is_file():
-        raise _Exit(
-            EXIT_USAGE,
-            f"the demo needs {script}, which is not there; it ships in the "
-            "steptrace repository (examples/quickstart.py), not in the wheel",
-        )
-    completed = subprocess.run([sys.executable, str(script)], check=False)
+    # The quickstart agent ships inside the package; a fresh process keeps its configure() out
+    # of this one.
+    completed = subprocess.run([sys.executable, "-m", DEMO_MODULE], check=False)
     if completed.returncode != 0:
-        raise _Exit(EXIT_USAGE, f"{script.name} exited with {completed.returncode}")
+        raise _Exit(EXIT_USAGE, f"the demo agent ({DEMO_MODULE}) exited with {completed.returncode}")
     if args.json:
-        _print_json({"quickstart": str(script), "log": log_paths(None)[0]})
+        _print_json({"quickstart": DEMO_MODULE, "log": log_paths(None)[0]})
         return EXIT_OK
     print("\nNext, look at what it recorded:")
     for line in (
