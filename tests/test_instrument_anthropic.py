@@ -96,10 +96,8 @@ def test_message_span_has_usage_cache_tokens_and_tool_calls(steptrace_capture: C
     }
     assert {k: got.get(k) for k in expected} == expected
     assert json.loads(got[A.LLM_TOOL_CALLS]) == [{"name": "get_weather", "id": "toolu_1"}]
-    assert json.loads(got[A.GEN_AI_INPUT_MESSAGES])[0] == {
-        "role": "system",
-        "parts": [{"type": "text", "content": "Be brief"}],
-    }
+    assert json.loads(got[A.GEN_AI_SYSTEM_INSTRUCTIONS]) == [{"type": "text", "content": "Be brief"}]
+    assert [m["role"] for m in json.loads(got[A.GEN_AI_INPUT_MESSAGES])] == ["user"]
     parts = json.loads(got[A.GEN_AI_OUTPUT_MESSAGES])[0]["parts"]
     assert parts[1] == {
         "type": "tool_call",

@@ -394,7 +394,8 @@ def test_responses_create_with_function_call(steptrace_capture: Capture) -> None
     assert got[A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 5
     assert got[A.STOP_REASON] == "tool_use"
     assert json.loads(got[A.LLM_TOOL_CALLS]) == [{"name": "lookup", "id": "call_7"}]
-    assert [m["role"] for m in json.loads(got[A.GEN_AI_INPUT_MESSAGES])] == ["system", "user"]
+    assert json.loads(got[A.GEN_AI_SYSTEM_INSTRUCTIONS]) == [{"type": "text", "content": "Be terse"}]
+    assert [m["role"] for m in json.loads(got[A.GEN_AI_INPUT_MESSAGES])] == ["user"]
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])

@@ -4,6 +4,7 @@ for Anthropic ``system=`` and Responses ``instructions=``, and Anthropic's ``pau
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -23,9 +24,6 @@ from steptrace.testing import Capture
 OPERATION_BUCKETS = (
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
 )  # fmt: skip
-# Fixed with the LlmRequest/ToolCall/AgentRun finish in _spans.py (being rewritten): until then
-# these fail, as they did before any change.
-PENDING = pytest.mark.xfail(strict=True, reason="needs the _spans.py change")
 AGENT_BUCKETS = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2, 102.4, 204.8, 409.6)
 
 
@@ -72,7 +70,6 @@ def test_agent_step_duration_reaches_past_82_seconds(steptrace_capture: Capture)
 
 
 # --- 3. error.type: on durations only; _OTHER when the type is unknown ---------------------------
-@PENDING
 def test_token_usage_and_ttft_carry_no_error_type(steptrace_capture: Capture) -> None:
     """A failed streamed call's tokens and TTFT keep the conventions' attributes; its duration says why."""
     with pytest.raises(TimeoutError), steptrace.llm_request(model="m", provider="openai") as llm:
@@ -88,7 +85,6 @@ def test_token_usage_and_ttft_carry_no_error_type(steptrace_capture: Capture) ->
         assert A.ERROR_TYPE not in point_attributes(point)
 
 
-@PENDING
 def test_failure_without_an_exception_is_error_type_other(steptrace_capture: Capture) -> None:
     """fail("...") gives the conventions' fallback _OTHER on the duration histograms."""
     with steptrace.agent_run(agent="a") as run:
@@ -130,7 +126,6 @@ ANTHROPIC_CALL: dict[str, Any] = {
 }
 
 
-@PENDING
 @pytest.mark.usefixtures("anthropic_instrumented")
 @pytest.mark.parametrize(
     "system",
@@ -146,7 +141,6 @@ def test_anthropic_system_goes_to_system_instructions(steptrace_capture: Capture
     assert [m["role"] for m in json.loads(got[A.GEN_AI_INPUT_MESSAGES])] == ["user"]
 
 
-@PENDING
 @pytest.mark.usefixtures("anthropic_instrumented")
 def test_anthropic_stream_system_instructions_are_redacted(steptrace_capture: Capture) -> None:
     """messages.stream(system=...) records them too, redacted like the messages."""
@@ -171,7 +165,6 @@ def test_anthropic_system_instructions_need_content_capture(steptrace_capture: C
 
 @pytest.mark.usefixtures("openai_instrumented")
 @pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
-@PENDING
 def test_responses_instructions_go_to_system_instructions(steptrace_capture: Capture, stream: bool) -> None:
     """responses.create(instructions=...) records them as gen_ai.system_instructions."""
     reply = (
@@ -189,6 +182,30 @@ def test_responses_instructions_go_to_system_instructions(steptrace_capture: Cap
     got = only_llm_attributes(steptrace_capture)
     assert json.loads(got[A.GEN_AI_SYSTEM_INSTRUCTIONS]) == [{"type": "text", "content": "Be terse"}]
     assert [m["role"] for m in json.loads(got[A.GEN_AI_INPUT_MESSAGES])] == ["user"]
+
+
+@pytest.mark.usefixtures("anthropic_instrumented", "openai_instrumented")
+def test_async_clients_record_system_instructions(steptrace_capture: Capture) -> None:
+    """AsyncAnthropic system= and AsyncOpenAI instructions= land in gen_ai.system_instructions."""
+    anthropic_client = F.async_anthropic_client(F.Script(F.json_reply(F.anthropic_message())))
+    openai_client = F.async_openai_client(F.Script(F.json_reply(F.response_object("Paris"))))
+
+    async def calls() -> None:
+        await anthropic_client.messages.create(**ANTHROPIC_CALL, system="Be brief")
+        await openai_client.responses.create(model="gpt-4.1", input="Capital?", instructions="Be terse")
+
+    asyncio.run(calls())
+    spans = steptrace_capture.spans_named(A.SPAN_LLM_REQUEST)
+    got = {
+        dict(s.attributes or {})[A.GEN_AI_PROVIDER_NAME]: json.loads(
+            str(dict(s.attributes or {})[A.GEN_AI_SYSTEM_INSTRUCTIONS])
+        )
+        for s in spans
+    }
+    assert got == {
+        "anthropic": [{"type": "text", "content": "Be brief"}],
+        "openai": [{"type": "text", "content": "Be terse"}],
+    }
 
 
 @pytest.mark.usefixtures("openai_instrumented")

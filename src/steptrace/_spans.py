@@ -349,6 +349,8 @@ class AgentRun(_Operation):
         metric_attributes: dict[str, Any] = {A.GEN_AI_OPERATION_NAME: A.OPERATION_INVOKE_AGENT}
         if self.agent is not None:
             metric_attributes[A.GEN_AI_AGENT_NAME] = self.agent
+        if error_type is None and self._failed:
+            error_type = A.ERROR_TYPE_OTHER  # run.fail("...") without an exception
         if error_type is not None:
             metric_attributes[A.ERROR_TYPE] = error_type
         self._config.instruments.invoke_agent_duration.record(duration, metric_attributes)
@@ -568,6 +570,13 @@ class LlmRequest(_Operation):
         if capturing(self._config.content):
             with internal_errors("llm_request.record_input"):
                 self.span.set_attribute(A.GEN_AI_INPUT_MESSAGES, self._config.content.to_json(messages))
+
+    def record_system_instructions(self, parts: Any) -> None:
+        """System instructions given apart from the chat history (Anthropic ``system=``, Responses
+        ``instructions=``) as message parts; recorded (redacted, bounded) only when capture is on."""
+        if parts and capturing(self._config.content):
+            with internal_errors("llm_request.record_system_instructions"):
+                self.span.set_attribute(A.GEN_AI_SYSTEM_INSTRUCTIONS, self._config.content.to_json(parts))
 
     def record_output(self, messages: Any) -> None:
         """Output messages, recorded (redacted, bounded) only when content capture is on."""

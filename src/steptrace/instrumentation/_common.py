@@ -90,6 +90,7 @@ class Endpoint:
         "operation",
         "output_messages",
         "provider",
+        "system_instructions",
     )
 
     def __init__(
@@ -100,6 +101,7 @@ class Endpoint:
         new_observer: Callable[[LlmRequest], Observer],
         output_messages: Callable[[Any], Any],
         operation: str = A.OPERATION_CHAT,
+        system_instructions: Callable[[Mapping[str, Any]], Any] | None = None,
     ) -> None:
         self.provider = provider
         self.operation = operation
@@ -107,6 +109,8 @@ class Endpoint:
         self.input_messages = input_messages
         self.new_observer = new_observer
         self.output_messages = output_messages
+        # Instructions the API takes apart from the messages (gen_ai.system_instructions).
+        self.system_instructions = system_instructions
 
 
 # --- request parameters and captured messages, in the conventions' shapes ---------------------
@@ -262,6 +266,8 @@ def begin_call(
         call = call_type(endpoint, handle, True)
     if handle.capture_content:
         handle.record_input(endpoint.input_messages(kwargs))
+        if endpoint.system_instructions is not None:
+            handle.record_system_instructions(endpoint.system_instructions(kwargs))
     return call
 
 

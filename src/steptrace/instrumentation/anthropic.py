@@ -67,15 +67,16 @@ def _describe_stream(kwargs: Mapping[str, Any]) -> Request:
 
 
 def _input(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = []
+    return [
+        {"role": field_of(message, "role"), "parts": content_parts(field_of(message, "content"))}
+        for message in kwargs.get("messages") or ()
+    ]
+
+
+def _system_instructions(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``system=`` (a string or text blocks) is not a message: gen_ai.system_instructions."""
     system = kwargs.get("system")
-    if isinstance(system, (str, list, tuple)):
-        messages.append({"role": "system", "parts": content_parts(system)})
-    for message in kwargs.get("messages") or ():
-        messages.append(
-            {"role": field_of(message, "role"), "parts": content_parts(field_of(message, "content"))}
-        )
-    return messages
+    return content_parts(system) if isinstance(system, (str, list, tuple)) else []
 
 
 def _output(message: Any) -> list[dict[str, Any]]:
@@ -195,8 +196,12 @@ def _json(text: str) -> Any:
         return text
 
 
-CREATE = Endpoint(PROVIDER, _describe_create, _input, _MessageObserver, _output)
-STREAM = Endpoint(PROVIDER, _describe_stream, _input, _MessageObserver, _output)
+CREATE = Endpoint(
+    PROVIDER, _describe_create, _input, _MessageObserver, _output, system_instructions=_system_instructions
+)
+STREAM = Endpoint(
+    PROVIDER, _describe_stream, _input, _MessageObserver, _output, system_instructions=_system_instructions
+)
 
 
 # --- messages.stream(...): the request is sent when the manager is entered ---------------------

@@ -201,11 +201,14 @@ def _describe_responses(kwargs: Mapping[str, Any]) -> Request:
     return Request(kwargs.get("model"), kwargs.get("stream") is True, params)
 
 
+def _responses_instructions(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``instructions=`` are not part of the input items: gen_ai.system_instructions."""
+    instructions = kwargs.get("instructions")
+    return content_parts(instructions) if isinstance(instructions, str) else []
+
+
 def _responses_input(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
-    instructions = kwargs.get("instructions")
-    if isinstance(instructions, str):
-        messages.append({"role": "system", "parts": content_parts(instructions)})
     items = kwargs.get("input")
     if isinstance(items, str):
         messages.append({"role": "user", "parts": content_parts(items)})
@@ -277,7 +280,14 @@ class _ResponsesObserver(Observer):
             handle.set_attribute(A.LLM_USAGE_MISSING, True)
 
 
-RESPONSES = Endpoint(PROVIDER, _describe_responses, _responses_input, _ResponsesObserver, _responses_output)
+RESPONSES = Endpoint(
+    PROVIDER,
+    _describe_responses,
+    _responses_input,
+    _ResponsesObserver,
+    _responses_output,
+    system_instructions=_responses_instructions,
+)
 
 
 # --- the instrumentor -----------------------------------------------------------------------------
