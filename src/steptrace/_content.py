@@ -30,6 +30,7 @@ from steptrace._redaction import (
     is_card_number,
     marker,
     may_hold_secret,
+    secret_forms,
     sensitive_key_kind,
 )
 
@@ -377,7 +378,7 @@ class ContentPolicy:
             return None, True
         if len(probe) > _PROBE_MAX_CHARS or may_hold_secret(probe):
             return None, True
-        if secrets and any(secret in probe for secret in secrets):
+        if secrets and any(form in probe for form in secret_forms(secrets)):
             return None, True
         if len(probe) > self.max_bytes or _LONG_DIGITS.search(probe) is not None:
             return None, False  # too big, or an int beyond 64 bits: walk, without text scans
@@ -541,20 +542,6 @@ _AUTH_SCHEMES = frozenset({"basic", "bearer", "token", "digest"})
 _KEYS_ONLY = Redactor()
 
 
-def _with_quoted_forms(found: list[str]) -> tuple[str, ...]:
-    """The secrets, and how they read quoted in a message (``repr``) or in JSON text; longest first.
-
-    Longest first: a token inside a longer secret is never matched on its own first.
-    """
-    if len(found) == 1 and found[0].isalnum():
-        return (found[0],)
-    forms = set(found)
-    for secret in found:
-        forms.add(repr(secret)[1:-1])
-        forms.add(_PROBE.encode(secret)[1:-1])
-    return tuple(sorted((f for f in forms if len(f) >= MIN_SCRUBBED_SECRET_CHARS), key=len, reverse=True))
-
-
 def _needs_secret_walk(arguments: Any) -> bool:
     """False for the common call: a dict of plain values none of whose names is secret."""
     if type(arguments) is dict:
@@ -573,7 +560,7 @@ def arguments_hash(arguments: Any) -> str:
     a NamedTuple's ``token`` field), at any depth, are left out, so the hash cannot be used to
     test guesses of a short secret.
     """
-    return arguments_digest(arguments)[0]
+    return arguments_digest(arguments, collect=False)[0]
 
 
 def secret_argument_values(arguments: Any) -> tuple[str, ...]:
@@ -585,17 +572,22 @@ def secret_argument_values(arguments: Any) -> tuple[str, ...]:
     return arguments_digest(arguments)[1]
 
 
-def arguments_digest(arguments: Any) -> tuple[str, tuple[str, ...]]:
-    """``(arguments_hash(arguments), secret_argument_values(arguments))`` from one walk."""
+def arguments_digest(arguments: Any, collect: bool = True) -> tuple[str, tuple[str, ...]]:
+    """``(arguments_hash(arguments), secret_argument_values(arguments))`` from one walk.
+
+    The secrets are only looked for when ``collect``; the walk runs only when some name could
+    be secret or some value is a container or record.
+    """
     secrets: tuple[str, ...] = ()
     if _needs_secret_walk(arguments):
-        found: list[str] = []
+        found: list[str] | None = [] if collect else None
         try:
             arguments = _without_secrets(arguments, 0, set(), found)
         except Exception:  # a container that cannot be read: the safe form, sensitive keys redacted
             arguments = _Walk(_KEYS_ONLY, 1 << 20, scan_text=False).value(arguments, 0, set())
         if found:
-            secrets = _with_quoted_forms(found)
+            # Longest first: a token inside a longer secret is never matched on its own first.
+            secrets = (found[0],) if len(found) == 1 else tuple(sorted(set(found), key=len, reverse=True))
     data: bytes | None = None
     if _SORTED_MSGSPEC is not None:
         try:  # plain JSON data: ~4x faster, the same bytes as the stdlib for ASCII text

@@ -6,6 +6,7 @@ expressions and a callable through ``configure(redact_patterns=..., redact=...)`
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -26,6 +27,21 @@ def marker(kind: str) -> str:
 # A secret-named argument's value found again elsewhere in its span: the same kind as the
 # argument itself shows in the captured input.
 SECRET_VALUE_KIND = "sensitive-key"
+_PLAIN_SECRET = re.compile(r"[^\\'\"\x00-\x1f\x7f-\U0010ffff]*")
+
+
+def secret_forms(secrets: Sequence[str]) -> Sequence[str]:
+    """``secrets`` and, for those with quotes, backslashes or non-ASCII characters, how they read
+    quoted in a message (``repr``) or in JSON text. Longest first, as given."""
+    if all(_PLAIN_SECRET.fullmatch(secret) for secret in secrets):
+        return secrets
+    forms: dict[str, None] = {}
+    for secret in secrets:
+        forms[secret] = None
+        forms[repr(secret)[1:-1]] = None
+        forms[json.dumps(secret)[1:-1]] = None
+        forms[json.dumps(secret, ensure_ascii=False)[1:-1]] = None
+    return sorted(forms, key=len, reverse=True)
 
 
 # --- keys whose values are secrets whatever they look like -----------------------------------------
@@ -397,7 +413,7 @@ class Redactor:
             for match in pattern.finditer(text):
                 if match.end() > match.start():
                     found.append((match.start(), match.end(), "custom"))
-        for secret in secrets:
+        for secret in secret_forms(secrets) if secrets else ():
             position = text.find(secret)
             while position >= 0:
                 found.append((position, position + len(secret), SECRET_VALUE_KIND))

@@ -24,7 +24,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from steptrace import _attributes as A
-from steptrace._content import ContentPolicy, arguments_hash, bounded_repr
+from steptrace._content import ContentPolicy, arguments_digest, bounded_repr
 from steptrace._context import LLM_KEY, RUN_KEY, STEP_KEY, RunState, StepState, capturing
 from steptrace._internal import internal_errors, report_internal_error
 from steptrace._metrics import NO_EXEMPLAR
@@ -60,39 +60,53 @@ def is_cancellation(exc: BaseException) -> bool:
     return isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit))
 
 
-def redact_error_text(text: str, limit: int, policy: ContentPolicy | None = None) -> str:
-    """An error message, redacted (detectors, ``redact_patterns``, ``redact``) and cut at ``limit``."""
+def redact_error_text(
+    text: str, limit: int, policy: ContentPolicy | None = None, secrets: Sequence[str] = ()
+) -> str:
+    """An error message, redacted (detectors, ``redact_patterns``, ``redact``) and cut at ``limit``.
+
+    ``secrets``: the values of the span's secret-named arguments, scrubbed wherever they appear.
+    """
     redactor = policy.redactor if policy is not None else DEFAULT_REDACTOR
-    return redactor.redact_message(text, limit)
+    return redactor.redact_message(text, limit, secrets)
 
 
-def redact_stack_text(text: str, limit: int, policy: ContentPolicy | None = None) -> str:
+def redact_stack_text(
+    text: str, limit: int, policy: ContentPolicy | None = None, secrets: Sequence[str] = ()
+) -> str:
     """A stack trace's last ``limit`` characters, redacted like an error message."""
     redactor = policy.redactor if policy is not None else DEFAULT_REDACTOR
-    tail, cut = redactor.redact_stack(text, limit)
+    tail, cut = redactor.redact_stack(text, limit, secrets)
     return "...\n" + tail if cut else tail
 
 
-def _bounded_message(exc: BaseException, content: ContentPolicy | None = None) -> str:
+def _bounded_message(
+    exc: BaseException, content: ContentPolicy | None = None, secrets: Sequence[str] = ()
+) -> str:
     try:
         message = str(exc)
     except Exception:
         message = bounded_repr(exc)
     # Error messages quote arguments and responses: redacted like captured content, always.
-    return redact_error_text(message, _MAX_ERROR_MESSAGE_CHARS, content)
+    return redact_error_text(message, _MAX_ERROR_MESSAGE_CHARS, content, secrets)
 
 
-def record_failure(span: Span, exc: BaseException, content: ContentPolicy | None = None) -> str:
-    """Mark ``span`` failed by ``exc``: status, ``error.type``, a bounded, redacted exception event."""
+def record_failure(
+    span: Span, exc: BaseException, content: ContentPolicy | None = None, secrets: Sequence[str] = ()
+) -> str:
+    """Mark ``span`` failed by ``exc``: status, ``error.type``, a bounded, redacted exception event.
+
+    ``secrets`` (a tool's secret-named argument values) are scrubbed from message and stack.
+    """
     kind = error_type_name(exc)
-    message = _bounded_message(exc, content)
+    message = _bounded_message(exc, content, secrets)
     try:
         stack = "".join(
             traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-_MAX_TRACEBACK_FRAMES)
         )
     except Exception:
         stack = ""
-    stack = redact_stack_text(stack, _MAX_TRACEBACK_CHARS, content)
+    stack = redact_stack_text(stack, _MAX_TRACEBACK_CHARS, content, secrets)
     span.set_attribute(A.ERROR_TYPE, kind)
     span.add_event(
         "exception",
@@ -238,7 +252,7 @@ class _Operation:
                     cancelled = True
                     self.span.set_attribute(A.CANCELLED, True)
                 else:
-                    error_type = record_failure(self.span, exc, self._config.content)
+                    error_type = record_failure(self.span, exc, self._config.content, self._secrets)
             self._closing(error_type, cancelled, exc if error_type is not None else None)
         except Exception as internal:
             report_internal_error(f"{type(self).__name__}.finish", internal)
@@ -259,16 +273,21 @@ class _Operation:
         """Mark the span failed without an exception propagating (a tool that returned an error)."""
         with internal_errors("fail"):
             if isinstance(error, BaseException):
-                record_failure(self.span, error, self._config.content)
+                record_failure(self.span, error, self._config.content, self._secrets)
             else:
                 self.span.set_attribute(A.ERROR_TYPE, A.ERROR_TYPE_OTHER)
-                message = redact_error_text(str(error), _MAX_ERROR_MESSAGE_CHARS, self._config.content)
+                message = redact_error_text(
+                    str(error), _MAX_ERROR_MESSAGE_CHARS, self._config.content, self._secrets
+                )
                 self.span.set_status(Status(StatusCode.ERROR, message))
 
     @property
     def _failed(self) -> bool:
         status = getattr(self.span, "status", None)
         return status is not None and status.status_code is StatusCode.ERROR
+
+    # Values of secret-named arguments to scrub from this span's error text (ToolCall sets them).
+    _secrets: tuple[str, ...] = ()
 
 
 class AgentRun(_Operation):
@@ -694,7 +713,7 @@ class LlmRequest(_Operation):
 class ToolCall(_Operation):
     """One tool execution. ``record_result`` captures the result (when capture is on)."""
 
-    __slots__ = ("_metric_attributes", "call_id", "name")
+    __slots__ = ("_metric_attributes", "_secrets", "call_id", "name")
 
     def __init__(
         self,
@@ -714,8 +733,10 @@ class ToolCall(_Operation):
         attrs[A.GEN_AI_TOOL_NAME] = name
         if call_id is not None:
             attrs[A.GEN_AI_TOOL_CALL_ID] = call_id
+        self._secrets = ()
         if arguments is not None:
-            attrs[A.TOOL_ARGS_HASH] = arguments_hash(arguments)
+            # One walk: the hash without secret values, and those values, to scrub from errors.
+            attrs[A.TOOL_ARGS_HASH], self._secrets = arguments_digest(arguments)
             content = config.content
             if capturing(content, parent):
                 attrs[A.GEN_AI_TOOL_CALL_ARGUMENTS] = content.to_json(arguments)
@@ -733,7 +754,7 @@ class ToolCall(_Operation):
         content = self._config.content
         if capturing(content):
             with internal_errors("tool.record_result"):
-                self.span.set_attribute(A.GEN_AI_TOOL_CALL_RESULT, content.to_json(result))
+                self.span.set_attribute(A.GEN_AI_TOOL_CALL_RESULT, content.to_json(result, self._secrets))
 
     def _closing(self, error_type: str | None, cancelled: bool, error: BaseException | None) -> None:
         run = self._run
