@@ -26,6 +26,7 @@ from steptrace._spans import AgentRun, AgentStep, LlmRequest, ToolCall
 from steptrace._version import __version__
 from steptrace.instrumentation.anthropic import instrument_anthropic, uninstrument_anthropic
 from steptrace.instrumentation.openai import instrument_openai, uninstrument_openai
+from steptrace.rerun import RerunDivergence, RerunReport, rerun
 
 __all__ = [
     "AgentRun",
@@ -33,6 +34,8 @@ __all__ = [
     "ConfigError",
     "JsonlSpanExporter",
     "LlmRequest",
+    "RerunDivergence",
+    "RerunReport",
     "RunState",
     "StepState",
     "Telemetry",
@@ -49,6 +52,7 @@ __all__ = [
     "instrument_openai",
     "llm_request",
     "read_steps",
+    "rerun",
     "tool",
     "tool_executor",
     "uninstrument_anthropic",

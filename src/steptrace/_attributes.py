@@ -62,6 +62,7 @@ OPERATION_EXECUTE_TOOL: Final = "execute_tool"
 PREFIX: Final = "steptrace."
 RUN_ID: Final = "steptrace.run_id"
 PARENT_RUN_ID: Final = "steptrace.parent_run_id"
+RERUN_OF: Final = "steptrace.rerun_of"  # on a rerun's run span: the run id it re-ran
 STEP: Final = "steptrace.step"  # sequence number of a span within its run: 1, 2, 3 ...
 AGENT_STEP_NUMBER: Final = "steptrace.agent_step.number"  # loop iteration of the agent_step
 AGENT_STEP_ID: Final = "steptrace.agent_step.id"

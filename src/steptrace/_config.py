@@ -125,6 +125,7 @@ class Telemetry:
             if _current is self:
                 _state.set_active(None)
                 _current = None
+                _configure_rerun(False, None, None)
         self._close()
 
     def _close(self) -> None:
@@ -226,6 +227,7 @@ def configure(
     redact_patterns: Sequence[str | re.Pattern[str]] = (),
     redact: Callable[[Any], Any] | None = None,
     max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES,
+    record_for_rerun: bool | None = None,
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
 ) -> Telemetry:
@@ -245,6 +247,9 @@ def configure(
       ``max_content_bytes``.
     - An SDK TracerProvider/MeterProvider already installed globally is extended, not replaced;
       or pass ``tracer_provider=``/``meter_provider=``.
+    - ``record_for_rerun`` (``STEPTRACE_RECORD_FOR_RERUN``, off by default: it stores content)
+      keeps a full-fidelity recording of each run for ``steptrace.rerun`` in
+      ``<log dir>/rerun/<run_id>.jsonl`` (mode 0600), redacted like the step log.
     - ``OTEL_SDK_DISABLED=true`` makes every steptrace call a cheap no-op.
     """
     global _current, _atexit_registered
@@ -254,6 +259,7 @@ def configure(
         with _lock:
             previous, _current = _current, telemetry
             _state.set_active(None, disabled=True)
+            _configure_rerun(False, None, None)
         if previous is not None:
             previous._close()
         return telemetry
@@ -282,6 +288,8 @@ def configure(
     except TypeError as exc:  # a bytes pattern, a non-pattern entry, a non-callable redact=
         raise ConfigError(str(exc)) from exc
 
+    if record_for_rerun is None:
+        record_for_rerun = bool(env_flag("STEPTRACE_RECORD_FOR_RERUN"))
     rotation = RotationSettings.resolve(jsonl_max_bytes, jsonl_backups)
     step_log = _open_step_log(path, rotation) if path is not None else None
     try:
@@ -341,6 +349,8 @@ def configure(
         old_delegates = switch.delegates
         switch.delegates = delegates
         _state.set_active(_state.make_active_config(provider, meters, content))
+        log_dir = step_log.path.parent if step_log is not None else DEFAULT_JSONL_PATH.parent
+        _configure_rerun(record_for_rerun, log_dir, content)
         if not _atexit_registered:
             atexit.register(_flush_at_exit)
             _atexit_registered = True
@@ -349,6 +359,23 @@ def configure(
     elif old_delegates.step_log is not None or old_delegates.processors:
         old_delegates.shutdown()
     return telemetry
+
+
+def _configure_rerun(record: bool, directory: Path | None, content: ContentPolicy | None) -> None:
+    """Recording for ``steptrace.rerun`` on or off; a rerun asked for by ``steptrace rerun``."""
+    from steptrace.rerun import RecordingNotFound, start_from_environment
+    from steptrace.rerun._codec import recording_policy
+    from steptrace.rerun._hook import set_recording
+
+    if record and directory is not None and content is not None:
+        set_recording(directory, recording_policy(content.redactor))
+    else:
+        set_recording(None, None)
+    if content is not None:
+        try:
+            start_from_environment()
+        except (RecordingNotFound, OSError) as exc:
+            raise ConfigError(f"STEPTRACE_RERUN: {exc}") from exc
 
 
 def _flush_at_exit() -> None:
@@ -368,5 +395,6 @@ def reset_for_tests() -> None:
     with _lock:
         previous, _current = _current, None
         _state.set_active(None)
+        _configure_rerun(False, None, None)
     if previous is not None:
         previous._close()

@@ -39,6 +39,10 @@ _MAX_ERROR_MESSAGE_CHARS = 2_000
 _MAX_TRACEBACK_FRAMES = 20
 _MAX_TRACEBACK_CHARS = 8_000
 
+# The active recording or rerun (``steptrace.rerun``), or None: then the only cost on every call is
+# this module-level None test. Set by ``steptrace.rerun._hook`` (see DESIGN.md, "invoke").
+rerun_hook: Any = None
+
 
 def new_run_id() -> str:
     # random.getrandbits does not release the GIL (unlike os.urandom/uuid4), see the benchmark issue.
@@ -198,7 +202,8 @@ def _is_cancellation(exc: BaseException) -> bool:
 class _Operation:
     """Shared lifecycle: a started span, the context that makes it current, the clock."""
 
-    __slots__ = ("_config", "_context", "_finished", "_run", "_started", "span")
+    __slots__ = ("_config", "_context", "_finished", "_rerun", "_run", "_started", "span")
+    _rerun: Any  # unset unless rerun_hook keeps its state for this call here
 
     def _start(
         self,
@@ -323,6 +328,8 @@ class AgentRun(_Operation):
             attrs[A.PARENT_RUN_ID] = parent_run.run_id
         self._config = config
         attrs[A.RUN_ID] = self.run_id
+        if rerun_hook is not None:
+            rerun_hook.run_opening(self, attrs, parent_run)
         self.span = config.tracer.start_span(A.SPAN_AGENT_RUN, parent, SpanKind.INTERNAL, attrs)
         # A nested run starts a fresh step and LLM scope.
         ctx = trace.set_span_in_context(self.span, parent)
@@ -362,6 +369,8 @@ class AgentRun(_Operation):
                 A.RUN_LLM_CALLS_WITHOUT_USAGE: state.llm_calls_without_usage,
             }
         )
+        if rerun_hook is not None:
+            rerun_hook.run_closing(self)
         state.forget_failures()
 
     def _record(self, duration: float, error_type: str | None) -> None:
@@ -740,6 +749,8 @@ class ToolCall(_Operation):
             content = config.content
             if capturing(content, parent):
                 attrs[A.GEN_AI_TOOL_CALL_ARGUMENTS] = content.to_json(arguments)
+        if rerun_hook is not None:
+            rerun_hook.tool_opening(self, arguments, attrs)
         step = parent.get(STEP_KEY)
         if isinstance(step, StepState):
             attrs[A.AGENT_STEP_NUMBER] = step.number
@@ -817,6 +828,8 @@ def run_sync(handle: H, hooks: Hooks[H], fn: Callable[..., Any], args: Any, kwar
     A sync callable that returns an awaitable (a coroutine, a future) is traced until the
     awaitable completes: the caller gets an awaitable that ends the span after the await.
     """
+    if rerun_hook is not None:
+        fn = rerun_hook.substitute(handle, hooks, fn, "sync")
     token = otel_context.attach(handle._context)
     try:
         result = fn(*args, **kwargs)
@@ -846,6 +859,8 @@ def run_coroutine(
     handle: H, hooks: Hooks[H], fn: Callable[..., Awaitable[Any]], args: Any, kwargs: Any
 ) -> Any:
     """Await ``fn(*args, **kwargs)`` with the handle's span current (returns a coroutine)."""
+    if rerun_hook is not None:
+        fn = rerun_hook.substitute(handle, hooks, fn, "coroutine")
     token = otel_context.attach(handle._context)
     try:
         awaitable = fn(*args, **kwargs)
@@ -862,6 +877,8 @@ def run_generator(
 ) -> Generator[Any, Any, Any]:
     """Drive ``fn``'s generator with the span current only while the generator body runs, so it
     never leaks into the consumer's context; a consumer that stops early is a normal exit."""
+    if rerun_hook is not None:
+        fn = rerun_hook.substitute(handle, hooks, fn, "generator")
     ctx = handle._context
     token = otel_context.attach(ctx)
     try:
@@ -913,6 +930,8 @@ async def run_async_generator(
     handle: H, hooks: Hooks[H], fn: Callable[..., AsyncGenerator[Any, Any]], args: Any, kwargs: Any
 ) -> AsyncGenerator[Any, Any]:
     """The async twin of ``run_generator``."""
+    if rerun_hook is not None:
+        fn = rerun_hook.substitute(handle, hooks, fn, "async_generator")
     ctx = handle._context
     token = otel_context.attach(ctx)
     try:

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import wrapt
 
 from steptrace import _attributes as A
+from steptrace import _spans
 from steptrace._content import ContentPolicy
 from steptrace._internal import internal_errors, report_internal_error
 from steptrace._response import field_of
@@ -202,7 +203,10 @@ class Call(Hooks[LlmRequest]):
 
     def observe_stream(self, proxy_type: type[StreamProxy | AsyncStreamProxy], stream: Any) -> Any:
         """``stream``, observed: the span stays open until the proxy sees the stream end."""
-        proxy = proxy_type(stream, self, self.endpoint.new_observer(self.handle))
+        observer = self.endpoint.new_observer(self.handle)
+        if _spans.rerun_hook is not None:  # records the chunks as they pass (record_for_rerun)
+            observer = _spans.rerun_hook.observe_stream(self, observer)
+        proxy = proxy_type(stream, self, observer)
         self.handle.stream_started()
         return proxy
 
@@ -222,6 +226,8 @@ class Call(Hooks[LlmRequest]):
                 if observer.times:
                     handle.record_chunk_times(observer.times)
                 handle.set_attribute(A.LLM_STREAM_COMPLETED, completed)
+        if _spans.rerun_hook is not None:
+            _spans.rerun_hook.stream_ended(self, observer, completed, exc)
         handle.stream_finished(exc)
 
 
@@ -314,6 +320,8 @@ def invoke(call: Call, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
     """Run a sync SDK call: through the handle's runner, or inside the user's block it enriches."""
     if call.owned:
         return run_sync(call.handle, call, fn, args, kwargs)
+    if _spans.rerun_hook is not None:  # the user's block has no runner: record or serve here
+        fn = _spans.rerun_hook.substitute(call.handle, call, fn, "sync")
     return call.on_return(call.handle, fn(*args, **kwargs))
 
 
@@ -322,6 +330,8 @@ async def invoke_async(call: Call, fn: Callable[..., Any], args: Any, kwargs: An
     call.is_async = True
     if call.owned:
         return await run_coroutine(call.handle, call, fn, args, kwargs)
+    if _spans.rerun_hook is not None:
+        fn = _spans.rerun_hook.substitute(call.handle, call, fn, "coroutine")
     return call.on_return(call.handle, await fn(*args, **kwargs))
 
 

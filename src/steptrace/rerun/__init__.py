@@ -1,0 +1,192 @@
+"""Re-run a recorded run: the agent's own code, with recorded model and tool outputs fed back in.
+
+>>> with steptrace.rerun("45d5", log="steptrace-logs") as rerun:  # doctest: +SKIP
+...     run_agent("What was our Q3 revenue, in euros?")
+>>> print(rerun.report.verdict)  # doctest: +SKIP
+
+Recording (``configure(record_for_rerun=True)``) lives in ``_recording``/``_hook``, serving in
+``_serving``, the report in ``_report``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from steptrace.rerun._hook import set_recording, set_session
+from steptrace.rerun._recording import RECORDING_DIR
+from steptrace.rerun._report import Outcome, RerunReport, build_report
+from steptrace.rerun._serving import MODES, RecordedRun, RecordingNotFound, RerunDivergence, RerunSession
+
+__all__ = [
+    "MODES",
+    "Outcome",
+    "RecordingNotFound",
+    "Rerun",
+    "RerunDivergence",
+    "RerunReport",
+    "find_recording",
+    "rerun",
+    "set_recording",
+]
+
+DEFAULT_LOG = "steptrace-logs"
+ENV_RUN = "STEPTRACE_RERUN"
+ENV_LLM = "STEPTRACE_RERUN_LLM"
+ENV_TOOLS = "STEPTRACE_RERUN_TOOLS"
+ENV_REPORT = "STEPTRACE_RERUN_REPORT"
+
+
+def log_directory(log: str | os.PathLike[str] | None) -> Path:
+    """The step log's directory: ``log``, else ``$STEPTRACE_JSONL_PATH``, else ./steptrace-logs."""
+    text = os.fspath(log) if log is not None else os.environ.get("STEPTRACE_JSONL_PATH") or DEFAULT_LOG
+    path = Path(text).expanduser()
+    return path.parent if path.suffix in (".jsonl", ".gz") or path.is_file() else path
+
+
+def find_recording(run: str | os.PathLike[str], log: str | os.PathLike[str] | None = None) -> Path:
+    """The recording file of ``run`` (a run id or a unique prefix, or an exported file's path)."""
+    path = Path(os.fspath(run)).expanduser()
+    if path.is_file():
+        return path
+    run_id = os.fspath(run)
+    directory = log_directory(log) / RECORDING_DIR
+    matches = sorted(directory.glob(f"{run_id}*.jsonl")) if run_id and "/" not in run_id else []
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise RecordingNotFound(f"run id prefix {run_id!r} is ambiguous: {len(matches)} recordings match")
+    known = _run_in_step_log(run_id, log_directory(log))
+    if known is not None:
+        raise RecordingNotFound(f"run {known[:8]}… was recorded without record_for_rerun; nothing to re-run")
+    raise RecordingNotFound(f"no recording of run {run_id!r} in {directory}")
+
+
+def _run_in_step_log(run_id: str, directory: Path) -> str | None:
+    from steptrace.analysis import LogError, load
+
+    if not directory.exists():
+        return None
+    try:
+        found = load(directory).get(run_id)
+    except LogError:
+        return None
+    return found.run_id if found is not None else None
+
+
+class Rerun:
+    """An active rerun (``steptrace.rerun(...)``); ``report`` is filled in when the block ends."""
+
+    def __init__(self, session: RerunSession) -> None:
+        self.session = session
+        self.report: RerunReport | None = None
+        self._previous: RerunSession | None = None
+
+    @property
+    def original_run_id(self) -> str:
+        return self.session.recorded.run_id
+
+    @property
+    def run_id(self) -> str | None:
+        """The rerun's own run id, once its agent_run has started."""
+        run = self.session.run
+        return run.run_id if run is not None else None
+
+    def finish(self) -> RerunReport:
+        """Stop serving and build the report (``__exit__`` does this)."""
+        set_session(self._previous)
+        self.report = build_report(self.session)
+        return self.report
+
+    def __enter__(self) -> Rerun:
+        self._previous = set_session(self.session)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.finish()
+
+
+def rerun(
+    run: str | os.PathLike[str],
+    *,
+    log: str | os.PathLike[str] | None = None,
+    llm: str = "recorded",
+    tools: str = "recorded",
+) -> Rerun:
+    """Re-run recorded run ``run`` (an id or prefix in ``log``, or an exported file) in a ``with``.
+
+    Modes, for ``llm`` and ``tools``: ``"recorded"`` serves every call from the recording and
+    raises ``RerunDivergence`` into the agent for a call it does not have; ``"until-divergence"``
+    serves until the first difference, then calls for real; ``"live"`` calls for real (and still
+    compares, for the report). The first ``agent_run`` started inside the block is the rerun; its
+    run span carries ``steptrace.rerun_of``. Raises ``RecordingNotFound`` (a ``LookupError``).
+    """
+    path = find_recording(run, log)
+    return Rerun(RerunSession(RecordedRun.read(path), llm, tools))
+
+
+# --- the CLI's way in: a rerun switched on through the environment ------------------------------
+_env_rerun: Rerun | None = None
+
+
+def start_from_environment() -> None:
+    """``steptrace rerun ... -- COMMAND``: configure() in COMMAND starts the rerun once."""
+    global _env_rerun
+    target = os.environ.get(ENV_RUN)
+    if not target or _env_rerun is not None:
+        return
+    recorded = RecordedRun.read(Path(target))
+    session = RerunSession(
+        recorded, os.environ.get(ENV_LLM, "recorded"), os.environ.get(ENV_TOOLS, "recorded")
+    )
+    _env_rerun = Rerun(session).__enter__()
+    atexit.register(_write_environment_report)
+
+
+def _write_environment_report() -> None:
+    active = _env_rerun
+    destination = os.environ.get(ENV_REPORT)
+    if active is None:
+        return
+    report = active.finish()
+    if destination:
+        Path(destination).write_text(json.dumps(report.to_dict()), encoding="utf-8")
+
+
+def report_from_dict(data: dict[str, Any]) -> RerunReport:
+    """A report written by ``to_dict()`` (the CLI reads the command's report back)."""
+
+    def outcome(value: Any) -> Outcome | None:
+        if not isinstance(value, dict):
+            return None
+        return Outcome(
+            str(value["stop_reason"]),
+            int(value["steps"]),
+            dict(value["tool_calls"]),
+            int(value["errors"]),
+            dict(value["tokens"]),
+        )
+
+    original = outcome(data["original"])
+    assert original is not None
+    return RerunReport(
+        data["original_run_id"],
+        data["run_id"],
+        bool(data["reproduced"]),
+        data["diverged_at"],
+        data["divergence"],
+        original,
+        outcome(data["rerun"]),
+        data["verdict"],
+        data.get("llm", "recorded"),
+        data.get("tools", "recorded"),
+    )

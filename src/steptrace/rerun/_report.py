@@ -1,0 +1,150 @@
+"""``RerunReport``: did the rerun reproduce the original run, where did it diverge, how it ended."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from steptrace.rerun._serving import RecordedRun, RerunSession, call_key
+
+STOP_INCOMPLETE = "incomplete"
+
+
+@dataclass
+class Outcome:
+    """How a run ended: the numbers the report compares."""
+
+    stop_reason: str
+    steps: int
+    tool_calls: dict[str, int] = field(default_factory=dict)
+    errors: int = 0
+    tokens: dict[str, int] = field(default_factory=lambda: {"input": 0, "output": 0})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stop_reason": self.stop_reason,
+            "steps": self.steps,
+            "tool_calls": dict(self.tool_calls),
+            "errors": self.errors,
+            "tokens": dict(self.tokens),
+        }
+
+    def tools_text(self) -> str:
+        ranked = sorted(self.tool_calls.items(), key=lambda item: (-item[1], item[0]))[:3]
+        return ", ".join(f"{name} x{count}" for name, count in ranked)
+
+
+@dataclass
+class RerunReport:
+    """What a rerun showed. ``verdict`` says it in one line; ``to_dict()`` for JSON."""
+
+    original_run_id: str
+    run_id: str | None
+    reproduced: bool
+    diverged_at: int | None
+    divergence: str | None
+    original: Outcome
+    rerun: Outcome | None
+    verdict: str
+    llm: str = "recorded"
+    tools: str = "recorded"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "original_run_id": self.original_run_id,
+            "run_id": self.run_id,
+            "reproduced": self.reproduced,
+            "diverged_at": self.diverged_at,
+            "divergence": self.divergence,
+            "original": self.original.to_dict(),
+            "rerun": self.rerun.to_dict() if self.rerun is not None else None,
+            "verdict": self.verdict,
+            "llm": self.llm,
+            "tools": self.tools,
+        }
+
+
+def original_outcome(recorded: RecordedRun) -> Outcome:
+    """From the recording's end line; a recording cut short (a crash) counts what it holds."""
+    end = recorded.end
+    if end is not None and isinstance(end.get("outcome"), dict):
+        data = end["outcome"]
+        return Outcome(
+            str(data.get("stop_reason") or STOP_INCOMPLETE),
+            int(data.get("steps") or 0),
+            {str(k): int(v) for k, v in (data.get("tool_calls") or {}).items()},
+            int(data.get("errors") or 0),
+            {str(k): int(v) for k, v in (data.get("tokens") or {}).items()},
+        )
+    steps = {line.get("agent_step") for line in recorded.calls if isinstance(line.get("agent_step"), int)}
+    tools = Counter(str(line.get("name")) for line in recorded.calls if line.get("recording") == "tool")
+    errors = sum(1 for line in recorded.calls if line.get("error") is not None)
+    return Outcome(STOP_INCOMPLETE, len(steps) or len(recorded.calls), dict(tools), errors)
+
+
+def rerun_outcome(session: RerunSession) -> Outcome | None:
+    run = session.run
+    if run is None:
+        return None
+    state = run.state
+    return Outcome(
+        state.stop_reason or STOP_INCOMPLETE,
+        state.steps or state.llm_calls + state.tool_calls,
+        dict(session.tool_counts),
+        state.errors,
+        {"input": state.input_tokens, "output": state.output_tokens},
+    )
+
+
+def _ends(outcome: Outcome) -> str:
+    return f"{outcome.stop_reason} after {outcome.steps} step{'s' if outcome.steps != 1 else ''}"
+
+
+def build_report(session: RerunSession) -> RerunReport:
+    recorded = session.recorded
+    original = original_outcome(recorded)
+    rerun = rerun_outcome(session)
+    run_id = session.run.run_id if session.run is not None else None
+    step, divergence = session.divergence if session.divergence is not None else (None, None)
+    same_calls = sorted(call_key(line) for line in recorded.calls) == sorted(
+        call_key(line) for line in session.observed
+    )
+    reproduced = (
+        rerun is not None and divergence is None and same_calls and rerun.stop_reason == original.stop_reason
+    )
+    if rerun is None:
+        verdict = "no rerun: no agent_run was started inside the rerun"
+    elif reproduced:
+        tools = original.tools_text()
+        verdict = (
+            f"reproduced: {original.steps} steps, {original.stop_reason}"
+            + (f", {tools}" if tools else "")
+            + " (same as the original)"
+        )
+    else:
+        parts = []
+        if divergence is not None:
+            detail = divergence.split(": ", 1)[1] if divergence.startswith("step ") else divergence
+            parts.append(
+                f"diverged at step {step} ({detail})" if step is not None else f"diverged ({detail})"
+            )
+        elif not same_calls:
+            parts.append("the run made other model or tool calls")
+        if (rerun.stop_reason, rerun.steps) != (original.stop_reason, original.steps):
+            parts.append(f"the run now ends with {_ends(rerun)} instead of {_ends(original)}")
+        else:
+            parts.append(f"the run still ends with {_ends(rerun)}")
+        verdict = "changed: " + "; ".join(parts)
+    return RerunReport(
+        recorded.run_id,
+        run_id,
+        reproduced,
+        step,
+        divergence,
+        original,
+        rerun,
+        verdict,
+        session.llm_mode,
+        session.tools_mode,
+    )

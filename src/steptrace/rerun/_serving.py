@@ -1,0 +1,308 @@
+"""Serving a recorded run: which recorded call answers a call of the rerun, and divergences.
+
+Model calls match by order (the k-th model call gets the k-th recorded response), after their
+requests are compared (model, messages, system, input, instructions, tools — as redacted in the
+recording); tool calls match by tool name and ``args_hash``, by occurrence, so parallel calls in
+threads find their own result whatever order they start in.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from steptrace._context import RunState
+from steptrace.rerun._recording import RECORDING_KEY
+
+MODES = ("recorded", "until-divergence", "live")
+# What of an SDK request is compared: what the model is asked, not transport options.
+COMPARED_REQUEST_KEYS = ("model", "messages", "system", "input", "instructions", "tools")
+
+
+class RerunDivergence(Exception):
+    """The rerun asked for a call the recording does not have (raised into the agent in
+    ``recorded`` mode): names the step, what was expected and what was asked."""
+
+    def __init__(self, message: str, step: int | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class RecordingNotFound(LookupError):
+    """No recording for this run (or its id prefix is ambiguous): nothing to re-run."""
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = repr(text) if isinstance(value, str) else text
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def first_difference(expected: Any, got: Any, path: str = "") -> str | None:
+    """Where two JSON values first differ, in words; None when equal."""
+    if expected == got:
+        return None
+    if isinstance(expected, dict) and isinstance(got, dict):
+        for key in list(expected) + [k for k in got if k not in expected]:
+            where = f"{path}.{key}" if path else str(key)
+            if key not in got:
+                return f"{where} is missing (expected {_short(expected[key])})"
+            if key not in expected:
+                return f"{where} is new ({_short(got[key])})"
+            found = first_difference(expected[key], got[key], where)
+            if found is not None:
+                return found
+    if isinstance(expected, list) and isinstance(got, list):
+        for index, (left, right) in enumerate(zip(expected, got, strict=False)):
+            found = first_difference(left, right, f"{path}[{index}]")
+            if found is not None:
+                return found
+        return f"{path or 'the list'} has {len(got)} items instead of {len(expected)}"
+    return f"{path or 'the value'}: expected {_short(expected)}, got {_short(got)}"
+
+
+def request_view(request: Any, sdk: bool) -> Any:
+    if sdk and isinstance(request, dict):
+        return {key: request[key] for key in COMPARED_REQUEST_KEYS if key in request}
+    return request
+
+
+def step_label(line: dict[str, Any]) -> int | None:
+    step = line.get("agent_step")
+    return step if isinstance(step, int) else line.get("seq") if isinstance(line.get("seq"), int) else None
+
+
+def call_key(line: dict[str, Any]) -> tuple[int, str, str, str]:
+    """A call, for comparing two runs' calls (start order within a step may differ in threads)."""
+    step = line.get("agent_step")
+    return (
+        step if isinstance(step, int) else 0,
+        str(line.get(RECORDING_KEY)),
+        str(line.get("name") or ""),
+        str(line.get("args_hash") or ""),
+    )
+
+
+@dataclass
+class RecordedRun:
+    """A recording as read back: the run's model calls in order, its tool calls by key."""
+
+    run_id: str
+    path: Path
+    agent: str | None = None
+    llm: list[dict[str, Any]] = field(default_factory=list)
+    tools: dict[tuple[str, str | None], list[dict[str, Any]]] = field(default_factory=dict)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    end: dict[str, Any] | None = None
+    arguments: Any = None
+    exported: bool = False
+
+    @classmethod
+    def read(cls, path: Path) -> RecordedRun:
+        """Read a recording file (or an exported run); torn or foreign lines are skipped."""
+        lines: list[dict[str, Any]] = []
+        exported = False
+        with path.open("rb") as handle:
+            for raw in handle:
+                try:
+                    line = json.loads(raw)
+                except ValueError:
+                    continue
+                if not isinstance(line, dict):
+                    continue
+                if RECORDING_KEY in line:
+                    lines.append(line)
+                elif "type" in line and "run_id" in line:
+                    exported = True
+        runs = [line for line in lines if line.get(RECORDING_KEY) == "run"]
+        if not runs:
+            raise RecordingNotFound(f"{path}: not a steptrace recording (no run line)")
+        head = runs[0]
+        run = cls(str(head.get("run_id")), path, head.get("agent"), exported=exported)
+        for line in lines:
+            kind = line.get(RECORDING_KEY)
+            if kind == "llm":
+                run.llm.append(line)
+                run.calls.append(line)
+            elif kind == "tool":
+                run.tools.setdefault((str(line.get("name")), line.get("args_hash")), []).append(line)
+                run.calls.append(line)
+            elif kind == "end" and line.get("run_id") == run.run_id:
+                run.end = line
+            elif kind == "arguments" and line.get("run_id") == run.run_id:
+                run.arguments = line.get("arguments")
+        run.llm.sort(key=lambda line: int(line.get("number") or 0))
+        for entries in run.tools.values():
+            entries.sort(key=lambda line: int(line.get("seq") or 0))
+        run.calls.sort(key=lambda line: int(line.get("seq") or 0))
+        return run
+
+
+class RerunSession:
+    """One active rerun: the recording, the modes, what was served, the first divergence."""
+
+    def __init__(self, recorded: RecordedRun, llm: str, tools: str) -> None:
+        for name, mode in (("llm", llm), ("tools", tools)):
+            if mode not in MODES:
+                raise ValueError(f"{name}={mode!r}: use one of {', '.join(MODES)}")
+        self.recorded = recorded
+        self.llm_mode = llm
+        self.tools_mode = tools
+        self.run: Any = None  # the AgentRun handle of the rerun
+        self.run_ids: set[str] = set()
+        self._lock = threading.Lock()
+        self._llm_count = 0
+        self._llm_used: set[int] = set()
+        self._tool_used: dict[tuple[str, str | None], int] = {}
+        self.llm_live = llm == "live"
+        self.tools_live = tools == "live"
+        self.divergence: tuple[int | None, str] | None = None
+        self.observed: list[dict[str, Any]] = []
+        self.tool_counts: dict[str, int] = {}
+
+    # --- which calls are the rerun's ------------------------------------------------------------
+    def claim(self, run: Any, attrs: dict[str, Any], parent_run: Any, rerun_of_key: str) -> None:
+        with self._lock:
+            if self.run is None:
+                self.run = run
+                self.run_ids.add(run.run_id)
+                attrs[rerun_of_key] = self.recorded.run_id
+            elif isinstance(parent_run, RunState) and parent_run.run_id in self.run_ids:
+                self.run_ids.add(run.run_id)
+
+    def serves(self, run: Any) -> bool:
+        """Calls of the rerun's run (and nested runs), and calls outside any run, are served."""
+        return run is None or (isinstance(run, RunState) and run.run_id in self.run_ids)
+
+    def note(self, step: int | None, text: str) -> None:
+        with self._lock:
+            if self.divergence is None:
+                self.divergence = (step, text)
+
+    def observe(self, line: dict[str, Any]) -> None:
+        with self._lock:
+            self.observed.append(line)
+            if line.get(RECORDING_KEY) == "tool":
+                name = str(line.get("name"))
+                self.tool_counts[name] = self.tool_counts.get(name, 0) + 1
+
+    # --- model calls ------------------------------------------------------------------------------
+    def llm_decision(
+        self, step: int | None, request: Any, sdk: bool
+    ) -> tuple[str, dict[str, Any] | None, str | None]:
+        """("serve", entry, None), ("live", None, divergence or None) or ("raise", None, text)."""
+        view = request_view(request, sdk)
+        with self._lock:
+            self._llm_count += 1
+            number = self._llm_count
+            live = self.llm_live
+            entries = self.recorded.llm
+            expected = entries[number - 1] if number <= len(entries) else None
+            chosen: dict[str, Any] | None = None
+            if (
+                expected is not None
+                and int(expected.get("number") or 0) not in self._llm_used
+                and request_view(expected.get("request"), bool(expected.get("sdk"))) == view
+            ):
+                chosen = expected
+            if chosen is None:  # parallel calls may start in another order: an unused equal request
+                for entry in entries:
+                    key = int(entry.get("number") or 0)
+                    if (
+                        key not in self._llm_used
+                        and request_view(entry.get("request"), bool(entry.get("sdk"))) == view
+                    ):
+                        chosen = entry
+                        break
+            if chosen is not None and not live:
+                self._llm_used.add(int(chosen.get("number") or 0))
+        where = f"step {step}" if step is not None else f"model call {number}"
+        text: str | None = None
+        if chosen is None:
+            if expected is None:
+                text = (
+                    f"{where}: model call {number} has no recorded counterpart "
+                    f"(the original run made {len(entries)} model calls)"
+                )
+            else:
+                difference = first_difference(
+                    request_view(expected.get("request"), bool(expected.get("sdk"))), view
+                )
+                text = f"{where}: model call {number} asked for something else ({difference})"
+        elif chosen.get("unreplayable"):
+            text = f"{where}: model call {number} was recorded as not replayable ({chosen['unreplayable']})"
+        if live:
+            if text is not None:
+                self.note(step, text)
+            return "live", None, text
+        if text is None:
+            return "serve", chosen, None
+        self.note(step, text)
+        if self.llm_mode == "until-divergence":
+            self.llm_live = True
+            return "live", None, text
+        return "raise", None, text
+
+    # --- tool calls -------------------------------------------------------------------------------
+    def tool_decision(
+        self, name: str, args_hash: str | None, step: int | None
+    ) -> tuple[str, dict[str, Any] | None, str | None]:
+        key = (name, args_hash)
+        with self._lock:
+            occurrence = self._tool_used.get(key, 0)
+            self._tool_used[key] = occurrence + 1
+            entries = self.recorded.tools.get(key, [])
+            entry = entries[occurrence] if occurrence < len(entries) else None
+            live = self.tools_live
+        where = f"step {step}" if step is not None else "a tool call"
+        text: str | None = None
+        if entry is None:
+            if entries:
+                text = (
+                    f"{where}: {name} was called a {_ordinal(occurrence + 1)} time with these "
+                    f"arguments (args_hash {args_hash}); the original run called it {len(entries)} "
+                    f"time{'s' if len(entries) != 1 else ''}"
+                )
+            else:
+                text = (
+                    f"{where}: {name} (args_hash {args_hash}) was not called with these arguments "
+                    "in the original run"
+                )
+        elif entry.get("unreplayable"):
+            text = f"{where}: {name}'s result was recorded as not replayable ({entry['unreplayable']})"
+        if live:
+            if entry is None and text is not None:
+                self.note(step, text)
+            return "live", entry, None
+        if text is None:
+            return "serve", entry, None
+        self.note(step, text)
+        if self.tools_mode == "until-divergence":
+            self.tools_live = True
+            return "live", None, text
+        return "raise", None, text
+
+
+def _ordinal(number: int) -> str:
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
+
+
+def compare_tool_outcome(entry: dict[str, Any], result: Any, error: dict[str, Any] | None) -> str | None:
+    """How a live tool call's outcome differs from the recorded one, in words; None if the same."""
+    name = entry.get("name")
+    recorded_error = entry.get("error")
+    if recorded_error is not None and error is None:
+        return f"{name} returned a result instead of {recorded_error.get('name')}"
+    if recorded_error is None and error is not None:
+        return f"{name} raised {error.get('name')} instead of returning a result"
+    if recorded_error is not None and error is not None:
+        if recorded_error.get("name") != error.get("name"):
+            return f"{name} raised {error.get('name')} instead of {recorded_error.get('name')}"
+        return None
+    if entry.get("result") != result:
+        return f"{name} returned a different result"
+    return None

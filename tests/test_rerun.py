@@ -1,0 +1,345 @@
+"""steptrace.rerun with decorated tools and a scripted model: recording, serving, divergence,
+threads, asyncio, a crashed recording, oversized values, redaction, and the report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import rerun_agents as agents
+import steptrace
+import steptrace.analysis
+from steptrace import _attributes as A
+from steptrace import _spans
+from steptrace.testing import Capture
+
+QUESTION = "What was our Q3 revenue, in euros?"
+
+
+@pytest.fixture
+def recording(steptrace_capture: Capture) -> Iterator[Capture]:
+    """The capture fixture with record_for_rerun on."""
+    steptrace_capture.configure(record_for_rerun=True)
+    agents.reset()
+    yield steptrace_capture
+    agents.reset()
+
+
+def recordings(capture: Capture) -> list[Path]:
+    return sorted((capture.jsonl_path.parent / "rerun").glob("*.jsonl"))
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def record_looping_run(capture: Capture) -> str:
+    assert agents.run_agent(QUESTION) is None
+    (path,) = recordings(capture)
+    return path.stem
+
+
+# --- recording ---------------------------------------------------------------------------------
+def test_recording_is_off_by_default_and_costs_one_check(steptrace_capture: Capture) -> None:
+    """Without record_for_rerun nothing is written and no hook is installed in the runners."""
+    agents.reset()
+    agents.run_agent(QUESTION)
+    assert _spans.rerun_hook is None
+    assert recordings(steptrace_capture) == []
+
+
+def test_env_variable_turns_recording_on(steptrace_capture: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """STEPTRACE_RECORD_FOR_RERUN=true records with no code change."""
+    monkeypatch.setenv("STEPTRACE_RECORD_FOR_RERUN", "true")
+    steptrace_capture.configure()
+    agents.reset()
+    agents.run_agent(QUESTION)
+    assert len(recordings(steptrace_capture)) == 1
+
+
+def test_recording_holds_every_call_in_a_private_file(recording: Capture) -> None:
+    """One 0600 file per run: the run's arguments, each model request/response, each tool's
+    arguments and result or exception, and the outcome."""
+    run_id = record_looping_run(recording)
+    (path,) = recordings(recording)
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    recorded = lines(path)
+    kinds = [line["recording"] for line in recorded]
+    assert kinds[0] == "run" and kinds[-1] == "end"
+    assert kinds.count("llm") == 6 and kinds.count("tool") == 6
+    first_llm = next(line for line in recorded if line["recording"] == "llm")
+    assert first_llm["request"] == {"messages": [QUESTION]}
+    assert first_llm["response"] == {"json": {"tool": "search", "arguments": {"query": "Q3 revenue"}}}
+    failures = [line for line in recorded if line["recording"] == "tool" and "error" in line]
+    assert len(failures) == 4
+    assert failures[0]["error"] == {
+        "type": "builtins:ValueError",
+        "name": "ValueError",
+        "message": "no exchange rate for EUR",
+    }
+    assert failures[0]["arguments"] == {"json": {"amount": 1_200_000.0, "to": "EUR"}}
+    end = recorded[-1]
+    assert end["run_id"] == run_id
+    assert end["outcome"] == {
+        "stop_reason": "max_steps",
+        "steps": 6,
+        "tool_calls": {"search": 2, "convert_currency": 4},
+        "errors": 4,
+        "tokens": {"input": 0, "output": 0},
+    }
+
+
+def test_secrets_are_redacted_as_in_the_step_log(recording: Capture) -> None:
+    """A secret in a tool result is redacted in the recording exactly as in the step log."""
+    secret = "sk-proj-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6"
+
+    @steptrace.tool
+    def fetch_config(name: str) -> dict[str, Any]:
+        return {"name": name, "note": f"use {secret} to call", "password": "hunter2-long"}
+
+    with steptrace.agent_run(agent="leaky"):
+        fetch_config("prod")
+    (path,) = recordings(recording)
+    text = path.read_text()
+    assert secret not in text and "hunter2-long" not in text
+    (tool_line,) = [line for line in lines(path) if line["recording"] == "tool"]
+    (record,) = [r for r in recording.records if r["type"] == "tool_call"]
+    assert tool_line["result"]["json"] == record["output"]
+
+
+def test_values_over_one_mebibyte_are_recorded_as_not_replayable(recording: Capture) -> None:
+    """A 2 MiB result is not cut into a wrong value: the rerun reaching it says it cannot serve it."""
+
+    @steptrace.tool
+    def dump_table(table: str) -> str:
+        return "x" * (2 * 1024 * 1024)
+
+    with steptrace.agent_run(agent="dumper"):
+        dump_table("sales")
+    (path,) = recordings(recording)
+    assert path.stat().st_size < 64 * 1024
+    (tool_line,) = [line for line in lines(path) if line["recording"] == "tool"]
+    assert tool_line["unreplayable"] == "the value is over 1 MiB"
+    with steptrace.rerun(path.stem, log=recording.jsonl_path) as rerun:
+        with steptrace.agent_run(agent="dumper"), pytest.raises(steptrace.RerunDivergence) as raised:
+            dump_table("sales")
+    assert "not replayable (the value is over 1 MiB)" in str(raised.value)
+    assert rerun.report is not None and not rerun.report.reproduced
+
+
+# --- serving -----------------------------------------------------------------------------------
+def test_looping_run_reruns_as_reproduced_without_calling_model_or_tools(recording: Capture) -> None:
+    """llm/tools "recorded": the same 6 steps and max_steps, and no model or tool body runs."""
+    run_id = record_looping_run(recording)
+    agents.reset()
+    with steptrace.rerun(run_id[:6], log=recording.jsonl_path.parent) as rerun:
+        assert agents.run_agent(QUESTION) is None
+    assert agents.CALLS == {"model": 0, "search": 0, "convert_currency": 0}
+    report = rerun.report
+    assert report is not None
+    assert report.reproduced
+    assert report.verdict == (
+        "reproduced: 6 steps, max_steps, convert_currency x4, search x2 (same as the original)"
+    )
+    data = report.to_dict()
+    assert data["original_run_id"] == run_id
+    assert data["rerun"] == data["original"]
+    assert set(data["original"]) == {"stop_reason", "steps", "tool_calls", "errors", "tokens"}
+
+
+def test_rerun_is_a_new_run_that_names_the_original(recording: Capture) -> None:
+    """The rerun has its own run id; its run span and run record carry rerun_of."""
+    run_id = record_looping_run(recording)
+    with steptrace.rerun(run_id, log=recording.jsonl_path) as rerun:
+        agents.run_agent(QUESTION)
+    assert rerun.run_id is not None and rerun.run_id != run_id
+    span = next(s for s in recording.spans_named(A.SPAN_AGENT_RUN) if s.attributes[A.RUN_ID] == rerun.run_id)
+    assert span.attributes[A.RERUN_OF] == run_id
+    (record,) = [r for r in recording.records if r["type"] == "run" and r["run_id"] == rerun.run_id]
+    assert record["rerun_of"] == run_id
+    runs = steptrace.analysis.load(recording.jsonl_path)
+    assert rerun.run_id in runs and run_id in runs
+
+
+def test_fixed_tool_live_reports_the_divergence_and_the_new_outcome(recording: Capture) -> None:
+    """tools="live", llm="until-divergence" after fixing the tool: diverged at step 3, end_turn."""
+    run_id = record_looping_run(recording)
+    agents.reset(fixed=True)
+    with steptrace.rerun(run_id, log=recording.jsonl_path, llm="until-divergence", tools="live") as rerun:
+        answer = agents.run_agent(QUESTION)
+    assert answer == "1104000.0 EUR"
+    assert agents.CALLS["model"] == 1  # steps 1-3 served; step 4's request differs: live from there
+    report = rerun.report
+    assert report is not None and not report.reproduced
+    assert report.diverged_at == 3
+    assert report.verdict == (
+        "changed: diverged at step 3 (convert_currency returned a result instead of ValueError); "
+        "the run now ends with end_turn after 4 steps instead of max_steps after 6 steps"
+    )
+    assert report.to_dict()["rerun"]["stop_reason"] == "end_turn"
+
+
+def test_recorded_mode_raises_divergence_into_the_agent(recording: Capture) -> None:
+    """A model request that differs from the recording raises RerunDivergence naming the step."""
+    run_id = record_looping_run(recording)
+    agents.reset()
+    with (
+        steptrace.rerun(run_id, log=recording.jsonl_path) as rerun,
+        pytest.raises(steptrace.RerunDivergence) as raised,
+    ):
+        agents.run_agent("What was our Q4 revenue?")
+    message = str(raised.value)
+    assert message.startswith("step 1: model call 1 asked for something else")
+    assert (
+        "messages[0]: expected 'What was our Q3 revenue, in euros?', got 'What was our Q4 revenue?'"
+        in message
+    )
+    assert rerun.report is not None and rerun.report.diverged_at == 1
+    assert rerun.report.rerun is not None and rerun.report.rerun.stop_reason == "error"
+    assert agents.CALLS["model"] == 0
+
+
+def test_tool_called_with_other_arguments_diverges(recording: Capture) -> None:
+    """tools="recorded": a tool call whose args_hash was never recorded is a divergence."""
+
+    @steptrace.tool
+    def lookup(key: str) -> str:
+        return key.upper()
+
+    with steptrace.agent_run(agent="lookup"):
+        lookup("a")
+    (path,) = recordings(recording)
+    with steptrace.rerun(path.stem, log=recording.jsonl_path):
+        with steptrace.agent_run(agent="lookup"):
+            assert lookup("a") == "A"
+            never_called = r"lookup \(args_hash \w+\) was not called with these"
+            with pytest.raises(steptrace.RerunDivergence, match=never_called):
+                lookup("b")
+
+
+def test_parallel_tool_calls_in_threads_match_by_arguments(recording: Capture) -> None:
+    """Parallel calls finishing in another order still get their own recorded results."""
+    bodies: list[str] = []
+
+    @steptrace.tool
+    def fetch(city: str) -> dict[str, Any]:
+        bodies.append(city)
+        time.sleep(random.random() / 100)
+        return {"city": city, "temperature": len(city) * 3}
+
+    cities = ["Paris", "Oslo", "Lima", "Quito", "Accra", "Hanoi"]
+
+    def agent() -> list[dict[str, Any]]:
+        with steptrace.agent_run(agent="weather"), ThreadPoolExecutor(4) as pool:
+            return list(pool.map(steptrace.bind_context(fetch), cities + cities))
+
+    original = agent()
+    (path,) = recordings(recording)
+    bodies.clear()
+    with steptrace.rerun(path.stem, log=recording.jsonl_path) as rerun:
+        again = agent()
+    assert again == original
+    assert bodies == []
+    assert rerun.report is not None and rerun.report.reproduced
+
+
+def test_asyncio_tools_and_model_are_served(recording: Capture) -> None:
+    """Async tools gathered concurrently and an async model are served from the recording."""
+    bodies: list[str] = []
+
+    @steptrace.tool
+    async def price(item: str) -> float:
+        bodies.append(item)
+        await asyncio.sleep(random.random() / 100)
+        return float(len(item))
+
+    @steptrace.llm_request(model="async-scripted")
+    async def plan(goal: str) -> dict[str, Any]:
+        bodies.append("model")
+        return {"items": ["apple", "kiwi", "banana"]}
+
+    async def agent() -> float:
+        with steptrace.agent_run(agent="shopper"):
+            items = (await plan("fruit salad"))["items"]
+            prices = await asyncio.gather(*(price(item) for item in items))
+            return sum(prices)
+
+    assert asyncio.run(agent()) == 15.0
+    (path,) = recordings(recording)
+    bodies.clear()
+    with steptrace.rerun(path.stem, log=recording.jsonl_path) as rerun:
+        assert asyncio.run(agent()) == 15.0
+    assert bodies == []
+    assert rerun.report is not None and rerun.report.reproduced
+
+
+def test_generator_model_is_served_as_its_recorded_items(recording: Capture) -> None:
+    """A decorated streaming model (a generator) yields its recorded chunks again."""
+
+    @steptrace.llm_request(model="streamer")
+    def speak(prompt: str) -> Iterator[str]:
+        yield from ["Hel", "lo", "!"]
+
+    with steptrace.agent_run(agent="talker"):
+        assert "".join(speak("hi")) == "Hello!"
+    (path,) = recordings(recording)
+    with steptrace.rerun(path.stem, log=recording.jsonl_path), steptrace.agent_run(agent="talker"):
+        assert list(speak("hi")) == ["Hel", "lo", "!"]
+
+
+def test_a_crashed_recording_reruns_up_to_where_it_stops(tmp_path: Path, recording: Capture) -> None:
+    """A process killed at step 4 keeps steps 1-3: the rerun serves them, then says it ran out."""
+    environment = {
+        **os.environ,
+        "STEPTRACE_JSONL_PATH": str(tmp_path / "crash" / "steps.jsonl"),
+        "STEPTRACE_RECORD_FOR_RERUN": "true",
+        "PYTHONPATH": str(Path(__file__).parent),
+    }
+    child = subprocess.run(
+        [sys.executable, str(Path(agents.__file__)), "--crash-at", "4"],
+        env=environment,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert child.returncode == -9
+    (path,) = (tmp_path / "crash" / "rerun").glob("*.jsonl")
+    assert [line["recording"] for line in lines(path)].count("tool") == 3
+    agents.reset()
+    with (
+        steptrace.rerun(path.stem, log=tmp_path / "crash") as rerun,
+        pytest.raises(steptrace.RerunDivergence, match="model call 4 has no recorded counterpart"),
+    ):
+        agents.run_agent(QUESTION)
+    assert agents.CALLS == {"model": 0, "search": 0, "convert_currency": 0}
+    report = rerun.report
+    assert report is not None and report.diverged_at == 4
+    assert report.original.stop_reason == "incomplete"
+
+
+def test_missing_recording_says_why(steptrace_capture: Capture) -> None:
+    """A run recorded without record_for_rerun: one clear line, nothing to re-run."""
+    steptrace_capture.configure(record_for_rerun=False)
+    with steptrace.agent_run(agent="plain") as run:
+        pass
+    with pytest.raises(
+        LookupError, match=r"run .{8}… was recorded without record_for_rerun; nothing to re-run"
+    ):
+        steptrace.rerun(run.run_id, log=steptrace_capture.jsonl_path)
+    with pytest.raises(LookupError, match="no recording of run 'ffff'"):
+        steptrace.rerun("ffff", log=steptrace_capture.jsonl_path)
+    steptrace_capture.configure(record_for_rerun=True)
+    run_id = record_looping_run(steptrace_capture)
+    with pytest.raises(ValueError, match="llm='replay': use one of recorded, until-divergence, live"):
+        steptrace.rerun(run_id, log=steptrace_capture.jsonl_path, llm="replay")
