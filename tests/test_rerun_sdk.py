@@ -1,0 +1,87 @@
+"""steptrace.rerun with the real openai and anthropic SDKs: recorded against a 127.0.0.1 server,
+re-run after the server is stopped, so nothing can reach the network."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+
+import sdk_fakes as F
+import steptrace
+from steptrace.testing import Capture
+
+MESSAGES = [{"role": "user", "content": "Capital of France?"}]
+
+
+@pytest.fixture(autouse=True)
+def instrumented(steptrace_capture: Capture) -> Iterator[None]:
+    steptrace_capture.configure(record_for_rerun=True)
+    steptrace.instrument_openai()
+    steptrace.instrument_anthropic()
+    yield
+    steptrace.uninstrument_openai()
+    steptrace.uninstrument_anthropic()
+
+
+def only_recording(capture: Capture) -> str:
+    (path,) = sorted((capture.jsonl_path.parent / "rerun").glob("*.jsonl"))
+    return path.stem
+
+
+def openai_agent(client: openai.OpenAI) -> tuple[str, str]:
+    with steptrace.agent_run(agent="oa"):
+        reply = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        stream = client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        return str(reply.choices[0].message.content), text
+
+
+def test_openai_chat_plain_and_streamed_rerun_offline(steptrace_capture: Capture) -> None:
+    """The rerun returns a ChatCompletion and a stream of ChatCompletionChunk, server stopped."""
+    script = F.Script(
+        F.json_reply(F.chat_completion("Paris.")),
+        F.sse_reply(F.openai_sse(F.chat_chunks(["Par", "is", "!"]))),
+    )
+    with F.FakeServer(script) as server:
+        client = openai.OpenAI(api_key=F.API_KEY, base_url=server.url("/v1"), max_retries=0)
+        assert openai_agent(client) == ("Paris.", "Paris!")
+    assert len(script.requests) == 2
+    with steptrace.rerun(only_recording(steptrace_capture), log=steptrace_capture.jsonl_path) as rerun:
+        assert openai_agent(client) == ("Paris.", "Paris!")
+    client.close()
+    assert len(script.requests) == 2
+    assert rerun.report is not None and rerun.report.reproduced
+
+
+def anthropic_agent(client: anthropic.Anthropic) -> tuple[str, str]:
+    with steptrace.agent_run(agent="an"):
+        message = client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=MESSAGES)
+        stream = client.messages.create(
+            model="claude-sonnet-4-5", max_tokens=64, messages=MESSAGES, stream=True
+        )
+        text = "".join(e.delta.text for e in stream if e.type == "content_block_delta")
+        first = message.content[0]
+        assert isinstance(first, anthropic.types.TextBlock)
+        return first.text, text
+
+
+def test_anthropic_messages_plain_and_streamed_rerun_offline(
+    steptrace_capture: Capture, tmp_path: Path
+) -> None:
+    """The rerun returns an anthropic Message and the recorded stream events, server stopped."""
+    script = F.Script(
+        F.json_reply(F.anthropic_message("Paris.")),
+        F.sse_reply(F.anthropic_sse(F.anthropic_events(["Par", "is", "!"]))),
+    )
+    with F.FakeServer(script) as server:
+        client = anthropic.Anthropic(api_key=F.API_KEY, base_url=server.url(), max_retries=0)
+        assert anthropic_agent(client) == ("Paris.", "Paris!")
+    with steptrace.rerun(only_recording(steptrace_capture), log=steptrace_capture.jsonl_path) as rerun:
+        assert anthropic_agent(client) == ("Paris.", "Paris!")
+    client.close()
+    assert len(script.requests) == 2
+    assert rerun.report is not None and rerun.report.reproduced
