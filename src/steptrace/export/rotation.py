@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gzip
-import mmap
 import os
 import re
 import shutil
@@ -32,7 +31,6 @@ DEFAULT_BACKUPS = 5
 # Level 1: ~4x faster than gzip's default for ~25% bigger files; rotated logs are read rarely.
 COMPRESS_LEVEL = 1
 _REOPEN_CHECK_INTERVAL_S = 1.0
-_COUNTER_BYTES = 8
 _SHUTDOWN_WAIT_S = 5.0
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _CLOEXEC
@@ -123,8 +121,7 @@ class RotatingFile:
         self._fd: int | None = None
         self._inode: tuple[int, int] | None = None
         self._lock_fd: int | None = None
-        self._counter: mmap.mmap | None = None
-        self._seen_rotation = b""
+        self._seen_rotation = -1
         self._size = 0  # of the file at the last fstat; plus the bytes written since:
         self._unmeasured = 0
         # Others' writes are seen at the next fstat: the file passes the limit by at most this much
@@ -159,16 +156,16 @@ class RotatingFile:
 
     # --- writing ----------------------------------------------------------------------------------
     #
-    # With rotation on, every append holds the flock on ``<file>.lock``. That file also carries, in
-    # its first 8 bytes (mapped into memory), a rotation counter that a rotating process bumps: a
-    # writer compares it to the one it last saw instead of stat-ing the path before every write
-    # (a stat costs more than the write itself), and reopens the path when it changed.
+    # With rotation on, every append holds the flock on ``<file>.lock``. That file's size is also a
+    # rotation counter: a rotating process grows it by one byte (sparse, so even a full disk takes
+    # it; a memory map could SIGBUS there). A writer compares it with the size it last saw, one
+    # fstat (a stat of the path costs three times as much), and reopens the path when it changed.
 
     def _open(self) -> None:
+        self._close_fd()  # first: a failed open must not leave us writing to a file moved away
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, _FLAGS, 0o600)
         stat = os.fstat(fd)
-        self._close_fd()
         self._fd = fd
         self._inode = (stat.st_dev, stat.st_ino)
         self._size = stat.st_size
@@ -180,28 +177,12 @@ class RotatingFile:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def _open_lock(self) -> tuple[int, mmap.mmap]:
-        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | _CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                if os.fstat(fd).st_size < _COUNTER_BYTES:
-                    os.ftruncate(fd, _COUNTER_BYTES)
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            counter = mmap.mmap(fd, _COUNTER_BYTES)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._lock_fd, self._counter = fd, counter
-        return fd, counter
+    def _open_lock(self) -> int:
+        self._lock_fd = os.open(f"{self.path}.lock", os.O_WRONLY | os.O_CREAT | _CLOEXEC, 0o600)
+        return self._lock_fd
 
     def _close_lock(self) -> None:
-        fd, counter = self._lock_fd, self._counter
-        self._lock_fd = self._counter = None
-        if counter is not None:
-            with contextlib.suppress(Exception):
-                counter.close()
+        fd, self._lock_fd = self._lock_fd, None
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -214,17 +195,16 @@ class RotatingFile:
             if not self.max_bytes:
                 _write_all(self._checked_fd(), data)
                 return
-            if self._lock_fd is None or self._counter is None:
+            lock_fd = self._lock_fd
+            if lock_fd is None:
                 try:
-                    self._open_lock()
+                    lock_fd = self._open_lock()
                 except OSError:  # a read-only directory, say: the file may still take records
                     _write_all(self._checked_fd(), data)
                     return
-            lock_fd, counter = self._lock_fd, self._counter
-            assert lock_fd is not None and counter is not None
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
             try:
-                seen = counter[:_COUNTER_BYTES]
+                seen = os.fstat(lock_fd).st_size
                 if seen != self._seen_rotation:  # another process rotated: write to the new file
                     self._seen_rotation = seen
                     self._open()
@@ -234,7 +214,7 @@ class RotatingFile:
                 ):
                     self._size, self._unmeasured = os.fstat(fd).st_size, 0  # others' writes too
                     if self._size and self._size + len(data) > self.max_bytes:
-                        self._rotate(counter)
+                        self._rotate(lock_fd)
                         fd = self._checked_fd()
                 _write_all(fd, data)
                 self._unmeasured += len(data)
@@ -257,7 +237,7 @@ class RotatingFile:
         assert self._fd is not None
         return self._fd
 
-    def _rotate(self, counter: mmap.mmap) -> None:
+    def _rotate(self, lock_fd: int) -> None:
         """Rename the full file out of the way and start a new one (flock held)."""
         stem, suffix = _split(self.path)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -266,10 +246,11 @@ class RotatingFile:
         while target.exists() or target.with_name(target.name + ".gz").exists():
             extra += 1
             target = self.path.with_name(f"{stem}.{stamp}-{extra}{suffix}")
+        # Counted before the rename: if counting fails, nothing moved; if the rename fails, the
+        # others only reopen the same file.
+        self._seen_rotation = os.fstat(lock_fd).st_size + 1
+        os.ftruncate(lock_fd, self._seen_rotation)
         os.rename(self.path, target)
-        number = int.from_bytes(counter[:_COUNTER_BYTES], "little") + 1
-        counter[:_COUNTER_BYTES] = number.to_bytes(_COUNTER_BYTES, "little")
-        self._seen_rotation = counter[:_COUNTER_BYTES]
         self._open()
         self.rotations += 1
         self._request_compression()
