@@ -635,7 +635,76 @@ def build_parser() -> argparse.ArgumentParser:
         "steptrace demo",
         cmd_demo,
     )
+
+    p = command(
+        "rerun",
+        "re-run a recorded run: COMMAND runs with recorded model and tool outputs fed back in",
+        "steptrace rerun 45d5 --tools live -- python agent.py",
+        cmd_rerun,
+    )
+    p.add_argument("run_id", metavar="RUN_ID", help="a run id (or prefix) recorded with record_for_rerun")
+    p.add_argument("--llm", choices=["recorded", "until-divergence", "live"], default="recorded")
+    p.add_argument("--tools", choices=["recorded", "until-divergence", "live"], default="recorded")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
     return parser
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    """Run COMMAND with the rerun switched on through the environment; print its report."""
+    import tempfile
+
+    import steptrace.rerun._serving  # noqa: F401  (the package; steptrace.rerun is the function)
+
+    rerun_module = sys.modules["steptrace.rerun"]
+
+    command = list(args.cmd)
+    if "--" in command:  # options given after RUN_ID land here, before the "--"
+        split = command.index("--")
+        late = argparse.ArgumentParser(prog="steptrace rerun", add_help=False)
+        late.add_argument("--llm", choices=["recorded", "until-divergence", "live"], default=args.llm)
+        late.add_argument("--tools", choices=["recorded", "until-divergence", "live"], default=args.tools)
+        late.add_argument("--log", action="append", default=args.log)
+        late.add_argument("--json", action="store_true", default=args.json)
+        try:
+            options = late.parse_args(command[:split])
+        except SystemExit as exc:
+            raise _Exit(EXIT_USAGE, "bad rerun options before --") from exc
+        args.llm, args.tools, args.log, args.json = options.llm, options.tools, options.log, options.json
+        command = command[split + 1 :]
+    if not command:
+        raise _Exit(EXIT_USAGE, "rerun needs a command after --: steptrace rerun 45d5 -- python agent.py")
+    try:
+        path = rerun_module.find_recording(args.run_id, args.log[0] if args.log else None)
+    except rerun_module.RecordingNotFound as exc:
+        raise _Exit(EXIT_USAGE, str(exc)) from exc
+    with tempfile.TemporaryDirectory() as directory:
+        report_path = Path(directory) / "report.json"
+        environment = {
+            **os.environ,
+            rerun_module.ENV_RUN: str(path.resolve()),
+            rerun_module.ENV_LLM: args.llm,
+            rerun_module.ENV_TOOLS: args.tools,
+            rerun_module.ENV_REPORT: str(report_path),
+        }
+        try:
+            subprocess.run(command, env=environment, check=False)
+        except OSError as exc:
+            raise _Exit(EXIT_USAGE, f"cannot run {command[0]}: {exc.strerror or exc}") from exc
+        data = json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() else None
+    if not isinstance(data, dict) or data.get("run_id") is None:
+        raise _Exit(
+            EXIT_NO_MATCH,
+            "no run in the command matched the recording (it must call steptrace.configure() "
+            "and start an agent_run)",
+        )
+    if args.json:
+        print(json.dumps(data))
+        return EXIT_OK
+    print(f"rerun {data['run_id']} of {data['original_run_id']}")
+    print(data["verdict"])
+    if data.get("divergence"):
+        print(f"divergence: {data['divergence']}")
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
