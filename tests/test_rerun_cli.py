@@ -51,3 +51,17 @@ def test_cli_rerun_exit_codes(recorded: str, capfd: pytest.CaptureFixture[str]) 
     err = capfd.readouterr().err
     assert "no run in the command matched the recording" in err
     assert "no recording of run 'ffff'" in err
+
+
+def test_export_then_rerun_from_the_file(
+    recorded: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """An exported run is read by `runs --log FILE` and re-run by `steptrace rerun FILE`."""
+    exported = tmp_path / "incident.jsonl"
+    assert main(["export", recorded, "-o", str(exported)]) == 0
+    assert main(["runs", "--log", str(exported), "--json"]) == 0
+    assert recorded in capfd.readouterr().out
+    assert main(["rerun", str(exported), "--json", "--", sys.executable, AGENT]) == 0
+    report = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
+    assert report["reproduced"] is True
+    assert report["original_run_id"].startswith(recorded)

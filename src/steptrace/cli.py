@@ -646,7 +646,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--llm", choices=["recorded", "until-divergence", "live"], default="recorded")
     p.add_argument("--tools", choices=["recorded", "until-divergence", "live"], default="recorded")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+
+    p = command(
+        "export",
+        "one self-contained JSONL file with a run's step records and its rerun recording",
+        "steptrace export 45d5 -o incident-45d5.jsonl",
+        cmd_export,
+    )
+    p.add_argument("run_id", metavar="RUN_ID", help="a run id (or prefix) recorded with record_for_rerun")
+    p.add_argument("-o", "--output", metavar="FILE", required=True, help="the file to write")
     return parser
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Step records plus recording in one file: ``--log FILE`` and ``steptrace.rerun(FILE)`` read it."""
+    import steptrace.rerun._serving  # noqa: F401  (the package; steptrace.rerun is the function)
+
+    rerun_module = sys.modules["steptrace.rerun"]
+    try:
+        recording = rerun_module.find_recording(args.run_id, args.log[0] if args.log else None)
+    except rerun_module.RecordingNotFound as exc:
+        raise _Exit(EXIT_USAGE, str(exc)) from exc
+    run = _find_run(_load(args), recording.stem)
+    records = run.records()
+    output = Path(args.output)
+    with output.open("w", encoding="utf-8") as out:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        out.write(recording.read_text(encoding="utf-8"))
+    output.chmod(0o600)
+    print(f"wrote {len(records)} step records and the recording of run {run.run_id} to {output}")
+    return EXIT_OK
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
