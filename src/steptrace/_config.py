@@ -240,7 +240,7 @@ def configure(
       endpoint it defaults to ``./steptrace-logs/steps.jsonl``. ``jsonl_path=False`` turns it off.
       Past ``jsonl_max_bytes`` (``STEPTRACE_JSONL_MAX_BYTES``, default 100 MiB, 0: never) it is
       rotated to ``steps.<UTC time>.jsonl.gz``, keeping ``jsonl_backups`` of them
-      (``STEPTRACE_JSONL_BACKUPS``, default 5); the OTLP spill file rotates the same way.
+      (``STEPTRACE_JSONL_BACKUPS``, default 5); the OTLP spill file does not rotate yet.
     - ``capture_content`` (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``) defaults to on
       in JSONL-only development, off when exporting OTLP. Captured values are always redacted
       (built-in detectors, ``redact_patterns``, the ``redact`` callable) and cut at
