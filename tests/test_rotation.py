@@ -92,6 +92,46 @@ def test_rotation_keeps_only_the_configured_backups(tmp_path: Path, monkeypatch:
     assert sorted(os.listdir(tmp_path)) == sorted([p.name for p in files] + ["steps.jsonl.lock"])
 
 
+def test_spill_file_rotates_during_a_long_outage_and_counts_once_beside_the_step_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the collector down, otlp-spill.jsonl grew without bound; now it rotates like the step
+    log, and `runs` over the directory still counts each span once (step log + spill set)."""
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on: the collector is down
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    log = tmp_path / "logs" / "steps.jsonl"
+    telemetry = steptrace.configure(
+        "svc",
+        otlp_endpoint=f"http://127.0.0.1:{port}",
+        jsonl_path=log,
+        jsonl_max_bytes=40_000,
+        jsonl_backups=100,
+    )
+    _agent(runs=20, calls=30)
+    telemetry.shutdown()
+    spill = log.parent / "otlp-spill.jsonl"
+    files = rotated_files(spill)
+    backups = [p for p in files if p.name.endswith(".jsonl.gz")]
+    assert len(backups) >= 5, [p.name for p in files]
+    assert all(p.name.startswith("otlp-spill.") for p in backups)
+    assert spill.stat().st_size <= 40_000 and spill.stat().st_mode & 0o777 == 0o600
+    spilled = _lines(files)
+    assert len({(r["trace_id"], r["span_id"]) for r in spilled}) == len(spilled) == 20 * 32
+
+    runs = load(log.parent)  # the step log's set and the spill set hold the same spans
+    assert len(runs) == 20 and {run.tool_call_count for run in runs} == {30}
+    assert sum(run.record_count for run in runs) == 20 * 32
+    capsys.readouterr()
+    assert cli_main(["runs", "--log", str(log.parent), "--json", "--limit", "0"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert len(listed) == 20 and {run["tool_call_count"] for run in listed} == {30}
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [

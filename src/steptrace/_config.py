@@ -240,7 +240,7 @@ def configure(
       endpoint it defaults to ``./steptrace-logs/steps.jsonl``. ``jsonl_path=False`` turns it off.
       Past ``jsonl_max_bytes`` (``STEPTRACE_JSONL_MAX_BYTES``, default 100 MiB, 0: never) it is
       rotated to ``steps.<UTC time>.jsonl.gz``, keeping ``jsonl_backups`` of them
-      (``STEPTRACE_JSONL_BACKUPS``, default 5); the OTLP spill file does not rotate yet.
+      (``STEPTRACE_JSONL_BACKUPS``, default 5); the OTLP spill file rotates the same way.
     - ``capture_content`` (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``) defaults to on
       in JSONL-only development, off when exporting OTLP. Captured values are always redacted
       (built-in detectors, ``redact_patterns``, the ``redact`` callable) and cut at
@@ -275,9 +275,10 @@ def configure(
             flag = env_flag("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
             capture_content = override.capture_content if flag is None else flag
     path = _resolve_jsonl_path(jsonl_path, otlp)
+    rotation = RotationSettings.resolve(jsonl_max_bytes, jsonl_backups)
     if otlp is not None:
         spill = (path.parent if path is not None else DEFAULT_JSONL_PATH.parent) / "otlp-spill.jsonl"
-        otlp = dataclasses.replace(otlp, spill_path=spill)
+        otlp = dataclasses.replace(otlp, spill_path=spill, spill_rotation=rotation)
     if capture_content is None:
         flag = env_flag("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
         capture_content = flag if flag is not None else otlp is None
@@ -290,7 +291,6 @@ def configure(
 
     if record_for_rerun is None:
         record_for_rerun = bool(env_flag("STEPTRACE_RECORD_FOR_RERUN"))
-    rotation = RotationSettings.resolve(jsonl_max_bytes, jsonl_backups)
     step_log = _open_step_log(path, rotation) if path is not None else None
     try:
         processors = [make_span_processor(otlp)] if otlp is not None and otlp.export_traces else []

@@ -99,6 +99,7 @@ def make_span_processor(settings: OtlpSettings, **options: Any) -> SpanProcessor
         _span_exporter(settings),
         endpoint=settings.traces_endpoint,
         spill_path=settings.spill_path,
+        spill_rotation=settings.spill_rotation,
         circuit=circuit_for(settings, **backoff),
         exporter_factory=lambda: _span_exporter(settings),
         **options,

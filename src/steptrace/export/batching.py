@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from steptrace._errors import ConfigError
 from steptrace.export.circuit import Circuit
 from steptrace.export.fork import finish_in_multiprocessing_children, renew_in_child
+from steptrace.export.rotation import RotationSettings
 from steptrace.export.sdk_logs import failure_reason, sdk_logs_folded
 from steptrace.export.spill import SpillFile
 
@@ -57,6 +58,7 @@ class ResilientSpanProcessor(SpanProcessor):
         *,
         endpoint: str = "",
         spill_path: Path | None = None,
+        spill_rotation: RotationSettings | None = None,
         max_queue_size: int = 8192,
         max_export_batch_size: int = 512,
         schedule_delay_s: float = 1.0,
@@ -71,7 +73,7 @@ class ResilientSpanProcessor(SpanProcessor):
         self.exporter = exporter
         self._exporter_factory = exporter_factory  # a fresh exporter for a forked child
         self.endpoint = endpoint
-        self.spill = SpillFile(spill_path) if spill_path is not None else None
+        self.spill = SpillFile(spill_path, spill_rotation) if spill_path is not None else None
         self.max_queue_size = max_queue_size
         self.max_export_batch_size = max_export_batch_size
         self.schedule_delay_s = schedule_delay_s
@@ -328,6 +330,8 @@ class ResilientSpanProcessor(SpanProcessor):
             self._outage_started(f"no answer within {self.shutdown_timeout_s:.1f} s at shutdown", silent=True)
             self._spill(leftover)
         self._shutdown_exporter()
+        if self.spill is not None:
+            self.spill.close()  # a span ended after shutdown still spills: the file reopens
 
     def _shutdown_exporter(self) -> None:
         with sdk_logs_folded():

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from steptrace._errors import ConfigError
+from steptrace.export.rotation import RotationSettings
 
 logger = logging.getLogger("steptrace.otlp")
 
@@ -104,6 +105,8 @@ class OtlpSettings:
     # False for a signal set to none (OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER)
     export_traces: bool = True
     export_metrics: bool = True
+    # The spill file rotates like the step log (configure()'s jsonl_max_bytes / jsonl_backups).
+    spill_rotation: RotationSettings = field(default_factory=RotationSettings)
 
     def __post_init__(self) -> None:
         for name, default in (
