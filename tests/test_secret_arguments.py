@@ -21,7 +21,7 @@ SECRET = "hunter2-PLAINSECRET-99"
 
 
 def _everything(capture: Capture) -> str:
-    """The tool span's record, attributes, event attributes and status (its run's are not covered)."""
+    """The tool span's record, attributes, event attributes and status (the run's: below)."""
     parts = [json.dumps(r) for r in capture.records if r["type"] == "tool_call"]
     for span in capture.spans_named("tool_execution"):
         parts.extend(str(v) for v in (span.attributes or {}).values())
@@ -145,3 +145,79 @@ def test_short_secret_values_are_not_scrubbed_elsewhere(steptrace_capture: Captu
         login("bob", "abc")
     (record,) = [r for r in steptrace_capture.records if r["type"] == "tool_call"]
     assert record["error"] == "ValueError: user bob not found in abc-directory"
+
+
+def _every_span_and_record(capture: Capture) -> str:
+    """Every record and every span's attributes, events and status: the run and step spans too."""
+    parts = [json.dumps(r) for r in capture.records]
+    for span in capture.spans:
+        parts.extend(str(v) for v in (span.attributes or {}).values())
+        for event in span.events:
+            parts.extend(str(v) for v in (event.attributes or {}).values())
+        parts.append(str(span.status.description))
+    return "\n".join(parts)
+
+
+def test_secret_carried_out_of_the_tool_is_scrubbed_on_the_step_and_run(steptrace_capture: Capture) -> None:
+    """The tool's error propagates: the step and run spans recorded the same message and stack
+    trace with the raw key (and the run record quoted it)."""
+
+    @steptrace.tool
+    def call_service(query: str, api_key: str) -> None:
+        raise PermissionError(f"upstream rejected {api_key} for {query}")
+
+    with pytest.raises(PermissionError), steptrace.agent_run(agent="a"), steptrace.agent_step():
+        call_service("revenue", api_key=SECRET)
+    assert steptrace_capture.spans_named("agent_run")[0].status.description
+    assert SECRET not in _every_span_and_record(steptrace_capture)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async", "generator", "async-generator"])
+def test_secret_quoted_later_by_the_agent_is_scrubbed_on_its_run(
+    steptrace_capture: Capture, kind: str
+) -> None:
+    """The agent catches the tool's error and raises its own, quoting the key: each decorated
+    shape of run carried the raw key in its span's error."""
+    import asyncio
+
+    @steptrace.tool
+    def call_service(api_key: str) -> None:
+        raise PermissionError(f"bad key {api_key}")
+
+    def work() -> None:
+        try:
+            call_service(api_key=SECRET)
+        except PermissionError as exc:
+            raise RuntimeError(f"giving up after: {exc}") from None
+
+    if kind == "sync":
+        call: Any = lambda: steptrace.agent_run(agent="a")(work)()  # noqa: E731
+    elif kind == "async":
+
+        async def awork() -> None:
+            work()
+
+        call = lambda: asyncio.run(steptrace.agent_run(agent="a")(awork)())  # noqa: E731
+    elif kind == "generator":
+
+        def gwork() -> Any:
+            yield 1
+            work()
+
+        call = lambda: list(steptrace.agent_run(agent="a")(gwork)())  # noqa: E731
+    else:
+
+        async def agwork() -> Any:
+            yield 1
+            work()
+
+        async def drain() -> None:
+            async for _ in steptrace.agent_run(agent="a")(agwork)():
+                pass
+
+        call = lambda: asyncio.run(drain())  # noqa: E731
+    with pytest.raises(RuntimeError, match="giving up"):
+        call()
+    (run,) = steptrace_capture.spans_named("agent_run")
+    assert "giving up after: bad key [REDACTED:sensitive-key]" in str(run.status.description)
+    assert SECRET not in _every_span_and_record(steptrace_capture)

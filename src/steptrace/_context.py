@@ -3,6 +3,7 @@
 The run (its id, its span counter, its totals) and the current agent step travel inside the
 OpenTelemetry ``Context`` next to the current span, so one ``attach`` carries both, asyncio tasks
 and ``bind_context`` inherit them, and span processors can read the run from a parent context.
+The run id and step number also travel as W3C baggage, to spans started in other processes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
+from opentelemetry import baggage
 from opentelemetry import context as otel_context
 
 if TYPE_CHECKING:
@@ -24,6 +26,7 @@ LLM_KEY = otel_context.create_key("steptrace.llm_request")
 CAPTURE_KEY = otel_context.create_key("steptrace.capture_content")
 
 _REMEMBERED_FAILURES = 16  # concurrent tool failures a step can surface, bounded
+_REMEMBERED_SECRETS = 64  # per run; scrubbing cost grows with the count
 _CAUSE_DEPTH = 8
 
 P = ParamSpec("P")
@@ -49,6 +52,7 @@ class RunState:
         "output_tokens",
         "release",
         "run_id",
+        "secrets",
         "steps",
         "stop_reason",
         "tool_calls",
@@ -75,6 +79,16 @@ class RunState:
         # The exceptions that failed a tool or model call of this run, while the run is open: the
         # same exception leaving the step and the run is one error, not three (a few at a time).
         self._failures: list[BaseException] = []
+        # Values of the run's tools' secret-named arguments: an error carrying one out of the tool
+        # (or quoting it later) is scrubbed on the step and run spans too, not only the tool's.
+        self.secrets: tuple[str, ...] = ()
+
+    def add_secrets(self, secrets: tuple[str, ...]) -> None:
+        with self._lock:
+            known = self.secrets
+            new = tuple(value for value in secrets if value not in known)
+            if new and len(known) < _REMEMBERED_SECRETS:
+                self.secrets = (*known, *new)[:_REMEMBERED_SECRETS]
 
     def next_step(self) -> int:
         """The sequence number of the next span started in this run: 1, 2, 3 ..."""
@@ -157,6 +171,47 @@ def current_run_state() -> RunState | None:
 def current_step_state() -> StepState | None:
     value = otel_context.get_value(STEP_KEY)
     return value if isinstance(value, StepState) else None
+
+
+# --- the run across process boundaries: W3C baggage -------------------------------------------
+# The run id and the agent step number ride in the context's baggage, so whatever propagates
+# trace context (the mcp package's ``_meta``, an HTTP client instrumentation's ``baggage`` header)
+# carries them to the next process; there, the span processor reads them back when no local run
+# is open. The names are the span attributes' own.
+BAGGAGE_RUN_ID = "steptrace.run_id"
+BAGGAGE_AGENT_STEP = "steptrace.agent_step.number"
+# Baggage comes from the network: a run id is taken only when it looks like one.
+_MAX_REMOTE_RUN_ID_CHARS = 128
+
+
+def with_run_baggage(context: otel_context.Context, run_id: str) -> otel_context.Context:
+    """``context`` carrying ``run_id`` (and no step yet) to other processes."""
+    context = baggage.set_baggage(BAGGAGE_RUN_ID, run_id, context)
+    if baggage.get_baggage(BAGGAGE_AGENT_STEP, context) is not None:
+        context = baggage.remove_baggage(BAGGAGE_AGENT_STEP, context)
+    return context
+
+
+def with_step_baggage(context: otel_context.Context, number: int) -> otel_context.Context:
+    """``context`` carrying the agent step ``number`` to other processes."""
+    return baggage.set_baggage(BAGGAGE_AGENT_STEP, str(number), context)
+
+
+def remote_run(context: otel_context.Context | None) -> tuple[str, int | None] | None:
+    """The (run id, agent step number) another process put in the baggage of ``context``, if any."""
+    entries = baggage.get_all(context)
+    if not entries:
+        return None
+    run_id = entries.get(BAGGAGE_RUN_ID)
+    if (
+        not isinstance(run_id, str)
+        or not 0 < len(run_id) <= _MAX_REMOTE_RUN_ID_CHARS
+        or not run_id.isprintable()
+    ):
+        return None
+    step = entries.get(BAGGAGE_AGENT_STEP)
+    number = int(step) if isinstance(step, str) and step.isdigit() and len(step) < 10 else None
+    return run_id, number
 
 
 def bind_context(fn: Callable[P, R]) -> Callable[P, R]:

@@ -25,7 +25,17 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from steptrace import _attributes as A
 from steptrace._content import ContentPolicy, arguments_digest, bounded_repr
-from steptrace._context import LLM_KEY, RUN_KEY, STEP_KEY, RunState, StepState, capturing
+from steptrace._context import (
+    LLM_KEY,
+    RUN_KEY,
+    STEP_KEY,
+    RunState,
+    StepState,
+    capturing,
+    remote_run,
+    with_run_baggage,
+    with_step_baggage,
+)
 from steptrace._internal import internal_errors, report_internal_error
 from steptrace._metrics import NO_EXEMPLAR
 from steptrace._redaction import DEFAULT_REDACTOR
@@ -257,7 +267,7 @@ class _Operation:
                     cancelled = True
                     self.span.set_attribute(A.CANCELLED, True)
                 else:
-                    error_type = record_failure(self.span, exc, self._config.content, self._secrets)
+                    error_type = record_failure(self.span, exc, self._config.content, self._scrubbed())
             self._closing(error_type, cancelled, exc if error_type is not None else None)
         except Exception as internal:
             report_internal_error(f"{type(self).__name__}.finish", internal)
@@ -274,15 +284,18 @@ class _Operation:
     def _record(self, duration: float, error_type: str | None) -> None:
         """The subclass's histograms, recorded just after the span ends."""
 
-    def fail(self, error: BaseException | str) -> None:
-        """Mark the span failed without an exception propagating (a tool that returned an error)."""
+    def fail(self, error: BaseException | str, error_type: str = A.ERROR_TYPE_OTHER) -> None:
+        """Mark the span failed without an exception propagating (a tool that returned an error).
+
+        ``error_type`` is the ``error.type`` of a failure given as text (``tool_error`` for MCP).
+        """
         with internal_errors("fail"):
             if isinstance(error, BaseException):
-                record_failure(self.span, error, self._config.content, self._secrets)
+                record_failure(self.span, error, self._config.content, self._scrubbed())
             else:
-                self.span.set_attribute(A.ERROR_TYPE, A.ERROR_TYPE_OTHER)
+                self.span.set_attribute(A.ERROR_TYPE, error_type)
                 message = redact_error_text(
-                    str(error), _MAX_ERROR_MESSAGE_CHARS, self._config.content, self._secrets
+                    str(error), _MAX_ERROR_MESSAGE_CHARS, self._config.content, self._scrubbed()
                 )
                 self.span.set_status(Status(StatusCode.ERROR, message))
 
@@ -293,6 +306,12 @@ class _Operation:
 
     # Values of secret-named arguments to scrub from this span's error text (ToolCall sets them).
     _secrets: tuple[str, ...] = ()
+
+    def _scrubbed(self) -> tuple[str, ...]:
+        """The values scrubbed from this span's error text: its own secret-named arguments, and
+        on steps and runs those of every tool of the run (an error leaving a tool carries them)."""
+        run = self._run
+        return self._secrets or (run.secrets if run is not None else ())
 
 
 class AgentRun(_Operation):
@@ -326,6 +345,10 @@ class AgentRun(_Operation):
             attrs[A.GEN_AI_CONVERSATION_ID] = conversation_id
         if isinstance(parent_run, RunState):
             attrs[A.PARENT_RUN_ID] = parent_run.run_id
+        else:  # a run started by a request from another process's run (baggage)
+            remote = remote_run(parent)
+            if remote is not None:
+                attrs[A.PARENT_RUN_ID] = remote[0]
         self._config = config
         attrs[A.RUN_ID] = self.run_id
         if rerun_hook is not None:
@@ -336,10 +359,13 @@ class AgentRun(_Operation):
         ctx = otel_context.set_value(RUN_KEY, self.state, ctx)
         ctx = otel_context.set_value(STEP_KEY, None, ctx)
         ctx = otel_context.set_value(LLM_KEY, None, ctx)
-        self._context = ctx
+        self._context = with_run_baggage(ctx, self.run_id)
         self._run = None
         self._finished = False
         self._started = time.perf_counter()
+
+    def _scrubbed(self) -> tuple[str, ...]:
+        return self.state.secrets
 
     @property
     def stop_reason(self) -> str | None:
@@ -389,7 +415,13 @@ class AgentStep(_Operation):
 
     __slots__ = ("_state", "number", "step_id")
 
-    def __init__(self, config: ActiveConfig, attributes: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        config: ActiveConfig,
+        attributes: Mapping[str, Any] | None = None,
+        agent: str | None = None,
+    ) -> None:
+        """``agent``: the agent that runs this step when it is not the run's (after a handoff)."""
         parent = otel_context.get_current()
         run = parent.get(RUN_KEY)
         run = run if isinstance(run, RunState) else None
@@ -404,8 +436,11 @@ class AgentStep(_Operation):
                 attrs[A.GEN_AI_AGENT_NAME] = run.agent
             if run.release is not None:
                 attrs[A.GEN_AI_AGENT_VERSION] = run.release
+        if agent is not None:
+            attrs[A.GEN_AI_AGENT_NAME] = agent
         self._start(config, A.SPAN_AGENT_STEP, SpanKind.INTERNAL, attrs, parent, run)
-        self._context = otel_context.set_value(STEP_KEY, self._state, self._context)
+        context = otel_context.set_value(STEP_KEY, self._state, self._context)
+        self._context = with_step_baggage(context, self.number) if run is not None else context
 
     @property
     def stop_reason(self) -> str | None:
@@ -746,6 +781,8 @@ class ToolCall(_Operation):
         if arguments is not None:
             # One walk: the hash without secret values, and those values, to scrub from errors.
             attrs[A.TOOL_ARGS_HASH], self._secrets = arguments_digest(arguments)
+            if self._secrets and run is not None:
+                run.add_secrets(self._secrets)
             content = config.content
             if capturing(content, parent):
                 attrs[A.GEN_AI_TOOL_CALL_ARGUMENTS] = content.to_json(arguments)
@@ -776,8 +813,10 @@ class ToolCall(_Operation):
 
     def _record(self, duration: float, error_type: str | None) -> None:
         attrs = self._metric_attributes
-        if error_type is not None or self._failed:
-            attrs = {**attrs, A.ERROR_TYPE: error_type or A.ERROR_TYPE_OTHER}
+        if error_type is None and self._failed:  # fail(...) without an exception: its error.type
+            error_type = getattr(self.span, "attributes", {}).get(A.ERROR_TYPE) or A.ERROR_TYPE_OTHER
+        if error_type is not None:
+            attrs = {**attrs, A.ERROR_TYPE: error_type}
         self._config.instruments.execute_tool_duration.record(duration, attrs, NO_EXEMPLAR)
 
 
