@@ -25,6 +25,7 @@ from steptrace._jsonl import JsonlSpanExporter, read_steps
 from steptrace._spans import AgentRun, AgentStep, LlmRequest, ToolCall
 from steptrace._version import __version__
 from steptrace.instrumentation.anthropic import instrument_anthropic, uninstrument_anthropic
+from steptrace.instrumentation.mcp import instrument_mcp, uninstrument_mcp
 from steptrace.instrumentation.openai import instrument_openai, uninstrument_openai
 from steptrace.rerun import RerunDivergence, RerunReport, rerun
 
@@ -49,6 +50,7 @@ __all__ = [
     "current_run",
     "current_step",
     "instrument_anthropic",
+    "instrument_mcp",
     "instrument_openai",
     "llm_request",
     "read_steps",
@@ -56,5 +58,6 @@ __all__ = [
     "tool",
     "tool_executor",
     "uninstrument_anthropic",
+    "uninstrument_mcp",
     "uninstrument_openai",
 ]

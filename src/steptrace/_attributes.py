@@ -48,11 +48,20 @@ GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
 GEN_AI_TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
 GEN_AI_TOOL_CALL_ARGUMENTS: Final = "gen_ai.tool.call.arguments"
 GEN_AI_TOOL_CALL_RESULT: Final = "gen_ai.tool.call.result"
+GEN_AI_TOOL_TYPE: Final = "gen_ai.tool.type"
+TOOL_TYPE_EXTENSION: Final = "extension"  # a tool run by an agent-side extension: an MCP server
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
 ERROR_TYPE: Final = "error.type"
 ERROR_TYPE_OTHER: Final = "_OTHER"  # the conventions' fallback when the error's type is unknown
 SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
+
+# --- Model Context Protocol conventions (semantic-conventions v1.41, docs/gen-ai/mcp.md) -------------
+MCP_METHOD_NAME: Final = "mcp.method.name"
+MCP_METHOD_TOOLS_CALL: Final = "tools/call"
+MCP_SESSION_ID: Final = "mcp.session.id"
+MCP_PROTOCOL_VERSION: Final = "mcp.protocol.version"
+ERROR_TYPE_TOOL_ERROR: Final = "tool_error"  # a CallToolResult with isError: true
 
 OPERATION_INVOKE_AGENT: Final = "invoke_agent"
 OPERATION_CHAT: Final = "chat"

@@ -3,6 +3,7 @@
 One processor per provider, whose delegates configure() swaps: the SDK has no way to remove a
 processor, and calling configure() again must detach the previous exporters. It also stamps the
 run id on every span started inside a run (other instrumentations' HTTP or database spans too),
+or, in a process with no run open, the run id another process sent in the W3C baggage,
 and writes the step log synchronously at span end — never through a queue that can drop.
 """
 
@@ -14,7 +15,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from steptrace import _attributes as A
-from steptrace._context import RUN_KEY, RunState
+from steptrace._context import RUN_KEY, RunState, remote_run
 from steptrace._internal import report_internal_error
 from steptrace._jsonl import JsonlSpanExporter
 
@@ -50,6 +51,17 @@ class Delegates:
             self.step_log.shutdown()
 
 
+def _stamp_remote_run(span: Span, parent_context: otel_context.Context | None) -> None:
+    """No run is open in this process: the run (and step) of the process that sent the request,
+    from the W3C baggage it propagated, so this process's spans and step records join that run."""
+    remote = remote_run(parent_context)
+    if remote is not None:
+        run_id, agent_step = remote
+        span.set_attribute(A.RUN_ID, run_id)
+        if agent_step is not None and (span.attributes is None or A.AGENT_STEP_NUMBER not in span.attributes):
+            span.set_attribute(A.AGENT_STEP_NUMBER, agent_step)
+
+
 class SteptraceSpanProcessor(SpanProcessor):
     """Run ids on every span of a run; step records and OTLP export through swappable delegates."""
 
@@ -65,6 +77,10 @@ class SteptraceSpanProcessor(SpanProcessor):
                 run = otel_context.get_value(RUN_KEY, parent_context)
                 if isinstance(run, RunState):
                     span.set_attribute(A.RUN_ID, run.run_id)
+                else:
+                    _stamp_remote_run(span, parent_context)
+            elif span.attributes is None or A.RUN_ID not in span.attributes:
+                _stamp_remote_run(span, parent_context)  # steptrace's own span, no local run
             for processor in self.delegates.processors:
                 processor.on_start(span, parent_context)
         except Exception as exc:
