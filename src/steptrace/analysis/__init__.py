@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from steptrace.analysis._cost import Pricer, PricesError, read_prices
 from steptrace.analysis._debug import (
     DebugReport,
     Hypothesis,
@@ -18,7 +19,7 @@ from steptrace.analysis._debug import (
 from steptrace.analysis._diff import DiffReport, MetricChange, diff
 from steptrace.analysis._html import render_html, write_html
 from steptrace.analysis._loading import LoadIssue, LogError
-from steptrace.analysis._runs import STOP_INCOMPLETE, Run, RunSet, load
+from steptrace.analysis._runs import STOP_INCOMPLETE, Run, RunSet, filter_runs, load, parse_duration_ms
 from steptrace.analysis._summary import RunSummary, summarize
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "LoadIssue",
     "LogError",
     "MetricChange",
+    "Pricer",
+    "PricesError",
     "RepeatedToolCall",
     "Run",
     "RunSet",
@@ -36,7 +39,10 @@ __all__ = [
     "SpanRef",
     "debug_run",
     "diff",
+    "filter_runs",
     "load",
+    "parse_duration_ms",
+    "read_prices",
     "render_html",
     "summarize",
     "write_html",

@@ -59,6 +59,14 @@ STEP_FIELDS = (
     "service",
     "stop_reason",
     "attributes",
+    # Pricing (analysis/_cost.py) and the run filters (conversation).
+    "model",
+    "request_model",
+    "provider",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "reasoning_tokens",
+    "conversation_id",
 )
 
 
@@ -84,6 +92,13 @@ class StepFields(Protocol):
     service: Any
     stop_reason: Any
     attributes: Any
+    model: Any
+    request_model: Any
+    provider: Any
+    cache_read_input_tokens: Any
+    cache_creation_input_tokens: Any
+    reasoning_tokens: Any
+    conversation_id: Any
 
 
 class _DictFields:

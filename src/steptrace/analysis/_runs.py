@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import difflib
 import gc
+import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from steptrace.analysis._cost import Pricer, PricesSource
 from steptrace.analysis._loading import (
     LoadIssue,
     ProgressCallback,
@@ -35,6 +38,7 @@ SPILL_PREFIX = "otlp-spill"
 
 Record = dict[str, Any]
 OrderBy = Literal["started", "duration"]
+RunStatus = Literal["ok", "error"]
 
 
 def parse_time(value: datetime | str) -> datetime:
@@ -156,6 +160,22 @@ class Run:
     tool_durations_ms: dict[str, list[float]] = field(repr=False)
     _reader: Callable[[str], list[Record]] | None = field(default=None, repr=False, compare=False)
     _records: list[Record] | None = field(default=None, repr=False, compare=False)
+    conversation_id: str | None = None
+    run_failed: bool = False
+    """The run span itself ended with an error status."""
+    cost_usd: float | None = None
+    """USD of the priced model calls (genai-prices); None when no call could be priced."""
+    unpriced_llm_calls: int = 0
+    """Model calls with no known price (unknown model, no usage reported): not in ``cost_usd``."""
+    _pricer: Pricer | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def status(self) -> RunStatus | None:
+        """``"error"`` when the run span failed or it stopped with ``error``; ``"ok"`` for
+        another finished run; None for an unfinished one (no run record)."""
+        if self.run_failed or self.stop_reason == "error":
+            return "error"
+        return "ok" if self.complete else None
 
     @property
     def total_steps(self) -> int:
@@ -171,7 +191,13 @@ class Run:
         """All step records of this run in start order (read from disk once, then cached)."""
         if self._records is None:
             raw = self._reader(self.run_id) if self._reader else []
-            self._records = sort_records(clean_record(record) for record in raw)
+            records = sort_records(clean_record(record) for record in raw)
+            pricer = self._pricer
+            if pricer is not None:
+                for record in records:
+                    if record["type"] == "llm_call":
+                        record["cost_usd"] = pricer.price_record(record)
+            self._records = records
         return self._records
 
     def to_dict(self) -> dict[str, Any]:
@@ -193,6 +219,10 @@ class Run:
             "error_count": self.error_count,
             "repeated_call_count": self.repeated_call_count,
             "tools": dict(self.tools),
+            "conversation_id": self.conversation_id,
+            "status": self.status,
+            "cost_usd": self.cost_usd,
+            "unpriced_llm_calls": self.unpriced_llm_calls,
         }
 
 
@@ -201,12 +231,14 @@ class _Accumulator:
 
     __slots__ = (
         "agent",
+        "cost",
         "errors",
         "first_started",
         "input_tokens",
         "last_end",
         "llm_calls",
         "output_tokens",
+        "priced",
         "record_count",
         "release",
         "repeated",
@@ -217,6 +249,7 @@ class _Accumulator:
         "tool_calls",
         "tool_durations",
         "tools",
+        "unpriced",
     )
 
     def __init__(self) -> None:
@@ -237,6 +270,9 @@ class _Accumulator:
         self.seen_calls: set[tuple[Any, Any]] = set()
         self.repeated = 0
         self.tool_durations: dict[str, list[float]] = {}
+        self.cost = 0.0
+        self.priced = 0
+        self.unpriced = 0
 
 
 def _accumulate(
@@ -245,6 +281,7 @@ def _accumulate(
     issue: LoadIssue,
     seen: set[int] | None = None,
     deferred: list[StepFields] | None = None,
+    pricer: Pricer | None = None,
 ) -> None:
     """Fold records into ``runs``. The hot loop of ``steptrace runs``: keep it lean.
 
@@ -254,6 +291,7 @@ def _accumulate(
     ``deferred`` when given, to be counted only if no fuller copy turns up in any file.
     """
     get_acc = runs.get
+    price = pricer.price if pricer is not None else None
     for record in records:
         run_id = record.run_id
         if type(run_id) is not str:  # counted as skipped by the reader
@@ -316,6 +354,25 @@ def _accumulate(
             tokens = record.output_tokens
             if type(tokens) is int:
                 acc.output_tokens += tokens
+            cost = (
+                price(
+                    record.provider,
+                    record.model or record.request_model,
+                    record.input_tokens,
+                    tokens,
+                    record.cache_read_input_tokens,
+                    record.cache_creation_input_tokens,
+                    record.reasoning_tokens,
+                    record.started_at if type(record.started_at) is str else None,
+                )
+                if price is not None
+                else None
+            )
+            if cost is None:
+                acc.unpriced += 1
+            else:
+                acc.cost += cost
+                acc.priced += 1
         elif kind == "agent_step":
             acc.steps += 1
             # Steps name the agent too, so a crashed run (no run record) still has one.
@@ -331,6 +388,8 @@ def _accumulate(
                 "stop_reason": record.stop_reason,
                 "started_at": record.started_at,
                 "duration_ms": record.duration_ms,
+                "conversation_id": record.conversation_id,
+                "failed": record.status == "error",
             }
         elif kind == "span":
             # A crashed run has no run record; a foreign span may still name the agent.
@@ -343,7 +402,12 @@ def _accumulate(
 _EPOCH = datetime.fromtimestamp(0, tz=timezone.utc)
 
 
-def _finish(run_id: str, acc: _Accumulator, reader: Callable[[str], list[Record]] | None) -> Run:
+def _finish(
+    run_id: str,
+    acc: _Accumulator,
+    reader: Callable[[str], list[Record]] | None,
+    pricer: Pricer | None = None,
+) -> Run:
     head = acc.run_record
     if head is not None:
         started_text = head["started_at"]
@@ -392,6 +456,11 @@ def _finish(run_id: str, acc: _Accumulator, reader: Callable[[str], list[Record]
         acc.repeated,
         acc.tool_durations,
         reader,
+        conversation_id=_text(head["conversation_id"]) if head is not None else None,
+        run_failed=bool(head is not None and head["failed"]),
+        cost_usd=acc.cost if acc.priced else None,
+        unpriced_llm_calls=acc.unpriced,
+        _pricer=pricer,
     )
 
 
@@ -457,48 +526,195 @@ class RunSet:
         since: datetime | str | None = None,
         until: datetime | str | None = None,
         slower_than_percentile: float | None = None,
+        agent: str | Iterable[str] | None = None,
+        conversation: str | None = None,
+        status: RunStatus | None = None,
+        min_duration: float | str | None = None,
+        max_duration: float | str | None = None,
         order_by: OrderBy = "started",
+        ascending: bool | None = None,
+        after: str | None = None,
+        before: str | None = None,
         limit: int | None = None,
     ) -> list[Run]:
-        """The runs matching every given filter.
-
-        ``since``/``until`` take datetimes or ISO 8601 strings (naive means UTC); ``since`` is
-        inclusive, ``until`` exclusive. ``slower_than_percentile=95`` keeps the runs slower than
-        the 95th percentile of the runs the other filters kept. ``order_by="started"`` lists
-        oldest first, ``"duration"`` slowest first; ``limit`` keeps the first ``limit`` of those.
+        """The runs matching every given filter: see :func:`filter_runs`.
 
         >>> load("steptrace-logs").runs(stop_reason="max_steps", order_by="duration", limit=5)
         ... # doctest: +SKIP
         """
-        if order_by not in ("started", "duration"):
-            raise ValueError(f"order_by must be 'started' or 'duration', got {order_by!r}")
-        since_at = parse_time(since) if since is not None else None
-        until_at = parse_time(until) if until is not None else None
-        selected = [
-            run
-            for run in self._runs
-            if (stop_reason is None or run.stop_reason == stop_reason)
-            and (min_steps is None or run.total_steps >= min_steps)
-            and (max_steps is None or run.total_steps <= max_steps)
-            and (tool is None or tool in run.tools)
-            and (release is None or run.release == release)
-            and (since_at is None or run.started_at >= since_at)
-            and (until_at is None or run.started_at < until_at)
-        ]
-        if slower_than_percentile is not None:
-            threshold = percentile([r.duration_ms for r in selected], slower_than_percentile)
-            selected = [r for r in selected if threshold is not None and r.duration_ms > threshold]
-        if order_by == "duration":
-            selected.sort(key=lambda r: (-r.duration_ms, r.run_id))
-        else:
-            selected.sort(key=lambda r: (r.started_at, r.run_id))
-        return selected if limit is None else selected[: max(0, limit)]
+        return filter_runs(
+            self._runs,
+            stop_reason=stop_reason,
+            min_steps=min_steps,
+            max_steps=max_steps,
+            tool=tool,
+            release=release,
+            since=since,
+            until=until,
+            slower_than_percentile=slower_than_percentile,
+            agent=agent,
+            conversation=conversation,
+            status=status,
+            min_duration=min_duration,
+            max_duration=max_duration,
+            order_by=order_by,
+            ascending=ascending,
+            after=after,
+            before=before,
+            limit=limit,
+        )
+
+
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(ms|s|m|min|h)\s*", re.IGNORECASE)
+_DURATION_UNIT_MS = {"ms": 1.0, "s": 1000.0, "m": 60_000.0, "min": 60_000.0, "h": 3_600_000.0}
+
+
+def parse_duration_ms(value: float | str, name: str = "duration") -> float:
+    """Milliseconds from ``"2s"``, ``"500ms"``, ``"1.5m"``, ``"1h"``; a number is milliseconds.
+
+    Raises ValueError with an example for anything else (a bare ``"2"`` is ambiguous).
+    """
+    if not isinstance(value, str):
+        number = float(value) if type(value) in (int, float) else -1.0
+        if math.isfinite(number) and number >= 0:
+            return number
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value)
+        if match is not None:
+            return float(match.group(1)) * _DURATION_UNIT_MS[match.group(2).lower()]
+    raise ValueError(f"{name} {value!r} is not a duration; write e.g. 2s, 500ms, 1.5m or 1h")
+
+
+def _cursor(runs: Sequence[Run], run_id: str, name: str) -> Run:
+    for run in runs:
+        if run.run_id == run_id:
+            return run
+    prefixed = [run for run in runs if run_id and run.run_id.startswith(run_id)]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    what = f"matches {len(prefixed)} runs" if prefixed else "is not a run id in these logs"
+    raise ValueError(
+        f"{name} {run_id!r} {what}; use a run id from the list, e.g. {name} {runs[0].run_id}"
+        if runs
+        else f"{name} {run_id!r}: there are no runs"
+    )
+
+
+def _oldest_first(run: Run) -> tuple[datetime, str]:
+    return run.started_at, run.run_id
+
+
+def _slowest_first(run: Run) -> tuple[float, str]:
+    return -run.duration_ms, run.run_id
+
+
+def _fastest_first(run: Run) -> tuple[float, str]:
+    return run.duration_ms, run.run_id
+
+
+def filter_runs(
+    runs: Sequence[Run],
+    *,
+    stop_reason: str | None = None,
+    min_steps: int | None = None,
+    max_steps: int | None = None,
+    tool: str | None = None,
+    release: str | None = None,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+    slower_than_percentile: float | None = None,
+    agent: str | Iterable[str] | None = None,
+    conversation: str | None = None,
+    status: RunStatus | None = None,
+    min_duration: float | str | None = None,
+    max_duration: float | str | None = None,
+    order_by: OrderBy = "started",
+    ascending: bool | None = None,
+    after: str | None = None,
+    before: str | None = None,
+    limit: int | None = None,
+) -> list[Run]:
+    """The runs matching every given filter, in order, one page of them with ``limit``.
+
+    The one place runs are selected: ``steptrace runs``, ``diff`` and ``report`` all come here.
+
+    - ``since``/``until``: datetimes or ISO 8601 strings (naive means UTC); ``since`` inclusive,
+      ``until`` exclusive. ``agent``: a name or several (any of them). ``conversation``: the
+      run's ``gen_ai.conversation.id``. ``status="error"``: the run span failed or the run
+      stopped with ``error``; ``"ok"``: any other finished run (unfinished runs are neither).
+    - ``min_duration``/``max_duration``: milliseconds, or text such as ``"2s"``, ``"500ms"``
+      (both bounds inclusive). ``slower_than_percentile=95`` keeps the runs slower than the 95th
+      percentile of the runs the other filters kept.
+    - ``order_by="started"`` lists oldest first, ``"duration"`` slowest first;
+      ``ascending=False``/``True`` turns either around (newest first, fastest first).
+    - Cursor pagination: ``after``/``before`` take a run id (or unique prefix) and keep the runs
+      after/before it in that order (the cursor run itself may be filtered out). ``limit`` keeps
+      the first ``limit`` runs, or, given ``before`` without ``after``, the last ``limit``: the page
+      right before the cursor.
+
+    Bad values raise ValueError with a message that names the parameter and gives an example.
+
+    >>> page = filter_runs(load("logs").runs(), status="error", ascending=False, limit=20)
+    ... # doctest: +SKIP
+    >>> next_page = filter_runs(runs, status="error", ascending=False, after=page[-1].run_id, limit=20)
+    ... # doctest: +SKIP
+    """
+    if order_by not in ("started", "duration"):
+        raise ValueError(f"order_by must be 'started' or 'duration', got {order_by!r}")
+    if status is not None and status not in ("ok", "error"):
+        raise ValueError(f"status must be 'ok' or 'error', got {status!r}")
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise ValueError(f"limit must be a whole number >= 0, got {limit!r}")
+    since_at = parse_time(since) if since is not None else None
+    until_at = parse_time(until) if until is not None else None
+    agents = None if agent is None else {agent} if isinstance(agent, str) else set(agent)
+    low = parse_duration_ms(min_duration, "min_duration") if min_duration is not None else None
+    high = parse_duration_ms(max_duration, "max_duration") if max_duration is not None else None
+    after_run = _cursor(runs, after, "after") if after is not None else None
+    before_run = _cursor(runs, before, "before") if before is not None else None
+    selected = [
+        run
+        for run in runs
+        if (stop_reason is None or run.stop_reason == stop_reason)
+        and (min_steps is None or run.total_steps >= min_steps)
+        and (max_steps is None or run.total_steps <= max_steps)
+        and (tool is None or tool in run.tools)
+        and (release is None or run.release == release)
+        and (since_at is None or run.started_at >= since_at)
+        and (until_at is None or run.started_at < until_at)
+        and (agents is None or run.agent in agents)
+        and (conversation is None or run.conversation_id == conversation)
+        and (status is None or run.status == status)
+        and (low is None or run.duration_ms >= low)
+        and (high is None or run.duration_ms <= high)
+    ]
+    if slower_than_percentile is not None:
+        threshold = percentile([r.duration_ms for r in selected], slower_than_percentile)
+        selected = [r for r in selected if threshold is not None and r.duration_ms > threshold]
+    reverse = order_by == "started" and ascending is False
+    if order_by == "duration":
+        key: Callable[[Run], tuple[Any, ...]] = _fastest_first if ascending else _slowest_first
+    else:
+        key = _oldest_first
+    selected.sort(key=key, reverse=reverse)
+    if after_run is not None:
+        cut = key(after_run)
+        selected = [r for r in selected if (key(r) < cut if reverse else key(r) > cut)]
+    if before_run is not None:
+        cut = key(before_run)
+        selected = [r for r in selected if (key(r) > cut if reverse else key(r) < cut)]
+    if limit is None:
+        return selected
+    if before_run is not None and after_run is None:
+        return selected[max(0, len(selected) - limit) :]
+    return selected[:limit]
 
 
 def load(
     *paths: str | os.PathLike[str],
     progress: ProgressCallback | None = None,
     dedupe_single_file: bool = False,
+    prices: PricesSource | Pricer | None = None,
 ) -> RunSet:
     """Read step logs: files, directories, globs; ``.jsonl``, ``.jsonl.gz`` and OTLP JSON.
 
@@ -511,9 +727,15 @@ def load(
     trace and span id, the most complete one is kept, and each file's ``LoadIssue`` says how many
     it dropped. One file is taken to hold each span once (``dedupe_single_file=True`` checks).
 
+    Every model call is priced from its provider, model and token counts with genai-prices'
+    bundled data (offline); ``prices`` (a JSON file's path, or its mapping: model id -> USD per
+    million tokens with genai-prices' field names, see :func:`read_prices`) adds or overrides
+    prices. A bad prices file raises :class:`PricesError` (a :class:`LogError`).
+
     >>> runs = load("steptrace-logs")  # doctest: +SKIP
     >>> failing = runs.runs(stop_reason="error")  # doctest: +SKIP
     """
+    pricer = prices if isinstance(prices, Pricer) else Pricer(prices)
     # The step log before the OTLP spill file: the spill's copies are the duplicates.
     sources = sorted(find_sources(paths), key=lambda path: path.name.startswith(SPILL_PREFIX))
     issues = [LoadIssue(path) for path in sources]
@@ -548,14 +770,14 @@ def load(
 
             deferred: list[StepFields] = []
             records = iter_step_fields(source, issue, progress=file_progress)
-            _accumulate(records, accumulators, issue, seen, deferred)
+            _accumulate(records, accumulators, issue, seen, deferred, pricer)
             if deferred:
                 cut_copies.append((issue, deferred))
             if progress is not None:
                 done += source.stat().st_size
         for issue, deferred in cut_copies:
-            _accumulate(deferred, accumulators, issue, seen)
-        runs = [_finish(run_id, acc, read_run) for run_id, acc in accumulators.items()]
+            _accumulate(deferred, accumulators, issue, seen, pricer=pricer)
+        runs = [_finish(run_id, acc, read_run, pricer) for run_id, acc in accumulators.items()]
         # Free the accumulators (and sort) before the collector is back: its first pass then
         # scans far fewer objects.
         accumulators.clear()

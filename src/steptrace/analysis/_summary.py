@@ -27,6 +27,10 @@ class RunSummary:
     stop_reason: str
     complete: bool
     tools_used: dict[str, int]
+    cost_usd: float | None = None
+    """USD of the priced model calls; None when none could be priced (never a guessed $0)."""
+    unpriced_llm_calls: int = 0
+    """Model calls without a known price: left out of ``cost_usd``."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +49,8 @@ class RunSummary:
             "stop_reason": self.stop_reason,
             "complete": self.complete,
             "tools_used": dict(self.tools_used),
+            "cost_usd": self.cost_usd,
+            "unpriced_llm_calls": self.unpriced_llm_calls,
         }
 
 
@@ -69,4 +75,6 @@ def summarize(run: Run) -> RunSummary:
         stop_reason=run.stop_reason,
         complete=run.complete,
         tools_used=dict(sorted(run.tools.items(), key=lambda kv: (-kv[1], kv[0]))),
+        cost_usd=run.cost_usd,
+        unpriced_llm_calls=run.unpriced_llm_calls,
     )
