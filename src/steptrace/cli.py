@@ -497,6 +497,43 @@ def cmd_view(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from steptrace.analysis._report import write_report
+
+    since = _time_filter("--since", args.since)
+    until = _time_filter("--until", args.until)
+    runs = _load(args)
+    try:
+        selected = runs.runs(
+            stop_reason=args.stop_reason,
+            min_steps=args.min_steps,
+            max_steps=args.max_steps,
+            tool=args.tool,
+            release=args.release,
+            since=since,
+            until=until,
+            slower_than_percentile=args.slower_than_percentile,
+        )
+    except ValueError as exc:
+        raise _Exit(EXIT_USAGE, f"bad filter: {exc}") from exc
+    if not selected:
+        raise _Exit(
+            EXIT_NO_MATCH, f"no runs match these filters among {len(runs)} runs{_no_match_hint(args, runs)}"
+        )
+    try:
+        written = write_report(runs, args.output, selected)
+    except OSError as exc:
+        raise _Exit(EXIT_USAGE, f"{args.output}: cannot write ({exc.strerror or exc})") from exc
+    if args.json:
+        _print_json(written.to_dict())
+    else:
+        print(
+            f"wrote {written.path} ({written.bytes / 1e6:.1f} MB: {written.runs:,} runs, "
+            f"{len(written.timeline_run_ids):,} with their timeline); open it in a browser, no network needed"
+        )
+    return EXIT_OK
+
+
 DEMO_MODULE = "steptrace._demo"
 
 
@@ -628,6 +665,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-o", "--output", metavar="FILE", help="HTML file to write (default steptrace-RUN_ID.html)"
     )
+
+    p = command(
+        "report",
+        "write a self-contained HTML report over many runs: releases, charts, tools, runs table",
+        "steptrace report --since 2026-11-01 -o report.html",
+        cmd_report,
+    )
+    p.add_argument("-o", "--output", metavar="FILE", default="steptrace-report.html",
+                   help="HTML file to write (default steptrace-report.html)")  # fmt: skip
+    p.add_argument("--stop-reason", help="e.g. end_turn, error, max_steps, incomplete")
+    p.add_argument("--min-steps", type=int)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--tool", help="runs that called this tool")
+    p.add_argument("--release")
+    p.add_argument("--since", help="ISO time, e.g. 2026-11-21T00:00Z (UTC if no zone)")
+    p.add_argument("--until", help="ISO time (exclusive)")
+    p.add_argument("--slower-than-percentile", type=float, metavar="P")
 
     command(
         "demo",
