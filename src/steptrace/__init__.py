@@ -22,6 +22,7 @@ from steptrace._context import current_step_state as current_step
 from steptrace._decorators import agent_run, agent_step, llm_request, tool, tool_executor
 from steptrace._errors import ConfigError
 from steptrace._jsonl import JsonlSpanExporter, read_steps
+from steptrace._logs import structlog_processor
 from steptrace._spans import AgentRun, AgentStep, LlmRequest, ToolCall
 from steptrace._version import __version__
 from steptrace.instrumentation.anthropic import instrument_anthropic, uninstrument_anthropic
@@ -55,6 +56,7 @@ __all__ = [
     "llm_request",
     "read_steps",
     "rerun",
+    "structlog_processor",
     "tool",
     "tool_executor",
     "uninstrument_anthropic",

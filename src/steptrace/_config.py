@@ -29,10 +29,13 @@ from steptrace import _state
 from steptrace._content import DEFAULT_MAX_CONTENT_BYTES, ContentPolicy
 from steptrace._errors import ConfigError
 from steptrace._jsonl import JsonlSpanExporter
+from steptrace._logs import LogSettings, configure_logs, parse_capture_logs
+from steptrace._logs import uninstall as uninstall_log_hooks
 from steptrace._processors import Delegates, SteptraceSpanProcessor
 from steptrace._redaction import Redactor
 from steptrace._settings import env_flag, sdk_disabled
 from steptrace.export import OtlpSettings, make_metric_reader, make_span_processor
+from steptrace.export.otlp_logs import OtlpLogs
 from steptrace.export.rotation import RotationSettings
 
 logger = logging.getLogger("steptrace")
@@ -90,6 +93,7 @@ class Telemetry:
         delegates: Delegates | None = None,
         switch: SteptraceSpanProcessor | None = None,
         owned_meter_provider: SdkMeterProvider | None = None,
+        logs: LogSettings | None = None,
     ) -> None:
         self.enabled = enabled
         self.service_name = service_name
@@ -102,6 +106,7 @@ class Telemetry:
         self._delegates = delegates
         self._switch = switch
         self._owned_meter_provider = owned_meter_provider
+        self._logs = logs
         self._closed = False
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -116,6 +121,12 @@ class Telemetry:
                 ok = self._owned_meter_provider.force_flush(timeout_millis) and ok
             except Exception:
                 ok = False
+        otlp_logs = self._logs.otlp if self._logs is not None else None
+        if otlp_logs is not None:
+            try:
+                ok = otlp_logs.force_flush(timeout_millis) and ok
+            except Exception:
+                ok = False
         return ok
 
     def shutdown(self) -> None:
@@ -126,12 +137,16 @@ class Telemetry:
                 _state.set_active(None)
                 _current = None
                 _configure_rerun(False, None, None)
+                # Only here: at exit, logging.shutdown() may still format records with %(run_id)s.
+                uninstall_log_hooks()
         self._close()
 
     def _close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._logs is not None:
+            self._logs.close()
         # Flush and shut down while still attached: a span ending meanwhile (another thread)
         # is exported, or counted and spilled by the closing processor, never silently lost.
         if self._delegates is not None:
@@ -230,6 +245,8 @@ def configure(
     record_for_rerun: bool | None = None,
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
+    correlate_logs: bool | None = None,
+    capture_logs: bool | str | int | None = None,
 ) -> Telemetry:
     """Set up steptrace; returns a handle with ``force_flush() -> bool`` and ``shutdown()``.
 
@@ -250,6 +267,14 @@ def configure(
     - ``record_for_rerun`` (``STEPTRACE_RECORD_FOR_RERUN``, off by default: it stores content)
       keeps a full-fidelity recording of each run for ``steptrace.rerun`` in
       ``<log dir>/rerun/<run_id>.jsonl`` (mode 0600), redacted like the step log.
+    - ``correlate_logs`` (``STEPTRACE_CORRELATE_LOGS``, on by default) gives every stdlib log
+      record ``run_id``, ``step`` (agent step number), ``trace_id`` and ``span_id`` attributes,
+      empty outside a run, for ``%(run_id)s`` in a format string.
+    - ``capture_logs`` (``STEPTRACE_CAPTURE_LOGS``, off by default; ``True`` or a level such as
+      ``"WARNING"``) writes the log records made inside a run into the step log as
+      ``type: "log"`` records, redacted and bounded like error messages. With an OTLP endpoint
+      and ``OTEL_LOGS_EXPORTER`` not ``none``, log records made inside runs are also exported
+      as OTLP logs (whatever ``capture_logs`` says).
     - ``OTEL_SDK_DISABLED=true`` makes every steptrace call a cheap no-op.
     """
     global _current, _atexit_registered
@@ -260,6 +285,7 @@ def configure(
             previous, _current = _current, telemetry
             _state.set_active(None, disabled=True)
             _configure_rerun(False, None, None)
+            configure_logs(None)
         if previous is not None:
             previous._close()
         return telemetry
@@ -276,6 +302,18 @@ def configure(
             capture_content = override.capture_content if flag is None else flag
     path = _resolve_jsonl_path(jsonl_path, otlp)
     rotation = RotationSettings.resolve(jsonl_max_bytes, jsonl_backups)
+    if correlate_logs is None:
+        flag = env_flag("STEPTRACE_CORRELATE_LOGS")
+        correlate_logs = True if flag is None else flag
+    if capture_logs is None:
+        capture_level = parse_capture_logs(os.environ.get("STEPTRACE_CAPTURE_LOGS"), "STEPTRACE_CAPTURE_LOGS")
+    else:
+        capture_level = parse_capture_logs(capture_logs)
+    otlp_logs = (
+        OtlpLogs.from_env(otlp, protocol=otlp_protocol, headers=otlp_headers, service_name=name)
+        if otlp is not None
+        else None
+    )
     if otlp is not None:
         spill = (path.parent if path is not None else DEFAULT_JSONL_PATH.parent) / "otlp-spill.jsonl"
         otlp = dataclasses.replace(otlp, spill_path=spill, spill_rotation=rotation)
@@ -331,6 +369,13 @@ def configure(
 
     delegates = Delegates(step_log, processors)
     content = ContentPolicy(capture_content, redactor, max_content_bytes)
+    logs = LogSettings(
+        correlate=correlate_logs,
+        capture_level=capture_level,
+        step_log=step_log,
+        content=content,
+        otlp=otlp_logs,
+    )
     telemetry = Telemetry(
         enabled=True,
         service_name=name,
@@ -343,6 +388,7 @@ def configure(
         delegates=delegates,
         switch=switch,
         owned_meter_provider=owned_meter_provider,
+        logs=logs,
     )
     with _lock:
         previous, _current = _current, telemetry
@@ -351,6 +397,7 @@ def configure(
         _state.set_active(_state.make_active_config(provider, meters, content))
         log_dir = step_log.path.parent if step_log is not None else DEFAULT_JSONL_PATH.parent
         _configure_rerun(record_for_rerun, log_dir, content)
+        configure_logs(logs)
         if not _atexit_registered:
             atexit.register(_flush_at_exit)
             _atexit_registered = True
@@ -396,5 +443,6 @@ def reset_for_tests() -> None:
         previous, _current = _current, None
         _state.set_active(None)
         _configure_rerun(False, None, None)
+        uninstall_log_hooks()
     if previous is not None:
         previous._close()

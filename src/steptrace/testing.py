@@ -14,6 +14,9 @@ under test (a ``main()``, say) keeps these: its spans and metrics still reach th
 step log is the fixture's (whatever ``jsonl_path`` or ``STEPTRACE_JSONL_PATH`` says: nothing is
 written in the working directory), nothing is exported over OTLP, and content capture stays on
 unless that call passes ``capture_content=False``.
+
+``steptrace_capture.logs`` lists the stdlib log records made inside runs, with their correlation
+keys (``run_id``, ``step``, ``trace_id``, ``span_id``), whatever ``capture_logs`` says.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from steptrace._config import CaptureOverride, Telemetry, configure, reset_for_tests, set_capture_override
 from steptrace._jsonl import read_steps
+from steptrace._logs import set_test_sink
 
 
 class Capture:
@@ -44,6 +48,8 @@ class Capture:
         self.metric_reader = InMemoryMetricReader()
         self.meter_provider = MeterProvider(metric_readers=[self.metric_reader])
         self.jsonl_path = directory / "steps.jsonl"
+        self._logs: list[dict[str, Any]] = []
+        set_test_sink(self._logs)
         self.telemetry: Telemetry = self.configure()
 
     def configure(self, **options: Any) -> Telemetry:
@@ -64,6 +70,13 @@ class Capture:
     def spans(self) -> list[ReadableSpan]:
         """Finished spans, in end order."""
         return list(self.span_exporter.get_finished_spans())
+
+    @property
+    def logs(self) -> list[dict[str, Any]]:
+        """Log records made inside runs, oldest first: ``run_id``, ``step`` (agent step number or
+        None), ``trace_id``, ``span_id``, ``level``, ``logger``, ``message`` (unredacted), and
+        the ``logging.LogRecord`` itself as ``record``."""
+        return list(self._logs)
 
     def spans_named(self, name: str) -> list[ReadableSpan]:
         return [span for span in self.spans if span.name == name]
@@ -91,10 +104,12 @@ class Capture:
     def clear(self) -> None:
         """Forget spans and records captured so far."""
         self.span_exporter.clear()
+        self._logs.clear()
         if self.jsonl_path.exists():
             self.jsonl_path.write_bytes(b"")
 
     def close(self) -> None:
+        set_test_sink(None)
         set_capture_override(None)
         reset_for_tests()
         self.tracer_provider.shutdown()

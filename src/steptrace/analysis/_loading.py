@@ -36,6 +36,10 @@ _DEEP_BRACKETS = 800
 
 ProgressCallback = Callable[[int], None]
 
+LOG_RECORD_TYPE = "log"
+"""``type`` of a captured log line (``configure(capture_logs=...)``): not a span, so the aggregate
+pass and a run's records skip it; :func:`iter_log_records` reads these alone."""
+
 
 # The fields the per-run aggregates read. The fast path decodes only these, so the (large)
 # captured input/output of every record is skipped instead of being turned into objects.
@@ -364,8 +368,12 @@ def _json_object(line: bytes) -> dict[str, Any] | None:
     return None
 
 
-def _decode_line(line: bytes, line_number: int, issue: LoadIssue, *, otlp: bool, fields: bool) -> list[Any]:
-    """The records in one line the fast decoder did not take, noting what is wrong in ``issue``."""
+def _decode_line(
+    line: bytes, line_number: int, issue: LoadIssue, *, otlp: bool, fields: bool, logs: bool = False
+) -> list[Any]:
+    """The records in one line the fast decoder did not take, noting what is wrong in ``issue``.
+
+    ``logs``: only log-line records (else only span records)."""
     try:
         document = _FULL_DECODE(line)
     except (ValueError, RecursionError):  # RecursionError: nested about 1,000 levels deep
@@ -396,9 +404,13 @@ def _decode_line(line: bytes, line_number: int, issue: LoadIssue, *, otlp: bool,
         if not all(type(r["run_id"]) is str for r in records):
             issue.add_bad_run_id(line_number)
             records = [r for r in records if type(r["run_id"]) is str]
+        if logs:  # OTLP JSON holds spans only
+            return []
     elif "run_id" in document and "type" in document:
         if type(document["run_id"]) is not str:
             issue.add_bad_run_id(line_number)
+            return []
+        if (document["type"] == LOG_RECORD_TYPE) is not logs:
             return []
         records = [document]
     elif "recording" in document:  # a rerun recording's line (an exported run holds both)
@@ -416,8 +428,10 @@ def _iter(
     fields: bool,
     needle: bytes | None = None,
     progress: ProgressCallback | None = None,
+    logs: bool = False,
 ) -> Iterator[Any]:
-    """Records of one file in file order, as dicts or (``fields``) as StepFields."""
+    """Records of one file in file order, as dicts or (``fields``) as StepFields; with ``logs``,
+    only the log-line records (as dicts)."""
     reader, raw = _open(path)
     fields_decode = _FIELDS_DECODE if fields else None
     otlp: bool | None = None  # decided by the first non-blank line
@@ -433,7 +447,9 @@ def _iter(
                     # torn line before it must not decide it.
                     first = _json_object(line)
                     if first is None:
-                        yield from _decode_line(line, line_number, issue, otlp=False, fields=fields)
+                        yield from _decode_line(
+                            line, line_number, issue, otlp=False, fields=fields, logs=logs
+                        )
                         continue
                     otlp = "resourceSpans" in first
                     if otlp:
@@ -450,9 +466,10 @@ def _iter(
                         pass
                     else:
                         if type(step.run_id) is str and step.type is not None:
-                            yield step
+                            if step.type != LOG_RECORD_TYPE:  # log lines count in no aggregate
+                                yield step
                             continue
-                yield from _decode_line(line, line_number, issue, otlp=otlp, fields=fields)
+                yield from _decode_line(line, line_number, issue, otlp=otlp, fields=fields, logs=logs)
         except (EOFError, zlib.error):
             # A .gz cut off by a crash: keep the records before the cut.
             issue.truncated_gzip = True
@@ -481,3 +498,10 @@ def iter_step_fields(
 ) -> Iterator[StepFields]:
     """Every record of one file reduced to :data:`STEP_FIELDS`: the aggregate pass's input."""
     return cast(Iterator[StepFields], _iter(path, issue, fields=True, progress=progress))
+
+
+def iter_log_records(
+    path: Path, issue: LoadIssue, *, needle: bytes | None = None
+) -> Iterator[dict[str, Any]]:
+    """The captured log-line records (``type: "log"``) of one file, as dicts, in file order."""
+    return cast(Iterator[dict[str, Any]], _iter(path, issue, fields=False, needle=needle, logs=True))

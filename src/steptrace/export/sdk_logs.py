@@ -16,6 +16,7 @@ _SDK_EXPORTER_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.grpc.exporter",
     "opentelemetry.exporter.otlp.proto.http.trace_exporter",
     "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+    "opentelemetry.exporter.otlp.proto.http._log_exporter",  # the logs signal (otlp_logs)
     "opentelemetry.exporter.otlp.proto.http._common",
     "opentelemetry.exporter.otlp.common.http",
 )
