@@ -1,5 +1,4 @@
-"""A small MCP server over stdio, traced by steptrace, for tests/test_instrument_mcp.py and
-examples/mcp_agent.py.
+"""A small MCP server over stdio, traced by steptrace, for tests/test_instrument_mcp.py.
 
 Its step log goes to ``STEPTRACE_JSONL_PATH`` (set by the caller). Tools: ``add`` (works),
 ``convert_currency`` (answers ``isError`` for an unknown code), ``lookup_account`` (quotes a

@@ -8,6 +8,8 @@ log into the test's temporary directory.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -381,3 +383,34 @@ def test_local_run_wins_over_baggage_and_bad_baggage_is_ignored(steptrace_captur
     spans = {s.name: s for s in steptrace_capture.spans}
     assert (spans["inside"].attributes or {})["steptrace.run_id"] == run.run_id
     assert "steptrace.run_id" not in (spans["hostile"].attributes or {})
+
+
+def test_example_runs_offline_and_debug_names_the_failed_mcp_tool(tmp_path: Path) -> None:
+    """examples/mcp_agent.py would fail offline, or `steptrace debug` on its run would miss the cause."""
+    env = {k: v for k, v in os.environ.items() if k != "STEPTRACE_JSONL_PATH"}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "mcp_agent.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "step 1: convert_currency" in done.stdout and "step 2:" in done.stdout
+    records = list(steptrace.read_steps(tmp_path / "steptrace-logs" / "steps.jsonl"))
+    (run,) = [r for r in records if r["type"] == "run"]
+    served = [r for r in records if r["name"] == "tools/call convert_currency"]
+    assert len(served) == 2 and {r["run_id"] for r in served} == {run["run_id"]}
+    debug = subprocess.run(
+        [sys.executable, "-m", "steptrace", "debug", run["run_id"][:8]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert debug.returncode == 0, debug.stderr
+    assert "[tool_failure]" in debug.stdout
+    assert "convert_currency failed" in debug.stdout and "unknown currency code 'EURO'" in debug.stdout
