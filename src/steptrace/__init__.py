@@ -26,6 +26,7 @@ from steptrace._logs import structlog_processor
 from steptrace._spans import AgentRun, AgentStep, LlmRequest, ToolCall
 from steptrace._version import __version__
 from steptrace.instrumentation.anthropic import instrument_anthropic, uninstrument_anthropic
+from steptrace.instrumentation.google_genai import instrument_google_genai, uninstrument_google_genai
 from steptrace.instrumentation.mcp import instrument_mcp, uninstrument_mcp
 from steptrace.instrumentation.openai import instrument_openai, uninstrument_openai
 from steptrace.rerun import RerunDivergence, RerunReport, rerun
@@ -51,6 +52,7 @@ __all__ = [
     "current_run",
     "current_step",
     "instrument_anthropic",
+    "instrument_google_genai",
     "instrument_mcp",
     "instrument_openai",
     "llm_request",
@@ -60,6 +62,7 @@ __all__ = [
     "tool",
     "tool_executor",
     "uninstrument_anthropic",
+    "uninstrument_google_genai",
     "uninstrument_mcp",
     "uninstrument_openai",
 ]

@@ -66,6 +66,7 @@ ERROR_TYPE_TOOL_ERROR: Final = "tool_error"  # a CallToolResult with isError: tr
 OPERATION_INVOKE_AGENT: Final = "invoke_agent"
 OPERATION_CHAT: Final = "chat"
 OPERATION_EXECUTE_TOOL: Final = "execute_tool"
+OPERATION_GENERATE_CONTENT: Final = "generate_content"  # Gemini generateContent (the conventions' value)
 
 # --- steptrace's own keys: one prefix ---------------------------------------------------------------
 PREFIX: Final = "steptrace."
