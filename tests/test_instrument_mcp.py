@@ -414,3 +414,35 @@ def test_example_runs_offline_and_debug_names_the_failed_mcp_tool(tmp_path: Path
     assert debug.returncode == 0, debug.stderr
     assert "[tool_failure]" in debug.stdout
     assert "convert_currency failed" in debug.stdout and "unknown currency code 'EURO'" in debug.stdout
+
+
+def test_rerun_serves_recorded_mcp_results_with_the_server_gone(
+    steptrace_capture: Capture, tmp_path: Path
+) -> None:
+    """A rerun would call the (stopped) MCP server, or hand back dicts instead of CallToolResult."""
+    steptrace_capture.configure(record_for_rerun=True)
+    kept: list[ClientSession] = []
+
+    async def agent(session: ClientSession) -> list[CallToolResult]:
+        with steptrace.agent_run(agent="fx"), steptrace.agent_step():
+            return [
+                await session.call_tool("convert_currency", {"amount": 4.2, "currency": "EURO"}),
+                await session.call_tool("convert_currency", {"amount": 4.2, "currency": "EUR"}),
+            ]
+
+    async def record(session: ClientSession) -> list[CallToolResult]:
+        kept.append(session)
+        return await agent(session)
+
+    original = with_server(tmp_path, record)
+    (recording,) = sorted((steptrace_capture.jsonl_path.parent / "rerun").glob("*.jsonl"))
+    steptrace_capture.clear()
+    with steptrace.rerun(recording.stem, log=steptrace_capture.jsonl_path, tools="recorded") as rerun:
+        replayed = asyncio.run(agent(kept[0]))  # the session's server has exited
+    assert [type(r) for r in replayed] == [CallToolResult, CallToolResult]
+    assert [r.model_dump() for r in replayed] == [r.model_dump() for r in original]
+    assert rerun.report is not None and rerun.report.reproduced, rerun.report
+    failed, converted = steptrace_capture.spans_named("tool_execution")
+    assert (failed.attributes or {})["error.type"] == "tool_error" and "error.type" not in (
+        converted.attributes or {}
+    )
