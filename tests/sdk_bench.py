@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -37,7 +38,7 @@ class Endless(F.Script):
         super().__init__()
         self.reply = reply
 
-    def __call__(self, request: F.httpx2.Request) -> F.httpx2.Response:
+    def __call__(self, request: Any) -> Any:
         self.replies = [self.reply]
         return super().__call__(request)
 

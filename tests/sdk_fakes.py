@@ -1,15 +1,18 @@
 """Canned OpenAI and Anthropic HTTP responses, served to the real SDKs through their own client.
 
-``Script`` is an ``httpx2.MockTransport`` handler: each request pops the next canned response.
+``Script`` is a ``MockTransport`` handler: each request pops the next canned response.
 Bodies are JSON or server-sent events; a streamed body can wait before its first chunk, pause
 between chunks, or be cut off mid-way the way a dropped connection is. ``FakeServer`` serves the
 same script on 127.0.0.1 for the tests that need a real socket (a server that hangs up, a read
-timeout).
+timeout). Each SDK gets the HTTP library it is built on: ``httpx2`` (openai 3.x, anthropic 1.x and
+2.x) or ``httpx`` (openai 1.x and 2.x, anthropic 0.x), as ``OPENAI_HTTP``/``ANTHROPIC_HTTP``, so
+the same tests run against every SDK major ``make test`` installs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import socket
 import threading
@@ -17,13 +20,26 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import ModuleType
 from typing import Any
 
 import anthropic
-import httpx2
 import openai
 
 API_KEY = "sk-test-0000"
+
+
+def _sdk_http(package: str) -> ModuleType:
+    """The HTTP library (httpx2 or httpx) an SDK's client is built on."""
+    base = importlib.import_module(f"{package}._base_client")
+    module = getattr(base, "httpx2", None) or base.httpx
+    assert isinstance(module, ModuleType)
+    return module
+
+
+OPENAI_HTTP = _sdk_http("openai")
+ANTHROPIC_HTTP = _sdk_http("anthropic")
+_HTTP_MODULES = tuple({id(m): m for m in (OPENAI_HTTP, ANTHROPIC_HTTP)}.values())
 
 
 # --- canned bodies -----------------------------------------------------------------------------
@@ -308,12 +324,18 @@ def anthropic_sse(events: Sequence[dict[str, Any]]) -> list[bytes]:
 
 
 # --- transports --------------------------------------------------------------------------------
-def cut_off() -> httpx2.RemoteProtocolError:
-    """What httpx2 raises when the server closes the connection mid-body."""
-    return httpx2.RemoteProtocolError("peer closed connection without sending complete message body")
+def cut_off(http: ModuleType = OPENAI_HTTP) -> Exception:
+    """What httpx2 (or httpx) raises when the server closes the connection mid-body."""
+    error: Exception = http.RemoteProtocolError(
+        "peer closed connection without sending complete message body"
+    )
+    return error
 
 
-class ChunkedBody(httpx2.SyncByteStream, httpx2.AsyncByteStream):
+_STREAM_BASES = tuple(base for m in _HTTP_MODULES for base in (m.SyncByteStream, m.AsyncByteStream))
+
+
+class ChunkedBody(*_STREAM_BASES):  # type: ignore[misc]
     """A streamed body: waits ``first_delay`` seconds, then yields chunks ``gap`` seconds apart.
 
     With ``cut_after`` set, the connection "drops" after that many chunks.
@@ -326,7 +348,9 @@ class ChunkedBody(httpx2.SyncByteStream, httpx2.AsyncByteStream):
         first_delay: float = 0.0,
         gap: float = 0.0,
         cut_after: int | None = None,
+        http: ModuleType = OPENAI_HTTP,
     ) -> None:
+        self.http = http
         self.chunks = list(chunks)
         self.first_delay = first_delay
         self.gap = gap
@@ -338,7 +362,7 @@ class ChunkedBody(httpx2.SyncByteStream, httpx2.AsyncByteStream):
             time.sleep(self.first_delay)
         for number, chunk in enumerate(self.chunks):
             if self.cut_after is not None and number == self.cut_after:
-                raise cut_off()
+                raise cut_off(self.http)
             if number and self.gap:
                 time.sleep(self.gap)
             yield chunk
@@ -348,7 +372,7 @@ class ChunkedBody(httpx2.SyncByteStream, httpx2.AsyncByteStream):
             await asyncio.sleep(self.first_delay)
         for number, chunk in enumerate(self.chunks):
             if self.cut_after is not None and number == self.cut_after:
-                raise cut_off()
+                raise cut_off(self.http)
             if number and self.gap:
                 await asyncio.sleep(self.gap)
             yield chunk
@@ -390,11 +414,12 @@ def error_reply(status: int, message: str = "boom", **headers: str) -> Canned:
 
 
 class Script:
-    """An httpx2 MockTransport handler replying with canned responses in order."""
+    """A MockTransport handler replying with canned responses in order."""
 
     def __init__(self, *replies: Canned) -> None:
+        self.http = OPENAI_HTTP  # set by transport(): the library of the client it serves
         self.replies = list(replies)
-        self.requests: list[httpx2.Request] = []
+        self.requests: list[Any] = []  # httpx2.Request or httpx.Request
 
     def add(self, *replies: Canned) -> None:
         self.replies.extend(replies)
@@ -403,21 +428,26 @@ class Script:
     def bodies(self) -> list[dict[str, Any]]:
         return [json.loads(request.content) for request in self.requests]
 
-    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+    def __call__(self, request: Any) -> Any:
         self.requests.append(request)
         reply = self.replies.pop(0)
         if reply.raise_exc is not None:
             raise reply.raise_exc("canned failure", request=request)  # type: ignore[call-arg]
         if reply.sse:
             reply.body = ChunkedBody(
-                reply.sse, first_delay=reply.first_delay, gap=reply.gap, cut_after=reply.cut_after
+                reply.sse,
+                first_delay=reply.first_delay,
+                gap=reply.gap,
+                cut_after=reply.cut_after,
+                http=self.http,
             )
             headers = {"content-type": "text/event-stream", **reply.headers}
-            return httpx2.Response(reply.status, headers=headers, stream=reply.body)
-        return httpx2.Response(reply.status, json=reply.json_body, headers=reply.headers)
+            return self.http.Response(reply.status, headers=headers, stream=reply.body)
+        return self.http.Response(reply.status, json=reply.json_body, headers=reply.headers)
 
-    def transport(self) -> httpx2.MockTransport:
-        return httpx2.MockTransport(self)
+    def transport(self, http: ModuleType = OPENAI_HTTP) -> Any:
+        self.http = http
+        return http.MockTransport(self)
 
 
 BASE_URL_OPENAI = "https://api.fake-openai.test:8443/v1"
@@ -427,14 +457,17 @@ BASE_URL_ANTHROPIC = "https://api.fake-anthropic.test"
 def openai_client(script: Script, **options: Any) -> openai.OpenAI:
     options.setdefault("max_retries", 0)
     options.setdefault("base_url", BASE_URL_OPENAI)
-    return openai.OpenAI(api_key=API_KEY, http_client=httpx2.Client(transport=script.transport()), **options)
+    http_client = OPENAI_HTTP.Client(transport=script.transport(OPENAI_HTTP))
+    return openai.OpenAI(api_key=API_KEY, http_client=http_client, **options)
 
 
 def async_openai_client(script: Script, **options: Any) -> openai.AsyncOpenAI:
     options.setdefault("max_retries", 0)
     options.setdefault("base_url", BASE_URL_OPENAI)
     return openai.AsyncOpenAI(
-        api_key=API_KEY, http_client=httpx2.AsyncClient(transport=script.transport()), **options
+        api_key=API_KEY,
+        http_client=OPENAI_HTTP.AsyncClient(transport=script.transport(OPENAI_HTTP)),
+        **options,
     )
 
 
@@ -442,7 +475,9 @@ def anthropic_client(script: Script, **options: Any) -> anthropic.Anthropic:
     options.setdefault("max_retries", 0)
     options.setdefault("base_url", BASE_URL_ANTHROPIC)
     return anthropic.Anthropic(
-        api_key=API_KEY, http_client=httpx2.Client(transport=script.transport()), **options
+        api_key=API_KEY,
+        http_client=ANTHROPIC_HTTP.Client(transport=script.transport(ANTHROPIC_HTTP)),
+        **options,
     )
 
 
@@ -450,7 +485,9 @@ def async_anthropic_client(script: Script, **options: Any) -> anthropic.AsyncAnt
     options.setdefault("max_retries", 0)
     options.setdefault("base_url", BASE_URL_ANTHROPIC)
     return anthropic.AsyncAnthropic(
-        api_key=API_KEY, http_client=httpx2.AsyncClient(transport=script.transport()), **options
+        api_key=API_KEY,
+        http_client=ANTHROPIC_HTTP.AsyncClient(transport=script.transport(ANTHROPIC_HTTP)),
+        **options,
     )
 
 
@@ -474,7 +511,7 @@ class FakeServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 content = self.rfile.read(length)
-                request = httpx2.Request("POST", self.path, content=content)
+                request = OPENAI_HTTP.Request("POST", self.path, content=content)
                 outer.script.requests.append(request)
                 reply = outer.script.replies.pop(0)
                 outer.reply(self, reply)

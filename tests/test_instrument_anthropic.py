@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
-import httpx2
 import pytest
 from anthropic.resources.messages import AsyncMessages, Messages
 from opentelemetry.sdk.trace import ReadableSpan
@@ -250,7 +249,7 @@ def test_stream_cut_off_mid_way(steptrace_capture: Capture, is_async: bool) -> N
         async with F.async_anthropic_client(script).messages.stream(**CALL) as stream:
             await stream.get_final_message()
 
-    with pytest.raises(httpx2.RemoteProtocolError):
+    with pytest.raises(F.ANTHROPIC_HTTP.RemoteProtocolError):
         if is_async:
             asyncio.run(consume_async())
         else:
@@ -259,13 +258,13 @@ def test_stream_cut_off_mid_way(steptrace_capture: Capture, is_async: bool) -> N
     span = only_llm_span(steptrace_capture)
     assert span.status.status_code is StatusCode.ERROR
     assert attrs(span)[A.LLM_STREAM_COMPLETED] is False
-    assert attrs(span)[A.ERROR_TYPE] == "httpx2.RemoteProtocolError"
+    assert attrs(span)[A.ERROR_TYPE] == f"{F.ANTHROPIC_HTTP.__name__}.RemoteProtocolError"
 
 
 ERRORS = [
     pytest.param(F.error_reply(429), anthropic.RateLimitError, id="429"),
     pytest.param(F.error_reply(500), anthropic.InternalServerError, id="500"),
-    pytest.param(F.Canned(raise_exc=httpx2.ReadTimeout), anthropic.APITimeoutError, id="timeout"),
+    pytest.param(F.Canned(raise_exc=F.ANTHROPIC_HTTP.ReadTimeout), anthropic.APITimeoutError, id="timeout"),
 ]
 
 

@@ -51,6 +51,8 @@ GEN_AI_TOOL_CALL_RESULT: Final = "gen_ai.tool.call.result"
 GEN_AI_TOOL_TYPE: Final = "gen_ai.tool.type"
 TOOL_TYPE_EXTENSION: Final = "extension"  # a tool run by an agent-side extension: an MCP server
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+GEN_AI_EMBEDDINGS_DIMENSION_COUNT: Final = "gen_ai.embeddings.dimension.count"
+GEN_AI_REQUEST_ENCODING_FORMATS: Final = "gen_ai.request.encoding_formats"
 ERROR_TYPE: Final = "error.type"
 ERROR_TYPE_OTHER: Final = "_OTHER"  # the conventions' fallback when the error's type is unknown
 SERVER_ADDRESS: Final = "server.address"
@@ -66,6 +68,7 @@ ERROR_TYPE_TOOL_ERROR: Final = "tool_error"  # a CallToolResult with isError: tr
 OPERATION_INVOKE_AGENT: Final = "invoke_agent"
 OPERATION_CHAT: Final = "chat"
 OPERATION_EXECUTE_TOOL: Final = "execute_tool"
+OPERATION_EMBEDDINGS: Final = "embeddings"
 OPERATION_GENERATE_CONTENT: Final = "generate_content"  # Gemini generateContent (the conventions' value)
 
 # --- steptrace's own keys: one prefix ---------------------------------------------------------------
@@ -77,6 +80,7 @@ STEP: Final = "steptrace.step"  # sequence number of a span within its run: 1, 2
 AGENT_STEP_NUMBER: Final = "steptrace.agent_step.number"  # loop iteration of the agent_step
 AGENT_STEP_ID: Final = "steptrace.agent_step.id"
 AGENT_STEP_ENDS_RUN: Final = "steptrace.agent_step.ends_run"
+AGENT_STEP_HANDOFF_TO: Final = "steptrace.agent_step.handoff_to"  # the agent this step handed off to
 STOP_REASON: Final = "steptrace.stop_reason"  # one vocabulary across providers
 RELEASE: Final = "steptrace.release"
 RUN_STEPS: Final = "steptrace.run.steps"
@@ -90,6 +94,7 @@ TOOL_ARGS_HASH: Final = "steptrace.tool.args_hash"
 LLM_TOOL_CALLS: Final = "steptrace.llm.tool_calls"  # JSON list of {"name", "id"} the model asked for
 LLM_USAGE_MISSING: Final = "steptrace.llm.usage_missing"
 LLM_STREAM_COMPLETED: Final = "steptrace.llm.stream_completed"
+LLM_EMBEDDINGS_INPUT_COUNT: Final = "steptrace.llm.embeddings.input_count"  # texts (or token lists) embedded
 CANCELLED: Final = "steptrace.cancelled"
 
 # --- metric instruments ------------------------------------------------------------------------------
@@ -112,3 +117,4 @@ STOP_CONTENT_FILTER: Final = "content_filter"
 STOP_ERROR: Final = "error"
 STOP_CANCELLED: Final = "cancelled"
 STOP_MAX_STEPS: Final = "max_steps"
+STOP_GUARDRAIL: Final = "guardrail"  # a guardrail tripwire stopped the run (OpenAI Agents SDK)

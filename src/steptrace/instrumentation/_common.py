@@ -181,6 +181,9 @@ class Call(Hooks[LlmRequest]):
     """
 
     __slots__ = ("endpoint", "handle", "is_async", "owned")
+    # ``.with_raw_response``/``.with_streaming_response`` calls: untraced unless the call type
+    # knows how to read the SDK's response wrapper.
+    reads_raw_responses: ClassVar[bool] = False
 
     def __init__(self, endpoint: Endpoint, handle: LlmRequest, owned: bool) -> None:
         self.endpoint = endpoint
@@ -278,8 +281,8 @@ def begin_call(
 
 
 def is_raw_response(kwargs: Mapping[str, Any]) -> bool:
-    """``.with_raw_response``/``.with_streaming_response`` calls return an HTTP response object
-    (or a context manager that has not sent anything yet): those stay untraced."""
+    """``.with_raw_response``/``.with_streaming_response`` calls return the SDK's HTTP response
+    wrapper instead of the parsed response."""
     headers = kwargs.get("extra_headers")
     return isinstance(headers, Mapping) and _RAW_RESPONSE_HEADER in headers
 
@@ -307,7 +310,7 @@ def open_call(
 ) -> Call | None:
     """The call's span (or the manual block it enriches), or None: make the call untraced."""
     config = source.get()
-    if config is None or is_raw_response(kwargs):
+    if config is None or (not call_type.reads_raw_responses and is_raw_response(kwargs)):
         return None
     try:
         return begin_call(config, endpoint, resource, kwargs, call_type)
@@ -399,6 +402,12 @@ class StreamProxy(wrapt.ObjectProxy[Any]):
     def __iter__(self) -> StreamProxy:
         return self
 
+    @property
+    def response(self) -> Any:
+        """The HTTP response: the SDKs' ``.stream()`` helpers close it on leaving their ``with``
+        block (not the stream), so closing it ends the span too."""
+        return _ClosingResponse(self.__wrapped__.response, self)
+
     def __next__(self) -> Any:
         try:
             chunk = self._self_next()
@@ -461,6 +470,11 @@ class AsyncStreamProxy(wrapt.ObjectProxy[Any]):
     def __aiter__(self) -> AsyncStreamProxy:
         return self
 
+    @property
+    def response(self) -> Any:
+        """The HTTP response; closing it ends the span (see ``StreamProxy.response``)."""
+        return _ClosingResponse(self.__wrapped__.response, self)
+
     async def __anext__(self) -> Any:
         try:
             chunk = await self._self_anext()
@@ -508,6 +522,26 @@ class AsyncStreamProxy(wrapt.ObjectProxy[Any]):
             self._self_end(False, None)
         except Exception as exc:  # a finalizer must not raise; report like any internal error
             report_internal_error("instrumentation.stream_dropped", exc)
+
+
+class _ClosingResponse(wrapt.ObjectProxy[Any]):
+    """A stream's HTTP response whose ``close``/``aclose`` also ends the stream's span."""
+
+    def __init__(self, response: Any, stream: StreamProxy | AsyncStreamProxy) -> None:
+        super().__init__(response)
+        self._self_stream = stream
+
+    def close(self) -> None:
+        try:
+            self.__wrapped__.close()
+        finally:
+            self._self_stream._self_end(False, None)
+
+    async def aclose(self) -> None:
+        try:
+            await self.__wrapped__.aclose()
+        finally:
+            self._self_stream._self_end(False, None)
 
 
 def _ignore(chunk: Any) -> None:
@@ -575,6 +609,8 @@ class SdkInstrumentor:
     package: ClassVar[str] = ""
     supported: ClassVar[str] = ""  # the tested version range, as a requirement string
     tested_majors: ClassVar[tuple[str, ...]] = ()
+    minimum: ClassVar[str] = ""  # the oldest tested release, when older ones of a tested major exist
+    tested: ClassVar[str] = ""  # what the tests ran, for the warning ("openai 1.109.1, 2.54.0 ...")
 
     def __new__(cls) -> SdkInstrumentor:
         if cls._instance is None or type(cls._instance) is not cls:
@@ -647,10 +683,28 @@ class SdkInstrumentor:
             version = importlib.metadata.version(self.package)
         except importlib.metadata.PackageNotFoundError:
             return
-        if version.split(".", 1)[0] not in self.tested_majors:
+        too_old = bool(self.minimum) and _release(version) < _release(self.minimum)
+        if too_old or version.split(".", 1)[0] not in self.tested_majors:
             logger.warning(
-                "steptrace: %s %s is outside the tested range %s",
+                "steptrace: %s %s is not a version steptrace was tested with (%s)",
                 self.package,
                 version,
-                self.supported,
+                self.tested or self.supported,
             )
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """``"1.109.1"`` -> (1, 109, 1); a pre-release or local suffix ends the numbers."""
+    numbers = []
+    for part in version.split("."):
+        digits = ""
+        for char in part:
+            if not char.isdigit():
+                break
+            digits += char
+        if not digits:
+            break
+        numbers.append(int(digits))
+        if len(digits) != len(part):
+            break
+    return tuple(numbers)

@@ -290,8 +290,10 @@ class AnthropicInstrumentor(SdkInstrumentor):
     """
 
     package: ClassVar[str] = "anthropic"
-    supported: ClassVar[str] = "anthropic >= 0.40, < 3"
-    tested_majors: ClassVar[tuple[str, ...]] = ("2",)
+    supported: ClassVar[str] = "anthropic >= 0.125, < 3"
+    tested_majors: ClassVar[tuple[str, ...]] = ("0", "1", "2")
+    minimum: ClassVar[str] = "0.125.0"
+    tested: ClassVar[str] = "anthropic 0.125.0, 1.17.0 and the newest 2.x"
 
     def _patch_classes(self, patches: Patches, source: ConfigSource) -> None:
         from anthropic.resources.messages import AsyncMessages, Messages

@@ -1,34 +1,45 @@
-"""Instrumentation of the ``openai`` SDK: ``chat.completions.create`` and ``responses.create``.
+"""Instrumentation of the ``openai`` SDK: chat completions, responses and embeddings.
 
     steptrace.instrument_openai()          # every client
-    steptrace.instrument_openai(client)    # one client instance
+    steptrace.instrument_openai(client)    # one client instance (and its ``with_options()`` copies)
 
-Sync and async, streamed or not; the ``.stream()`` helpers are covered through ``create``.
-``openai`` is imported only when instrumenting, never by ``import steptrace``.
+``chat.completions.create``/``parse``, ``responses.create``/``parse`` and ``embeddings.create``,
+sync and async, streamed or not, also through ``.with_raw_response``/``.with_streaming_response``;
+the ``.stream()`` helpers are covered through ``create``. ``openai`` is imported only when
+instrumenting, never by ``import steptrace``.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from steptrace import _attributes as A
+from steptrace._internal import internal_errors, report_internal_error
 from steptrace._response import field_of
 from steptrace._spans import LlmRequest
 from steptrace.instrumentation._common import (
+    AsyncStreamProxy,
+    Call,
     ConfigSource,
     Endpoint,
     Observer,
     Patches,
     Request,
     SdkInstrumentor,
-    async_wrapper,
+    StreamProxy,
+    _is_sdk_stream,
     content_parts,
+    invoke,
+    invoke_async,
+    is_raw_response,
     message_part,
     number_param,
+    open_call,
     stop_param,
-    sync_wrapper,
     tool_call_part,
     tool_response_part,
 )
@@ -239,28 +250,50 @@ def _responses_output(response: Any) -> list[dict[str, Any]]:
 
 
 _TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+# Deltas of the answer itself (reasoning summaries are not output): the first marks TTFT.
+_OUTPUT_DELTAS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.refusal.delta",
+        "response.function_call_arguments.delta",
+        "response.custom_tool_call_input.delta",
+        "response.audio.delta",
+        "response.audio.transcript.delta",
+    }
+)
 
 
 class _ResponsesObserver(Observer):
-    """Reads responses stream events; the terminal event carries the whole response."""
+    """Reads responses stream events; the terminal event carries the whole response.
 
-    __slots__ = ("final", "started")
+    A stream left before it keeps what the events said so far: the function calls announced
+    (``response.output_item.added``) and, with capture on, the text received.
+    """
+
+    __slots__ = ("calls", "final", "started", "texts")
 
     def __init__(self, handle: LlmRequest) -> None:
         super().__init__(handle)
         self.started: Any = None
         self.final: Any = None
+        self.calls: list[Any] = []
+        self.texts: list[str] = []
 
     def observe(self, event: Any) -> None:
         kind = event.type
-        if kind.endswith(".delta"):
+        if kind in _OUTPUT_DELTAS:
             times = self.times
             if times is None:
                 self.content_arrived()
             else:
                 times.append(_now())
+            if self.capture and kind == "response.output_text.delta":
+                self.texts.append(event.delta)
         elif kind in _TERMINAL_EVENTS:
             self.final = event.response
+        elif kind == "response.output_item.added":
+            if field_of(event.item, "type") == "function_call":
+                self.calls.append(event.item)
         elif kind == "response.created":
             self.started = event.response
 
@@ -271,11 +304,20 @@ class _ResponsesObserver(Observer):
             handle.record_response(final)
             if self.capture:
                 handle.record_output(_responses_output(final))
-        elif self.started is not None:
-            handle.record_usage(
-                response_id=field_of(self.started, "id"),
-                response_model=field_of(self.started, "model"),
-            )
+        else:
+            if self.started is not None:
+                handle.record_usage(
+                    response_id=field_of(self.started, "id"),
+                    response_model=field_of(self.started, "model"),
+                )
+            if self.calls:
+                handle.record_tool_calls(
+                    [{"name": field_of(c, "name"), "id": field_of(c, "call_id")} for c in self.calls]
+                )
+            if self.capture and (self.texts or self.calls):
+                parts = content_parts("".join(self.texts) or None)
+                parts.extend(message_part(call) for call in self.calls)
+                handle.record_output([{"role": "assistant", "parts": parts, "finish_reason": None}])
         if final is None or field_of(final, "usage") is None:
             handle.set_attribute(A.LLM_USAGE_MISSING, True)
 
@@ -290,7 +332,210 @@ RESPONSES = Endpoint(
 )
 
 
+# --- embeddings -----------------------------------------------------------------------------------
+def _embedding_inputs(value: Any) -> list[Any] | None:
+    """The inputs of one embeddings request: a text, texts, one token list or token lists."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, int) for v in value):
+            return [value]  # one input given as token ids
+        return list(value)
+    return None
+
+
+def _describe_embeddings(kwargs: Mapping[str, Any]) -> Request:
+    params: dict[str, Any] = {}
+    number_param(params, A.GEN_AI_EMBEDDINGS_DIMENSION_COUNT, kwargs.get("dimensions"))
+    encoding = kwargs.get("encoding_format")
+    if isinstance(encoding, str):
+        params[A.GEN_AI_REQUEST_ENCODING_FORMATS] = [encoding]
+    inputs = _embedding_inputs(kwargs.get("input"))
+    if inputs is not None:
+        params[A.LLM_EMBEDDINGS_INPUT_COUNT] = len(inputs)
+    return Request(kwargs.get("model"), False, params)
+
+
+def _embeddings_input(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Captured only with content capture on; token-id inputs are named, not copied."""
+    parts = [
+        {"type": "text", "content": item} if isinstance(item, str) else {"type": "tokens"}
+        for item in _embedding_inputs(kwargs.get("input")) or ()
+    ]
+    return [{"role": "user", "parts": parts}]
+
+
+def _no_output(response: Any) -> list[dict[str, Any]]:
+    return []  # vectors are not messages
+
+
+class _NoStream(Observer):
+    __slots__ = ()
+
+
+EMBEDDINGS = Endpoint(
+    PROVIDER, _describe_embeddings, _embeddings_input, _NoStream, _no_output, operation=A.OPERATION_EMBEDDINGS
+)
+
+
+# --- one call, also through .with_raw_response / .with_streaming_response ------------------------
+_NOT_RAW: Any = object()
+# The SDK's response wrappers (LegacyAPIResponse, APIResponse, AsyncAPIResponse), set when patching.
+_raw_types: tuple[type, ...] = ()
+
+
+class _OpenAICall(Call):
+    """A call whose result may be the SDK's HTTP response wrapper: ``parsed`` is what the wrapper
+    parsed to (fetched inside the span by ``_parsing``), or ``_NOT_RAW`` for a plain call."""
+
+    __slots__ = ("parsed",)
+    reads_raw_responses: ClassVar[bool] = True
+
+    def __init__(self, endpoint: Endpoint, handle: LlmRequest, owned: bool) -> None:
+        super().__init__(endpoint, handle, owned)
+        self.parsed: Any = _NOT_RAW
+
+    def on_return(self, handle: LlmRequest, result: Any) -> Any:
+        parsed = self.parsed
+        if parsed is _NOT_RAW:
+            return super().on_return(handle, result)
+        if parsed is None:  # not parsable here: the caller will see why when they parse it
+            return result
+        try:
+            if handle.stream and _is_sdk_stream(parsed, self.is_async):
+                proxy_type = AsyncStreamProxy if self.is_async else StreamProxy
+                proxy = self.observe_stream(proxy_type, parsed)
+                # The wrapper caches what it parsed: its parse() now hands out the observed stream.
+                cache = getattr(result, "_parsed_by_type", None)
+                if isinstance(cache, dict):
+                    for key, value in list(cache.items()):
+                        if value is parsed:
+                            cache[key] = proxy
+                return result
+        except Exception as exc:
+            report_internal_error("instrumentation.raw_stream_wrap", exc)
+            return result
+        self.returned(parsed)
+        return result
+
+
+class _EmbeddingsCall(_OpenAICall):
+    __slots__ = ()
+
+    def returned(self, result: Any) -> None:
+        with internal_errors("instrumentation.embeddings_response"):
+            handle = self.handle
+            usage = field_of(result, "usage")
+            tokens = field_of(usage, "prompt_tokens")
+            handle.record_usage(
+                input_tokens=tokens if isinstance(tokens, int) else None,
+                response_model=field_of(result, "model"),
+            )
+            data = field_of(result, "data")
+            if data:
+                vector = field_of(data[0], "embedding")
+                if isinstance(vector, list):  # base64 asked for explicitly: a string, not counted
+                    handle.set_attribute(A.GEN_AI_EMBEDDINGS_DIMENSION_COUNT, len(vector))
+
+
+def _parse_raw(response: Any) -> Any:
+    try:
+        return response.parse()
+    except Exception:
+        return None
+
+
+def _parsing(call: _OpenAICall, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, also parsing the response wrapper it returns (cached by the wrapper: the caller's
+    own ``parse()`` gets the same object). A streamed body is not read: parse() wraps it."""
+
+    def fetch(*args: Any, **kwargs: Any) -> Any:
+        response = fn(*args, **kwargs)
+        call.parsed = _parse_raw(response) if isinstance(response, _raw_types) else None
+        return response
+
+    return fetch
+
+
+def _parsing_async(call: _OpenAICall, fn: Callable[..., Any]) -> Callable[..., Any]:
+    async def fetch(*args: Any, **kwargs: Any) -> Any:
+        response = await fn(*args, **kwargs)
+        parsed = None
+        if isinstance(response, _raw_types):
+            parsed = _parse_raw(response)
+            if inspect.isawaitable(parsed):  # AsyncAPIResponse.parse (with_streaming_response)
+                try:
+                    parsed = await parsed
+                except Exception:
+                    parsed = None
+        call.parsed = parsed
+        return response
+
+    return fetch
+
+
+def _sync_wrapper(source: ConfigSource, endpoint: Endpoint, call_type: type[_OpenAICall]) -> Any:
+    def traced(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        call = open_call(source, endpoint, instance, kwargs, call_type)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        if is_raw_response(kwargs):
+            wrapped = _parsing(call, wrapped)  # type: ignore[arg-type]
+        return invoke(call, wrapped, args, kwargs)
+
+    return traced
+
+
+def _async_wrapper(source: ConfigSource, endpoint: Endpoint, call_type: type[_OpenAICall]) -> Any:
+    def traced(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        if source.get() is None:
+            return wrapped(*args, **kwargs)
+        return _traced_coroutine(source, endpoint, call_type, wrapped, instance, args, kwargs)
+
+    return traced
+
+
+async def _traced_coroutine(
+    source: ConfigSource,
+    endpoint: Endpoint,
+    call_type: type[_OpenAICall],
+    wrapped: Callable[..., Any],
+    instance: Any,
+    args: Any,
+    kwargs: Any,
+) -> Any:
+    # The span opens when the request starts, not when the coroutine is created (as in _common).
+    call = open_call(source, endpoint, instance, kwargs, call_type)
+    if call is None:
+        return await wrapped(*args, **kwargs)
+    if is_raw_response(kwargs):
+        wrapped = _parsing_async(call, wrapped)  # type: ignore[arg-type]
+    return await invoke_async(call, wrapped, args, kwargs)
+
+
 # --- the instrumentor -----------------------------------------------------------------------------
+# (resource module, sync class, async class, methods, endpoint, call type); what an older
+# SDK lacks (parse before 1.92, responses before 1.66) is skipped.
+_TARGETS: tuple[tuple[str, str, str, tuple[str, ...], Endpoint, type[_OpenAICall]], ...] = (
+    ("openai.resources.chat.completions", "Completions", "AsyncCompletions", ("create", "parse"), CHAT,
+     _OpenAICall),
+    ("openai.resources.responses", "Responses", "AsyncResponses", ("create", "parse"), RESPONSES,
+     _OpenAICall),
+    ("openai.resources.embeddings", "Embeddings", "AsyncEmbeddings", ("create",), EMBEDDINGS,
+     _EmbeddingsCall),
+)  # fmt: skip
+# Where a client keeps each target's resource: client.chat.completions, client.responses, ...
+_CLIENT_PATHS = {"Completions": ("chat", "completions"), "Responses": ("responses",),
+                 "Embeddings": ("embeddings",)}  # fmt: skip
+
+
+def _load_raw_types() -> None:
+    global _raw_types
+    from openai import _legacy_response, _response
+
+    _raw_types = (_legacy_response.LegacyAPIResponse, _response.APIResponse, _response.AsyncAPIResponse)
+
+
 class OpenAIInstrumentor(SdkInstrumentor):
     """Patches ``openai`` for every client::
 
@@ -298,31 +543,54 @@ class OpenAIInstrumentor(SdkInstrumentor):
     """
 
     package: ClassVar[str] = "openai"
-    supported: ClassVar[str] = "openai >= 1.40, < 4"
-    tested_majors: ClassVar[tuple[str, ...]] = ("3",)
+    supported: ClassVar[str] = "openai >= 1.109.1, < 4"
+    tested_majors: ClassVar[tuple[str, ...]] = ("1", "2", "3")
+    minimum: ClassVar[str] = "1.109.1"
+    tested: ClassVar[str] = "openai 1.109.1, 2.54.0 and the newest 3.x"
 
     def _patch_classes(self, patches: Patches, source: ConfigSource) -> None:
-        from openai.resources.chat.completions import AsyncCompletions, Completions
-        from openai.resources.responses import AsyncResponses, Responses
-
-        patches.wrap(Completions, "create", sync_wrapper(source, CHAT))
-        patches.wrap(AsyncCompletions, "create", async_wrapper(source, CHAT))
-        patches.wrap(Responses, "create", sync_wrapper(source, RESPONSES))
-        patches.wrap(AsyncResponses, "create", async_wrapper(source, RESPONSES))
+        _load_raw_types()
+        for module_name, sync_name, async_name, methods, endpoint, call_type in _TARGETS:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                continue
+            for class_name, wrapper in ((sync_name, _sync_wrapper), (async_name, _async_wrapper)):
+                cls = getattr(module, class_name, None)
+                for method in methods:
+                    if cls is not None and method in cls.__dict__:
+                        patches.wrap(cls, method, wrapper(source, endpoint, call_type))
 
     def _patch_client(self, client: Any, patches: Patches, source: ConfigSource) -> None:
         import openai
 
-        wrapper = async_wrapper if isinstance(client, openai.AsyncOpenAI) else sync_wrapper
-        patches.wrap(client.chat.completions, "create", wrapper(source, CHAT))
-        patches.wrap(client.responses, "create", wrapper(source, RESPONSES))
+        _load_raw_types()
+        wrapper = _async_wrapper if isinstance(client, openai.AsyncOpenAI) else _sync_wrapper
+        for _module, sync_name, _async, methods, endpoint, call_type in _TARGETS:
+            resource = client
+            for name in _CLIENT_PATHS[sync_name]:
+                resource = getattr(resource, name, None)
+            for method in methods:
+                if resource is not None and hasattr(resource, method):
+                    patches.wrap(resource, method, wrapper(source, endpoint, call_type))
+        # with_options() and copy() make a new client with new resources: instrument those too.
+        for name in ("copy", "with_options"):
+            if hasattr(client, name):
+                patches.wrap(client, name, self._copying)
+
+    def _copying(self, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        copy = wrapped(*args, **kwargs)
+        if copy is not instance:
+            self.instrument_client(copy)
+        return copy
 
 
 def instrument_openai(client: Any = None) -> None:
     """Trace the ``openai`` SDK: every client, or only ``client`` (``OpenAI``/``AsyncOpenAI``).
 
-    Each ``chat.completions.create`` and ``responses.create`` call becomes an ``llm_request``
-    span with the duration, token and time-to-first-chunk histograms. Instrumenting twice is a
+    Each ``chat.completions.create``/``parse``, ``responses.create``/``parse`` and
+    ``embeddings.create`` call becomes an ``llm_request`` span with the duration, token and
+    time-to-first-chunk histograms. Instrumenting twice is a
     logged no-op; ``uninstrument_openai`` restores the originals.
     """
     if client is None:
