@@ -31,7 +31,8 @@ def test_tool_failure_names_the_failed_tool_span(runs: RunSet) -> None:
     assert [h.kind for h in report.hypotheses] == ["tool_failure"]
     (evidence,) = report.hypotheses[0].evidence
     assert evidence == report.first_error_span
-    assert "get_weather failed at step 3" in report.hypotheses[0].title
+    assert "get_weather failed at #3 in step 1" in report.hypotheses[0].title
+    assert report.hypotheses[0].culprit == "get_weather" and report.hypotheses[0].score == 1.0
 
 
 def test_loop_needs_repeated_calls_and_max_steps(runs: RunSet) -> None:
@@ -45,16 +46,20 @@ def test_loop_needs_repeated_calls_and_max_steps(runs: RunSet) -> None:
     assert report.first_error_span is None and report.error_classes == {}
 
 
-def test_repeated_calls_without_max_steps_are_listed_but_not_a_loop(tmp_path: Path) -> None:
-    """A run that retried a call and then finished would be flagged as a loop."""
-    spans = make_run("retry", "loop", max_steps=3)
+def test_repeated_successful_calls_are_a_loop_even_when_the_run_ended_normally(tmp_path: Path) -> None:
+    """The same call succeeding again and again was only a loop when the run hit max_steps: a run
+    that wasted most of its steps repeating itself and then answered looked healthy."""
+    spans = make_run("repeats", "loop", max_steps=3)
     run_span = spans[-1]
     run_span.attributes["steptrace.stop_reason"] = "end_turn"
-    run = load(write_jsonl(tmp_path / "steps.jsonl", spans)).get("retry")
+    run = load(write_jsonl(tmp_path / "steps.jsonl", spans)).get("repeats")
     assert run is not None
     report = debug_run(run)
     assert report.repeated_tool_calls[0].count == 3
-    assert "loop" not in [h.kind for h in report.hypotheses]
+    (loop,) = report.hypotheses
+    assert loop.kind == "loop" and loop.culprit == "search"
+    assert "check dedupe/cache and stop conditions" in loop.title and "#3, #6, #9" in loop.title
+    assert loop.score == pytest.approx(2 / 3)  # steps 2 and 3 of 3 repeated step 1
 
 
 def test_model_failure_names_the_failed_llm_span(runs: RunSet) -> None:

@@ -45,6 +45,7 @@ def test_runs_lists_every_run_as_a_table(log: Path, capsys: pytest.CaptureFixtur
         "RELEASE",
         "STEPS",
         "TOKENS",
+        "COST",
         "ERRORS",
         "DURATION",
         "STOP",
@@ -137,8 +138,8 @@ def test_debug_prints_hypotheses_with_evidence(log: Path, capsys: pytest.Capture
     """`steptrace debug` would not point at the failing tool or the loop."""
     code, out, _ = run_cli(capsys, "debug", "run-tool-err", "--log", str(log))
     assert code == 0
-    assert "first error:   tool_call get_weather (step 3)" in out
-    assert "1. [tool_failure]" in out and "Next: steptrace replay run-tool-err --step 3" in out
+    assert "first error:   tool_call get_weather (#3, step 1)" in out
+    assert "1. [tool_failure]" in out and "Next: steptrace replay run-tool-err --span 3" in out
     code, out, _ = run_cli(capsys, "debug", "run-loop", "--log", str(log), "--json")
     report = json.loads(out)
     assert [h["kind"] for h in report["hypotheses"]] == ["loop"]
@@ -160,14 +161,29 @@ def test_replay_timeline_and_step_jump(log: Path, capsys: pytest.CaptureFixture[
     assert "error:  ValueError: no such city" in out
     assert 'input:  {"city": "Atlantis"}' in out
     assert "120→30 tok" in out
-    steps = [line.split()[0] for line in out.splitlines() if line[:6].strip().isdigit()]
-    assert steps == ["0", "1", "2", "3"]
-    code, out, _ = run_cli(capsys, "replay", "run-loop", "--log", str(log), "--step", "15")
+    rows = [
+        line.split()[:2] for line in out.splitlines() if line[:7].strip()[:2] in {f"#{n}" for n in range(10)}
+    ]
+    assert rows == [["#0", "-"], ["#1", "1"], ["#2", "1"], ["#3", "1"]]  # span # and agent step
+    code, out, _ = run_cli(capsys, "replay", "run-loop", "--log", str(log), "--span", "15")
     assert code == 0
-    assert "(jumped to step 15; 15 earlier spans hidden)" in out
-    assert "▶   15" in out and " 14 " not in out
-    code, out, _ = run_cli(capsys, "replay", "run-loop", "--log", str(log), "--step", "3", "--json")
+    assert "(jumped to span #15; 15 earlier spans hidden)" in out
+    assert "▶  #15    5" in out and "#14" not in out
+    code, out, _ = run_cli(capsys, "replay", "run-loop", "--log", str(log), "--span", "3", "--json")
     assert [r["step"] for r in json.loads(out)] == list(range(3, 19))
+
+
+def test_replay_step_means_the_agents_step(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`replay --step 2` jumped to span #2 (a model call of step 1), not to the agent's 2nd step,
+    while the STEP column, `runs` and step.number count loop iterations."""
+    code, out, _ = run_cli(capsys, "replay", "run-loop", "--log", str(log), "--step", "5")
+    assert code == 0
+    assert "(jumped to step 5; 13 earlier spans hidden)" in out
+    marked = [line.split()[1:3] for line in out.splitlines() if line.startswith("▶")]
+    assert marked == [["#13", "5"], ["#14", "5"], ["#15", "5"]]  # the step and its children
+    code, out, _ = run_cli(capsys, "replay", "run-loop", "--log", str(log), "--step", "2", "--json")
+    shown = json.loads(out)
+    assert shown[0]["type"] == "agent_step" and shown[0]["agent_step"] == 2
 
 
 def test_replay_shortens_long_content_unless_full(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -182,7 +198,9 @@ def test_replay_shortens_long_content_unless_full(tmp_path: Path, capsys: pytest
 def test_replay_missing_step_exits_1(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`--step 99` on a shorter run would print nothing and exit 0."""
     code, _, err = run_cli(capsys, "replay", "run-ok-1", "--log", str(log), "--step", "99")
-    assert code == 1 and "has no step 99 (steps: 0..5)" in err
+    assert code == 1 and "has no agent step 99 (steps: 1..2)" in err
+    code, _, err = run_cli(capsys, "replay", "run-ok-1", "--log", str(log), "--span", "99")
+    assert code == 1 and "has no span #99 (spans: #0..#5)" in err
 
 
 def test_diff_by_release(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -201,6 +219,7 @@ def test_diff_by_release(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "p50_duration_ms",
         "p95_duration_ms",
         "tokens_per_run",
+        "cost_per_run",
         "repeated_call_rate",
     }
 

@@ -32,9 +32,17 @@ from steptrace.analysis import (
     write_html,
 )
 from steptrace.analysis._debug import SpanRef, format_ms, span_label
-from steptrace.analysis._diff import DiffReport, MetricChange, format_value
+from steptrace.analysis._diff import DiffReport, MetricChange, format_usd, format_value
 from steptrace.analysis._loading import fast_path_available, find_sources
-from steptrace.analysis._runs import parse_time
+from steptrace.analysis._logs import (
+    interleave,
+    last_warning_of,
+    log_line,
+    place_logs,
+    run_logs,
+    warning_summary,
+)
+from steptrace.analysis._runs import parse_duration_ms, parse_time
 
 DEFAULT_LOG = "./steptrace-logs"
 LOG_ENV = "STEPTRACE_JSONL_PATH"
@@ -106,6 +114,10 @@ def log_paths(cli_paths: Sequence[str] | None) -> list[str]:
 
 
 def _load(args: argparse.Namespace) -> RunSet:
+    if getattr(args, "source", None):
+        return _load_source(args, args.source)
+    if getattr(args, "explain", False) or getattr(args, "service", None):
+        raise _Exit(EXIT_USAGE, "--explain and --service apply to --source clickhouse://... only")
     paths = log_paths(args.log)
     if not args.log and not os.environ.get(LOG_ENV) and not Path(DEFAULT_LOG).exists():
         raise LogError(
@@ -119,7 +131,7 @@ def _load(args: argparse.Namespace) -> RunSet:
     progress = Progress(total, sys.stderr)
     started = time.monotonic()
     try:
-        runs = load(*paths, progress=progress)
+        runs = load(*paths, progress=progress, prices=getattr(args, "prices", None))
     finally:
         progress.close()
     if not fast_path_available() and time.monotonic() - started > 2.0:
@@ -132,11 +144,33 @@ def _load(args: argparse.Namespace) -> RunSet:
     return runs
 
 
+def _load_source(args: argparse.Namespace, url: str) -> RunSet:
+    """Runs from a database (``--source clickhouse://...``), bounded by --since/--until."""
+    from steptrace.analysis._clickhouse import is_clickhouse_url, load_clickhouse
+
+    if not is_clickhouse_url(url):
+        raise _Exit(EXIT_USAGE, f"--source {url!r}: expected clickhouse://USER@HOST:PORT/DATABASE?table=otel_traces"
+                    " (clickhouses:// for TLS); step log files go to --log")  # fmt: skip
+    if args.log:
+        raise _Exit(EXIT_USAGE, "--source and --log read different places: give one of them")
+    runs = load_clickhouse(
+        url,
+        since=_time_filter("--since", getattr(args, "since", None)),
+        until=_time_filter("--until", getattr(args, "until", None)),
+        service=getattr(args, "service", None),
+        explain=sys.stderr if getattr(args, "explain", False) else None,
+        prices=getattr(args, "prices", None),
+    )
+    if runs.window_note:
+        print(f"steptrace: note: {runs.window_note}", file=sys.stderr)
+    return runs
+
+
 def _find_run(runs: RunSet, run_id: str) -> Run:
     run = runs.get(run_id)
     if run is not None:
         return run
-    where = ", ".join(str(s) for s in runs.sources[:3]) + (" ..." if len(runs.sources) > 3 else "")
+    where = runs.describe_sources()
     plural = "" if len(runs) == 1 else "s"
     message = f"no run {run_id!r} in {where} ({len(runs)} run{plural})"
     prefixed = [r.run_id for r in runs if run_id and r.run_id.startswith(run_id)]
@@ -173,6 +207,11 @@ def _one_line(value: Any, limit: int | None) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     text = text.replace("\n", "\\n")
     if limit is not None and len(text) > limit:
+        if "[truncated: " in text:  # the marker _content writes: the log never held the rest
+            return text[:limit] + (
+                f"... [{len(text)} chars kept of a value already cut when it was captured "
+                "(configure(max_content_bytes=...)); --full shows what was kept]"
+            )
         return text[:limit] + f"... [{len(text)} chars; --full shows all]"
     return text
 
@@ -196,36 +235,129 @@ def _time_filter(option: str, value: str | None) -> datetime | None:
 def _no_match_hint(args: argparse.Namespace, runs: RunSet) -> str:
     """What the logs do hold, for each filter whose value no run has."""
     hints: list[str] = []
-    if args.release is not None and args.release not in runs.releases():
+    release = getattr(args, "release", None)
+    if release is not None and release not in runs.releases():
         hints.append(
             "releases present: " + (", ".join(runs.releases()[:10]) or "none (runs carry no release)")
         )
     reasons = sorted({r.stop_reason for r in runs})
-    if args.stop_reason is not None and args.stop_reason not in reasons:
+    if getattr(args, "stop_reason", None) is not None and args.stop_reason not in reasons:
         hints.append("stop reasons present: " + ", ".join(reasons))
     tools = sorted({tool for r in runs for tool in r.tools})
-    if args.tool is not None and args.tool not in tools:
+    if getattr(args, "tool", None) is not None and args.tool not in tools:
         hints.append(
             "tools present: " + (", ".join(tools[:10]) or "none") + (", ..." if len(tools) > 10 else "")
+        )
+    agents = sorted({r.agent for r in runs if r.agent is not None})
+    if getattr(args, "agent", None) and not set(args.agent) & set(agents):
+        hints.append(
+            "agents present: " + (", ".join(agents[:10]) or "none") + (", ..." if len(agents) > 10 else "")
         )
     return f" ({'; '.join(hints)})" if hints else ""
 
 
-def cmd_runs(args: argparse.Namespace) -> int:
-    since = _time_filter("--since", args.since)
-    until = _time_filter("--until", args.until)
-    runs = _load(args)
+def add_run_filter_arguments(parser: argparse.ArgumentParser, *, release: bool = True) -> None:
+    """The run filters of ``runs``, ``diff`` and ``report``; read them with :func:`run_filter_kwargs`."""
+    parser.add_argument("--stop-reason", help="e.g. end_turn, error, max_steps, incomplete")
+    parser.add_argument("--min-steps", type=int)
+    parser.add_argument("--max-steps", type=int)
+    parser.add_argument("--tool", help="runs that called this tool")
+    if release:
+        parser.add_argument("--release")
+    parser.add_argument(
+        "--agent", action="append", metavar="NAME", help="runs of this agent (repeatable: any of them)"
+    )
+    parser.add_argument(
+        "--conversation", metavar="ID", help="runs of this conversation (gen_ai.conversation.id)"
+    )
+    parser.add_argument(
+        "--status",
+        choices=["ok", "error"],
+        help="error: the run span failed or the run stopped with error; ok: any other finished run",
+    )
+    parser.add_argument("--min-duration", metavar="TIME", help="at least this long, e.g. 2s, 500ms, 1.5m")
+    parser.add_argument("--max-duration", metavar="TIME", help="at most this long, e.g. 30s")
+    parser.add_argument("--since", help="ISO time, e.g. 2026-11-21T00:00Z (UTC if no zone)")
+    parser.add_argument("--until", help="ISO time (exclusive)")
+    parser.add_argument(
+        "--slower-than-percentile",
+        type=float,
+        metavar="P",
+        help="only runs slower than the P-th percentile of the matching runs",
+    )
+
+
+def _duration_filter(option: str, value: str | None) -> float | None:
+    if value is None:
+        return None
     try:
+        return parse_duration_ms(value, option)
+    except ValueError as exc:
+        raise _Exit(EXIT_USAGE, f"bad filter: {exc}, e.g. {option} 2s") from None
+
+
+def run_filter_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments for :func:`steptrace.analysis.filter_runs` / ``RunSet.runs`` from the
+    options :func:`add_run_filter_arguments` added; a bad value is ``_Exit`` 2 with an example."""
+    percentile = args.slower_than_percentile
+    if percentile is not None and not 0 <= percentile <= 100:
+        raise _Exit(EXIT_USAGE, f"bad filter: --slower-than-percentile {percentile:g} is not 0..100, e.g. 95")
+    return {
+        "stop_reason": args.stop_reason,
+        "min_steps": args.min_steps,
+        "max_steps": args.max_steps,
+        "tool": args.tool,
+        "release": getattr(args, "release", None),
+        "since": _time_filter("--since", args.since),
+        "until": _time_filter("--until", args.until),
+        "slower_than_percentile": percentile,
+        "agent": args.agent,
+        "conversation": args.conversation,
+        "status": args.status,
+        "min_duration": _duration_filter("--min-duration", args.min_duration),
+        "max_duration": _duration_filter("--max-duration", args.max_duration),
+    }
+
+
+def _cursor_id(runs: RunSet, option: str, value: str | None) -> str | None:
+    """The full run id a ``--after``/``--before`` cursor names (a prefix will do)."""
+    if value is None:
+        return None
+    run = runs.get(value)
+    if run is None:
+        example = next(iter(runs)).run_id if len(runs) else "RUN_ID"
+        closest = runs.closest_run_ids(value)
+        hint = f"; did you mean {', '.join(closest)}?" if closest else ""
+        raise _Exit(
+            EXIT_USAGE,
+            f"bad filter: {option} {value!r} is not one run id in these logs{hint} "
+            f"(e.g. {option} {example}, an id from steptrace runs)",
+        )
+    return run.run_id
+
+
+def _cost_text(cost: float | None, unpriced: int) -> str:
+    text = format_usd(cost)
+    if unpriced:
+        text += f" (+{unpriced} unpriced)" if cost is not None else f" ({unpriced} unpriced)"
+    return text
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    filters = run_filter_kwargs(args)
+    runs = _load(args)
+    after = _cursor_id(runs, "--after", args.after)
+    before = _cursor_id(runs, "--before", args.before)
+    by_started = args.order_by == "started"
+    try:
+        # A terminal lists runs oldest first (started) or slowest first (duration); --ascending
+        # turns the duration order around and, for started, pages from the oldest end.
         matched = runs.runs(
-            stop_reason=args.stop_reason,
-            min_steps=args.min_steps,
-            max_steps=args.max_steps,
-            tool=args.tool,
-            release=args.release,
-            since=since,
-            until=until,
-            slower_than_percentile=args.slower_than_percentile,
+            **filters,
             order_by=args.order_by,
+            ascending=True if by_started else args.ascending or None,
+            after=after,
+            before=before,
         )
     except ValueError as exc:
         raise _Exit(EXIT_USAGE, f"bad filter: {exc}") from exc
@@ -235,11 +367,26 @@ def cmd_runs(args: argparse.Namespace) -> int:
         raise _Exit(
             EXIT_NO_MATCH, f"no runs match these filters among {len(runs)} runs{_no_match_hint(args, runs)}"
         )
-    # Oldest-first order, but a terminal shows the most recent runs; slowest-first shows the top.
     limit = args.limit if args.limit and args.limit > 0 else len(matched)
-    shown = matched[-limit:] if args.order_by == "started" else matched[:limit]
-    which = "most recent" if args.order_by == "started" else "slowest"
+    # The page: the start of the list after --after (or with --ascending), else its end: the
+    # most recent runs, or those right before --before. Duration order pages from its start.
+    if by_started:
+        from_start = after is not None or (args.ascending and before is None)
+    else:
+        from_start = after is not None or before is None
+    shown = matched[:limit] if from_start else matched[-limit:]
+    if after is not None or before is not None:
+        which = "next page" if from_start else "previous page"
+    elif by_started:
+        which = "oldest" if from_start else "most recent"
+    else:
+        which = "fastest" if args.ascending else "slowest"
     cut_note = f"{len(shown)} of {len(matched)} matching runs shown ({which}); --limit 0 shows all"
+    if len(shown) < len(matched):
+        if from_start:
+            cut_note += f"; next page: --after {shown[-1].run_id}"
+        else:
+            cut_note += f"; previous page: --before {shown[0].run_id}"
     if args.json:
         _print_json([r.to_dict() for r in shown])
         if len(shown) < len(matched):
@@ -253,6 +400,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
             r.release or "-",
             str(r.total_steps),
             f"{r.total_tokens:,}",
+            # "≥": some calls have no known price, so the run cost at least this much.
+            ("≥" if r.unpriced_llm_calls and r.cost_usd is not None else "") + format_usd(r.cost_usd),
             str(r.error_count),
             format_ms(r.duration_ms),
             r.stop_reason,
@@ -266,11 +415,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
         "RELEASE",
         "STEPS",
         "TOKENS",
+        "COST",
         "ERRORS",
         "DURATION",
         "STOP REASON",
     ]
-    print(_table(headers, rows, right={4, 5, 6, 7}))
+    print(_table(headers, rows, right={4, 5, 6, 7, 8}))
     if len(shown) < len(matched):
         print(f"\n{cut_note}")
     return EXIT_OK
@@ -293,19 +443,25 @@ def cmd_summary(args: argparse.Namespace) -> int:
         ("duration", format_ms(summary.duration_ms)),
         (
             "steps",
-            f"{summary.total_steps}  ({summary.llm_call_count} LLM calls, "
-            f"{summary.tool_call_count} tool calls)",
+            f"{summary.total_steps}  ({_count(summary.llm_call_count, 'LLM call')}, "
+            f"{_count(summary.tool_call_count, 'tool call')})",
         ),
         (
             "tokens",
             f"{summary.total_tokens:,}  ({summary.input_tokens:,} in, {summary.output_tokens:,} out)",
         ),
+        ("cost", _cost_text(summary.cost_usd, summary.unpriced_llm_calls)),
         ("errors", str(summary.error_count)),
         ("tools used", tools),
     ]
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
     return EXIT_OK
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 LLM call``, ``2 LLM calls``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _span_line(span: SpanRef) -> str:
@@ -315,49 +471,80 @@ def _span_line(span: SpanRef) -> str:
     return text
 
 
-def _print_debug(report: DebugReport) -> None:
+def _print_debug(report: DebugReport, warning: dict[str, Any] | None = None) -> None:
     print(
         f"run {report.run_id}: stop reason {report.stop_reason}, "
         f"{format_ms(report.duration_ms)}" + ("" if report.complete else " (unfinished)")
     )
     first, slowest = report.first_error_span, report.slowest_span
     print(f"first error:   {_span_line(first) if first else '-'}")
+    if warning is not None:  # what the application itself said just before it failed
+        where = f" (step {warning['agent_step']})" if warning.get("agent_step") is not None else ""
+        print(f"last warning:  {_one_line(log_line(warning), _CONTENT_PREVIEW_CHARS)}{where}")
     print(f"slowest span:  {_span_line(slowest) if slowest else '-'}")
+    cost = _cost_text(report.cost_usd, report.unpriced_llm_calls)
+    costliest = report.most_expensive_call
+    if costliest is not None:
+        most = format_usd(report.most_expensive_call_cost_usd)
+        cost += f"; most expensive call: {costliest.describe()}, {most}"
+    print(f"cost:          {cost}")
     classes = ", ".join(f"{k} ×{v}" for k, v in report.error_classes.items()) or "-"
+    print(f"errors:        {report.error_count}")
     print(f"error classes: {classes}")
     if report.repeated_tool_calls:
         print("repeated tool calls (same tool, same arguments):")
         for call in report.repeated_tool_calls:
-            at = ", ".join(str(s) for s in call.steps)
-            print(f"  {call.tool} ×{call.count}  args_hash {call.args_hash}  steps {at}")
+            at = ", ".join(f"#{s}" for s in call.steps)
+            print(f"  {call.tool} ×{call.count}  args_hash {call.args_hash}  spans {at}")
     else:
         print("repeated tool calls: none")
+    for rerun in report.reruns:
+        print(
+            f"rerun:         {rerun.get('run_id') or '-'} ({rerun.get('llm')}/{rerun.get('tools')}): "
+            f"{rerun.get('verdict')}"
+        )
     print()
     if not report.hypotheses:
         slo = f" and it met the {format_ms(report.slo_ms)} SLO" if report.slo_ms else ""
         print(f"No problem found: no failed spans, no loop{slo}.")
         return
-    print("Hypotheses (with the spans that are their evidence):")
+    print("Hypotheses, most of the run explained first (with the spans that are their evidence):")
     for number, hypothesis in enumerate(report.hypotheses, 1):
-        print(f"{number}. [{hypothesis.kind}] {hypothesis.title}")
+        print(f"{number}. [{hypothesis.kind}] {hypothesis.title}  ({hypothesis.score:.0%} of the run)")
         for span in hypothesis.evidence[:8]:
             print(f"     - {_span_line(span)}")
         if len(hypothesis.evidence) > 8:
             print(f"     - ... and {len(hypothesis.evidence) - 8} more")
-    steps = [s.step for h in report.hypotheses for s in h.evidence if s.step is not None]
-    if steps:
-        print(f"\nNext: steptrace replay {report.run_id} --step {steps[0]}")
+    spans = [s.step for h in report.hypotheses for s in h.evidence if s.step is not None]
+    if spans:
+        print(f"\nNext: steptrace replay {report.run_id} --span {spans[0]}")
 
 
 def cmd_debug(args: argparse.Namespace) -> int:
     if args.slo_ms is not None and args.slo_ms <= 0:
         raise _Exit(EXIT_USAGE, "--slo-ms must be a positive number of milliseconds")
-    report = debug_run(_find_run(_load(args), args.run_id), slo_ms=args.slo_ms)
+    from steptrace.rerun import rerun_reports
+
+    runs = _load(args)
+    run = _find_run(runs, args.run_id)
+    reruns: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for log in log_paths(args.log):  # two --log paths in one directory hold one set of reports
+        for found in rerun_reports(run.run_id, log):
+            reruns.setdefault((found.get("ts"), found.get("run_id")), found)
+    report = debug_run(run, slo_ms=args.slo_ms, reruns=list(reruns.values()))
+    first = report.first_error_span
+    warning = last_warning_of(run, run_logs(runs, run), first.span_id if first else None)
     if args.json:
-        _print_json(report.to_dict())
+        _print_json({**report.to_dict(), "last_warning": warning_summary(warning)})
     else:
-        _print_debug(report)
+        _print_debug(report, warning)
     return EXIT_OK
+
+
+def _agent_step(record: dict[str, Any]) -> int | None:
+    """The loop iteration a record ran in (an agent_step record: its own number)."""
+    number = record.get("agent_step")
+    return number if type(number) is int else None
 
 
 def _depths(records: Sequence[dict[str, Any]]) -> list[int]:
@@ -373,19 +560,31 @@ def _depths(records: Sequence[dict[str, Any]]) -> list[int]:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    run = _find_run(_load(args), args.run_id)
+    runs = _load(args)
+    run = _find_run(runs, args.run_id)
     records = run.records()
-    steps: list[int] = [r["step"] for r in records if isinstance(r.get("step"), int)]
+    logs = run_logs(runs, run)  # captured log lines (capture_logs), shown in place
     start_index = 0
-    if args.step is not None:
-        indexes = [i for i, r in enumerate(records) if r.get("step") == args.step]
+    # Two numbers, two flags: --span N is span #N (the record's `step`, what debug's evidence
+    # cites), --step N the agent's N-th loop iteration (the STEP column, `step.number`).
+    if args.span is not None:
+        indexes = [i for i, r in enumerate(records) if r.get("step") == args.span]
         if not indexes:
-            span = f"{min(steps)}..{max(steps)}" if steps else "none"
-            raise _Exit(EXIT_NO_MATCH, f"run {run.run_id} has no step {args.step} (steps: {span})")
+            seqs = [r["step"] for r in records if isinstance(r.get("step"), int)]
+            known = f"#{min(seqs)}..#{max(seqs)}" if seqs else "none"
+            raise _Exit(EXIT_NO_MATCH, f"run {run.run_id} has no span #{args.span} (spans: {known})")
+        start_index = indexes[0]
+    elif args.step is not None:
+        indexes = [i for i, r in enumerate(records) if _agent_step(r) == args.step]
+        if not indexes:
+            numbers = sorted({n for n in map(_agent_step, records) if n is not None})
+            known = f"1..{numbers[-1]}" if numbers else "none: the run has no agent_step spans"
+            raise _Exit(EXIT_NO_MATCH, f"run {run.run_id} has no agent step {args.step} (steps: {known})")
         start_index = indexes[0]
     shown = records[start_index:]
+    placed = place_logs(records, logs)
     if args.json:
-        _print_json(shown)
+        _print_json(interleave(shown, [log for after in placed[start_index:] for log in after]))
         return EXIT_OK
     origin = min(
         (float(r.get("ts") or 0) - float(r.get("duration_ms") or 0) / 1000 for r in records),
@@ -396,25 +595,35 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f" · {format_ms(run.duration_ms)} · {len(records)} spans"
     )
     if start_index:
-        print(f"(jumped to step {args.step}; {start_index} earlier spans hidden)")
+        target = f"span #{args.span}" if args.span is not None else f"step {args.step}"
+        print(f"(jumped to {target}; {start_index} earlier spans hidden)")
     print()
-    depths = _depths(records)[start_index:]
-    print(f"  {'STEP':>4}  {'START':>9}  {'DURATION':>9}  {'TOKENS':<14}{'STATUS':<7}SPAN")
-    for record, depth in zip(shown, depths, strict=True):
-        step = record.get("step")
+    all_depths = _depths(records)
+    span_depths = {r.get("span_id"): d for r, d in zip(records, all_depths, strict=True)}
+    depths = all_depths[start_index:]
+    print(f"  {'#':>4} {'STEP':>4}  {'START':>9}  {'DURATION':>9}  {'TOKENS':<14}{'STATUS':<7}SPAN")
+    for index, (record, depth) in enumerate(zip(shown, depths, strict=True), start_index):
+        seq = record.get("step")
+        agent_step = _agent_step(record)
         start = (float(record.get("ts") or 0) - float(record.get("duration_ms") or 0) / 1000 - origin) * 1000
         tokens = ""
         if record.get("type") == "llm_call" and record.get("input_tokens") is not None:
             tokens = f"{record.get('input_tokens')}→{record.get('output_tokens')} tok"
-        marker = "▶" if args.step is not None and step == args.step else " "
+        marker = (
+            "▶"
+            if (args.span is not None and seq == args.span)
+            or (args.span is None and args.step is not None and agent_step == args.step)
+            else " "
+        )
         status = "ERROR" if record.get("status") == "error" else "ok"
         indent = "  " * depth
         print(
-            f"{marker} {step if step is not None else '-':>4}  +{format_ms(start):>8}  "
+            f"{marker} {'#' + str(seq) if seq is not None else '-':>4} "
+            f"{agent_step if agent_step is not None else '-':>4}  +{format_ms(start):>8}  "
             f"{format_ms(float(record.get('duration_ms') or 0)):>9}  {tokens:<14}{status:<7}"
             f"{indent}{record.get('type')} {span_label(record)}"
         )
-        pad = " " * 51 + indent + "  "
+        pad = " " * 56 + indent + "  "
         limit = None if args.full or marker == "▶" else _CONTENT_PREVIEW_CHARS
         if record.get("error"):
             print(f"{pad}error:  {_one_line(record.get('error'), limit)}")
@@ -423,7 +632,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
         for key in ("input", "output"):
             if record.get(key) is not None:
                 print(f"{pad}{key + ':':<7} {_one_line(record.get(key), limit)}")
+        for log in placed[index]:
+            at = (log["ts"] - origin) * 1000
+            log_indent = "  " * (span_depths.get(log["span_id"], depth) + 1)
+            print(
+                f"  {'':>4} {log['agent_step'] if log['agent_step'] is not None else '-':>4}  "
+                f"+{format_ms(at):>8}  {'':>9}  {'':<14}{'log':<7}{log_indent}"
+                f"{_one_line(log_line(log), None if args.full else _CONTENT_PREVIEW_CHARS)}"
+            )
     return EXIT_OK
+
+
+def _signed(delta: float, magnitude: str) -> str:
+    """``+120 ms``, ``-3``; a change that rounds to nothing is ``0 ms``, never ``-0 ms``."""
+    if not any(ch in "123456789" for ch in magnitude.split(" ", maxsplit=1)[0]):
+        return magnitude
+    return ("+" if delta > 0 else "-") + magnitude
 
 
 def _print_diff(report: DiffReport) -> None:
@@ -438,11 +662,13 @@ def _print_diff(report: DiffReport) -> None:
             if change.delta is None:
                 delta = "-"
             elif change.unit == "ratio":
-                delta = f"{change.delta * 100:+.1f} pts"
+                delta = _signed(change.delta, f"{abs(change.delta) * 100:.1f} pts")
             elif change.unit == "ms":
-                delta = ("+" if change.delta >= 0 else "-") + format_ms(abs(change.delta))
+                delta = _signed(change.delta, format_ms(abs(change.delta)))
+            elif change.unit == "usd":
+                delta = _signed(change.delta, format_usd(abs(change.delta)))
             else:
-                delta = f"{change.delta:+,.0f}"
+                delta = _signed(change.delta, f"{abs(change.delta):,.0f}")
             out.append(
                 [
                     change.name,
@@ -461,9 +687,14 @@ def _print_diff(report: DiffReport) -> None:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    filters = run_filter_kwargs(args)
     runs = _load(args)
-    base = runs.runs(release=args.baseline)
-    cand = runs.runs(release=args.candidate)
+    try:
+        # The same filters as `steptrace runs` narrow both sides (e.g. --agent, --since).
+        base = runs.runs(**{**filters, "release": args.baseline})
+        cand = runs.runs(**{**filters, "release": args.candidate})
+    except ValueError as exc:
+        raise _Exit(EXIT_USAGE, f"bad filter: {exc}") from exc
     missing = [rel for rel, selected in ((args.baseline, base), (args.candidate, cand)) if not selected]
     if missing:
         releases = runs.releases()
@@ -481,10 +712,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    run = _find_run(_load(args), args.run_id)
+    runs = _load(args)
+    run = _find_run(runs, args.run_id)
     output = args.output or "steptrace-" + re.sub(r"[^A-Za-z0-9_.-]", "_", run.run_id) + ".html"
     try:
-        path = write_html(run, output)
+        path = write_html(run, output, logs=run_logs(runs, run))
     except OSError as exc:
         raise _Exit(EXIT_USAGE, f"{output}: cannot write ({exc.strerror or exc})") from exc
     if args.json:
@@ -579,6 +811,20 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"step log file, directory or glob (repeatable; default: ${LOG_ENV} or {DEFAULT_LOG})",
     )
     common.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    common.add_argument(
+        "--prices",
+        metavar="FILE",
+        help="JSON prices (USD per million tokens) adding to or overriding genai-prices, e.g. "
+        '{"acme-llm": {"input_mtok": 1.0, "output_mtok": 2.0}}',
+    )
+    common.add_argument(
+        "--source",
+        metavar="URL",
+        help="read runs from ClickHouse instead: clickhouse[s]://USER@HOST:PORT/DATABASE?table=otel_traces"
+        " (password from $STEPTRACE_CLICKHOUSE_PASSWORD)",
+    )
+    common.add_argument("--service", metavar="NAME", help="with --source: only spans of this service.name")
+    common.add_argument("--explain", action="store_true", help="with --source: print each SQL query (stderr)")
 
     parser = argparse.ArgumentParser(
         prog="steptrace",
@@ -608,20 +854,15 @@ def build_parser() -> argparse.ArgumentParser:
         "steptrace runs --stop-reason max_steps --order-by duration --limit 10",
         cmd_runs,
     )
-    p.add_argument("--stop-reason", help="e.g. end_turn, error, max_steps, incomplete")
-    p.add_argument("--min-steps", type=int)
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--tool", help="runs that called this tool")
-    p.add_argument("--release")
-    p.add_argument("--since", help="ISO time, e.g. 2026-11-21T00:00Z (UTC if no zone)")
-    p.add_argument("--until", help="ISO time (exclusive)")
-    p.add_argument(
-        "--slower-than-percentile",
-        type=float,
-        metavar="P",
-        help="only runs slower than the P-th percentile of the matching runs",
-    )
+    add_run_filter_arguments(p)
     p.add_argument("--order-by", choices=["started", "duration"], default="started")
+    p.add_argument(
+        "--ascending",
+        action="store_true",
+        help="page from the oldest runs (--order-by duration: list fastest first)",
+    )
+    p.add_argument("--after", metavar="RUN_ID", help="the page after this run (cursor pagination)")
+    p.add_argument("--before", metavar="RUN_ID", help="the page before this run")
     p.add_argument("--limit", type=int, default=20, help="rows to show (default 20, 0 = all)")
 
     p = command("summary", "headline numbers of one run", "steptrace summary 3f2a9c", cmd_summary)
@@ -639,11 +880,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "replay",
         "step-by-step timeline of one run with captured input/output",
-        "steptrace replay 3f2a9c --step 7",
+        "steptrace replay 3f2a9c --step 2   # or --span 7",
         cmd_replay,
     )
     p.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix of one")
-    p.add_argument("--step", type=int, metavar="N", help="start at step N, shown in full")
+    p.add_argument(
+        "--step", type=int, metavar="N", help="start at the agent's step N (the STEP column), shown in full"
+    )
+    p.add_argument(
+        "--span",
+        type=int,
+        metavar="N",
+        help="start at span #N (the # column; what debug's evidence cites), shown in full",
+    )
     p.add_argument("--full", action="store_true", help="do not shorten captured content")
 
     p = command(
@@ -654,6 +903,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--baseline", required=True, metavar="REL")
     p.add_argument("--candidate", required=True, metavar="REL")
+    add_run_filter_arguments(p, release=False)
 
     p = command(
         "view",
@@ -709,6 +959,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_id", metavar="RUN_ID", help="a run id (or prefix) recorded with record_for_rerun")
     p.add_argument("-o", "--output", metavar="FILE", required=True, help="the file to write")
+    # The ClickHouse source reads a time window: every analysis command takes one (runs and
+    # report already have --since/--until as filters, which bound the query the same way).
+    for name in ("runs", "summary", "debug", "replay", "diff", "view", "report", "export"):
+        if name in sub.choices:
+            for option, text in (("--since", "ISO time"), ("--until", "ISO time, exclusive")):
+                with contextlib.suppress(argparse.ArgumentError):
+                    sub.choices[name].add_argument(
+                        option, help=f"{text}; with --source: bounds the runs read (default: the last 24 h)"
+                    )
     return parser
 
 

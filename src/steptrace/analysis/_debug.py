@@ -25,7 +25,11 @@ _BAD_MODEL_STOPS = {
 
 @dataclass(frozen=True)
 class SpanRef:
-    """One span, as evidence: enough to find it again (``step``, ``span_id``) and to read it."""
+    """One span, as evidence: enough to find it again (``step``, ``span_id``) and to read it.
+
+    ``step`` is the span's sequence number in its run (the record field; ``#7`` in every output,
+    ``replay --span 7``); ``agent_step`` the loop iteration it ran in (``step 2``, ``replay --step 2``).
+    """
 
     step: int | None
     type: str
@@ -36,9 +40,11 @@ class SpanRef:
     status: str
     error_type: str | None = None
     error: str | None = None
+    agent_step: int | None = None
 
     @classmethod
     def of(cls, record: Record) -> SpanRef:
+        agent_step = record.get("agent_step")
         return cls(
             step=record.get("step"),
             type=str(record.get("type")),
@@ -49,16 +55,20 @@ class SpanRef:
             status=str(record.get("status")),
             error_type=record.get("error_type"),
             error=record.get("error"),
+            agent_step=agent_step if type(agent_step) is int else None,
         )
 
     def describe(self) -> str:
-        """``tool_call get_weather (step 3)``."""
-        where = f"step {self.step}" if self.step is not None else f"span {self.span_id}"
+        """``tool_call get_weather (#3, step 2)``: span #3 of the run, in its 2nd agent step."""
+        where = f"#{self.step}" if self.step is not None else f"span {self.span_id}"
+        if self.agent_step is not None and self.type != "agent_step":
+            where += f", step {self.agent_step}"
         return f"{self.type} {self.label} ({where})"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "step": self.step,
+            "agent_step": self.agent_step,
             "type": self.type,
             "name": self.name,
             "label": self.label,
@@ -90,17 +100,23 @@ class RepeatedToolCall:
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """A likely cause. ``kind`` is one of ``tool_failure``, ``model_failure``, ``loop``,
-    ``latency``, ``incomplete``; ``evidence`` are the spans that support it."""
+    """A likely cause. ``kind`` is one of ``tool_failure``, ``flaky_tool``, ``model_failure``,
+    ``code_failure``, ``loop``, ``latency``, ``incomplete``; ``culprit`` names the tool, model or
+    span it blames; ``score`` (0..1) is how much of the run it explains: its share of the run's
+    failures, steps or time. ``evidence`` are the spans that support it."""
 
     kind: str
     title: str
     evidence: list[SpanRef] = field(default_factory=list)
+    culprit: str | None = None
+    score: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "title": self.title,
+            "culprit": self.culprit,
+            "score": round(self.score, 4),
             "evidence": [span.to_dict() for span in self.evidence],
         }
 
@@ -119,6 +135,16 @@ class DebugReport:
     error_classes: dict[str, int]
     repeated_tool_calls: list[RepeatedToolCall]
     hypotheses: list[Hypothesis]
+    # What `steptrace rerun` showed for this run: the reports' to_dict(), oldest first.
+    reruns: list[dict[str, Any]] = field(default_factory=list)
+    # The run's error count, as `runs` and `summary` show it (Run.error_count); error_classes
+    # counts where errors began (root causes), which a step body's own failure may add to.
+    error_count: int = 0
+    cost_usd: float | None = None
+    """The run's cost in USD (priced model calls); None when none could be priced."""
+    unpriced_llm_calls: int = 0
+    most_expensive_call: SpanRef | None = None
+    most_expensive_call_cost_usd: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,6 +158,12 @@ class DebugReport:
             "error_classes": dict(self.error_classes),
             "repeated_tool_calls": [r.to_dict() for r in self.repeated_tool_calls],
             "hypotheses": [h.to_dict() for h in self.hypotheses],
+            "reruns": list(self.reruns),
+            "error_count": self.error_count,
+            "cost_usd": self.cost_usd,
+            "unpriced_llm_calls": self.unpriced_llm_calls,
+            "most_expensive_call": self.most_expensive_call.to_dict() if self.most_expensive_call else None,
+            "most_expensive_call_cost_usd": self.most_expensive_call_cost_usd,
         }
 
 
@@ -180,94 +212,220 @@ def repeated_tool_calls(records: Sequence[Record]) -> list[RepeatedToolCall]:
     return repeated
 
 
-def _steps_text(steps: Sequence[int | None], shown: int = 6) -> str:
-    text = ", ".join(str(s) for s in steps[:shown])
-    return text + (", ..." if len(steps) > shown else "")
+def where(record: Record) -> str:
+    """``#7 in step 2``: span #7 of the run, in its 2nd agent step (the words every command uses)."""
+    seq = record.get("step")
+    text = f"#{seq}" if type(seq) is int else f"span {record.get('span_id')}"
+    agent_step = record.get("agent_step")
+    if type(agent_step) is int and record.get("type") != "agent_step":
+        text += f" in step {agent_step}"
+    return text
 
 
-def _tool_failure(records: Sequence[Record], run: Run) -> Hypothesis | None:
-    failed = [r for r in records if r.get("type") == "tool_call" and r.get("status") == "error"]
+def _spans_text(records: Sequence[Record], shown: int = 6) -> str:
+    text = ", ".join(f"#{r.get('step')}" if r.get("step") is not None else "#?" for r in records[:shown])
+    return text + (", ..." if len(records) > shown else "")
+
+
+def _reason(record: Record) -> str:
+    return str(record.get("error") or record.get("error_type") or "an error")
+
+
+@dataclass
+class _Facts:
+    """What every hypothesis reads, computed once per run."""
+
+    records: list[Record]
+    run: Run
+    causes: list[Record]  # root-cause failures in start order (causes[0]: the first error)
+    owners: dict[int, Record | None]  # id(cause) -> the tool or model call it happened in
+
+    @classmethod
+    def of(cls, run: Run) -> _Facts:
+        records = run.records()
+        causes = root_cause_errors(records)
+        by_id = {r.get("span_id"): r for r in records if r.get("span_id") is not None}
+        owners: dict[int, Record | None] = {}
+        for cause in causes:
+            current: Record | None = cause
+            for _ in range(32):  # a corrupt log may hold a parent cycle
+                if current is None or current.get("type") in ("tool_call", "llm_call"):
+                    break
+                current = by_id.get(current.get("parent_span_id"))
+            owners[id(cause)] = current
+        return cls(records, run, causes, owners)
+
+    def causes_in(self, calls: Sequence[Record]) -> list[Record]:
+        """The root causes that happened in ``calls`` (the call itself or a span under it)."""
+        ids = {id(call) for call in calls}
+        return [c for c in self.causes if id(self.owners.get(id(c))) in ids]
+
+    def share_of_failures(self, causes: Sequence[Record]) -> float:
+        return len(causes) / len(self.causes) if self.causes else 0.0
+
+
+def _tool_failures(facts: _Facts) -> list[Hypothesis]:
+    tools = [r for r in facts.records if r.get("type") == "tool_call"]
+    failed = [r for r in tools if r.get("status") == "error"]
     if not failed:
-        return None
-    first = failed[0]
-    reason = first.get("error") or first.get("error_type") or "an error"
-    tools = sorted({span_label(r) for r in failed})
-    if len(failed) == 1:
-        title = f"Tool layer failure: {tools[0]} failed at step {first.get('step')} with {reason}"
-    else:
-        title = (
-            f"Tool layer failure: {len(failed)} tool calls failed ({', '.join(tools)}); "
-            f"the first at step {first.get('step')} with {reason}"
+        return []
+    # A failure the same call (tool, args_hash) later got past is a flaky tool, not a broken one.
+    last_success: dict[tuple[str, str], int] = {}
+    for index, record in enumerate(tools):
+        if record.get("status") != "error" and record.get("args_hash") is not None:
+            last_success[(span_label(record), str(record["args_hash"]))] = index
+    position = {id(r): i for i, r in enumerate(tools)}
+    recovered: dict[str, list[Record]] = {}
+    unrecovered: list[Record] = []
+    for record in failed:
+        key = (span_label(record), str(record.get("args_hash")))
+        if record.get("args_hash") is not None and last_success.get(key, -1) > position[id(record)]:
+            recovered.setdefault(key[0], []).append(record)
+        else:
+            unrecovered.append(record)
+    out: list[Hypothesis] = []
+    run = facts.run
+    if unrecovered:
+        first = unrecovered[0]
+        causes = facts.causes_in(unrecovered)
+        reason = _reason(causes[0] if causes else first)
+        names = sorted({span_label(r) for r in unrecovered})
+        if len(unrecovered) == 1:
+            title = f"Tool failure: {names[0]} failed at {where(first)} with {reason}"
+        else:
+            title = (
+                f"Tool failure: {len(unrecovered)} tool calls failed ({', '.join(names)}); "
+                f"the first, {span_label(first)} at {where(first)}, with {reason}"
+            )
+        outcome = (
+            "the agent recovered and the run still ended with end_turn"
+            if run.stop_reason == "end_turn"
+            else f"the run stopped with {run.stop_reason}"
         )
-    outcome = (
-        "the agent recovered and the run still ended with end_turn"
-        if run.stop_reason == "end_turn"
-        else f"the run stopped with {run.stop_reason}"
-    )
-    return Hypothesis(
-        "tool_failure",
-        f"{title}; {outcome}",
-        [SpanRef.of(r) for r in failed],
-    )
+        out.append(
+            Hypothesis(
+                "tool_failure",
+                f"{title}; {outcome}",
+                [SpanRef.of(r) for r in unrecovered],
+                culprit=span_label(first),
+                score=facts.share_of_failures(causes),
+            )
+        )
+    for tool, retried in recovered.items():
+        causes = facts.causes_in(retried)
+        out.append(
+            Hypothesis(
+                "flaky_tool",
+                f"Flaky tool: {tool} failed {len(retried)} time(s) ({_spans_text(retried)}; the first with "
+                f"{_reason(causes[0] if causes else retried[0])}) and then succeeded with the same "
+                "arguments: a retry, not a loop; check its timeouts and retry policy",
+                [SpanRef.of(r) for r in retried],
+                culprit=tool,
+                score=facts.share_of_failures(causes),
+            )
+        )
+    return out
 
 
-def _model_failure(records: Sequence[Record]) -> Hypothesis | None:
-    llm = [r for r in records if r.get("type") == "llm_call"]
+def _model_failure(facts: _Facts) -> Hypothesis | None:
+    llm = [r for r in facts.records if r.get("type") == "llm_call"]
     failed = [r for r in llm if r.get("status") == "error"]
     if failed:
         first = failed[0]
-        reason = first.get("error") or first.get("error_type") or "an error"
+        causes = facts.causes_in(failed)
+        # Name the error where it began (an SDK's own span under ours), as "first error" does.
+        reason = _reason(causes[0] if causes else first)
         count = f"{len(failed)} model calls failed" if len(failed) > 1 else "the model call failed"
         return Hypothesis(
             "model_failure",
-            f"Model failure: {count}; the first, {span_label(first)} at step {first.get('step')},"
-            f" raised {reason}",
+            f"Model failure: {count}; the first, {span_label(first)} at {where(first)}, raised {reason}",
             [SpanRef.of(r) for r in failed],
+            culprit=span_label(first),
+            score=facts.share_of_failures(causes),
         )
     bad = [r for r in llm if r.get("stop_reason") in _BAD_MODEL_STOPS]
     if bad:
         first = bad[0]
         return Hypothesis(
             "model_failure",
-            f"Model failure: the model {_BAD_MODEL_STOPS[first['stop_reason']]} at step "
-            f"{first.get('step')}" + (f" and {len(bad) - 1} more time(s)" if len(bad) > 1 else ""),
+            f"Model failure: {span_label(first)} {_BAD_MODEL_STOPS[first['stop_reason']]} at "
+            f"{where(first)}" + (f" and {len(bad) - 1} more time(s)" if len(bad) > 1 else ""),
             [SpanRef.of(r) for r in bad],
+            culprit=span_label(first),
+            score=len(bad) / len(llm),
         )
-    broken = [r for r in llm if r.get("stream_completed") is False]
-    if broken:
-        return Hypothesis(
-            "model_failure",
-            f"Model failure: a streamed response was abandoned before its end at step "
-            f"{broken[0].get('step')}",
-            [SpanRef.of(r) for r in broken],
-        )
+    # A stream the agent stopped reading on purpose (stream_completed false, no error) is normal.
     return None
 
 
-def _loop(records: Sequence[Record], run: Run, repeated: Sequence[RepeatedToolCall]) -> Hypothesis | None:
-    if not repeated or run.stop_reason != "max_steps":
+def _code_failure(facts: _Facts) -> Hypothesis | None:
+    """Failures that began outside any tool or model call: the agent's own code, or another
+    library's span (an HTTP client, a database) that is not one of our calls."""
+    own = [c for c in facts.causes if facts.owners.get(id(c)) is None]
+    if not own:
         return None
-    top = repeated[0]
-    evidence = [
-        SpanRef.of(r)
-        for r in records
-        if r.get("type") == "tool_call"
-        and span_label(r) == top.tool
-        and str(r.get("args_hash")) == top.args_hash
-    ]
+    first = own[0]
+    if first.get("type") in ("agent_step", "run"):
+        title = (
+            f"Agent code failure: {_reason(first)} raised in {span_label(first)} ({where(first)}), "
+            "outside any tool or model call"
+        )
+    else:
+        title = f"Failure in {span_label(first)} at {where(first)}: {_reason(first)}"
+    if len(own) > 1:
+        title += f" (and {len(own) - 1} more such failure(s))"
     return Hypothesis(
-        "loop",
-        f"Loop: {top.tool} was called {top.count} times with the same arguments "
-        f"(steps {_steps_text(top.steps)}) and the run stopped at max_steps",
-        evidence,
+        "code_failure",
+        title,
+        [SpanRef.of(r) for r in own],
+        culprit=span_label(first),
+        score=facts.share_of_failures(own),
     )
 
 
-def _latency(records: Sequence[Record], run: Run, slo_ms: float | None) -> Hypothesis | None:
+def _loops(facts: _Facts, repeated: Sequence[RepeatedToolCall]) -> list[Hypothesis]:
+    run = facts.run
+    out: list[Hypothesis] = []
+    for group in repeated[:3]:
+        calls = [
+            r
+            for r in facts.records
+            if r.get("type") == "tool_call"
+            and span_label(r) == group.tool
+            and str(r.get("args_hash")) == group.args_hash
+        ]
+        succeeded = [r for r in calls if r.get("status") != "error"]
+        if len(succeeded) < 2:  # failing then succeeding once: a retry (flaky_tool), not a loop
+            continue
+        extra = succeeded[1:]
+        if run.stop_reason == "max_steps":
+            ending, score = "and the run stopped at max_steps", 1.0
+        else:
+            ending = "and it returned each time: check dedupe/cache and stop conditions"
+            steps = {r.get("agent_step") for r in extra if r.get("agent_step") is not None}
+            if run.agent_step_count:
+                score = min(1.0, len(steps) / run.agent_step_count)
+            else:
+                score = len(extra) / max(run.tool_call_count, 1)
+        out.append(
+            Hypothesis(
+                "loop",
+                f"Loop: {group.tool} was called {len(succeeded)} times with the same arguments "
+                f"({_spans_text(succeeded)}) {ending}",
+                [SpanRef.of(r) for r in succeeded],
+                culprit=group.tool,
+                score=score,
+            )
+        )
+    return out
+
+
+def _latency(facts: _Facts, slo_ms: float | None) -> Hypothesis | None:
+    run = facts.run
     if slo_ms is None or run.duration_ms <= slo_ms:
         return None
     leaves = sorted(
-        (r for r in records if r.get("type") in _LEAF_TYPES),
+        (r for r in facts.records if r.get("type") in _LEAF_TYPES),
         key=lambda r: -float(r.get("duration_ms") or 0.0),
     )
     # The few slowest operations that together explain at least half of the run's time.
@@ -279,12 +437,13 @@ def _latency(records: Sequence[Record], run: Run, slo_ms: float | None) -> Hypot
         if covered >= run.duration_ms / 2:
             break
     title = f"Latency: the run took {format_ms(run.duration_ms)}, above the {format_ms(slo_ms)} SLO"
+    culprit = None
     if evidence:
         slowest = evidence[0]
+        culprit = span_label(slowest)
         share = 100.0 * float(slowest.get("duration_ms") or 0.0) / max(run.duration_ms, 1e-9)
         title += (
-            f"; the slowest span, {slowest.get('type')} {span_label(slowest)} at step "
-            f"{slowest.get('step')}, took "
+            f"; the slowest span, {slowest.get('type')} {culprit} at {where(slowest)}, took "
             f"{format_ms(float(slowest.get('duration_ms') or 0.0))} ({share:.0f}% of the run)"
         )
         # No single culprit: say which kind of work the time went to.
@@ -298,32 +457,70 @@ def _latency(records: Sequence[Record], run: Run, slo_ms: float | None) -> Hypot
                 f"; {len(durations)} {kind} spans add up to {format_ms(total)} "
                 f"({100.0 * total / max(run.duration_ms, 1e-9):.0f}%)"
             )
-    return Hypothesis("latency", title, [SpanRef.of(r) for r in evidence])
+    return Hypothesis(
+        "latency",
+        title,
+        [SpanRef.of(r) for r in evidence],
+        culprit=culprit,
+        score=min(1.0, covered / max(run.duration_ms, 1e-9)),
+    )
 
 
-def _incomplete(records: Sequence[Record], run: Run) -> Hypothesis | None:
+def _incomplete(facts: _Facts) -> Hypothesis | None:
+    run, records = facts.run, facts.records
     if run.complete or not records:
         return None
     last = max(records, key=lambda r: float(r.get("ts") or 0.0))
     return Hypothesis(
         "incomplete",
         "Unfinished run: no run record was written, so the process died (or is still running);"
-        f" the last span to end was {span_label(last)} at step {last.get('step')}",
+        f" the last span to end was {span_label(last)} at {where(last)}",
         [SpanRef.of(last)],
+        culprit=span_label(last),
+        score=1.0,
     )
 
 
-def debug_run(run: Run, slo_ms: float | None = None) -> DebugReport:
+_FAILURE_KINDS = frozenset({"tool_failure", "flaky_tool", "model_failure", "code_failure"})
+
+
+def _ranked(hypotheses: list[Hypothesis], first_error: Record | None) -> list[Hypothesis]:
+    """By how much of the run each explains; among failures, the one holding the first error
+    (the earliest root cause) comes before the failures it may have caused."""
+    ranked = sorted(hypotheses, key=lambda h: -h.score)  # stable: ties keep the order above
+    if first_error is None:
+        return ranked
+    first_id = first_error.get("span_id")
+    holder = next(
+        (
+            h
+            for h in ranked
+            if h.kind in _FAILURE_KINDS
+            and h.kind != "flaky_tool"
+            and any(e.span_id == first_id for e in h.evidence)
+        ),
+        None,
+    ) or next((h for h in ranked if h.kind == "flaky_tool"), None)
+    if holder is None:
+        return ranked
+    ranked.remove(holder)
+    slot = next((i for i, h in enumerate(ranked) if h.kind in _FAILURE_KINDS), len(ranked))
+    ranked.insert(slot, holder)
+    return ranked
+
+
+def debug_run(run: Run, slo_ms: float | None = None, *, reruns: Sequence[dict[str, Any]] = ()) -> DebugReport:
     """Explain ``run``: first error, slowest span, repeated calls and ranked hypotheses.
 
     ``slo_ms``: the run-duration objective; a slower run gets a latency hypothesis.
+    ``reruns``: the reports of ``steptrace rerun`` for this run (``rerun_reports()`` finds them).
 
     >>> report = debug_run(load("steptrace-logs").get("run-42"), slo_ms=5000)  # doctest: +SKIP
     >>> [h.kind for h in report.hypotheses]  # doctest: +SKIP
     ['tool_failure']
     """
-    records = run.records()
-    causes = root_cause_errors(records)
+    facts = _Facts.of(run)
+    records, causes = facts.records, facts.causes
     error_classes: dict[str, int] = {}
     for record in causes:
         name = str(record.get("error_type") or "unknown")
@@ -332,16 +529,13 @@ def debug_run(run: Run, slo_ms: float | None = None) -> DebugReport:
     candidates = leaves or [r for r in records if r.get("type") != "run"] or list(records)
     slowest = max(candidates, key=lambda r: float(r.get("duration_ms") or 0.0), default=None)
     repeated = repeated_tool_calls(records)
-    hypotheses = [
-        h
-        for h in (
-            _tool_failure(records, run),
-            _model_failure(records),
-            _loop(records, run, repeated),
-            _latency(records, run, slo_ms),
-            _incomplete(records, run),
-        )
-        if h is not None
+    priced = [r for r in records if r.get("type") == "llm_call" and r.get("cost_usd") is not None]
+    costliest = max(priced, key=lambda r: float(r["cost_usd"]), default=None)
+    found: list[Hypothesis] = [
+        *_tool_failures(facts),
+        *[h for h in (_model_failure(facts), _code_failure(facts)) if h is not None],
+        *_loops(facts, repeated),
+        *[h for h in (_latency(facts, slo_ms), _incomplete(facts)) if h is not None],
     ]
     return DebugReport(
         run_id=run.run_id,
@@ -353,5 +547,11 @@ def debug_run(run: Run, slo_ms: float | None = None) -> DebugReport:
         slowest_span=SpanRef.of(slowest) if slowest is not None else None,
         error_classes=error_classes,
         repeated_tool_calls=repeated,
-        hypotheses=hypotheses,
+        hypotheses=_ranked(found, causes[0] if causes else None),
+        reruns=list(reruns),
+        error_count=run.error_count,
+        cost_usd=run.cost_usd,
+        unpriced_llm_calls=run.unpriced_llm_calls,
+        most_expensive_call=SpanRef.of(costliest) if costliest is not None else None,
+        most_expensive_call_cost_usd=float(costliest["cost_usd"]) if costliest is not None else None,
     )

@@ -71,6 +71,8 @@ STEP_FIELDS = (
     "cache_creation_input_tokens",
     "reasoning_tokens",
     "conversation_id",
+    # The run record's own error count: the one definition every command shows.
+    "errors",
 )
 
 
@@ -103,6 +105,7 @@ class StepFields(Protocol):
     cache_creation_input_tokens: Any
     reasoning_tokens: Any
     conversation_id: Any
+    errors: Any
 
 
 class _DictFields:

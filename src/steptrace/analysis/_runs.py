@@ -136,8 +136,10 @@ class Run:
 
     ``total_steps`` is the number of ``agent_step`` records when the run has any, else the number
     of ``llm_call`` plus ``tool_call`` records (an agent without a step loop). ``error_count``
-    counts root-cause failures: error spans none of whose children failed, so one exception
-    that propagates from a tool through its step to the run counts once.
+    is the run record's ``errors``: each failed tool or model call, plus each failure raised in a
+    step or run body that did not come from one (one exception that propagates from a tool
+    through its step to the run counts once). A run without a run record (crashed) counts
+    root-cause failures instead: error spans none of whose children failed.
     """
 
     run_id: str
@@ -390,6 +392,7 @@ def _accumulate(
                 "duration_ms": record.duration_ms,
                 "conversation_id": record.conversation_id,
                 "failed": record.status == "error",
+                "errors": record.errors,
             }
         elif kind == "span":
             # A crashed run has no run record; a foreign span may still name the agent.
@@ -436,6 +439,10 @@ def _finish(
     if acc.errors:
         failed_parents = {parent for _, parent in acc.errors}
         root_causes = sum(1 for span_id, _ in acc.errors if span_id not in failed_parents)
+    # The run record counts errors as they happened (an exception once, however far it went;
+    # a step body's own failure too): prefer it. Without one (a crash), count root causes.
+    counted = head["errors"] if head is not None else None
+    error_count = counted if type(counted) is int and counted >= 0 else root_causes
     return Run(
         run_id,
         agent if agent is None or type(agent) is str else str(agent),
@@ -451,7 +458,7 @@ def _finish(
         acc.tool_calls,
         acc.input_tokens,
         acc.output_tokens,
-        root_causes,
+        error_count,
         acc.tools,
         acc.repeated,
         acc.tool_durations,
@@ -498,6 +505,10 @@ class RunSet:
             return run
         matches = [r for r in self._runs if r.run_id.startswith(run_id)] if run_id else []
         return matches[0] if len(matches) == 1 else None
+
+    def describe_sources(self) -> str:
+        """Where the runs were read from, for messages: the first files (a database's URL)."""
+        return ", ".join(str(s) for s in self.sources[:3]) + (" ..." if len(self.sources) > 3 else "")
 
     def closest_run_ids(self, run_id: str, count: int = 3) -> list[str]:
         """Run ids that look like ``run_id``: prefix matches first, then similar spellings."""

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -31,6 +33,7 @@ __all__ = [
     "RerunReport",
     "find_recording",
     "rerun",
+    "rerun_reports",
     "set_recording",
 ]
 
@@ -39,6 +42,7 @@ ENV_RUN = "STEPTRACE_RERUN"
 ENV_LLM = "STEPTRACE_RERUN_LLM"
 ENV_TOOLS = "STEPTRACE_RERUN_TOOLS"
 ENV_REPORT = "STEPTRACE_RERUN_REPORT"
+logger = logging.getLogger("steptrace.rerun")
 
 
 def log_directory(log: str | os.PathLike[str] | None) -> Path:
@@ -64,6 +68,52 @@ def find_recording(run: str | os.PathLike[str], log: str | os.PathLike[str] | No
     if known is not None:
         raise RecordingNotFound(f"run {known[:8]}… was recorded without record_for_rerun; nothing to re-run")
     raise RecordingNotFound(f"no recording of run {run_id!r} in {directory}")
+
+
+VERDICTS_DIR = "verdicts"  # <log dir>/rerun/verdicts/<run id>.jsonl: one report per rerun
+
+
+def _keep_report(recording: Path, report: RerunReport) -> None:
+    """Append the report beside the log's recordings, where ``steptrace debug`` of the original
+    run finds it. An exported recording (an incident file in a test folder) keeps nothing."""
+    if recording.parent.name != RECORDING_DIR or not _safe_name(report.original_run_id):
+        return
+    target = recording.parent / VERDICTS_DIR / f"{report.original_run_id}.jsonl"
+    line = json.dumps({"ts": time.time(), **report.to_dict()}, default=str) + "\n"
+    try:
+        target.parent.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
+    except OSError as exc:  # the rerun itself succeeded; debug will just not show it
+        logger.warning("steptrace: could not keep the rerun report in %s (%s)", target, exc)
+
+
+def _safe_name(run_id: str) -> bool:
+    return bool(run_id) and "/" not in run_id and "\\" not in run_id and not run_id.startswith(".")
+
+
+def rerun_reports(run_id: str, log: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """The reports of every rerun of ``run_id`` (``RerunReport.to_dict()`` plus ``ts``), oldest
+    first: what ``steptrace debug`` shows under the run. Unreadable lines are skipped."""
+    if not _safe_name(run_id):
+        return []
+    path = log_directory(log) / RECORDING_DIR / VERDICTS_DIR / f"{run_id}.jsonl"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    reports = []
+    for line in lines:
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("verdict"), str):
+            reports.append(data)
+    return reports
 
 
 def _run_in_step_log(run_id: str, directory: Path) -> str | None:
@@ -97,9 +147,12 @@ class Rerun:
         return run.run_id if run is not None else None
 
     def finish(self) -> RerunReport:
-        """Stop serving and build the report (``__exit__`` does this)."""
+        """Stop serving and build the report (``__exit__`` does this); kept for ``debug``."""
+        if self.report is not None:
+            return self.report
         set_session(self._previous)
         self.report = build_report(self.session)
+        _keep_report(self.session.recorded.path, self.report)
         return self.report
 
     def __enter__(self) -> Rerun:
