@@ -11,7 +11,7 @@ from steptrace.analysis._debug import format_ms
 from steptrace.analysis._runs import STOP_INCOMPLETE, Run, RunSet
 from steptrace.analysis._stats import percentile
 
-Unit = Literal["ratio", "ms", "tokens"]
+Unit = Literal["ratio", "ms", "tokens", "usd"]
 Direction = Literal["better", "worse", "same", "changed", "new", "gone"]
 
 # Below these changes a metric is "about the same": noise, not a regression.
@@ -83,7 +83,22 @@ def format_value(value: float | None, unit: Unit) -> str:
         return f"{value * 100:.1f}%"
     if unit == "ms":
         return format_ms(value)
+    if unit == "usd":
+        return format_usd(value)
     return f"{value:,.0f}"
+
+
+def format_usd(value: float | None) -> str:
+    """``$0.0123``, ``$12.34``; ``-`` for unknown (never a guessed $0)."""
+    if value is None:
+        return "-"
+    if value == 0:
+        return "$0"
+    if abs(value) < 0.000001:
+        return "<$0.000001"
+    if abs(value) < 0.01:
+        return "$" + f"{value:.6f}".rstrip("0")
+    return f"${value:,.2f}"
 
 
 def _change(
@@ -110,7 +125,14 @@ def _change(
         relative = abs(delta) / abs(baseline) if baseline else (0.0 if delta == 0 else 1.0)
         same = relative < _SAME_RELATIVE
         pct = f"{relative * 100:.0f}%" if baseline else "from zero"
-        amount = (format_ms(abs(delta)) if unit == "ms" else f"{abs(delta):,.0f}") + f", {pct}"
+        magnitude = (
+            format_ms(abs(delta))
+            if unit == "ms"
+            else format_usd(abs(delta))
+            if unit == "usd"
+            else f"{abs(delta):,.0f}"
+        )
+        amount = f"{magnitude}, {pct}"
     if same:
         return MetricChange(name, unit, baseline, candidate, delta, "same", f"about the same {span}")
     word = "up" if delta > 0 else "down"
@@ -140,8 +162,8 @@ def diff(
     candidate_label: str = "candidate",
 ) -> DiffReport:
     """Compare two sets of runs: error rate, p50/p95 run duration, p95 per tool, tokens per run,
-    repeated-call rate (share of runs that called a tool twice with the same arguments) and the
-    stop-reason mix.
+    cost per run (the mean over runs with a priced model call), repeated-call rate (share of runs
+    that called a tool twice with the same arguments) and the stop-reason mix.
 
     >>> logs = load("steptrace-logs")  # doctest: +SKIP
     >>> report = diff(logs.runs(release="1.4.0"), logs.runs(release="1.5.0"))  # doctest: +SKIP
@@ -176,6 +198,12 @@ def diff(
             "tokens",
             _mean([r.total_tokens for r in base]),
             _mean([r.total_tokens for r in cand]),
+        ),
+        _change(
+            "cost_per_run",
+            "usd",
+            _mean([r.cost_usd for r in base if r.cost_usd is not None]),
+            _mean([r.cost_usd for r in cand if r.cost_usd is not None]),
         ),
         _change(
             "repeated_call_rate",
