@@ -29,6 +29,7 @@ from steptrace.instrumentation.anthropic import instrument_anthropic, uninstrume
 from steptrace.instrumentation.google_genai import instrument_google_genai, uninstrument_google_genai
 from steptrace.instrumentation.mcp import instrument_mcp, uninstrument_mcp
 from steptrace.instrumentation.openai import instrument_openai, uninstrument_openai
+from steptrace.instrumentation.openai_agents import instrument_openai_agents, uninstrument_openai_agents
 from steptrace.rerun import RerunDivergence, RerunReport, rerun
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "instrument_google_genai",
     "instrument_mcp",
     "instrument_openai",
+    "instrument_openai_agents",
     "llm_request",
     "read_steps",
     "rerun",
@@ -65,4 +67,5 @@ __all__ = [
     "uninstrument_google_genai",
     "uninstrument_mcp",
     "uninstrument_openai",
+    "uninstrument_openai_agents",
 ]

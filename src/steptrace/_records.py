@@ -244,6 +244,7 @@ def build_record(
             release=get(A.GEN_AI_AGENT_VERSION),
             ends_run=get(A.AGENT_STEP_ENDS_RUN, False),
             stop_reason=get(A.STOP_REASON),
+            handoff_to=get(A.AGENT_STEP_HANDOFF_TO),
         )
     elif record_type == "run":
         record.update(
