@@ -179,6 +179,19 @@ def test_cli_report_filters_and_errors(tmp_path: Path, capsys: pytest.CaptureFix
     assert len(rows) == RUNS_PER_RELEASE
     assert main(["report", "--log", log, "-o", str(out), "--stop-reason", "max_steps"]) == 0
     capsys.readouterr()
+    # The run filters of `steptrace runs` (filter_runs) select the report's runs too.
+    runs = load(log)
+    for options, expected in (
+        (["--agent", "travel-agent"], runs.runs(agent="travel-agent")),
+        (["--status", "error", "--release", "1.5.0"], runs.runs(status="error", release="1.5.0")),
+        (["--min-duration", "2s"], runs.runs(min_duration="2s")),
+    ):
+        assert main(["report", "--log", log, "-o", str(out), *options]) == 0, options
+        rows = _json_script(out.read_text(encoding="utf-8"), "report-data")["rows"]
+        assert [row[0] for row in rows] == [r.run_id for r in expected] and expected, options
+    capsys.readouterr()
+    assert main(["report", "--log", log, "-o", str(out), "--min-duration", "soon"]) == 2
+    assert "--min-duration" in capsys.readouterr().err
     assert main(["report", "--log", log, "-o", str(out), "--release", "9.9"]) == 1
     assert "releases present: 1.4.0, 1.5.0" in capsys.readouterr().err
     assert main(["report", "--log", log, "-o", str(out), "--since", "yesterday"]) == 2

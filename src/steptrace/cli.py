@@ -31,7 +31,7 @@ from steptrace.analysis import (
     summarize,
     write_html,
 )
-from steptrace.analysis._debug import SpanRef, format_ms, span_label
+from steptrace.analysis._debug import SpanRef, format_ms, span_label, token_text
 from steptrace.analysis._diff import DiffReport, MetricChange, format_usd, format_value
 from steptrace.analysis._loading import fast_path_available, find_sources
 from steptrace.analysis._logs import (
@@ -448,7 +448,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
         ),
         (
             "tokens",
-            f"{summary.total_tokens:,}  ({summary.input_tokens:,} in, {summary.output_tokens:,} out)",
+            f"{summary.total_tokens:,}  ({summary.input_tokens:,} in"
+            + _cached_text(summary.cache_read_input_tokens, summary.cache_creation_input_tokens)
+            + f", {summary.output_tokens:,} out)",
         ),
         ("cost", _cost_text(summary.cost_usd, summary.unpriced_llm_calls)),
         ("errors", str(summary.error_count)),
@@ -457,6 +459,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
     return EXIT_OK
+
+
+def _cached_text(read: int, written: int) -> str:
+    """``, of which 3,000 cache reads and 200 cache writes``: input tokens include both."""
+    parts = [f"{read:,} cache reads"] * bool(read) + [f"{written:,} cache writes"] * bool(written)
+    return f" incl. {' and '.join(parts)}" if parts else ""
 
 
 def _count(number: int, noun: str) -> str:
@@ -601,14 +609,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     all_depths = _depths(records)
     span_depths = {r.get("span_id"): d for r, d in zip(records, all_depths, strict=True)}
     depths = all_depths[start_index:]
-    print(f"  {'#':>4} {'STEP':>4}  {'START':>9}  {'DURATION':>9}  {'TOKENS':<14}{'STATUS':<7}SPAN")
+    width = max([14, *(len(token_text(r)) + 1 for r in shown)])  # "120→30 tok (90 cached)"
+    print(f"  {'#':>4} {'STEP':>4}  {'START':>9}  {'DURATION':>9}  {'TOKENS':<{width}}{'STATUS':<7}SPAN")
     for index, (record, depth) in enumerate(zip(shown, depths, strict=True), start_index):
         seq = record.get("step")
         agent_step = _agent_step(record)
         start = (float(record.get("ts") or 0) - float(record.get("duration_ms") or 0) / 1000 - origin) * 1000
-        tokens = ""
-        if record.get("type") == "llm_call" and record.get("input_tokens") is not None:
-            tokens = f"{record.get('input_tokens')}→{record.get('output_tokens')} tok"
+        tokens = token_text(record)
         marker = (
             "▶"
             if (args.span is not None and seq == args.span)
@@ -620,10 +627,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(
             f"{marker} {'#' + str(seq) if seq is not None else '-':>4} "
             f"{agent_step if agent_step is not None else '-':>4}  +{format_ms(start):>8}  "
-            f"{format_ms(float(record.get('duration_ms') or 0)):>9}  {tokens:<14}{status:<7}"
+            f"{format_ms(float(record.get('duration_ms') or 0)):>9}  {tokens:<{width}}{status:<7}"
             f"{indent}{record.get('type')} {span_label(record)}"
         )
-        pad = " " * 56 + indent + "  "
+        pad = " " * (42 + width) + indent + "  "
         limit = None if args.full or marker == "▶" else _CONTENT_PREVIEW_CHARS
         if record.get("error"):
             print(f"{pad}error:  {_one_line(record.get('error'), limit)}")
@@ -732,20 +739,10 @@ def cmd_view(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from steptrace.analysis._report import write_report
 
-    since = _time_filter("--since", args.since)
-    until = _time_filter("--until", args.until)
+    filters = run_filter_kwargs(args)
     runs = _load(args)
     try:
-        selected = runs.runs(
-            stop_reason=args.stop_reason,
-            min_steps=args.min_steps,
-            max_steps=args.max_steps,
-            tool=args.tool,
-            release=args.release,
-            since=since,
-            until=until,
-            slower_than_percentile=args.slower_than_percentile,
-        )
+        selected = runs.runs(**filters)
     except ValueError as exc:
         raise _Exit(EXIT_USAGE, f"bad filter: {exc}") from exc
     if not selected:
@@ -924,14 +921,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", metavar="FILE", default="steptrace-report.html",
                    help="HTML file to write (default steptrace-report.html)")  # fmt: skip
-    p.add_argument("--stop-reason", help="e.g. end_turn, error, max_steps, incomplete")
-    p.add_argument("--min-steps", type=int)
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--tool", help="runs that called this tool")
-    p.add_argument("--release")
-    p.add_argument("--since", help="ISO time, e.g. 2026-11-21T00:00Z (UTC if no zone)")
-    p.add_argument("--until", help="ISO time (exclusive)")
-    p.add_argument("--slower-than-percentile", type=float, metavar="P")
+    add_run_filter_arguments(p)
 
     command(
         "demo",
