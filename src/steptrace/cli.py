@@ -293,7 +293,7 @@ def _duration_filter(option: str, value: str | None) -> float | None:
     try:
         return parse_duration_ms(value, option)
     except ValueError as exc:
-        raise _Exit(EXIT_USAGE, f"bad filter: {exc}, e.g. {option} 2s") from None
+        raise _Exit(EXIT_USAGE, f"bad filter: {exc}") from None
 
 
 def run_filter_kwargs(args: argparse.Namespace) -> dict[str, Any]:
