@@ -34,6 +34,7 @@ CASES: dict[str, list[str]] = {
     "openai": ["case_openai.py"],
     "load": ["case_load.py"],
     "jsonl": ["case_jsonl.py"],
+    "mcp": ["case_mcp.py"],
 }
 QUICK_ENV = {
     "BENCH_NUMBER": "300",
@@ -42,6 +43,7 @@ QUICK_ENV = {
     "BENCH_OPENAI_STREAM_NUMBER": "3",
     "BENCH_OPENAI_STREAM_BATCHES": "3",
     "BENCH_LOAD_CALLS": "3000",
+    "BENCH_MCP_NUMBER": "50",
 }
 
 
@@ -440,6 +442,31 @@ def obstacles(tool: dict[str, Any], oa: dict[str, Any]) -> list[str]:
     return lines
 
 
+def mcp_tables(result: dict[str, Any] | None) -> list[str]:
+    """What ``instrument_mcp()`` adds to one ``ClientSession.call_tool``, per transport."""
+    if result is None:
+        return ["(not run)"]
+    variants = result["variants"]
+    lines = [
+        f"{result['batches']} batches × {result['number']} calls per variant, interleaved; {load(result)}. "
+        "Every variant runs in an agent run with steptrace configured (the mcp package's own client and "
+        "server spans are paid by all alike); the in-memory server runs in the same process, the stdio "
+        "server in a subprocess without steptrace.",
+        "",
+        "| transport | bare call | `instrument_mcp()` | added | with capture on | added |",
+        "|---|---|---|---|---|---|",
+    ]
+    for transport, label in (("memory", "in-memory"), ("stdio", "stdio subprocess")):
+        bare = variants[f"bare|{transport}"]["median_us"]
+        traced = variants[f"steptrace|{transport}"]["median_us"]
+        captured = variants[f"steptrace, capture on|{transport}"]["median_us"]
+        lines.append(
+            f"| {label} | {us(bare)} µs | {us(traced)} µs | {traced - bare:+,.1f} µs "
+            f"| {us(captured)} µs | {captured - bare:+,.1f} µs |"
+        )
+    return lines
+
+
 def render(results: dict[str, dict[str, Any]], command: str) -> str:
     off, on, oa, ld, jl = (results[k] for k in ("tool-off", "tool-on", "openai", "load", "jsonl"))
     tool_lines, tool = tool_tables(off, on)
@@ -495,6 +522,10 @@ def render(results: dict[str, dict[str, Any]], command: str) -> str:
         "## 4. JSONL exporter throughput and the analysis commands",
         "",
         *jl_lines,
+        "",
+        "## 6. An MCP tool call (`bench/case_mcp.py`)",
+        "",
+        *mcp_tables(results.get("mcp")),
         "",
     ]
     return "\n".join(out)

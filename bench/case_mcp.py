@@ -1,0 +1,167 @@
+"""Case: the cost steptrace adds to one MCP tool call, against the bare call, in one process.
+
+    .venv-bench/bin/python bench/case_mcp.py
+
+Two transports, each timed in its own interleaved group: the mcp package's in-memory transport
+(client and server in this process, so the call itself is as cheap as MCP gets and steptrace's
+share is the largest) and stdio to a server subprocess (this script with ``--serve``, untraced),
+as a real deployment has it. Variants: ``bare`` (``ClientSession.call_tool`` not instrumented),
+``steptrace`` (``instrument_mcp()``: the ``tool_execution`` span, its JSONL record and histogram,
+content capture off) and ``steptrace, capture on`` (arguments and result captured and redacted).
+All run inside an ``agent_run``/``agent_step`` with steptrace configured, so the mcp package's
+own spans and their step records are paid by every variant alike: the difference is what
+``instrument_mcp()`` adds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import Variant, emit, load_average, summarize, versions
+
+NUMBER = int(os.environ.get("BENCH_MCP_NUMBER", "200"))
+BATCHES = int(os.environ.get("BENCH_BATCHES", "15"))
+ARGUMENTS = {"a": 1, "b": 2}
+
+
+def make_server() -> Any:
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("bench-tools")
+
+    @server.tool()
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    return server
+
+
+def serve() -> None:
+    make_server().run("stdio")
+
+
+async def ainterleave(variants: list[Variant], *, number: int, batches: int, warmup_batches: int = 2) -> None:
+    """``_common.interleave`` for coroutine calls: the sessions' anyio scopes live in one task, so
+    the timing loop runs in that task too (a sync harness would cross tasks or threads)."""
+    count = len(variants)
+    for round_number in range(warmup_batches + batches):
+        gc.collect()
+        for offset in range(count):
+            variant = variants[(round_number + offset) % count]
+            call = variant.call
+            if variant.enter is not None:
+                variant.enter()
+            try:
+                for _ in range(min(number, 50)):
+                    await call()  # type: ignore[misc]
+                start = time.perf_counter()
+                for _ in range(number):
+                    await call()  # type: ignore[misc]
+                elapsed = time.perf_counter() - start
+            finally:
+                if variant.leave is not None:
+                    variant.leave()
+            if round_number >= warmup_batches:
+                variant.samples.append(elapsed / number)
+
+
+async def open_sessions(stack: contextlib.AsyncExitStack) -> dict[str, Any]:
+    """The in-memory and the stdio session, tools listed (call_tool validates against the list)."""
+    from mcp import Client, ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    client = await stack.enter_async_context(Client(make_server()))
+    params = StdioServerParameters(command=sys.executable, args=[str(Path(__file__).resolve()), "--serve"])
+    read, write = await stack.enter_async_context(stdio_client(params))
+    stdio = await stack.enter_async_context(ClientSession(read, write))
+    await stdio.initialize()
+    sessions = {"memory": client.session, "stdio": stdio}
+    for session in sessions.values():
+        await session.list_tools()
+    return sessions
+
+
+def tool_call(session: Any) -> Callable[[], Awaitable[object]]:
+    async def call_tool() -> object:
+        result = await session.call_tool("add", ARGUMENTS)
+        assert result.structured_content == {"result": 3}, result
+        return result
+
+    return call_tool
+
+
+async def measure(log: Path) -> list[Variant]:
+    import steptrace
+
+    open_blocks: list[Any] = []
+
+    def setup(instrument: bool, capture: bool) -> Callable[[], None]:
+        def enter() -> None:
+            steptrace.configure("bench", jsonl_path=log, capture_content=capture)
+            if instrument:
+                steptrace.instrument_mcp()
+            for spec in (steptrace.agent_run(agent="bench"), steptrace.agent_step()):
+                spec.__enter__()
+                open_blocks.append(spec)
+
+        return enter
+
+    def leave() -> None:
+        while open_blocks:
+            open_blocks.pop().__exit__(None, None, None)
+        steptrace.uninstrument_mcp()
+
+    setups = {
+        "bare": setup(False, False),
+        "steptrace": setup(True, False),
+        "steptrace, capture on": setup(True, True),
+    }
+    variants: list[Variant] = []
+    async with contextlib.AsyncExitStack() as stack:
+        sessions = await open_sessions(stack)
+        for transport, session in sessions.items():
+            group = [
+                Variant(f"{name}|{transport}", tool_call(session), enter, leave)
+                for name, enter in setups.items()
+            ]
+            await ainterleave(group, number=NUMBER, batches=BATCHES)
+            variants += group
+    return variants
+
+
+def main() -> None:
+    load_start = load_average()
+    with tempfile.TemporaryDirectory(prefix="steptrace-bench-") as tmp:
+        log = Path(tmp) / "steps.jsonl"
+        variants = asyncio.run(measure(log))
+        records = log.read_bytes().count(b"\n")
+    emit(
+        {
+            "case": "mcp",
+            "batches": BATCHES,
+            "number": NUMBER,
+            "load_average_start": load_start,
+            "variants": summarize(variants),
+            "steptrace_records_written": records,
+            "versions": versions("steptrace", "mcp", "opentelemetry-sdk"),
+        }
+    )
+
+
+if __name__ == "__main__":
+    if "--serve" in sys.argv:
+        serve()
+    else:
+        main()
