@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -518,3 +521,35 @@ def test_untraced_without_configuration() -> None:
     with F.FakeServer(script) as server:
         agent = Agent(name="weather", tools=[get_weather], model=model_for("chat", server))
         assert Runner.run_sync(agent, "Weather in Atlantis?").final_output == "No such city."
+
+
+def test_example_runs_offline_and_shows_the_handoff(tmp_path: Path) -> None:
+    """examples/openai_agents_agent.py would fail offline, or its log would not show the handoff."""
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "STEPTRACE_JSONL_PATH"}
+    done = subprocess.run(
+        [sys.executable, str(root / "examples" / "openai_agents_agent.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "In Paris: 18°C and sunny in Paris." in done.stdout
+    assert "step 1: agent triage -> handoff to weather" in done.stdout
+    assert "step 3: agent weather" in done.stdout
+    records = list(steptrace.read_steps(tmp_path / "steptrace-logs" / "steps.jsonl"))
+    (run,) = [r for r in records if r["type"] == "run"]
+    assert (run["agent"], run["stop_reason"], run["tool_calls"]) == ("triage", "end_turn", 1)
+    summary = subprocess.run(
+        [sys.executable, "-m", "steptrace", "debug", run["run_id"][:8]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert summary.returncode == 0, summary.stderr
+    assert "end_turn" in summary.stdout
