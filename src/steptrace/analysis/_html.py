@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from steptrace.analysis._debug import format_ms, span_label
+from steptrace.analysis._debug import format_ms, span_label, token_text
+from steptrace.analysis._logs import log_line, tree_with_logs
 from steptrace.analysis._runs import Record, Run
 
 _TYPE_CLASSES = {
@@ -57,6 +58,7 @@ h1 { font-size: 18px; margin: 0 0 4px; }
 .t-run { background: #8e8e93; } .t-agent_step { background: #5e5ce6; }
 .t-llm_call { background: #0a84ff; } .t-tool_call { background: #30b158; }
 .t-span { background: #ff9f0a; }
+.t-log { background: #aeaeb2; min-width: 2px; } .t-log.warn { background: #ff9f0a; }
 .bar.error { background-image: repeating-linear-gradient(45deg, transparent 0 4px,
   rgba(255,255,255,.45) 4px 8px); outline: 2px solid #d70015; }
 .err { color: #d70015; font-weight: 600; }
@@ -148,15 +150,26 @@ def _tree_order(records: Sequence[Record]) -> list[tuple[Record, int]]:
     return out
 
 
-def _tokens(record: Record) -> str:
-    tokens_in, tokens_out = record.get("input_tokens"), record.get("output_tokens")
-    if record.get("type") != "llm_call" or (tokens_in is None and tokens_out is None):
-        return ""
-    return f"{tokens_in or 0}→{tokens_out or 0} tok"
+def _log_row(log: Record, index: int, depth: int, left: float) -> str:
+    """A captured log line as a waterfall row: a tick at its time, the line beside it."""
+    esc = html.escape
+    left = min(max(left, 0.0), 99.5)
+    text_pos = f"left:{left + 0.6:.3f}%" if left < 60 else f"right:{100 - left + 0.6:.3f}%"
+    warn = " warn" if int(log.get("levelno") or 0) >= 30 else ""
+    return (
+        f'<div class="row" tabindex="0" data-index="{index}" data-type="t-log">'
+        f'<div class="label" style="padding-left:{8 + 14 * min(depth, 12)}px">'
+        f'<span class="step">·</span>log <b>{esc(str(log["level"]))}</b> {esc(str(log["logger"]))}</div>'
+        f'<div class="track"><div class="bar t-log{warn}" style="left:{left:.3f}%;width:0.4%"></div>'
+        f'<span class="bar-text" style="{text_pos}">{esc(log_line(log)[:300])}</span></div></div>'
+    )
 
 
-def render_html(run: Run, records: Sequence[Record] | None = None) -> str:
-    """The page for ``run`` as a string (``records`` default to ``run.records()``)."""
+def render_html(run: Run, records: Sequence[Record] | None = None, logs: Sequence[Record] = ()) -> str:
+    """The page for ``run`` as a string (``records`` default to ``run.records()``).
+
+    ``logs``: the run's captured log lines (``run_logs``), shown as rows inside their span.
+    """
     records = list(run.records() if records is None else records)
     esc = html.escape
     if records:
@@ -168,8 +181,12 @@ def render_html(run: Run, records: Sequence[Record] | None = None) -> str:
 
     rows: list[str] = []
     spans: list[dict[str, Any]] = []
-    for index, (record, depth) in enumerate(_tree_order(records)):
+    for index, (record, depth) in enumerate(tree_with_logs(_tree_order(records), logs)):
         kind = str(record.get("type"))
+        if kind == "log":
+            rows.append(_log_row(record, index, depth, 100.0 * (record["ts"] - origin) / total_s))
+            spans.append({"title": f"log {record['level']} {record['logger']}", "attributes": record})
+            continue
         css = _TYPE_CLASSES.get(kind, "t-span")
         failed = record.get("status") == "error"
         duration = float(record.get("duration_ms") or 0.0)
@@ -177,7 +194,7 @@ def render_html(run: Run, records: Sequence[Record] | None = None) -> str:
         width = 100.0 * duration / 1000.0 / total_s
         step = record.get("step")
         label = span_label(record)
-        tokens = _tokens(record)
+        tokens = token_text(record)
         text = " · ".join(
             part
             for part in (
@@ -236,7 +253,12 @@ def render_html(run: Run, records: Sequence[Record] | None = None) -> str:
         ("stop reason", run.stop_reason),
         ("duration", format_ms(run.duration_ms)),
         ("steps", str(run.total_steps)),
-        ("tokens", f"{run.input_tokens:,} in / {run.output_tokens:,} out"),
+        (
+            "tokens",
+            f"{run.input_tokens:,} in"
+            + (f" (incl. {run.cache_read_input_tokens:,} cached)" if run.cache_read_input_tokens else "")
+            + f" / {run.output_tokens:,} out",
+        ),
         ("errors", str(run.error_count)),
         ("started", run.started_at.isoformat()),
     ]
@@ -268,8 +290,8 @@ def render_html(run: Run, records: Sequence[Record] | None = None) -> str:
     )
 
 
-def write_html(run: Run, path: str | Path) -> Path:
-    """Write the page for ``run`` to ``path`` and return the path."""
+def write_html(run: Run, path: str | Path, logs: Sequence[Record] = ()) -> Path:
+    """Write the page for ``run`` (with its captured log lines ``logs``) to ``path``; the path."""
     out = Path(path)
-    out.write_text(render_html(run), encoding="utf-8")
+    out.write_text(render_html(run, logs=logs), encoding="utf-8")
     return out

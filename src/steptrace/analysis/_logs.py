@@ -72,32 +72,59 @@ def interleave(records: Sequence[Record], logs: Sequence[Record]) -> list[Record
 
     A line a tool logged shows under that tool's span, before the spans that started later.
     """
-    ordered = sorted(logs, key=lambda log: log["ts"])
+    placed = place_logs(records, logs)
     out: list[Record] = []
-    position = 0
-    for record in records:
-        start = _start_s(record)
-        while position < len(ordered) and ordered[position]["ts"] < start and out:
-            out.append(ordered[position])
-            position += 1
+    for record, after in zip(records, placed, strict=True):
         out.append(record)
-    out.extend(ordered[position:])
+        out.extend(after)
+    if not records:
+        out.extend(sorted(logs, key=lambda log: log["ts"]))
     return out
 
 
-def log_depths(rows: Sequence[Record], depths: Sequence[int]) -> list[int]:
-    """Depths for ``rows`` (spans and logs); ``depths`` are the spans' own, in order. A log line
-    sits one level under the span it was logged in."""
-    by_span: dict[Any, int] = {}
-    span_depths = iter(depths)
-    out: list[int] = []
-    for row in rows:
-        if row.get("type") == "log":
-            out.append(by_span.get(row.get("span_id"), -1) + 1)
-        else:
-            depth = next(span_depths, 0)
-            by_span[row.get("span_id")] = depth
-            out.append(depth)
+def place_logs(records: Sequence[Record], logs: Sequence[Record]) -> list[list[Record]]:
+    """For each of ``records`` (spans in start order), the log lines to show right after it: those
+    logged after it started and before the next span started (lines before the first span go
+    after the first)."""
+    ordered = sorted(logs, key=lambda log: log["ts"])
+    placed: list[list[Record]] = [[] for _ in records]
+    if not records:
+        return placed
+    starts = [_start_s(record) for record in records]
+    index = 0
+    for log in ordered:
+        while index + 1 < len(records) and starts[index + 1] <= log["ts"]:
+            index += 1
+        placed[index].append(log)
+    return placed
+
+
+def tree_with_logs(rows: Sequence[tuple[Record, int]], logs: Sequence[Record]) -> list[tuple[Record, int]]:
+    """Waterfall rows (record, depth) in tree order with each log line inside its span's subtree:
+    after the last row of that subtree that started before the line, one level under the span."""
+    out = list(rows)
+    for log in sorted(logs, key=lambda entry: entry["ts"]):
+        at = next(
+            (
+                i
+                for i, (row, _) in enumerate(out)
+                if row.get("type") != "log" and row.get("span_id") == log["span_id"]
+            ),
+            None,
+        )
+        if at is None:  # its span is not in the log (cut off, another file): by time, at the top
+            later = next((i for i, (row, _) in enumerate(out) if _start_s(row) > log["ts"]), len(out))
+            out.insert(later, (log, 0))
+            continue
+        depth = out[at][1]
+        position = at + 1
+        while position < len(out) and out[position][1] > depth:
+            row = out[position][0]
+            start = row["ts"] if row.get("type") == "log" else _start_s(row)
+            if start > log["ts"]:
+                break
+            position += 1
+        out.insert(position, (log, depth + 1))
     return out
 
 
@@ -119,3 +146,19 @@ def last_warning_before(logs: Sequence[Record], error: Record | None) -> Record 
     end = float(error.get("ts") or 0.0)
     earlier = [log for log in logs if log["levelno"] >= _WARNING and log["ts"] <= end]
     return earlier[-1] if earlier else None
+
+
+def last_warning_of(run: Run, logs: Sequence[Record], first_error_span_id: str | None) -> Record | None:
+    """The last warning before the failure of span ``first_error_span_id`` (debug's first error)."""
+    if first_error_span_id is None:
+        return None
+    error = next((r for r in run.records() if r.get("span_id") == first_error_span_id), None)
+    return last_warning_before(logs, error)
+
+
+def warning_summary(log: Record | None) -> dict[str, Any] | None:
+    """The fields of a quoted log line in ``debug --json``."""
+    if log is None:
+        return None
+    keys = ("level", "logger", "message", "exception", "agent_step", "trace_id", "span_id", "ts")
+    return {key: log.get(key) for key in keys}
