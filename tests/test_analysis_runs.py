@@ -137,6 +137,8 @@ def test_summarize_reports_the_headline_numbers(runs: RunSet) -> None:
         # gpt-4o-mini: 120 in x $0.15/Mtok + 30 out x $0.60/Mtok
         "cost_usd": pytest.approx(120 * 0.15e-6 + 30 * 0.6e-6),
         "unpriced_llm_calls": 0,
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 0,
     }
     spans = make_run("run-tool-err", "tool_error", start_ns=T0_NS + 2 * 60_000 * MS)
     run_span = spans[-1]

@@ -276,3 +276,27 @@ def test_debug_shows_the_verdict_of_each_rerun_of_the_run(
     assert reruns[0]["reproduced"] is True and reruns[1]["reproduced"] is False
     # The reports sit beside the recordings, never among the step logs `runs` reads.
     assert len(load(recording.jsonl_path.parent)) == 3
+
+
+def test_cached_input_tokens_are_shown_apart_in_summary_replay_and_view(
+    steptrace_capture: Capture, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    """input_tokens counts cache reads and writes (GenAI conventions): a 2,130-token call that
+    read 2,000 from the cache looked like 2,130 fresh tokens everywhere."""
+    with steptrace.agent_run(agent="a"), steptrace.agent_step():
+        with steptrace.llm_request(model="claude-sonnet-4-6", provider="anthropic") as llm:
+            llm.record_usage(2_130, 30, cache_read_input_tokens=2_000, cache_creation_input_tokens=120)
+    log = str(steptrace_capture.jsonl_path)
+    summary = summarize(_run(steptrace_capture))
+    assert (summary.input_tokens, summary.cache_read_input_tokens) == (2_130, 2_000)
+    assert summary.cache_creation_input_tokens == 120
+    run_id = summary.run_id
+    assert cli_main(["summary", run_id, "--log", log]) == 0
+    assert "2,160  (2,130 in incl. 2,000 cache reads and 120 cache writes, 30 out)" in capsys.readouterr().out
+    assert cli_main(["replay", run_id, "--log", log]) == 0
+    assert "2130→30 tok (2000 cached)" in capsys.readouterr().out
+    page = tmp_path / "run.html"
+    assert cli_main(["view", run_id, "--log", log, "-o", str(page)]) == 0
+    html_text = page.read_text()
+    assert "2,130 in (incl. 2,000 cached) / 30 out" in html_text
+    assert "2130→30 tok (2000 cached)" in html_text

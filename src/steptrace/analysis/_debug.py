@@ -179,6 +179,19 @@ def span_label(record: Record) -> str:
     return str(record.get("name"))
 
 
+def token_text(record: Record) -> str:
+    """``120→30 tok (90 cached)`` for a model call that reported usage, else ``""``. The input
+    count includes cache reads and writes (the GenAI conventions); the cached reads are shown."""
+    tokens_in, tokens_out = record.get("input_tokens"), record.get("output_tokens")
+    if record.get("type") != "llm_call" or (tokens_in is None and tokens_out is None):
+        return ""
+    text = f"{tokens_in or 0}→{tokens_out or 0} tok"
+    cached = record.get("cache_read_input_tokens")
+    if type(cached) is int and cached:
+        text += f" ({cached} cached)"
+    return text
+
+
 def format_ms(ms: float) -> str:
     """``850 ms``, ``4.2 s``, ``3 min 5 s``: what a person reads quickest."""
     if ms < 1000:

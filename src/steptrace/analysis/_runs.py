@@ -170,6 +170,11 @@ class Run:
     unpriced_llm_calls: int = 0
     """Model calls with no known price (unknown model, no usage reported): not in ``cost_usd``."""
     _pricer: Pricer | None = field(default=None, repr=False, compare=False)
+    cache_read_input_tokens: int = 0
+    """The part of ``input_tokens`` read from the provider's prompt cache (the GenAI
+    conventions count cache reads and writes in the input tokens)."""
+    cache_creation_input_tokens: int = 0
+    """The part of ``input_tokens`` written to the prompt cache."""
 
     @property
     def status(self) -> RunStatus | None:
@@ -225,6 +230,8 @@ class Run:
             "status": self.status,
             "cost_usd": self.cost_usd,
             "unpriced_llm_calls": self.unpriced_llm_calls,
+            "cache_read_input_tokens": self.cache_read_input_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
         }
 
 
@@ -233,6 +240,8 @@ class _Accumulator:
 
     __slots__ = (
         "agent",
+        "cache_read",
+        "cache_write",
         "cost",
         "errors",
         "first_started",
@@ -267,6 +276,8 @@ class _Accumulator:
         self.tool_calls = 0
         self.input_tokens = 0
         self.output_tokens = 0
+        self.cache_read = 0
+        self.cache_write = 0
         self.errors: list[tuple[Any, Any]] = []
         self.tools: dict[str, int] = {}
         self.seen_calls: set[tuple[Any, Any]] = set()
@@ -356,6 +367,12 @@ def _accumulate(
             tokens = record.output_tokens
             if type(tokens) is int:
                 acc.output_tokens += tokens
+            cached = record.cache_read_input_tokens
+            if type(cached) is int:
+                acc.cache_read += cached
+            cached = record.cache_creation_input_tokens
+            if type(cached) is int:
+                acc.cache_write += cached
             cost = (
                 price(
                     record.provider,
@@ -468,6 +485,8 @@ def _finish(
         cost_usd=acc.cost if acc.priced else None,
         unpriced_llm_calls=acc.unpriced,
         _pricer=pricer,
+        cache_read_input_tokens=acc.cache_read,
+        cache_creation_input_tokens=acc.cache_write,
     )
 
 
@@ -505,6 +524,12 @@ class RunSet:
             return run
         matches = [r for r in self._runs if r.run_id.startswith(run_id)] if run_id else []
         return matches[0] if len(matches) == 1 else None
+
+    def scan_records(self, wanted: set[str]) -> Iterator[Record]:
+        """The records a many-run report reads: at least those of the ``wanted`` runs and every
+        failed tool call, in write order (the files give every record they hold)."""
+        for source in self.sources:
+            yield from iter_records(source, LoadIssue(source))
 
     def describe_sources(self) -> str:
         """Where the runs were read from, for messages: the first files (a database's URL)."""

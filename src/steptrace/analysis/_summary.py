@@ -31,6 +31,11 @@ class RunSummary:
     """USD of the priced model calls; None when none could be priced (never a guessed $0)."""
     unpriced_llm_calls: int = 0
     """Model calls without a known price: left out of ``cost_usd``."""
+    cache_read_input_tokens: int = 0
+    """Of ``input_tokens`` (which counts cache reads and writes, as the GenAI conventions say):
+    read from the prompt cache."""
+    cache_creation_input_tokens: int = 0
+    """Of ``input_tokens``: written to the prompt cache."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +56,8 @@ class RunSummary:
             "tools_used": dict(self.tools_used),
             "cost_usd": self.cost_usd,
             "unpriced_llm_calls": self.unpriced_llm_calls,
+            "cache_read_input_tokens": self.cache_read_input_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
         }
 
 
@@ -77,4 +84,6 @@ def summarize(run: Run) -> RunSummary:
         tools_used=dict(sorted(run.tools.items(), key=lambda kv: (-kv[1], kv[0]))),
         cost_usd=run.cost_usd,
         unpriced_llm_calls=run.unpriced_llm_calls,
+        cache_read_input_tokens=run.cache_read_input_tokens,
+        cache_creation_input_tokens=run.cache_creation_input_tokens,
     )
