@@ -85,3 +85,83 @@ def test_anthropic_messages_plain_and_streamed_rerun_offline(
     client.close()
     assert len(script.requests) == 2
     assert rerun.report is not None and rerun.report.reproduced
+
+
+def test_anthropic_stream_helper_reruns_offline(steptrace_capture: Capture) -> None:
+    """messages.stream(...) (the helper most Anthropic agents use: text_stream, then
+    get_final_message()) is served from the recording with the server stopped."""
+    script = F.Script(F.sse_reply(F.anthropic_sse(F.anthropic_events(["Par", "is", "!"]))))
+
+    def agent(client: anthropic.Anthropic) -> tuple[str, str, int]:
+        with (
+            steptrace.agent_run(agent="an-stream"),
+            client.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=MESSAGES) as stream,
+        ):
+            text = "".join(stream.text_stream)
+            final = stream.get_final_message()
+            first = final.content[0]
+            assert isinstance(first, anthropic.types.TextBlock)
+            return text, first.text, final.usage.output_tokens
+
+    with F.FakeServer(script) as server:
+        client = anthropic.Anthropic(api_key=F.API_KEY, base_url=server.url(), max_retries=0)
+        recorded = agent(client)
+    assert recorded[:2] == ("Paris!", "Paris!")
+    with steptrace.rerun(only_recording(steptrace_capture), log=steptrace_capture.jsonl_path) as rerun:
+        assert agent(client) == recorded
+    client.close()
+    assert len(script.requests) == 1
+    assert rerun.report is not None and rerun.report.reproduced, rerun.report
+
+
+def test_openai_responses_plain_and_streamed_rerun_offline(steptrace_capture: Capture) -> None:
+    """responses.create, plain and stream=True: a Response and the recorded event stream."""
+    script = F.Script(
+        F.json_reply(F.response_object("Paris.")),
+        F.sse_reply(F.responses_sse(F.response_events(["Par", "is", "!"]))),
+    )
+
+    def agent(client: openai.OpenAI) -> tuple[str, str]:
+        with steptrace.agent_run(agent="oa-responses"):
+            reply = client.responses.create(model="gpt-4o", input="Capital of France?")
+            stream = client.responses.create(model="gpt-4o", input="Capital of France?", stream=True)
+            text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+            return reply.output_text, text
+
+    with F.FakeServer(script) as server:
+        client = openai.OpenAI(api_key=F.API_KEY, base_url=server.url("/v1"), max_retries=0)
+        assert agent(client) == ("Paris.", "Paris!")
+    with steptrace.rerun(only_recording(steptrace_capture), log=steptrace_capture.jsonl_path) as rerun:
+        assert agent(client) == ("Paris.", "Paris!")
+    client.close()
+    assert len(script.requests) == 2
+    assert rerun.report is not None and rerun.report.reproduced, rerun.report
+
+
+def test_async_openai_and_anthropic_rerun_offline(steptrace_capture: Capture) -> None:
+    """AsyncOpenAI and AsyncAnthropic calls in asyncio tasks are served from the recording."""
+    import asyncio
+
+    script = F.Script(
+        F.json_reply(F.chat_completion("Paris.")),
+        F.json_reply(F.anthropic_message("Lyon.")),
+    )
+
+    async def agent(oa: openai.AsyncOpenAI, an: anthropic.AsyncAnthropic) -> list[str]:
+        with steptrace.agent_run(agent="async"):
+            reply = await oa.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+            message = await asyncio.create_task(
+                an.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=MESSAGES)
+            )
+            first = message.content[0]
+            assert isinstance(first, anthropic.types.TextBlock)
+            return [str(reply.choices[0].message.content), first.text]
+
+    with F.FakeServer(script) as server:
+        oa = openai.AsyncOpenAI(api_key=F.API_KEY, base_url=server.url("/v1"), max_retries=0)
+        an = anthropic.AsyncAnthropic(api_key=F.API_KEY, base_url=server.url(), max_retries=0)
+        assert asyncio.run(agent(oa, an)) == ["Paris.", "Lyon."]
+    with steptrace.rerun(only_recording(steptrace_capture), log=steptrace_capture.jsonl_path) as rerun:
+        assert asyncio.run(agent(oa, an)) == ["Paris.", "Lyon."]
+    assert len(script.requests) == 2
+    assert rerun.report is not None and rerun.report.reproduced, rerun.report
