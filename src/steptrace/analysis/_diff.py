@@ -3,6 +3,7 @@ metric, each with its delta and a plain-words verdict."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -89,16 +90,23 @@ def format_value(value: float | None, unit: Unit) -> str:
 
 
 def format_usd(value: float | None) -> str:
-    """``$0.0123``, ``$12.34``; ``-`` for unknown (never a guessed $0)."""
+    """``$0.0123``, ``$0.035``, ``$12.34``: three significant digits under a dollar, cents
+    above; ``-`` for unknown (never a guessed $0)."""
     if value is None:
         return "-"
     if value == 0:
         return "$0"
-    if abs(value) < 0.000001:
+    if value < 0:
+        return "-" + format_usd(-value)
+    size = value
+    if size < 0.000001:
         return "<$0.000001"
-    if abs(value) < 0.01:
-        return "$" + f"{value:.6f}".rstrip("0")
-    return f"${value:,.2f}"
+    if size >= 1:
+        return f"${value:,.2f}"
+    decimals = 2 - math.floor(math.log10(size))
+    text = f"{value:.{decimals}f}".rstrip("0")
+    whole, _, fraction = text.partition(".")
+    return f"${whole}.{fraction.ljust(2, '0')}"
 
 
 def _change(
