@@ -35,11 +35,13 @@ CASES: dict[str, list[str]] = {
     "load": ["case_load.py"],
     "jsonl": ["case_jsonl.py"],
     "mcp": ["case_mcp.py"],
+    "openai-agents": ["case_openai_agents.py"],
 }
 QUICK_ENV = {
     "BENCH_NUMBER": "300",
     "BENCH_BATCHES": "3",
     "BENCH_OPENAI_NUMBER": "30",
+    "BENCH_AGENTS_NUMBER": "20",
     "BENCH_OPENAI_STREAM_NUMBER": "3",
     "BENCH_OPENAI_STREAM_BATCHES": "3",
     "BENCH_LOAD_CALLS": "3000",

@@ -553,3 +553,24 @@ def test_example_runs_offline_and_shows_the_handoff(tmp_path: Path) -> None:
     )
     assert summary.returncode == 0, summary.stderr
     assert "end_turn" in summary.stdout
+
+
+def test_a_missing_sdk_internal_is_skipped_and_the_rest_traces(
+    capture: Capture, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An SDK version that moved one internal would lose all tracing (or crash instrument())."""
+    from agents.run_internal import tool_execution
+
+    steptrace.uninstrument_openai_agents()
+    monkeypatch.delattr(tool_execution, "_invoke_function_tool_with_metadata")
+    with caplog.at_level("WARNING", logger="steptrace"):
+        steptrace.instrument_openai_agents()
+    assert "tools are not traced" in caplog.text
+    monkeypatch.undo()  # the SDK needs its function back to run the tool
+    script = ModelTurns(call_turn("get_weather", '{"city": "Paris"}'), text_turn("It is sunny."))
+    with F.FakeServer(script) as server:
+        agent = Agent(name="weather", tools=[get_weather], model=model_for("responses", server))
+        Runner.run_sync(agent, "Weather in Paris?")
+    assert len(capture.spans_named(A.SPAN_AGENT_STEP)) == 2
+    assert_one_llm_request_per_step(capture)
+    assert capture.spans_named(A.SPAN_TOOL_EXECUTION) == []

@@ -13,7 +13,9 @@ export. ``agents`` is imported only when instrumenting, never by ``import steptr
 
 from __future__ import annotations
 
+import importlib
 import json
+import logging
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -42,6 +44,8 @@ from steptrace.instrumentation.openai import (
 )
 
 __all__ = ["OpenAIAgentsInstrumentor", "instrument_openai_agents", "uninstrument_openai_agents"]
+
+logger = logging.getLogger("steptrace")
 
 # The SDK's exceptions that end a run for a reason of the shared vocabulary, by class name (the
 # names are the SDK's public API; matching by name keeps ``agents`` out of import time).
@@ -477,6 +481,20 @@ def _nth(args: Any, kwargs: Any, position: int, name: str) -> Any:
     return args[position] if len(args) > position else kwargs.get(name)
 
 
+def _optional_module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def _optional_wrap(patches: Patches, owner: Any, name: str, wrapper: Callable[..., Any], what: str) -> None:
+    if owner is None or not callable(getattr(owner, name, None)):
+        logger.warning("steptrace: this openai-agents version has no %s: %s are not traced", name, what)
+        return
+    patches.wrap(owner, name, wrapper)
+
+
 # --- the instrumentor ---------------------------------------------------------------------------
 class OpenAIAgentsInstrumentor(SdkInstrumentor):
     """Patches the OpenAI Agents SDK::
@@ -493,15 +511,28 @@ class OpenAIAgentsInstrumentor(SdkInstrumentor):
         import agents.tool
         from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
         from agents.models.openai_responses import OpenAIResponsesModel
-        from agents.run_internal import run_loop, tool_execution
 
         patches.wrap(agents.run.AgentRunner, "run", _run_wrapper(source))
-        # The loop calls its pieces by module-level name: wrapped where they are looked up.
-        patches.wrap(agents.run, "start_streaming", _streaming_wrapper(source))
-        patches.wrap(agents.run, "run_single_turn", _turn_wrapper(source, 0))
-        patches.wrap(run_loop, "run_single_turn_streamed", _turn_wrapper(source, 1))
-        patches.wrap(tool_execution, "_invoke_function_tool_with_metadata", _tool_wrapper(source))
-        patches.wrap(agents.tool, "maybe_invoke_function_tool_failure_error_function", _handled_error_wrapper)
+        # The loop calls its pieces by module-level name: wrapped where they are looked up. These
+        # are the SDK's internals: one that moved in another version is skipped with a warning,
+        # and the rest still traces.
+        run_loop = _optional_module("agents.run_internal.run_loop")
+        tool_execution = _optional_module("agents.run_internal.tool_execution")
+        _optional_wrap(patches, agents.run, "start_streaming", _streaming_wrapper(source), "streamed runs")
+        _optional_wrap(patches, agents.run, "run_single_turn", _turn_wrapper(source, 0), "turns")
+        _optional_wrap(
+            patches, run_loop, "run_single_turn_streamed", _turn_wrapper(source, 1), "streamed turns"
+        )
+        _optional_wrap(
+            patches, tool_execution, "_invoke_function_tool_with_metadata", _tool_wrapper(source), "tools"
+        )
+        _optional_wrap(
+            patches,
+            agents.tool,
+            "maybe_invoke_function_tool_failure_error_function",
+            _handled_error_wrapper,
+            "tool errors turned into messages",
+        )
         for model in (OpenAIResponsesModel, OpenAIChatCompletionsModel):
             patches.wrap(model, "get_response", _model_wrapper(source))
             patches.wrap(model, "stream_response", _stream_wrapper(source))
