@@ -461,3 +461,31 @@ def test_otel_logs_exporter_none_exports_no_logs(tmp_path: Path, monkeypatch: py
     assert logs is not None and logs.endpoint == "http://127.0.0.1:4318/v1/logs"
     monkeypatch.setenv("OTEL_LOGS_EXPORTER", "none")
     assert OtlpLogs.from_env(settings, service_name="s") is None
+
+
+def test_readme_logging_config_runs(tmp_path: Path) -> None:
+    """The README's "Correlate your logs" example prints the run, step and span on its line."""
+    import os
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Correlate your logs") :]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "STEPTRACE_"))}
+    result = subprocess.run(
+        [sys.executable, "-c", match.group(1)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(
+        r"WARNING researcher.tools run=[0-9a-f]{32} step=1 span=[0-9a-f]{16} search index is stale",
+        result.stderr,
+    ), result.stderr
+    (line,) = _log_records(tmp_path / "steptrace-logs" / "steps.jsonl")
+    assert (line["level"], line["agent_step"], line["message"]) == ("WARNING", 1, "search index is stale")

@@ -97,6 +97,10 @@ _previous_factory: Callable[..., logging.LogRecord] | None = None
 _previous_make_record: Any = None
 
 
+# The last SpanContext seen and its ids in hex (the lines of one span share them).
+_last_ids: tuple[Any, str, str] = (None, "", "")
+
+
 class _Delivering(threading.local):
     active = False
 
@@ -110,12 +114,18 @@ def correlation(context: otel_context.Context | None = None) -> tuple[RunState, 
     run = current.get(RUN_KEY)
     if not isinstance(run, RunState):
         return None
+    global _last_ids
     step = current.get(STEP_KEY)
     span_context = trace.get_current_span(current).get_span_context()
-    if span_context.is_valid:
-        trace_id, span_id = f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}"
+    cached = _last_ids
+    if cached[0] is span_context:  # a span keeps its SpanContext: format its ids once, not per line
+        trace_id, span_id = cached[1], cached[2]
     else:
-        trace_id = span_id = ""
+        if span_context.is_valid:
+            trace_id, span_id = f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}"
+        else:
+            trace_id = span_id = ""
+        _last_ids = (span_context, trace_id, span_id)  # one tuple, replaced whole: thread-safe
     return run, step.number if isinstance(step, StepState) else "", trace_id, span_id
 
 
