@@ -28,6 +28,14 @@ from steptrace.instrumentation.openai import OpenAIInstrumentor
 from steptrace.testing import Capture
 
 MESSAGES = [{"role": "user", "content": "Capital of France?"}]
+# openai 3.x wraps a connection dropped mid-stream in APIConnectionError; 1.x and 2.x let
+# httpx's RemoteProtocolError through.
+STREAM_CUT_ERROR: type[Exception] = (
+    openai.APIConnectionError
+    if int(openai.__version__.split(".", 1)[0]) >= 3
+    else F.OPENAI_HTTP.RemoteProtocolError
+)
+STREAM_CUT_ERROR_TYPE = f"{STREAM_CUT_ERROR.__module__.split('.')[0]}.{STREAM_CUT_ERROR.__name__}"
 ORIGINALS = {
     (cls, name): cls.__dict__[name]
     for cls in (Completions, AsyncCompletions, Responses, AsyncResponses)
@@ -298,17 +306,18 @@ def test_dropped_unconsumed_stream_still_ends_span(steptrace_capture: Capture) -
 def test_stream_cut_off_mid_way_fails_the_span(steptrace_capture: Capture, is_async: bool) -> None:
     """A connection dropped mid-stream raises the SDK's error unchanged and fails the span."""
     script = F.Script(F.sse_reply(F.openai_sse(F.chat_chunks([f"t{i}" for i in range(10)])), cut_after=5))
-    with pytest.raises(openai.APIConnectionError) as raised:
+    with pytest.raises(STREAM_CUT_ERROR) as raised:
         chat_stream(script, is_async)
-    assert isinstance(raised.value.__cause__, F.OPENAI_HTTP.RemoteProtocolError)
+    if STREAM_CUT_ERROR is openai.APIConnectionError:
+        assert isinstance(raised.value.__cause__, F.OPENAI_HTTP.RemoteProtocolError)
     span = only_llm_span(steptrace_capture)
     assert span.status.status_code is StatusCode.ERROR
     got = attrs(span)
-    assert got[A.ERROR_TYPE] == "openai.APIConnectionError"
+    assert got[A.ERROR_TYPE] == STREAM_CUT_ERROR_TYPE
     assert got[A.LLM_STREAM_COMPLETED] is False
     assert got[A.STOP_REASON] == "error"
     [duration] = steptrace_capture.histogram_points(A.METRIC_OPERATION_DURATION)
-    assert duration.attributes[A.ERROR_TYPE] == "openai.APIConnectionError"
+    assert duration.attributes[A.ERROR_TYPE] == STREAM_CUT_ERROR_TYPE
 
 
 def test_stream_cut_off_by_a_real_server(steptrace_capture: Capture) -> None:
@@ -317,13 +326,13 @@ def test_stream_cut_off_by_a_real_server(steptrace_capture: Capture) -> None:
     with F.FakeServer(script) as server:
         client = openai.OpenAI(api_key=F.API_KEY, base_url=server.url("/v1"), max_retries=0)
         received = []
-        with pytest.raises(openai.APIConnectionError):
+        with pytest.raises(STREAM_CUT_ERROR):
             for chunk in client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True):
                 received.append(chunk)
         client.close()
     assert len(received) == 4
     got = attrs(only_llm_span(steptrace_capture))
-    assert got[A.ERROR_TYPE] == "openai.APIConnectionError"
+    assert got[A.ERROR_TYPE] == STREAM_CUT_ERROR_TYPE
     assert got[A.SERVER_ADDRESS] == "127.0.0.1"
     assert got[A.SERVER_PORT] == server.port
     assert got[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
