@@ -35,6 +35,7 @@ CASES: dict[str, list[str]] = {
     "load": ["case_load.py"],
     "jsonl": ["case_jsonl.py"],
     "mcp": ["case_mcp.py"],
+    "logs": ["case_logs.py"],
     "openai-agents": ["case_openai_agents.py"],
 }
 QUICK_ENV = {
@@ -444,6 +445,26 @@ def obstacles(tool: dict[str, Any], oa: dict[str, Any]) -> list[str]:
     return lines
 
 
+def logs_tables(result: dict[str, Any] | None) -> list[str]:
+    """What log correlation adds to one stdlib log call (and capture_logs, and structlog)."""
+    if result is None:
+        return ["(not run)"]
+    variants = result["variants"]
+    bare = variants["logging, steptrace not configured"]["median_us"]
+    lines = [
+        f"{result['batches']} batches × {result['number']} calls per variant, interleaved; {load(result)}. "
+        "One `logger.info(...)` with two arguments, formatted by a handler to /dev/null.",
+        "",
+        "| variant | per log call (median) | added |",
+        "|---|---|---|",
+    ]
+    for name, figures in variants.items():
+        median = figures["median_us"]
+        added = "" if name.startswith(("logging,", "structlog")) else f"{median - bare:+,.2f} µs"
+        lines.append(f"| {name} | {median:,.2f} µs | {added} |")
+    return lines
+
+
 def mcp_tables(result: dict[str, Any] | None) -> list[str]:
     """What ``instrument_mcp()`` adds to one ``ClientSession.call_tool``, per transport."""
     if result is None:
@@ -528,6 +549,10 @@ def render(results: dict[str, dict[str, Any]], command: str) -> str:
         "## 6. An MCP tool call (`bench/case_mcp.py`)",
         "",
         *mcp_tables(results.get("mcp")),
+        "",
+        "## 7. A log call with log correlation (`bench/case_logs.py`)",
+        "",
+        *logs_tables(results.get("logs")),
         "",
     ]
     return "\n".join(out)
