@@ -300,3 +300,16 @@ def test_cached_input_tokens_are_shown_apart_in_summary_replay_and_view(
     html_text = page.read_text()
     assert "2,130 in (incl. 2,000 cached) / 30 out" in html_text
     assert "2130→30 tok (2000 cached)" in html_text
+
+
+def test_the_cause_ranks_above_a_minor_repeat(steptrace_capture: Capture) -> None:
+    """The rerun agent: search twice (on purpose), then convert_currency fails until max_steps.
+    The failing tool explains the run; the two searches were ranked above it as "the loop"."""
+    agents.reset()
+    agents.run_agent("What was our Q3 revenue, in euros?")
+    report = _debug(steptrace_capture)
+    assert [(h.kind, h.culprit) for h in report.hypotheses] == [
+        ("tool_failure", "convert_currency"),
+        ("loop", "search"),
+    ]
+    assert [round(h.score, 2) for h in report.hypotheses] == [1.0, 0.33]

@@ -408,18 +408,23 @@ def _loops(facts: _Facts, repeated: Sequence[RepeatedToolCall]) -> list[Hypothes
             and str(r.get("args_hash")) == group.args_hash
         ]
         succeeded = [r for r in calls if r.get("status") != "error"]
-        if len(succeeded) < 2:  # failing then succeeding once: a retry (flaky_tool), not a loop
+        hit_max_steps = run.stop_reason == "max_steps"
+        # Failing then succeeding is a retry (flaky_tool); twice in a run that answered is
+        # ordinary; again and again, or until max_steps, is a loop.
+        if len(succeeded) < (2 if hit_max_steps else 3):
             continue
-        extra = succeeded[1:]
-        if run.stop_reason == "max_steps":
-            ending, score = "and the run stopped at max_steps", 1.0
+        # How much of the run it explains: the share of its steps spent on the call (every
+        # occurrence when the run ran out of steps, the repeats when it answered anyway).
+        counted = succeeded if hit_max_steps else succeeded[1:]
+        if hit_max_steps:
+            ending = "and the run stopped at max_steps"
         else:
             ending = "and it returned each time: check dedupe/cache and stop conditions"
-            steps = {r.get("agent_step") for r in extra if r.get("agent_step") is not None}
-            if run.agent_step_count:
-                score = min(1.0, len(steps) / run.agent_step_count)
-            else:
-                score = len(extra) / max(run.tool_call_count, 1)
+        steps = {r.get("agent_step") for r in counted if r.get("agent_step") is not None}
+        if run.agent_step_count:
+            score = min(1.0, len(steps) / run.agent_step_count)
+        else:
+            score = min(1.0, len(counted) / max(run.tool_call_count, 1))
         out.append(
             Hypothesis(
                 "loop",
@@ -516,8 +521,8 @@ def _ranked(hypotheses: list[Hypothesis], first_error: Record | None) -> list[Hy
     ) or next((h for h in ranked if h.kind == "flaky_tool"), None)
     if holder is None:
         return ranked
+    slot = next(i for i, h in enumerate(ranked) if h.kind in _FAILURE_KINDS)  # holder's at latest
     ranked.remove(holder)
-    slot = next((i for i, h in enumerate(ranked) if h.kind in _FAILURE_KINDS), len(ranked))
     ranked.insert(slot, holder)
     return ranked
 

@@ -1,0 +1,76 @@
+"""The README's "Turn an incident into a test", run as written: record a failing run, export it,
+commit the export beside the README's test, and that test passes on the fixed agent and fails on
+the unfixed one."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+README = HERE.parent / "README.md"
+AGENT = HERE / "rerun_agents.py"
+BUG = '    if not FIXED.is_set():\n        raise ValueError(f"no exchange rate for {to}")\n'
+
+
+def _readme_test() -> str:
+    section = README.read_text(encoding="utf-8").split("### Turn an incident into a test", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match is not None, "the README lost its incident test"
+    return match.group(1)
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(cwd)}
+    for name in ("STEPTRACE_JSONL_PATH", "OTEL_EXPORTER_OTLP_ENDPOINT", "STEPTRACE_RECORD_FOR_RERUN"):
+        env.pop(name, None)
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A user's project: the agent (unfixed), one recorded production run, its export."""
+    root = tmp_path_factory.mktemp("project")
+    source = AGENT.read_text(encoding="utf-8")
+    assert BUG in source
+    (root / "my_agent.py").write_text(source, encoding="utf-8")
+    recorded = _run(
+        [
+            sys.executable,
+            "-c",
+            "import os; os.environ['STEPTRACE_RECORD_FOR_RERUN'] = 'true'; import my_agent; my_agent.main()",
+        ],
+        root,
+    )
+    assert recorded.returncode == 0, recorded.stderr
+    (recording,) = (root / "steptrace-logs" / "rerun").glob("*.jsonl")
+    (root / "tests").mkdir()
+    exported = _run(
+        [sys.executable, "-m", "steptrace", "export", recording.stem[:4], "-o", "tests/incident-d157.jsonl"],
+        root,
+    )
+    assert exported.returncode == 0, exported.stderr
+    (root / "tests" / "test_incident_d157.py").write_text(_readme_test(), encoding="utf-8")
+    return root
+
+
+def test_the_readme_incident_test_passes_once_the_agent_is_fixed(project: Path) -> None:
+    agent = project / "my_agent.py"
+    agent.write_text(agent.read_text(encoding="utf-8").replace(BUG, ""), encoding="utf-8")  # the fix
+    result = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+    assert not (project / "tests" / "steptrace-logs").exists()  # the fixture kept the test folder clean
+
+
+def test_the_readme_incident_test_fails_while_the_bug_is_there(project: Path) -> None:
+    agent = project / "my_agent.py"
+    agent.write_text(AGENT.read_text(encoding="utf-8"), encoding="utf-8")  # the bug is back
+    result = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], project)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 failed" in result.stdout and "assert None == '1104000.0 EUR'" in result.stdout
