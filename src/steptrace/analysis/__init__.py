@@ -19,6 +19,7 @@ from steptrace.analysis._debug import (
 from steptrace.analysis._diff import DiffReport, MetricChange, diff
 from steptrace.analysis._html import render_html, write_html
 from steptrace.analysis._loading import LoadIssue, LogError
+from steptrace.analysis._logs import run_logs
 from steptrace.analysis._runs import STOP_INCOMPLETE, Run, RunSet, filter_runs, load, parse_duration_ms
 from steptrace.analysis._summary import RunSummary, summarize
 
@@ -44,6 +45,7 @@ __all__ = [
     "parse_duration_ms",
     "read_prices",
     "render_html",
+    "run_logs",
     "summarize",
     "write_html",
 ]
