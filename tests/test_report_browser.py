@@ -187,7 +187,7 @@ def test_hostile_strings_show_as_text_and_never_run(tmp_path: Path, watched: Wat
     failing = page.locator("#failing-tools").inner_text()
     assert HOSTILE_TOOL in failing and HOSTILE_ERROR in failing
     for target in page.locator("a.run-link, #runs-table tbody tr, .chart .mark").all()[:150]:
-        target.hover()
+        target.hover(force=True)  # a 1 px bar (a 0% rate) is still hovered
     page.locator('#runs-table tbody tr[data-run="hostile-fail"]').click()
     frame = page.frame_locator("#run-detail iframe")
     rows = frame.locator(".row")
@@ -221,3 +221,20 @@ def test_screenshot_shows_the_charts_drawn(tmp_path: Path, watched: Watched) -> 
         share = sum(1 for p in drawn if close(p, hex_rgb(color))) / len(drawn)
         assert share > 0.005, (chart, share)
     assert watched.clean()
+
+
+def test_readme_screenshot_is_generated_small_and_drawn(tmp_path: Path) -> None:
+    """The README's screenshot would be stale-sized, blank or too big to commit."""
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e .[test])")
+    from report_screenshot import MAX_BYTES, screenshot
+
+    size = screenshot(tmp_path / "report.png")
+    assert 20_000 < size <= MAX_BYTES
+    width, height, pixels = decode_png((tmp_path / "report.png").read_bytes())
+    assert (width, height) == (1180, 900)
+    drawn = [p for row in pixels for p in row]
+    for color in ("#0a84ff", "#d70015", "#5e5ce6", "#30b158"):  # runs, error rate, p95, cost
+        assert sum(1 for p in drawn if close(p, hex_rgb(color))) > 500, color
+    committed = Path(__file__).resolve().parents[1] / "docs" / "report.png"
+    assert committed.stat().st_size <= MAX_BYTES
+    assert decode_png(committed.read_bytes())[:2] == (1180, 900)

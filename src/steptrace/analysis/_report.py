@@ -25,7 +25,6 @@ from steptrace.analysis._debug import format_ms
 from steptrace.analysis._diff import MetricChange, diff
 from steptrace.analysis._html import _SCRIPT as _VIEW_SCRIPT
 from steptrace.analysis._html import _script_json, render_html
-from steptrace.analysis._loading import LoadIssue, iter_records
 from steptrace.analysis._runs import Record, Run, RunSet, clean_record, most_complete_copies, sort_records
 from steptrace.analysis._stats import percentile
 
@@ -192,7 +191,9 @@ class _Failures:
     runs: dict[str, str] = field(default_factory=dict)  # run id -> latest failure time
 
 
-def _scan(runs: RunSet, wanted: set[str]) -> tuple[dict[str, _Failures], dict[str, list[Record]]]:
+def _scan(
+    runs: RunSet, wanted: set[str], origin: RunSet | None = None
+) -> tuple[dict[str, _Failures], dict[str, list[Record]]]:
     """One pass over the logs: failing tool calls per tool, and the records of the wanted runs.
 
     Copies of a span in several files (step log and spill file) count once, as in ``load``.
@@ -201,33 +202,28 @@ def _scan(runs: RunSet, wanted: set[str]) -> tuple[dict[str, _Failures], dict[st
     failures: dict[str, _Failures] = {}
     seen_failures: set[tuple[Any, Any]] = set()
     records: dict[str, list[Record]] = {}
-    for source in runs.sources:
-        for record in iter_records(source, LoadIssue(source)):
-            run_id = record.get("run_id")
-            if run_id in wanted:
-                records.setdefault(run_id, []).append(record)
-            if (
-                record.get("type") == "tool_call"
-                and record.get("status") == "error"
-                and run_id in selected_ids
-            ):
-                key = (record.get("trace_id"), record.get("span_id"))
-                if type(key[1]) is str:
-                    if key in seen_failures:
-                        continue
-                    seen_failures.add(key)
-                tool = record.get("tool")
-                tool = tool if type(tool) is str else str(record.get("name"))
-                entry = failures.setdefault(tool, _Failures())
-                entry.count += 1
-                started = record.get("started_at")
-                started = started if type(started) is str else ""
-                if started >= entry.last_at:
-                    entry.last_at = started
-                    error = record.get("error")
-                    entry.last_error = None if error is None else str(error)
-                if started >= entry.runs.get(str(run_id), ""):
-                    entry.runs[str(run_id)] = started
+    for record in (origin or runs).scan_records(wanted):
+        run_id = record.get("run_id")
+        if run_id in wanted:
+            records.setdefault(run_id, []).append(record)
+        if record.get("type") == "tool_call" and record.get("status") == "error" and run_id in selected_ids:
+            key = (record.get("trace_id"), record.get("span_id"))
+            if type(key[1]) is str:
+                if key in seen_failures:
+                    continue
+                seen_failures.add(key)
+            tool = record.get("tool")
+            tool = tool if type(tool) is str else str(record.get("name"))
+            entry = failures.setdefault(tool, _Failures())
+            entry.count += 1
+            started = record.get("started_at")
+            started = started if type(started) is str else ""
+            if started >= entry.last_at:
+                entry.last_at = started
+                error = record.get("error")
+                entry.last_error = None if error is None else str(error)
+            if started >= entry.runs.get(str(run_id), ""):
+                entry.runs[str(run_id)] = started
     return failures, records
 
 
@@ -258,7 +254,7 @@ def build_report(
             break
         wanted.add(run.run_id)
         estimate += cost
-    failures, raw = _scan(chosen_set, wanted)
+    failures, raw = _scan(chosen_set, wanted, runs)  # runs: the source (files, a database)
 
     calls: dict[str, int] = {}
     durations: dict[str, list[float]] = {}
@@ -324,8 +320,9 @@ def _usd(value: float | None) -> str:
         return "—"
     if value == 0 or abs(value) >= 1:
         return f"${value:,.2f}"
-    # Per-run costs are often fractions of a cent: keep three significant digits.
-    return f"${value:.4f}" if abs(value) >= 0.01 else f"${value:.3g}"
+    # Per-run costs are often fractions of a cent: three significant digits, never 1e-05.
+    decimals = min(10, max(2, 2 - math.floor(math.log10(abs(value)))))
+    return f"${value:.{decimals}f}"
 
 
 def _ms(value: float | None) -> str:
@@ -596,7 +593,7 @@ td.num, .num { text-align: right; font-variant-numeric: tabular-nums; }
 .verdicts { margin: 6px 0; padding-left: 18px; }
 .charts { display: flex; flex-wrap: wrap; gap: 10px 18px; }
 .chart { margin: 0; width: 560px; max-width: 100%; }
-.tool-chart { width: 420px; }
+.tool-chart { width: 370px; }
 .chart figcaption { font-weight: 600; margin-bottom: 2px; }
 .chart svg { width: 100%; height: auto; background: #fcfcfd; border: 1px solid #eee; border-radius: 4px; }
 .chart .axis { stroke: #999; } .chart .grid { stroke: #eee; }
@@ -648,7 +645,8 @@ _SCRIPT = """
     if (c.kind === "ms") return fmtMs(v);
     if (c.kind === "usd") {
       if (v === null) return "\\u2014";
-      return "$" + (v === 0 || v >= 1 ? v.toFixed(2) : v >= 0.01 ? v.toFixed(4) : v.toPrecision(3));
+      if (v === 0 || v >= 1) return "$" + v.toFixed(2);
+      return "$" + v.toFixed(Math.min(10, Math.max(2, 2 - Math.floor(Math.log10(v)))));
     }
     if (c.kind === "int") return v.toLocaleString("en-US");
     return String(v);
