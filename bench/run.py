@@ -32,10 +32,13 @@ CASES: dict[str, list[str]] = {
     "tool-off": ["case_tool.py", "off"],
     "tool-on": ["case_tool.py", "on"],
     "openai": ["case_openai.py"],
+    "google-genai": ["case_google_genai.py"],
     "load": ["case_load.py"],
     "jsonl": ["case_jsonl.py"],
+    "report": ["case_report.py"],
     "mcp": ["case_mcp.py"],
     "logs": ["case_logs.py"],
+    "rerun": ["case_rerun.py"],
     "openai-agents": ["case_openai_agents.py"],
 }
 QUICK_ENV = {
@@ -45,7 +48,11 @@ QUICK_ENV = {
     "BENCH_AGENTS_NUMBER": "20",
     "BENCH_OPENAI_STREAM_NUMBER": "3",
     "BENCH_OPENAI_STREAM_BATCHES": "3",
+    "BENCH_GENAI_NUMBER": "30",
+    "BENCH_GENAI_STREAM_NUMBER": "3",
+    "BENCH_GENAI_STREAM_BATCHES": "3",
     "BENCH_LOAD_CALLS": "3000",
+    "BENCH_REPORT_RUNS": "500",
     "BENCH_MCP_NUMBER": "50",
 }
 
@@ -465,6 +472,32 @@ def logs_tables(result: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def rerun_tables(result: dict[str, Any] | None) -> list[str]:
+    """What ``record_for_rerun=True`` adds to a tool call and a model call inside a run."""
+    if result is None:
+        return ["(not run)"]
+    variants = result["variants"]
+    lines = [
+        f"{result['batches']} batches × {result['number']} calls per variant, interleaved; {load(result)}. "
+        "A decorated tool and a decorated model call (an OpenAI-shaped dict), inside an open run and "
+        f"step, with the step log on; recording wrote {result['recorded_bytes']:,} bytes to "
+        f"{result['recordings_written']} recording files.",
+        "",
+        "| call | recording off, µs | recording on, µs | added by recording, µs |",
+        "|---|---:|---:|---:|",
+    ]
+    for call in ("tool call", "model call"):
+        off = variants[f"{call}, recording off"]["median_us"]
+        on = variants[f"{call}, recording on"]["median_us"]
+        lines.append(f"| {call} | {us(off)} | {us(on)} | {us(on - off)} |")
+    lines += [
+        "",
+        "With recording off, the runners check one module-level `None` per call (case 1 measures "
+        "the decorated tool call with it).",
+    ]
+    return lines
+
+
 def mcp_tables(result: dict[str, Any] | None) -> list[str]:
     """What ``instrument_mcp()`` adds to one ``ClientSession.call_tool``, per transport."""
     if result is None:
@@ -487,6 +520,46 @@ def mcp_tables(result: dict[str, Any] | None) -> list[str]:
             f"| {label} | {us(bare)} µs | {us(traced)} µs | {traced - bare:+,.1f} µs "
             f"| {us(captured)} µs | {captured - bare:+,.1f} µs |"
         )
+    return lines
+
+
+def report_tables(result: dict[str, Any] | None) -> list[str]:
+    """``steptrace report`` over a generated fleet: generation, page size, load in chromium."""
+    if result is None:
+        return ["(not run)"]
+    command, details = result["steptrace report"], result["report"]
+    lines = [
+        f"{result['runs']:,} runs, {result['records']:,} step records ({result['log_bytes'] / 1e6:,.0f} MB "
+        "of JSONL with content capture on); the report command in a fresh process, the page opened "
+        f"in Debian's chromium (headless, Playwright); {load(result)}.",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| `steptrace report` wall time | {command['seconds']:.2f} s |",
+        f"| its peak RSS | {command['peak_rss_mib']:.0f} MiB |",
+        f"| report size | {result['report_bytes'] / 1e6:.1f} MB |",
+        f"| runs in the table / with their waterfall embedded | {details['runs']:,} / "
+        f"{details['timelines_embedded']:,} |",
+    ]
+    browser = result.get("browser")
+    if browser:
+        best = browser["best"]
+        lines += [
+            f"| page open until ready (wall, best of {len(browser['samples'])}) "
+            f"| {best['wall_seconds']:.2f} s |",
+            f"| its script done (`performance.now()`) | {best['ready_ms'] / 1000:.2f} s |",
+            f"| `load` event | {best['load_ms'] / 1000:.2f} s |",
+        ]
+    else:
+        lines.append("| page open | chromium not installed: not measured |")
+    return lines
+
+
+def genai_tables(result: dict[str, Any] | None) -> list[str]:
+    """Case 2's Google Gen AI half: the same table as OpenAI's, against the bare SDK call."""
+    if result is None:
+        return ["(not run)"]
+    lines, _facts = openai_tables(result)
     return lines
 
 
@@ -538,6 +611,10 @@ def render(results: dict[str, dict[str, Any]], command: str) -> str:
         "",
         *oa_lines,
         "",
+        "### Google Gen AI `generate_content` and `generate_content_stream` (`bench/case_google_genai.py`)",
+        "",
+        *genai_tables(results.get("google-genai")),
+        "",
         "## 3. Completeness under load",
         "",
         *ld_lines,
@@ -546,6 +623,10 @@ def render(results: dict[str, dict[str, Any]], command: str) -> str:
         "",
         *jl_lines,
         "",
+        "## 5. `steptrace report` over a fleet",
+        "",
+        *report_tables(results.get("report")),
+        "",
         "## 6. An MCP tool call (`bench/case_mcp.py`)",
         "",
         *mcp_tables(results.get("mcp")),
@@ -553,6 +634,10 @@ def render(results: dict[str, dict[str, Any]], command: str) -> str:
         "## 7. A log call with log correlation (`bench/case_logs.py`)",
         "",
         *logs_tables(results.get("logs")),
+        "",
+        "## Recording for rerun (`bench/case_rerun.py`)",
+        "",
+        *rerun_tables(results.get("rerun")),
         "",
     ]
     return "\n".join(out)
