@@ -1,7 +1,8 @@
 """A small MCP server over stdio, traced by steptrace, for tests/test_instrument_mcp.py.
 
 Its step log goes to ``STEPTRACE_JSONL_PATH`` (set by the caller). Tools: ``add`` (works),
-``convert_currency`` (answers ``isError`` for an unknown code), ``lookup_account`` (quotes a
+``convert_currency`` (calls the ``@steptrace.tool`` ``lookup_rate``; answers ``isError`` for an
+unknown code), ``lookup_account`` (quotes a
 secret in its error), ``slow`` (sleeps, for timeouts) and ``crash`` (kills the server: a transport
 failure). ``python tests/mcp_server.py`` runs it on stdin/stdout.
 """
@@ -28,10 +29,16 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
+@steptrace.tool
+def lookup_rate(currency: str) -> float | None:
+    """A step of the server's own, traced by steptrace: it joins the caller's run."""
+    return RATES.get(currency)
+
+
 @server.tool()
 def convert_currency(amount: float, currency: str) -> dict[str, float | str]:
     """Convert US dollars to ``currency``."""
-    rate = RATES.get(currency)
+    rate = lookup_rate(currency)
     if rate is None:
         raise ToolError(f"unknown currency code {currency!r}; expected one of {sorted(RATES)}")
     return {"amount": round(amount * rate, 2), "currency": currency}

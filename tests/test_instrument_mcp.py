@@ -174,6 +174,27 @@ def test_steptrace_span_parents_mcps_client_span_and_the_server_joins_trace_and_
     assert {r["run_id"] for r in server_records(tmp_path)} == {run_id}
 
 
+def test_servers_own_steptrace_spans_join_the_callers_run(steptrace_capture: Capture, tmp_path: Path) -> None:
+    """A @steptrace.tool inside the MCP server would be left out of the caller's run (no run open there)."""
+
+    async def agent(session: ClientSession) -> str:
+        with steptrace.agent_run(agent="fx") as run, steptrace.agent_step():
+            await session.call_tool("convert_currency", {"amount": 10, "currency": "GBP"})
+        return run.run_id
+
+    run_id = with_server(tmp_path, agent)
+    records = {r["name"]: r for r in server_records(tmp_path)}
+    served, rate = records["tools/call convert_currency"], records["tool_execution"]
+    assert (rate["type"], rate["tool"], rate["input"], rate["output"]) == (
+        "tool_call",
+        "lookup_rate",
+        {"currency": "GBP"},
+        0.79,
+    )
+    assert (rate["run_id"], rate["agent_step"], rate["trace_id"]) == (run_id, 1, served["trace_id"])
+    assert rate["parent_span_id"] == served["span_id"]
+
+
 def test_is_error_result_fails_the_span_and_is_returned_unchanged(
     steptrace_capture: Capture, tmp_path: Path
 ) -> None:

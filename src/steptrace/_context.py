@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
-from opentelemetry import baggage
+from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
 
 if TYPE_CHECKING:
@@ -198,18 +198,26 @@ def with_step_baggage(context: otel_context.Context, number: int) -> otel_contex
 
 
 def remote_run(context: otel_context.Context | None) -> tuple[str, int | None] | None:
-    """The (run id, agent step number) another process put in the baggage of ``context``, if any."""
+    """The (run id, agent step number) of another process's run, for spans started in ``context``
+    when no run is open here: from the baggage the request carried, else from the current span
+    of ``context`` when that span was stamped with one (libraries that start their server span
+    from the extracted context but make it current without the baggage, as mcp 2.3 does)."""
     entries = baggage.get_all(context)
-    if not entries:
-        return None
-    run_id = entries.get(BAGGAGE_RUN_ID)
+    run_id: object = entries.get(BAGGAGE_RUN_ID) if entries else None
+    step: object = entries.get(BAGGAGE_AGENT_STEP) if entries else None
+    if run_id is None:
+        attributes = getattr(trace.get_current_span(context), "attributes", None)
+        if not attributes:
+            return None
+        run_id = attributes.get(BAGGAGE_RUN_ID)
+        step = attributes.get(BAGGAGE_AGENT_STEP)
+        step = str(step) if type(step) is int else None
     if (
         not isinstance(run_id, str)
         or not 0 < len(run_id) <= _MAX_REMOTE_RUN_ID_CHARS
         or not run_id.isprintable()
     ):
         return None
-    step = entries.get(BAGGAGE_AGENT_STEP)
     number = int(step) if isinstance(step, str) and step.isdigit() and len(step) < 10 else None
     return run_id, number
 
