@@ -20,6 +20,7 @@ from steptrace.analysis._diff import DiffReport, MetricChange, diff
 from steptrace.analysis._html import render_html, write_html
 from steptrace.analysis._loading import LoadIssue, LogError
 from steptrace.analysis._logs import run_logs
+from steptrace.analysis._report import FleetReport, ReportFile, build_report, render_report, write_report
 from steptrace.analysis._runs import STOP_INCOMPLETE, Run, RunSet, filter_runs, load, parse_duration_ms
 from steptrace.analysis._summary import RunSummary, summarize
 
@@ -27,6 +28,7 @@ __all__ = [
     "STOP_INCOMPLETE",
     "DebugReport",
     "DiffReport",
+    "FleetReport",
     "Hypothesis",
     "LoadIssue",
     "LogError",
@@ -34,10 +36,12 @@ __all__ = [
     "Pricer",
     "PricesError",
     "RepeatedToolCall",
+    "ReportFile",
     "Run",
     "RunSet",
     "RunSummary",
     "SpanRef",
+    "build_report",
     "debug_run",
     "diff",
     "filter_runs",
@@ -45,7 +49,9 @@ __all__ = [
     "parse_duration_ms",
     "read_prices",
     "render_html",
+    "render_report",
     "run_logs",
     "summarize",
     "write_html",
+    "write_report",
 ]
