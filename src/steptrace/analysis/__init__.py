@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from steptrace.analysis._clickhouse import ClickHouseError, ClickHouseRunSet, load_clickhouse
 from steptrace.analysis._cost import Pricer, PricesError, read_prices
 from steptrace.analysis._debug import (
     DebugReport,
@@ -26,6 +27,8 @@ from steptrace.analysis._summary import RunSummary, summarize
 
 __all__ = [
     "STOP_INCOMPLETE",
+    "ClickHouseError",
+    "ClickHouseRunSet",
     "DebugReport",
     "DiffReport",
     "FleetReport",
@@ -46,6 +49,7 @@ __all__ = [
     "diff",
     "filter_runs",
     "load",
+    "load_clickhouse",
     "parse_duration_ms",
     "read_prices",
     "render_html",

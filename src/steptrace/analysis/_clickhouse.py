@@ -1,0 +1,727 @@
+"""ClickHouse as an analysis source: the ``otel_traces`` table the Collector's ``clickhouse``
+exporter writes, read as a :class:`RunSet`.
+
+The per-run aggregates are one ``GROUP BY`` in the database (a row per run, not per span); a
+run's spans are fetched only when a command reads them, and become step records through the
+same ``build_record`` the JSONL exporter uses. Database access is one small interface
+(:class:`Database`), so the tests run the same SQL on the in-process engine (chdb).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import string
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol, TextIO, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from steptrace import _attributes as A
+from steptrace._records import STATUS_ERROR, STATUS_OK, STATUS_UNSET, build_record, iso_utc
+from steptrace.analysis._cost import Pricer, PricesSource
+from steptrace.analysis._loading import LoadIssue, LogError, StepFields, _DictFields
+from steptrace.analysis._runs import Record, Run, RunSet, _accumulate, _Accumulator, _finish, parse_time
+
+PASSWORD_ENV = "STEPTRACE_CLICKHOUSE_PASSWORD"
+DEFAULT_TABLE = "otel_traces"
+DEFAULT_WINDOW = timedelta(hours=24)
+"""How far back a query looks when no ``since`` is given: keeps a first command on a big table cheap."""
+DEFAULT_MAX_EXECUTION_SECONDS = 60
+RUN_MARGIN = timedelta(hours=1)
+"""Spans are read this far outside the window, so a run that starts inside it is read whole
+(its later spans) and one that started before it is recognised as such (its run span)."""
+SCHEMES = {"clickhouse": False, "clickhouses": True}  # scheme -> TLS
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# The columns the queries read, with the exporter's types (the type's start is enough: CODECs
+# and LowCardinality wrappers vary between exporter versions).
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "Timestamp": ("DateTime64",),
+    "TraceId": ("String",),
+    "SpanId": ("String",),
+    "ParentSpanId": ("String",),
+    "SpanName": ("LowCardinality(String)", "String"),
+    "ServiceName": ("LowCardinality(String)", "String"),
+    "SpanAttributes": ("Map(LowCardinality(String), String)", "Map(String, String)"),
+    "Duration": ("UInt64", "Int64"),
+    "StatusCode": ("LowCardinality(String)", "String"),
+    "StatusMessage": ("String",),
+}
+
+# The exporter writes every attribute as text (pcommon ``AsString``). These are the keys whose
+# values steptrace wrote as numbers, booleans or arrays; turned back, the step record is the
+# one the JSONL exporter wrote. Any other attribute stays text.
+_INT_KEYS = frozenset(
+    {
+        A.STEP, A.AGENT_STEP_NUMBER, A.GEN_AI_USAGE_INPUT_TOKENS, A.GEN_AI_USAGE_OUTPUT_TOKENS,
+        A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+        A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, A.RUN_STEPS, A.RUN_LLM_CALLS,
+        A.RUN_LLM_CALLS_WITHOUT_USAGE, A.RUN_TOOL_CALLS, A.RUN_INPUT_TOKENS, A.RUN_OUTPUT_TOKENS,
+        A.RUN_ERRORS, A.GEN_AI_REQUEST_MAX_TOKENS, A.GEN_AI_REQUEST_TOP_K, A.SERVER_PORT,
+    }
+)  # fmt: skip
+_FLOAT_KEYS = frozenset(
+    {A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, A.GEN_AI_REQUEST_TEMPERATURE, A.GEN_AI_REQUEST_TOP_P}
+)
+_BOOL_KEYS = frozenset(
+    {A.GEN_AI_REQUEST_STREAM, A.AGENT_STEP_ENDS_RUN, A.LLM_USAGE_MISSING, A.LLM_STREAM_COMPLETED, A.CANCELLED}
+)
+_ARRAY_KEYS = frozenset({A.GEN_AI_RESPONSE_FINISH_REASONS, A.GEN_AI_REQUEST_STOP_SEQUENCES})
+# Older exporter versions copied the scope into the span attributes; it is not the span's.
+_EXPORTER_ADDED_KEYS = frozenset({"otel.scope.name", "otel.scope.version"})
+_STATUS = {
+    "Ok": STATUS_OK,
+    "Error": STATUS_ERROR,
+    "Unset": STATUS_UNSET,
+    "STATUS_CODE_OK": STATUS_OK,
+    "STATUS_CODE_ERROR": STATUS_ERROR,
+    "STATUS_CODE_UNSET": STATUS_UNSET,
+}
+
+
+class ClickHouseError(LogError):
+    """The database cannot answer (unreachable, credentials, table, schema, limits): one line, exit 2."""
+
+
+class Database(Protocol):
+    """What the queries need from a ClickHouse connection: rows of a SELECT, as sequences."""
+
+    def query(self, sql: str) -> Sequence[Sequence[Any]]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ClickHouseURL:
+    """``clickhouse[s]://USER@HOST:PORT/DATABASE?table=otel_traces[&max_execution_time=60]``."""
+
+    host: str
+    port: int
+    user: str
+    database: str
+    table: str
+    secure: bool
+    max_execution_time: int = DEFAULT_MAX_EXECUTION_SECONDS
+
+    @classmethod
+    def parse(cls, url: str) -> ClickHouseURL:
+        parts = urlsplit(url)
+        if parts.scheme not in SCHEMES:
+            raise ClickHouseError(
+                f"{url}: not a ClickHouse URL; write clickhouse://USER@HOST:PORT/DATABASE?table=otel_traces"
+                " (clickhouses:// for TLS)"
+            )
+        secure = SCHEMES[parts.scheme]
+        if parts.password is not None:
+            raise ClickHouseError(
+                f"put the ClickHouse password in {PASSWORD_ENV}, not in the URL (it would end up in "
+                "shell history and process lists)"
+            )
+        try:
+            port = parts.port or (8443 if secure else 8123)
+        except ValueError:
+            raise ClickHouseError(f"{url}: the port is not a number") from None
+        query = parse_qs(parts.query)
+        database = unquote(parts.path.lstrip("/")) or "default"
+        table = query.get("table", [DEFAULT_TABLE])[-1]
+        for what, name in (("database", database), ("table", table)):
+            if not _IDENTIFIER.match(name):
+                raise ClickHouseError(f"{url}: {what} name {name!r} is not a plain identifier")
+        limit_text = query.get("max_execution_time", [str(DEFAULT_MAX_EXECUTION_SECONDS)])[-1]
+        if not limit_text.isdigit() or int(limit_text) <= 0:
+            raise ClickHouseError(f"{url}: max_execution_time must be a positive number of seconds")
+        return cls(
+            host=parts.hostname or "localhost",
+            port=port,
+            user=unquote(parts.username) if parts.username else "default",
+            database=database,
+            table=table,
+            secure=secure,
+            max_execution_time=int(limit_text),
+        )
+
+    @property
+    def qualified_table(self) -> str:
+        return f"{self.database}.{self.table}"
+
+    def display(self) -> str:
+        """The URL without secrets, for messages."""
+        scheme = "clickhouses" if self.secure else "clickhouse"
+        return f"{scheme}://{self.user}@{self.host}:{self.port}/{self.database}?table={self.table}"
+
+
+def is_clickhouse_url(text: str) -> bool:
+    return text.split("://", 1)[0] in SCHEMES and "://" in text
+
+
+# --- the client -----------------------------------------------------------------------------
+
+
+class _ConnectDatabase:
+    """:class:`Database` over clickhouse-connect (the HTTP interface: 8123, or 8443 with TLS)."""
+
+    def __init__(self, url: ClickHouseURL) -> None:
+        try:
+            import clickhouse_connect
+        except ImportError:
+            raise ClickHouseError(
+                "the ClickHouse source needs clickhouse-connect: pip install 'steptrace[clickhouse]'"
+            ) from None
+        self._url = url
+        try:
+            self._client = clickhouse_connect.get_client(
+                host=url.host,
+                port=url.port,
+                username=url.user,
+                password=os.environ.get(PASSWORD_ENV, ""),
+                database=url.database,
+                secure=url.secure,
+                connect_timeout=10,
+                send_receive_timeout=url.max_execution_time + 10,
+                settings={"readonly": 2},
+                autogenerate_session_id=False,
+            )
+        except Exception as exc:
+            raise translate_error(exc, url) from None
+
+    def query(self, sql: str) -> Sequence[Sequence[Any]]:
+        try:
+            return self._client.query(sql).result_rows
+        except Exception as exc:
+            raise translate_error(exc, self._url) from None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+ConnectFunction = Callable[[ClickHouseURL], Database]
+_connect: ConnectFunction = _ConnectDatabase
+
+
+def use_database(connect: ConnectFunction | None) -> None:
+    """Route every ClickHouse URL to ``connect(url)`` (the tests pass chdb); None restores the client."""
+    global _connect
+    _connect = connect if connect is not None else _ConnectDatabase
+
+
+_CODE = re.compile(r"Code: (\d+)")
+
+
+def translate_error(exc: BaseException, url: ClickHouseURL) -> ClickHouseError:
+    """A database or network failure as one line for a person."""
+    text = " ".join(str(exc).split())
+    match = _CODE.search(text)
+    code = int(match.group(1)) if match else None
+    where = url.display()
+    if code in (516, 192, 193, 194, 195):  # AUTHENTICATION_FAILED, UNKNOWN_USER, *_PASSWORD
+        return ClickHouseError(
+            f"{where}: ClickHouse refused the credentials of user {url.user!r} (set {PASSWORD_ENV})"
+        )
+    if code in (60, 81):  # UNKNOWN_TABLE, UNKNOWN_DATABASE
+        return missing_table(url)
+    if code == 159:  # TIMEOUT_EXCEEDED
+        return ClickHouseError(
+            f"{where}: the query ran longer than max_execution_time={url.max_execution_time}s; "
+            "narrow it with --since/--until or --service, or raise ?max_execution_time="
+        )
+    if code == 47:  # UNKNOWN_IDENTIFIER: a column the exporter's schema has
+        return ClickHouseError(
+            f"{where}: {url.qualified_table} lacks a column the queries read ({text[:160]})"
+        )
+    if code is None and _is_network_error(exc, text):
+        return ClickHouseError(
+            f"{where}: cannot reach ClickHouse ({text[:120]}); steptrace uses the HTTP interface "
+            "(port 8123, or 8443 with clickhouses://), not the native protocol (9000)"
+        )
+    return ClickHouseError(f"{where}: ClickHouse error: {text[:200]}")
+
+
+def _is_network_error(exc: BaseException, text: str) -> bool:
+    if isinstance(exc, OSError):
+        return True
+    name = type(exc).__name__
+    words = ("Connection refused", "Max retries", "timed out", "Name or service not known", "connect")
+    return name == "OperationalError" or any(word in text for word in words)
+
+
+def missing_table(url: ClickHouseURL) -> ClickHouseError:
+    return ClickHouseError(
+        f"{url.display()}: no table {url.qualified_table}; the Collector's clickhouse exporter "
+        "creates it (create_schema: true) once it has written traces, or pass ?table=NAME"
+    )
+
+
+# --- SQL --------------------------------------------------------------------------------------
+
+
+def literal(value: Any) -> str:
+    """A ClickHouse literal: quoted, escaped text; numbers; datetimes as DateTime64(9) in UTC."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, datetime):
+        stamp = value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return f"toDateTime64('{stamp}', 9, 'UTC')"
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    raise TypeError(f"no ClickHouse literal for {type(value).__name__}")
+
+
+def _render(template: str, **values: Any) -> str:
+    return string.Template(template).substitute({k: literal(v) for k, v in values.items()})
+
+
+_COLUMNS_SQL = """SELECT name, type FROM system.columns
+WHERE database = $database AND table = $table"""
+
+# One row per span of the window, with the fields the aggregates read.
+_SPANS_OF_WINDOW = """SELECT
+        SpanAttributes['steptrace.run_id'] AS run_id,
+        SpanName,
+        TraceId,
+        SpanId,
+        ParentSpanId,
+        ServiceName,
+        Duration,
+        StatusCode,
+        StatusMessage,
+        SpanAttributes,
+        toUnixTimestamp64Nano(Timestamp) AS start_ns,
+        start_ns + toInt64(Duration) AS end_ns,
+        StatusCode IN ('Error', 'STATUS_CODE_ERROR') AS is_error,
+        SpanName = 'tool_execution' AS is_tool,
+        if(mapContains(SpanAttributes, 'gen_ai.tool.name'), SpanAttributes['gen_ai.tool.name'], SpanName)
+            AS tool_name,
+        mapContains(SpanAttributes, 'steptrace.tool.args_hash') AS has_args_hash,
+        SpanName NOT IN ('agent_run', 'llm_request', 'tool_execution') AS names_agent
+    FROM $table
+    WHERE $where"""
+
+_RUNS_SQL = """SELECT
+    run_id,
+    record_count,
+    first_start_ns,
+    last_end_ns,
+    run_spans,
+    run_span,
+    agent_steps,
+    llm_calls,
+    tool_calls,
+    input_tokens,
+    output_tokens,
+    cache_read_tokens,
+    cache_write_tokens,
+    errors,
+    repeated_calls,
+    tool_calls_by_end,
+    llm_calls_by_end,
+    step_agent,
+    has_step_agent,
+    step_release,
+    has_step_release
+FROM (
+    SELECT
+        run_id,
+        count() AS record_count,
+        min(start_ns) AS first_start_ns,
+        max(end_ns) AS last_end_ns,
+        countIf(SpanName = 'agent_run') AS run_spans,
+        -- The run span, whole (one per run): it becomes the run record. The last to end wins,
+        -- as the last run record read does.
+        argMaxIf(
+            tuple(SpanName, TraceId, SpanId, ParentSpanId, start_ns, Duration, StatusCode,
+                  StatusMessage, SpanAttributes, ServiceName),
+            end_ns, SpanName = 'agent_run') AS run_span,
+        if(run_spans > 0, run_span.5, first_start_ns) AS started_ns,
+        countIf(SpanName = 'agent_step') AS agent_steps,
+        countIf(SpanName = 'llm_request') AS llm_calls,
+        countIf(is_tool) AS tool_calls,
+        sumIf(toInt64OrZero(SpanAttributes['gen_ai.usage.input_tokens']), SpanName = 'llm_request')
+            AS input_tokens,
+        sumIf(toInt64OrZero(SpanAttributes['gen_ai.usage.output_tokens']), SpanName = 'llm_request')
+            AS output_tokens,
+        sumIf(toInt64OrZero(SpanAttributes['gen_ai.usage.cache_read.input_tokens']),
+              SpanName = 'llm_request') AS cache_read_tokens,
+        sumIf(toInt64OrZero(SpanAttributes['gen_ai.usage.cache_creation.input_tokens']),
+              SpanName = 'llm_request') AS cache_write_tokens,
+        -- The failed spans (few): root causes are those none of whose children failed.
+        groupArrayIf(tuple(SpanId, ParentSpanId), is_error) AS errors,
+        -- The same tool with the same arguments again: every call after the first.
+        countIf(is_tool AND has_args_hash)
+            - uniqExactIf(tuple(tool_name, SpanAttributes['steptrace.tool.args_hash']),
+                          is_tool AND has_args_hash) AS repeated_calls,
+        arraySort(x -> x.1, groupArrayIf(tuple(end_ns, tool_name, Duration), is_tool)) AS tool_calls_by_end,
+        -- What pricing reads of each model call (prices depend on the tier and the date).
+        arraySort(x -> x.1, groupArrayIf(tuple(end_ns, start_ns,
+            if(mapContains(SpanAttributes, 'gen_ai.provider.name'),
+               SpanAttributes['gen_ai.provider.name'], NULL),
+            coalesce(nullIf(SpanAttributes['gen_ai.response.model'], ''),
+                     nullIf(SpanAttributes['gen_ai.request.model'], '')),
+            toInt64OrNull(SpanAttributes['gen_ai.usage.input_tokens']),
+            toInt64OrNull(SpanAttributes['gen_ai.usage.output_tokens']),
+            toInt64OrNull(SpanAttributes['gen_ai.usage.cache_read.input_tokens']),
+            toInt64OrNull(SpanAttributes['gen_ai.usage.cache_creation.input_tokens']),
+            toInt64OrNull(SpanAttributes['gen_ai.usage.reasoning.output_tokens'])),
+            SpanName = 'llm_request')) AS llm_calls_by_end,
+        -- A run without a run span (crashed, still going) takes its agent from the first step.
+        argMinIf(SpanAttributes['gen_ai.agent.name'], end_ns,
+            names_agent AND mapContains(SpanAttributes, 'gen_ai.agent.name')) AS step_agent,
+        countIf(names_agent AND mapContains(SpanAttributes, 'gen_ai.agent.name')) > 0 AS has_step_agent,
+        argMinIf(SpanAttributes['gen_ai.agent.version'], end_ns,
+            names_agent AND mapContains(SpanAttributes, 'gen_ai.agent.version')) AS step_release,
+        countIf(names_agent AND mapContains(SpanAttributes, 'gen_ai.agent.version')) > 0 AS has_step_release
+    FROM (
+    $spans
+    )
+    WHERE run_id != ''
+    GROUP BY run_id
+    HAVING $having
+)
+ORDER BY first_start_ns, run_id"""
+
+_RUN_SPANS_SQL = """SELECT
+    SpanName,
+    TraceId,
+    SpanId,
+    ParentSpanId,
+    toUnixTimestamp64Nano(Timestamp) AS start_ns,
+    Duration,
+    StatusCode,
+    StatusMessage,
+    SpanAttributes,
+    ServiceName
+FROM $table
+WHERE $where
+ORDER BY Timestamp, SpanId"""
+
+
+def typed_attributes(attributes: Mapping[str, str]) -> dict[str, Any]:
+    """Span attributes as the application set them, from the exporter's text values."""
+    out: dict[str, Any] = {}
+    for key, text in attributes.items():
+        if key in _EXPORTER_ADDED_KEYS:
+            continue
+        value: Any = text
+        try:
+            if key in _INT_KEYS:
+                value = int(text)
+            elif key in _FLOAT_KEYS:
+                value = float(Decimal(text))
+            elif key in _BOOL_KEYS and text in ("true", "false"):
+                value = text == "true"
+            elif key in _ARRAY_KEYS:
+                parsed = json.loads(text)
+                value = parsed if isinstance(parsed, list) else text
+        except ValueError:
+            value = text  # not what steptrace writes there: keep the text
+        out[key] = value
+    return out
+
+
+def record_from_row(row: Sequence[Any]) -> dict[str, Any] | None:
+    """The step record of one ``otel_traces`` row (the columns of the run-spans query)."""
+    name, trace_id, span_id, parent, start_ns, duration, status, message, attributes, service = row
+    start = int(start_ns)
+    # As the JSONL exporter does: a span that did not fail is "ok", and only a failure has a
+    # description (an unset status is "ok" there too).
+    failed = _STATUS.get(str(status)) == STATUS_ERROR
+    return build_record(
+        name=str(name),
+        trace_id=str(trace_id).lower(),
+        span_id=str(span_id).lower(),
+        parent_span_id=str(parent).lower() or None,
+        start_ns=start,
+        end_ns=start + int(duration),
+        status=STATUS_ERROR if failed else STATUS_OK,
+        status_description=(str(message) or None) if failed else None,
+        attributes=typed_attributes(attributes),
+        service=str(service) or None,
+    )
+
+
+# --- the source ------------------------------------------------------------------------------
+
+
+@dataclass
+class ClickHouseSource:
+    """One table, one time window: runs the queries and turns rows into runs and records."""
+
+    url: ClickHouseURL
+    since: datetime
+    until: datetime | None
+    service: str | None
+    database: Database
+    pricer: Pricer
+    explain: TextIO | None = None
+    queries: list[str] = field(default_factory=list)
+    """Every SQL statement sent, in order (what ``--explain`` prints)."""
+    _bounds: dict[str, tuple[int, int]] = field(default_factory=dict)
+    _checked: bool = False
+    _issue: LoadIssue = field(default_factory=lambda: LoadIssue(Path("clickhouse")))
+
+    def run_sql(self, sql: str) -> Sequence[Sequence[Any]]:
+        sql = f"{sql}\nSETTINGS max_execution_time = {self.url.max_execution_time}"
+        self.queries.append(sql)
+        if self.explain is not None:
+            self.explain.write(f"-- steptrace: SQL sent to {self.url.display()}\n{sql};\n\n")
+            self.explain.flush()
+        try:
+            return self.database.query(sql)
+        except ClickHouseError:
+            raise
+        except Exception as exc:  # the engine's own errors (chdb raises RuntimeError subclasses)
+            raise translate_error(exc, self.url) from None
+
+    def check_schema(self) -> None:
+        """A missing table or a table without the exporter's columns is a clear error, not a failed query."""
+        if self._checked:
+            return
+        rows = self.run_sql(_render(_COLUMNS_SQL, database=self.url.database, table=self.url.table))
+        if not rows:
+            raise missing_table(self.url)
+        types = {str(name): str(kind) for name, kind in rows}
+        missing = [
+            f"{column} {kinds[0]}"
+            for column, kinds in REQUIRED_COLUMNS.items()
+            if not any(types.get(column, "").startswith(kind) for kind in kinds)
+        ]
+        if missing:
+            raise ClickHouseError(
+                f"{self.url.display()}: {self.url.qualified_table} is not the Collector clickhouse "
+                f"exporter's traces table: it lacks {', '.join(missing)}"
+            )
+        self._checked = True
+
+    def _window(self, lower: datetime, upper: datetime | None) -> str:
+        clauses = [_render("Timestamp >= $lower", lower=lower)]
+        if upper is not None:
+            clauses.append(_render("Timestamp < $upper", upper=upper))
+        if self.service is not None:
+            clauses.append(_render("ServiceName = $service", service=self.service))
+        return "\n      AND ".join(clauses)
+
+    def runs_sql(self, run_id: str | None = None) -> str:
+        """The per-run aggregate query of the window (or of one run id in it)."""
+        upper = self.until + RUN_MARGIN if self.until is not None else None
+        where = self._window(self.since - RUN_MARGIN, upper)
+        if run_id is not None:
+            where += _render("\n      AND SpanAttributes['steptrace.run_id'] = $run_id", run_id=run_id)
+        having = [_render("started_ns >= $since", since=_ns(self.since))]
+        if self.until is not None:
+            having.append(_render("started_ns < $until", until=_ns(self.until)))
+        spans = string.Template(_SPANS_OF_WINDOW).substitute(table=self.url.qualified_table, where=where)
+        return string.Template(_RUNS_SQL).substitute(spans=spans, having=" AND ".join(having))
+
+    def load_runs(self, run_id: str | None = None) -> list[Run]:
+        self.check_schema()
+        return [self._run(row) for row in self.run_sql(self.runs_sql(run_id))]
+
+    def _run(self, row: Sequence[Any]) -> Run:
+        (
+            run_id, record_count, first_start_ns, last_end_ns, run_spans, run_span, agent_steps,
+            llm_calls, tool_calls, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+            errors, repeated_calls, tool_calls_by_end, llm_calls_by_end, step_agent, has_step_agent,
+            step_release, has_step_release,
+        ) = row  # fmt: skip
+        run_id = str(run_id)
+        acc = _Accumulator()
+        if int(run_spans):
+            # The run record goes through the JSONL pass's own code: whatever it reads of a run
+            # record (stop reason, agent, errors counted by the core, ...) is read the same way.
+            record = record_from_row(run_span)
+            if record is not None:
+                _accumulate([cast(StepFields, _DictFields(record))], {run_id: acc}, self._issue)
+        # The rest are the query's aggregates, in the accumulator's own terms.
+        acc.record_count = int(record_count)
+        acc.first_started = iso_utc(int(first_start_ns))
+        acc.last_end = int(last_end_ns) / 1e9
+        acc.steps, acc.llm_calls, acc.tool_calls = int(agent_steps), int(llm_calls), int(tool_calls)
+        acc.input_tokens, acc.output_tokens = int(input_tokens), int(output_tokens)
+        for name, value in (("cache_read", cache_read_tokens), ("cache_write", cache_write_tokens)):
+            if hasattr(acc, name):
+                setattr(acc, name, int(value))
+        acc.errors = [(str(span_id), str(parent) or None) for span_id, parent in errors]
+        acc.repeated = int(repeated_calls)
+        acc.agent = str(step_agent) if has_step_agent else None
+        acc.release = str(step_release) if has_step_release else None
+        acc.tools, acc.tool_durations = {}, {}
+        for _end, tool, duration in tool_calls_by_end:
+            acc.tools[tool] = acc.tools.get(tool, 0) + 1
+            acc.tool_durations.setdefault(tool, []).append(int(duration) / 1e6)
+        price = self.pricer.price
+        for _end, start_ns, provider, model, inputs, outputs, read, written, reasoning in llm_calls_by_end:
+            # The same call, in the same order, as the JSONL pass prices it.
+            cost = price(provider, model, inputs, outputs, read, written, reasoning, iso_utc(int(start_ns)))
+            if cost is None:
+                acc.unpriced += 1
+            else:
+                acc.cost += cost
+                acc.priced += 1
+        run = _finish(run_id, acc, self.read_run, self.pricer)
+        self._bounds[run.run_id] = (int(first_start_ns), int(last_end_ns))
+        return run
+
+    def run_spans_sql(self, run_id: str) -> str:
+        bounds = self._bounds.get(run_id)
+        upper: datetime | None
+        if bounds is not None:
+            # The run's own time range: the partitions (days) it touched, nothing else.
+            lower, upper = _from_ns(bounds[0]), _from_ns(bounds[1] + 1000)
+        else:
+            lower = self.since - RUN_MARGIN
+            upper = self.until + RUN_MARGIN if self.until is not None else None
+        where = self._window(lower, upper)
+        where += _render("\n      AND SpanAttributes['steptrace.run_id'] = $run_id", run_id=run_id)
+        return string.Template(_RUN_SPANS_SQL).substitute(table=self.url.qualified_table, where=where)
+
+    def read_run(self, run_id: str) -> list[Record]:
+        """The step records of one run: only its spans are fetched."""
+        self.check_schema()
+        records = (record_from_row(row) for row in self.run_sql(self.run_spans_sql(run_id)))
+        return [record for record in records if record is not None]
+
+    def scan_sql(self, run_ids: set[str]) -> str:
+        """The spans a many-run report reads: those of ``run_ids`` and every failed tool call."""
+        upper = self.until + RUN_MARGIN if self.until is not None else None
+        where = self._window(self.since - RUN_MARGIN, upper)
+        wanted = ", ".join(literal(run_id) for run_id in sorted(run_ids)) or "''"
+        where += (
+            f"\n      AND (SpanAttributes['steptrace.run_id'] IN ({wanted})"
+            "\n           OR (SpanName = 'tool_execution' AND StatusCode IN ('Error', 'STATUS_CODE_ERROR')"
+            "\n               AND SpanAttributes['steptrace.run_id'] != ''))"
+        )
+        # In end order: the order the JSONL exporter wrote them.
+        sql = string.Template(_RUN_SPANS_SQL).substitute(table=self.url.qualified_table, where=where)
+        return sql.replace("ORDER BY Timestamp, SpanId", "ORDER BY start_ns + Duration, SpanId")
+
+    def scan_records(self, run_ids: set[str]) -> Iterator[Record]:
+        self.check_schema()
+        for row in self.run_sql(self.scan_sql(run_ids)):
+            record = record_from_row(row)
+            if record is not None:
+                yield record
+
+    def describe(self) -> str:
+        window = f"runs started from {self.since.isoformat()}"
+        if self.until is not None:
+            window += f" until {self.until.isoformat()}"
+        service = f", service {self.service}" if self.service else ""
+        return f"{self.url.display()} ({window}{service})"
+
+
+def _ns(moment: datetime) -> int:
+    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def _from_ns(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone.utc) + timedelta(
+        microseconds=(ns % 1_000_000_000) // 1000
+    )
+
+
+class ClickHouseRunSet(RunSet):
+    """A :class:`RunSet` whose runs are the aggregate rows of one query, run on first use.
+
+    Looking up one run id first asks for that run alone, so ``debug``/``replay``/``view`` never
+    aggregate the whole window; listing, filtering and diffing read every run of the window once.
+    """
+
+    def __init__(self, source: ClickHouseSource, *, window_note: str | None = None) -> None:
+        self.source = source
+        self.window_note = window_note
+        """Set when the default window applied: what was read, and how to read more."""
+        self._lazy_ready = False
+        self._lazy_runs: list[Run] | None = None
+        self._lazy_by_id: dict[str, Run] = {}
+        super().__init__([], [], [])
+        self._lazy_ready = True
+
+    def _load_all(self) -> None:
+        if self._lazy_runs is None and self._lazy_ready:
+            runs = self.source.load_runs()
+            runs.sort(key=lambda r: (r.started_at, r.run_id))
+            self._lazy_runs = runs
+            self._lazy_by_id = {run.run_id: run for run in runs}
+
+    # RunSet's methods read these two; here they fill on first read.
+    @property
+    def _runs(self) -> list[Run]:
+        self._load_all()
+        return self._lazy_runs if self._lazy_runs is not None else []
+
+    @_runs.setter
+    def _runs(self, value: list[Run]) -> None:
+        pass  # RunSet.__init__'s empty list: the query fills it
+
+    @property
+    def _by_id(self) -> dict[str, Run]:
+        self._load_all()
+        return self._lazy_by_id
+
+    @_by_id.setter
+    def _by_id(self, value: dict[str, Run]) -> None:
+        pass
+
+    def get(self, run_id: str) -> Run | None:
+        if self._lazy_runs is None and run_id:
+            found = self._lazy_by_id.get(run_id)
+            if found is None:
+                runs = self.source.load_runs(run_id)
+                found = runs[0] if runs else None
+            if found is not None:
+                self._lazy_by_id[run_id] = found
+                return found
+        return super().get(run_id)  # a prefix: every run of the window
+
+    def describe_sources(self) -> str:
+        return self.source.describe()
+
+    def scan_records(self, wanted: set[str]) -> Iterator[Record]:
+        return self.source.scan_records(wanted)
+
+
+def load_clickhouse(
+    url: str,
+    *,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+    service: str | None = None,
+    explain: TextIO | None = None,
+    prices: PricesSource | Pricer | None = None,
+) -> ClickHouseRunSet:
+    """Runs from the Collector's ``otel_traces`` table, with the same :class:`RunSet` API as
+    :func:`load`. ``since`` defaults to 24 hours ago (``window_note`` then says so); ``until``
+    is exclusive; ``service`` keeps the spans of one ``service.name``. The password comes from
+    ``$STEPTRACE_CLICKHOUSE_PASSWORD``. ``explain`` gets every SQL statement before it runs;
+    ``prices`` as for :func:`load`.
+
+    >>> runs = load_clickhouse("clickhouse://reader@ch.internal:8123/otel?table=otel_traces",
+    ...                        since="2026-11-20")  # doctest: +SKIP
+    >>> runs.runs(release="1.5.0", stop_reason="max_steps")  # doctest: +SKIP
+    """
+    parsed = ClickHouseURL.parse(url)
+    note = None
+    if since is None:
+        since_at = datetime.now(timezone.utc) - DEFAULT_WINDOW
+        note = (
+            f"reading runs started in the last 24 h (since {since_at.strftime('%Y-%m-%dT%H:%MZ')}) "
+            "from ClickHouse; pass --since to look further back"
+        )
+    else:
+        since_at = parse_time(since)
+    until_at = parse_time(until) if until is not None else None
+    pricer = prices if isinstance(prices, Pricer) else Pricer(prices)
+    source = ClickHouseSource(parsed, since_at, until_at, service, _connect(parsed), pricer, explain)
+    return ClickHouseRunSet(source, window_note=note)
+
+
+def explain_stream(enabled: bool) -> TextIO | None:
+    return sys.stderr if enabled else None

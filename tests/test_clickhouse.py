@@ -1,0 +1,416 @@
+"""The ClickHouse source against the Collector's ``otel_traces`` table, run by the ClickHouse
+engine in-process (chdb): the same fleet read from JSONL and from the table must give the same
+answers, command by command, field by field."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+chdb_session = pytest.importorskip("chdb.session", reason="chdb (the test extra) runs the SQL")
+
+import analysis_logs as logs  # noqa: E402
+import clickhouse_table as table  # noqa: E402
+from steptrace import cli  # noqa: E402
+from steptrace.analysis import _clickhouse as ch  # noqa: E402
+from steptrace.analysis import debug_run, diff, load, load_clickhouse, summarize  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+URL = "clickhouse://reader@clickhouse.internal:8123/otel?table=otel_traces"
+SINCE = "2026-11-17T00:00Z"
+FLEET_RUNS = 10_000  # the issue's size: about 68,000 spans
+KINDS = ["ok"] * 6 + ["tool_error", "loop", "model_error", "slow"]
+
+
+def fleet_spans(count: int) -> list[logs.Span]:
+    """Two releases (1.5.0 loops twice as often), failures in tools and the model, slow runs,
+    and every 97th run crashed (no run span); a run every 30 s, so the fleet spans 4 days."""
+    spans: list[logs.Span] = []
+    for i in range(count):
+        release = "1.5.0" if (i // 10) % 2 else "1.4.0"
+        kind = KINDS[i % 10]
+        if release == "1.5.0" and i % 10 in (1, 2):
+            kind = "loop"
+        spans += logs.make_run(
+            f"run-{i:05d}",
+            kind,
+            release=release,
+            seed=i,
+            start_ns=logs.T0_NS + i * 30_000 * logs.MS,
+            complete=i % 97 != 5,
+        )
+    return spans
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[table.ChdbDatabase]:
+    session = chdb_session.Session()
+    yield table.ChdbDatabase(session)
+    session.close()
+
+
+@pytest.fixture(scope="module")
+def fleet(engine: table.ChdbDatabase, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fleet as a JSONL step log and as otel_traces rows (database ``otel``)."""
+    spans = fleet_spans(FLEET_RUNS)
+    log = logs.write_jsonl(tmp_path_factory.mktemp("fleet") / "steps.jsonl", spans)
+    table.create_table(engine, "otel.otel_traces")
+    table.insert_rows(engine, table.rows_from_spans(spans), "otel.otel_traces")
+    return log
+
+
+@pytest.fixture
+def database(engine: table.ChdbDatabase) -> Iterator[table.ChdbDatabase]:
+    """Every ClickHouse URL goes to the engine for the test's duration."""
+    ch.use_database(lambda url: engine)
+    engine.queries.clear()
+    yield engine
+    ch.use_database(None)
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any, str]:
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    try:
+        out: Any = json.loads(captured.out)
+    except ValueError:
+        out = captured.out
+    return code, out, captured.err
+
+
+def both(capsys: pytest.CaptureFixture[str], log: Path, *argv: str) -> tuple[Any, Any]:
+    """(JSONL answer, ClickHouse answer) of one command; both must succeed."""
+    code_a, from_log, err_a = run_cli(capsys, *argv, "--log", str(log))
+    code_b, from_table, err_b = run_cli(capsys, *argv, "--source", URL, "--since", SINCE)
+    assert (code_a, code_b) == (0, 0), (err_a, err_b)
+    return from_log, from_table
+
+
+def sample_run_ids() -> list[str]:
+    """Runs of every kind, both releases, crashed ones, the first and the last."""
+    picked = {0, 1, 2, 3, 5, 6, 7, 8, 9, 12, 102, 199, 5000, 5005, FLEET_RUNS - 1}
+    return [f"run-{i:05d}" for i in sorted(picked)]
+
+
+def test_every_run_has_the_same_aggregates(fleet: Path, database: table.ChdbDatabase) -> None:
+    """A per-run number computed differently in SQL (steps, tokens, errors, loops, cost, stop
+    reason, duration) would list the runs differently from the JSONL log."""
+    from_log = load(fleet)
+    from_table = load_clickhouse(URL, since=SINCE)
+    assert len(from_log) == len(from_table) == FLEET_RUNS
+    for a, b in zip(from_log, from_table, strict=True):
+        assert a.to_dict() == b.to_dict()
+        assert a.tool_durations_ms == b.tool_durations_ms
+        assert a.record_count == b.record_count
+    assert from_log.releases() == from_table.releases() == ["1.4.0", "1.5.0"]
+    crashed = [r for r in from_table if not r.complete]
+    assert len(crashed) == len([i for i in range(FLEET_RUNS) if i % 97 == 5])
+    assert {r.stop_reason for r in from_table} == {"end_turn", "error", "max_steps", "incomplete"}
+    assert any(r.repeated_call_count for r in from_table) and any(r.error_count for r in from_table)
+    # One GROUP BY over the window, no per-span rows fetched.
+    selects = [q for q in database.queries if "FROM otel.otel_traces" in q]
+    assert len(selects) == 1 and "GROUP BY run_id" in selects[0]
+
+
+def test_filters_percentiles_and_diff_agree(fleet: Path, database: table.ChdbDatabase) -> None:
+    """runs() filters, the slow-run percentile and the release diff must not depend on the source."""
+    from_log = load(fleet)
+    from_table = load_clickhouse(URL, since=SINCE)
+    for filters in (
+        {"stop_reason": "max_steps"},
+        {"release": "1.5.0", "min_steps": 3},
+        {"tool": "search", "order_by": "duration", "limit": 25},
+        {"since": "2026-11-19T00:00Z", "until": "2026-11-20T00:00Z"},
+        {"slower_than_percentile": 95},
+        {"status": "error", "ascending": False, "limit": 10},
+    ):
+        ids_log = [r.run_id for r in from_log.runs(**filters)]  # type: ignore[arg-type]
+        ids_table = [r.run_id for r in from_table.runs(**filters)]  # type: ignore[arg-type]
+        assert ids_log == ids_table and ids_log, filters
+    report_log = diff(from_log.runs(release="1.4.0"), from_log.runs(release="1.5.0"))
+    report_table = diff(from_table.runs(release="1.4.0"), from_table.runs(release="1.5.0"))
+    assert report_log.to_dict() == report_table.to_dict()
+    assert "repeated_call_rate" in report_table.verdict
+
+
+def test_each_analysis_command_answers_the_same(
+    fleet: Path, database: table.ChdbDatabase, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """runs, summary, debug, replay, diff, view and report from --source must print what they
+    print from --log (JSON output compared field by field; HTML byte for byte)."""
+    from_log, from_table = both(capsys, fleet, "runs", "--json", "--limit", "0")
+    assert len(from_log) == FLEET_RUNS and from_log == from_table
+    from_log, from_table = both(
+        capsys, fleet, "runs", "--json", "--stop-reason", "error", "--order-by", "duration"
+    )
+    assert from_log == from_table and from_log
+    from_log, from_table = both(
+        capsys, fleet, "diff", "--json", "--baseline", "1.4.0", "--candidate", "1.5.0"
+    )
+    assert from_log == from_table
+    for run_id in sample_run_ids():
+        for command in ("summary", "debug", "replay"):
+            from_log, from_table = both(capsys, fleet, command, run_id, "--json")
+            assert from_log == from_table, (command, run_id)
+        html_log, html_table = tmp_path / f"{run_id}-log.html", tmp_path / f"{run_id}-table.html"
+        both(capsys, fleet, "view", run_id, "-o", str(html_log))
+        run_cli(capsys, "view", run_id, "--source", URL, "--since", SINCE, "-o", str(html_table))
+        assert html_log.read_bytes() == html_table.read_bytes()
+    if "report" in cli.build_parser()._subparsers._group_actions[0].choices:  # type: ignore[union-attr]
+        report_log, report_table = tmp_path / "report-log.html", tmp_path / "report-table.html"
+        code_a, _, err_a = run_cli(capsys, "report", "--log", str(fleet), "-o", str(report_log))
+        code_b, _, err_b = run_cli(
+            capsys, "report", "--source", URL, "--since", SINCE, "-o", str(report_table)
+        )
+        assert (code_a, code_b) == (0, 0), (err_a, err_b)
+        assert report_log.read_bytes() == report_table.read_bytes()
+
+
+def test_one_run_fetches_only_its_spans(
+    fleet: Path, database: table.ChdbDatabase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """debug RUN_ID must not aggregate the whole window nor read other runs' spans."""
+    code, report, err = run_cli(capsys, "debug", "run-00007", "--json", "--source", URL, "--since", SINCE)
+    assert code == 0, err
+    assert [h["kind"] for h in report["hypotheses"]] == ["loop"]
+    selects = [q for q in database.queries if "FROM otel.otel_traces" in q]
+    assert len(selects) == 2
+    aggregate, spans = selects
+    assert "SpanAttributes['steptrace.run_id'] = 'run-00007'" in aggregate
+    assert "SpanAttributes['steptrace.run_id'] = 'run-00007'" in spans and "GROUP BY" not in spans
+    # The spans query is bounded by the run's own time range (one partition, not the window).
+    assert "Timestamp >= toDateTime64('2026-11-18 11:10:10" in spans
+
+
+def test_explain_prints_the_sql(
+    fleet: Path, database: table.ChdbDatabase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--explain shows the statements sent, with their time and service predicates and limit."""
+    code, _, err = run_cli(
+        capsys, "runs", "--source", URL, "--since", "2026-11-19", "--until", "2026-11-20",
+        "--service", "weather-svc", "--explain",
+    )  # fmt: skip
+    assert code == 0
+    assert "-- steptrace: SQL sent to clickhouse://reader@clickhouse.internal:8123/otel" in err
+    assert "FROM system.columns" in err
+    assert "Timestamp >= toDateTime64('2026-11-18 23:00:00.000000', 9, 'UTC')" in err  # 1 h margin
+    assert "ServiceName = 'weather-svc'" in err
+    assert "GROUP BY run_id" in err and "SETTINGS max_execution_time = 60" in err
+    code, _, err = run_cli(capsys, "runs", "--log", str(fleet), "--explain")
+    assert code == 2 and "--explain" in err
+
+
+def test_default_window_is_24_hours_with_a_note(
+    fleet: Path, database: table.ChdbDatabase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --since a query reads only the last day, and says so (the fleet is older)."""
+    code, _, err = run_cli(capsys, "runs", "--source", URL)
+    assert code == 1
+    assert "note: reading runs started in the last 24 h" in err and "--since" in err
+    code, _, err = run_cli(capsys, "debug", "run-00007", "--source", URL)
+    assert code == 1 and "no run 'run-00007' in clickhouse://" in err
+
+
+def test_service_keeps_one_service(fleet: Path, database: table.ChdbDatabase) -> None:
+    """--service filters on the sort key's first column; another service gives no runs."""
+    assert len(load_clickhouse(URL, since=SINCE, service="weather-svc")) == FLEET_RUNS
+    assert len(load_clickhouse(URL, since=SINCE, service="billing")) == 0
+
+
+def test_records_of_a_real_steptrace_run(
+    engine: table.ChdbDatabase, database: table.ChdbDatabase, tmp_path: Path
+) -> None:
+    """Spans of a real run (SDK spans, converted as the exporter converts them) give the step
+    records the JSONL exporter wrote for the same run."""
+    log, rows_path = tmp_path / "steps.jsonl", tmp_path / "rows.json"
+    script = tmp_path / "agent.py"
+    script.write_text(REAL_AGENT)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")]),
+        "STEPTRACE_JSONL_PATH": str(log),
+        "ROWS": str(rows_path),
+    }
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    subprocess.run([sys.executable, str(script)], env=env, check=True, timeout=120)
+    table.create_table(engine, "real.otel_traces")
+    table.insert_rows(engine, json.loads(rows_path.read_text()), "real.otel_traces")
+
+    (from_log,) = load(log)
+    (from_table,) = load_clickhouse(
+        "clickhouse://reader@localhost/real?table=otel_traces", since="2020-01-01"
+    )
+    assert from_log.to_dict() == from_table.to_dict()
+    assert from_log.records() == from_table.records()
+    assert summarize(from_table).tools_used == {"lookup": 3}
+    assert debug_run(from_table).to_dict() == debug_run(from_log).to_dict()
+    assert [r["type"] for r in from_table.records()].count("llm_call") == 3
+
+
+REAL_AGENT = textwrap.dedent(
+    """
+    import json, os
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    import steptrace
+    import clickhouse_table
+
+    @steptrace.llm_request(provider="openai", model="gpt-4o-mini")
+    def call_model(turn):
+        return {
+            "type": "message", "id": f"msg_{turn}", "model": "gpt-4o-mini", "role": "assistant",
+            "content": [{"type": "tool_use", "id": f"t{turn}", "name": "lookup",
+                         "input": {"key": "same"}}],
+            "stop_reason": "tool_use", "usage": {"input_tokens": 100, "output_tokens": 10},
+        }
+
+    @steptrace.tool
+    def lookup(key):
+        if key == "boom":
+            raise KeyError(key)
+        return {"found": None}
+
+    telemetry = steptrace.configure(service_name="real-agent")
+    memory = InMemorySpanExporter()
+    telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(memory))
+    with steptrace.agent_run(agent="looper", release="2.0.0") as run:
+        for turn in range(3):
+            with steptrace.agent_step():
+                call_model(turn)
+                try:
+                    lookup(key="boom" if turn == 2 else "same")
+                except KeyError:
+                    pass
+        run.stop_reason = "max_steps"
+    telemetry.shutdown()
+    rows = clickhouse_table.rows_from_readable_spans(memory.get_finished_spans())
+    open(os.environ["ROWS"], "w").write(json.dumps(rows))
+    """
+)
+
+
+# --- errors: one line, exit 2 ------------------------------------------------------------------
+
+
+def test_missing_table_and_missing_database(
+    fleet: Path, database: table.ChdbDatabase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A wrong table or database name is one line naming it, and create_schema."""
+    for url in (URL.replace("table=otel_traces", "table=nope"), URL.replace("/otel?", "/nowhere?")):
+        code, _, err = run_cli(capsys, "runs", "--source", url, "--since", SINCE)
+        assert code == 2
+        assert err.count("\n") == 1 and "no table" in err and "create_schema" in err
+
+
+def test_schema_without_the_exporter_columns(
+    engine: table.ChdbDatabase, database: table.ChdbDatabase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A table of another shape names the columns it lacks instead of failing mid-query."""
+    engine.execute("CREATE DATABASE IF NOT EXISTS other")
+    engine.execute(
+        "CREATE TABLE IF NOT EXISTS other.otel_traces (Timestamp DateTime64(9), TraceId String,"
+        " SpanName String, Attributes Map(String, String)) ENGINE = MergeTree ORDER BY Timestamp"
+    )
+    url = "clickhouse://reader@localhost/other?table=otel_traces"
+    code, _, err = run_cli(capsys, "summary", "run-1", "--source", url, "--since", SINCE)
+    assert code == 2 and err.count("\n") == 1
+    assert "lacks SpanId String, ParentSpanId String, ServiceName" in err
+    assert "SpanAttributes Map(LowCardinality(String), String)" in err
+
+
+def test_bad_urls(capsys: pytest.CaptureFixture[str]) -> None:
+    """A password in the URL, a bad scheme or port: exit 2 before anything is sent."""
+    for url, words in (
+        ("clickhouse://reader:hunter2@localhost/otel", "STEPTRACE_CLICKHOUSE_PASSWORD"),
+        ("clickhouse://reader@localhost:http/otel", "port is not a number"),
+        ("clickhouse://reader@localhost/otel?table=a;drop", "not a plain identifier"),
+        ("postgres://reader@localhost/otel", "expected clickhouse://"),
+    ):
+        code, _, err = run_cli(capsys, "runs", "--source", url)
+        assert code == 2 and words in err and err.count("\n") == 1, err
+        assert "hunter2" not in err
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
+    """The real client against a closed port: one line saying it cannot reach the server."""
+    pytest.importorskip("clickhouse_connect", reason="the clickhouse extra")
+    url = f"clickhouse://reader@127.0.0.1:{_free_port()}/otel?table=otel_traces"
+    code, _, err = run_cli(capsys, "runs", "--source", url, "--since", SINCE)
+    assert code == 2 and err.count("\n") == 1
+    assert "cannot reach ClickHouse" in err and "8123" in err
+
+
+class _RefusingServer(http.server.BaseHTTPRequestHandler):
+    """Answers like a ClickHouse server whose user has another password."""
+
+    def _refuse(self) -> None:
+        body = (
+            b"Code: 516. DB::Exception: reader: Authentication failed: password is incorrect, or"
+            b" there is no user with such name. (AUTHENTICATION_FAILED) (version 24.8.4.13)\n"
+        )
+        self.send_response(516)
+        self.send_header("X-ClickHouse-Exception-Code", "516")
+        self.send_header("Content-Type", "text/plain; charset=UTF-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _refuse
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_bad_credentials(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real client, refused by the server: one line naming the user and the variable."""
+    pytest.importorskip("clickhouse_connect", reason="the clickhouse extra")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RefusingServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("STEPTRACE_CLICKHOUSE_PASSWORD", "wrong")
+        url = f"clickhouse://reader@127.0.0.1:{server.server_port}/otel?table=otel_traces"
+        code, _, err = run_cli(capsys, "runs", "--source", url, "--since", SINCE)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 2 and err.count("\n") == 1
+    assert "refused the credentials of user 'reader'" in err and "STEPTRACE_CLICKHOUSE_PASSWORD" in err
+    assert "wrong" not in err
+
+
+def test_query_over_its_time_limit(engine: table.ChdbDatabase) -> None:
+    """A query past max_execution_time is one line that says how to narrow it."""
+    source = ch.ClickHouseSource(
+        ch.ClickHouseURL.parse(URL + "&max_execution_time=1"),
+        since=logs_time(),
+        until=None,
+        service=None,
+        database=engine,
+        pricer=ch.Pricer(),
+    )
+    with pytest.raises(ch.ClickHouseError, match="max_execution_time=1s; narrow it with --since"):
+        source.run_sql("SELECT sum(sleepEachRow(0.5)) FROM numbers(40)")
+
+
+def logs_time() -> Any:
+    from steptrace.analysis._runs import parse_time
+
+    return parse_time(SINCE)
