@@ -489,3 +489,32 @@ def test_readme_logging_config_runs(tmp_path: Path) -> None:
     ), result.stderr
     (line,) = _log_records(tmp_path / "steptrace-logs" / "steps.jsonl")
     assert (line["level"], line["agent_step"], line["message"]) == ("WARNING", 1, "search index is stale")
+
+
+@pytest.mark.integration
+def test_otlp_logs_to_a_closed_port_warn_once_and_never_fail_the_program(tmp_path: Path) -> None:
+    """Nothing listens at the logs endpoint: the program finishes, stderr says so once."""
+    from otlp_servers import free_port, run_python
+
+    script = tmp_path / "agent.py"
+    # Three more lines in the tool: the outage is still one warning.
+    more = "    for i in range(3):\n        log.warning('again %d', i)\n    raise ConnectionError"
+    script.write_text(OTLP_AGENT.replace("    raise ConnectionError", more))
+    result = run_python(
+        script,
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "1000",
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_LOGS_EXPORTER": "",
+            "STEPTRACE_JSONL_PATH": str(tmp_path / "steps.jsonl"),
+        },
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "cannot export log records" in line]
+    assert len(warnings) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["flushed"] is False  # force_flush says so

@@ -115,6 +115,7 @@ class OtlpLogs:
         self._lock = threading.Lock()
         self._provider: LoggerProvider | None = None
         self.exporter: _FoldedLogExporter | None = None
+        self._last_failed = 0  # failed records counted at the previous force_flush
         self._closed = False
 
     @classmethod
@@ -225,8 +226,14 @@ class OtlpLogs:
         )
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        provider = self._provider
-        return True if provider is None else bool(provider.force_flush(timeout_millis))
+        """Send what is queued; False if a batch failed since the last flush (as for spans)."""
+        provider, exporter = self._provider, self.exporter
+        if provider is None or exporter is None:
+            return True
+        ok = bool(provider.force_flush(timeout_millis))
+        failed = exporter.failed
+        previously, self._last_failed = self._last_failed, failed
+        return ok and failed == previously
 
     def shutdown(self) -> None:
         with self._lock:
