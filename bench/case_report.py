@@ -170,6 +170,17 @@ def run_cli(argv: list[str]) -> dict[str, Any]:
     return {"seconds": seconds, "peak_rss_mib": kib / 1024, "stdout": done.stdout.strip()}
 
 
+def browser_skipped() -> str | None:
+    """Why the page cannot be opened here, or None when it can."""
+    if not Path(CHROMIUM).exists():
+        return "Debian's chromium is not installed (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed in this venv (it is in the test extra)"
+    return None
+
+
 def browser_load(report: Path, repeats: int = 3) -> dict[str, Any]:
     """Open the report in chromium; the page marks ``body[data-ready]`` once its script has run."""
     from playwright.sync_api import sync_playwright
@@ -227,8 +238,11 @@ def main() -> None:
             "report": details,
             "load_average_start": load_start,
         }
-        if Path(CHROMIUM).exists():
+        skipped = browser_skipped()
+        if skipped is None:
             result["browser"] = browser_load(report)
+        else:
+            result["browser_skipped"] = skipped
         emit({**result, "versions": versions("steptrace", "playwright")})
 
 

@@ -551,7 +551,7 @@ def report_tables(result: dict[str, Any] | None) -> list[str]:
             f"| `load` event | {best['load_ms'] / 1000:.2f} s |",
         ]
     else:
-        lines.append("| page open | chromium not installed: not measured |")
+        lines.append(f"| page open | not measured: {result.get('browser_skipped', 'no browser')} |")
     return lines
 
 
