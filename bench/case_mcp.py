@@ -10,7 +10,8 @@ as a real deployment has it. Variants: ``bare`` (``ClientSession.call_tool`` not
 content capture off) and ``steptrace, capture on`` (arguments and result captured and redacted).
 All run inside an ``agent_run``/``agent_step`` with steptrace configured, so the mcp package's
 own spans and their step records are paid by every variant alike: the difference is what
-``instrument_mcp()`` adds.
+``instrument_mcp()`` adds. Reported per call: wall time and this process's CPU time (the
+client's share, and for the in-memory transport the server's too).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -52,9 +54,20 @@ def serve() -> None:
     make_server().run("stdio")
 
 
-async def ainterleave(variants: list[Variant], *, number: int, batches: int, warmup_batches: int = 2) -> None:
+async def ainterleave(
+    variants: list[Variant],
+    cpu: dict[str, list[float]],
+    *,
+    number: int,
+    batches: int,
+    warmup_batches: int = 2,
+) -> None:
     """``_common.interleave`` for coroutine calls: the sessions' anyio scopes live in one task, so
-    the timing loop runs in that task too (a sync harness would cross tasks or threads)."""
+    the timing loop runs in that task too (a sync harness would cross tasks or threads).
+
+    Also keeps this process's CPU time per call in ``cpu``: on a loaded machine the wall time
+    mostly measures waiting for a core, the CPU time what the call itself costs here.
+    """
     count = len(variants)
     for round_number in range(warmup_batches + batches):
         gc.collect()
@@ -66,15 +79,16 @@ async def ainterleave(variants: list[Variant], *, number: int, batches: int, war
             try:
                 for _ in range(min(number, 50)):
                     await call()  # type: ignore[misc]
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 for _ in range(number):
                     await call()  # type: ignore[misc]
-                elapsed = time.perf_counter() - start
+                elapsed, cpu_elapsed = time.perf_counter() - start, time.process_time() - cpu_start
             finally:
                 if variant.leave is not None:
                     variant.leave()
             if round_number >= warmup_batches:
                 variant.samples.append(elapsed / number)
+                cpu.setdefault(variant.name, []).append(cpu_elapsed / number)
 
 
 async def open_sessions(stack: contextlib.AsyncExitStack) -> dict[str, Any]:
@@ -102,7 +116,7 @@ def tool_call(session: Any) -> Callable[[], Awaitable[object]]:
     return call_tool
 
 
-async def measure(log: Path) -> list[Variant]:
+async def measure(log: Path, cpu: dict[str, list[float]]) -> list[Variant]:
     import steptrace
 
     open_blocks: list[Any] = []
@@ -136,7 +150,7 @@ async def measure(log: Path) -> list[Variant]:
                 Variant(f"{name}|{transport}", tool_call(session), enter, leave)
                 for name, enter in setups.items()
             ]
-            await ainterleave(group, number=NUMBER, batches=BATCHES)
+            await ainterleave(group, cpu, number=NUMBER, batches=BATCHES)
             variants += group
     return variants
 
@@ -145,7 +159,8 @@ def main() -> None:
     load_start = load_average()
     with tempfile.TemporaryDirectory(prefix="steptrace-bench-") as tmp:
         log = Path(tmp) / "steps.jsonl"
-        variants = asyncio.run(measure(log))
+        cpu: dict[str, list[float]] = {}
+        variants = asyncio.run(measure(log, cpu))
         records = log.read_bytes().count(b"\n")
     emit(
         {
@@ -154,6 +169,7 @@ def main() -> None:
             "number": NUMBER,
             "load_average_start": load_start,
             "variants": summarize(variants),
+            "cpu_median_us": {name: statistics.median(samples) * 1e6 for name, samples in cpu.items()},
             "steptrace_records_written": records,
             "versions": versions("steptrace", "mcp", "opentelemetry-sdk"),
         }

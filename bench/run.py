@@ -509,17 +509,24 @@ def mcp_tables(result: dict[str, Any] | None) -> list[str]:
         "server spans are paid by all alike); the in-memory server runs in the same process, the stdio "
         "server in a subprocess without steptrace.",
         "",
-        "| transport | bare call | `instrument_mcp()` | added | with capture on | added |",
+        "| transport, per call | bare call | `instrument_mcp()` | added | with capture on | added |",
         "|---|---|---|---|---|---|",
     ]
+    cpu = result.get("cpu_median_us", {})
     for transport, label in (("memory", "in-memory"), ("stdio", "stdio subprocess")):
-        bare = variants[f"bare|{transport}"]["median_us"]
-        traced = variants[f"steptrace|{transport}"]["median_us"]
-        captured = variants[f"steptrace, capture on|{transport}"]["median_us"]
-        lines.append(
-            f"| {label} | {us(bare)} µs | {us(traced)} µs | {traced - bare:+,.1f} µs "
-            f"| {us(captured)} µs | {captured - bare:+,.1f} µs |"
-        )
+        for what, get in (
+            ("wall time", lambda name: variants[name]["median_us"]),
+            ("CPU time of this process", cpu.get),
+        ):
+            bare, traced, captured = (
+                get(f"{variant}|{transport}") for variant in ("bare", "steptrace", "steptrace, capture on")
+            )
+            if bare is None or traced is None or captured is None:
+                continue
+            lines.append(
+                f"| {label}, {what} | {us(bare)} µs | {us(traced)} µs | {traced - bare:+,.1f} µs "
+                f"| {us(captured)} µs | {captured - bare:+,.1f} µs |"
+            )
     return lines
 
 
