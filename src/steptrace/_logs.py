@@ -11,10 +11,11 @@ attaches a context.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Callable, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -94,6 +95,7 @@ _settings: LogSettings | None = None
 _test_sink: list[dict[str, Any]] | None = None
 _install_lock = threading.Lock()
 _previous_factory: Callable[..., logging.LogRecord] | None = None
+_factory: Callable[..., logging.LogRecord] = logging.LogRecord  # what our factory wraps
 _previous_make_record: Any = None
 
 
@@ -108,12 +110,32 @@ class _Delivering(threading.local):
 _delivering = _Delivering()
 
 
+def _context_getter() -> Callable[[], otel_context.Context]:
+    """The current Context's getter. The API's ``get_current`` is three Python calls deep; the
+    default runtime context keeps it in one ContextVar, read directly (any doubt: the API)."""
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    variable = getattr(runtime, "_current_context", None)
+    if type(runtime).__name__ == "ContextVarsRuntimeContext" and isinstance(variable, contextvars.ContextVar):
+        return cast(Callable[[], otel_context.Context], variable.get)
+    return otel_context.get_current
+
+
+_current_context = _context_getter()
+# Read on every log record; set by configure_logs() and set_test_sink().
+_correlate = False
+_deliver_on = False
+
+
 def correlation(context: otel_context.Context | None = None) -> tuple[RunState, int | str, str, str] | None:
     """(run, agent step number or "", trace id, span id in hex) here, or None outside a run."""
-    current = otel_context.get_current() if context is None else context
+    current = _current_context() if context is None else context
     run = current.get(RUN_KEY)
     if not isinstance(run, RunState):
         return None
+    return _found(current, run)
+
+
+def _found(current: otel_context.Context, run: RunState) -> tuple[RunState, int | str, str, str]:
     global _last_ids
     step = current.get(STEP_KEY)
     span_context = trace.get_current_span(current).get_span_context()
@@ -129,25 +151,20 @@ def correlation(context: otel_context.Context | None = None) -> tuple[RunState, 
     return run, step.number if isinstance(step, StepState) else "", trace_id, span_id
 
 
-def _stamp(values: MutableMapping[str, Any]) -> None:
-    found = correlation()
-    if found is None:
-        values.update(_EMPTY)
-        return
-    run, step, trace_id, span_id = found
-    values["run_id"] = run.run_id
-    values["step"] = step
-    values["trace_id"] = trace_id
-    values["span_id"] = span_id
-
-
 def _record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-    factory = _previous_factory or logging.LogRecord
-    record = factory(*args, **kwargs)
-    settings = _settings
-    if settings is not None and settings.correlate:
+    record = _factory(*args, **kwargs)
+    if _correlate:
         try:
-            _stamp(record.__dict__)
+            current = _current_context()
+            run = current.get(RUN_KEY)
+            if run is None:  # the common case outside a run, kept short
+                record.__dict__.update(_EMPTY)
+            elif isinstance(run, RunState):
+                values = record.__dict__
+                values["run_id"] = run.run_id
+                values["step"], values["trace_id"], values["span_id"] = _found(current, run)[1:]
+            else:
+                record.__dict__.update(_EMPTY)
         except Exception as exc:  # never break a log call
             report_internal_error("log correlation", exc)
     return record
@@ -178,9 +195,10 @@ def _make_record(
         record.__dict__.update(ours)
     else:
         record = original(self, name, level, fn, lno, msg, args, exc_info, func, extra, sinfo)
-    settings = _settings
-    if settings is not None and settings.delivers and not _delivering.active:
-        _deliver(record, settings)
+    if _deliver_on and not _delivering.active:
+        settings = _settings
+        if settings is not None:
+            _deliver(record, settings)
     return record
 
 
@@ -288,6 +306,14 @@ def configure_logs(settings: LogSettings | None) -> None:
     if settings is not None and (settings.correlate or settings.delivers):
         _install()
     _settings = settings
+    _refresh()
+
+
+def _refresh() -> None:
+    global _correlate, _deliver_on
+    settings = _settings
+    _correlate = settings is not None and settings.correlate
+    _deliver_on = settings is not None and settings.delivers
 
 
 def set_test_sink(sink: list[dict[str, Any]] | None) -> None:
@@ -296,13 +322,14 @@ def set_test_sink(sink: list[dict[str, Any]] | None) -> None:
     _test_sink = sink
     if sink is not None:
         _install()
+    _refresh()
 
 
 def _install() -> None:
-    global _previous_factory, _previous_make_record
+    global _previous_factory, _previous_make_record, _factory
     with _install_lock:
         if logging.getLogRecordFactory() is not _record_factory:
-            _previous_factory = logging.getLogRecordFactory()
+            _previous_factory = _factory = logging.getLogRecordFactory()
             logging.setLogRecordFactory(_record_factory)
         if logging.Logger.makeRecord is not _make_record:
             _previous_make_record = logging.Logger.makeRecord
@@ -311,14 +338,15 @@ def _install() -> None:
 
 def uninstall() -> None:
     """Put logging back as it was (``Telemetry.shutdown()``); hooks others wrapped stay, inert."""
-    global _settings, _previous_factory, _previous_make_record
+    global _settings, _previous_factory, _previous_make_record, _factory
     _settings = None
+    _refresh()
     if _test_sink is not None:
         return
     with _install_lock:
         if logging.getLogRecordFactory() is _record_factory and _previous_factory is not None:
             logging.setLogRecordFactory(_previous_factory)
-            _previous_factory = None
+            _previous_factory, _factory = None, logging.LogRecord
         if logging.Logger.makeRecord is _make_record and _previous_make_record is not None:
             logging.Logger.makeRecord = _previous_make_record  # type: ignore[method-assign]
             _previous_make_record = None
