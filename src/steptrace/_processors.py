@@ -58,7 +58,7 @@ def _stamp_remote_run(span: Span, parent_context: otel_context.Context | None) -
     if remote is not None:
         run_id, agent_step = remote
         span.set_attribute(A.RUN_ID, run_id)
-        if agent_step is not None and (span.attributes is None or A.AGENT_STEP_NUMBER not in span.attributes):
+        if agent_step is not None:
             span.set_attribute(A.AGENT_STEP_NUMBER, agent_step)
 
 
@@ -77,10 +77,8 @@ class SteptraceSpanProcessor(SpanProcessor):
                 run = otel_context.get_value(RUN_KEY, parent_context)
                 if isinstance(run, RunState):
                     span.set_attribute(A.RUN_ID, run.run_id)
-                else:
+                else:  # steptrace's own spans read a remote run where they start (_spans)
                     _stamp_remote_run(span, parent_context)
-            elif span.attributes is None or A.RUN_ID not in span.attributes:
-                _stamp_remote_run(span, parent_context)  # steptrace's own span, no local run
             for processor in self.delegates.processors:
                 processor.on_start(span, parent_context)
         except Exception as exc:

@@ -230,6 +230,12 @@ class _Operation:
         if run is not None:
             attributes[A.RUN_ID] = run.run_id
             attributes[A.STEP] = run.next_step()
+        else:  # no run here: the caller's, when this process serves a request of another's run
+            remote = remote_run(parent)
+            if remote is not None:
+                attributes[A.RUN_ID] = remote[0]
+                if remote[1] is not None and A.AGENT_STEP_NUMBER not in attributes:
+                    attributes[A.AGENT_STEP_NUMBER] = remote[1]
         self.span = config.tracer.start_span(name, parent, kind, attributes)
         self._context = trace.set_span_in_context(self.span, parent)
         self._started = time.perf_counter()
