@@ -40,6 +40,7 @@ CASES: dict[str, list[str]] = {
     "logs": ["case_logs.py"],
     "rerun": ["case_rerun.py"],
     "openai-agents": ["case_openai_agents.py"],
+    "clickhouse": ["case_clickhouse.py"],
 }
 QUICK_ENV = {
     "BENCH_NUMBER": "300",
@@ -54,6 +55,7 @@ QUICK_ENV = {
     "BENCH_LOAD_CALLS": "3000",
     "BENCH_REPORT_RUNS": "500",
     "BENCH_MCP_NUMBER": "50",
+    "BENCH_CLICKHOUSE_SPANS": "20000 100000",
 }
 
 
@@ -570,6 +572,31 @@ def genai_tables(result: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def clickhouse_tables(result: dict[str, Any] | None) -> list[str]:
+    if result is None:
+        return ["Not measured in this run."]
+    lines = [
+        "The same fleet as a JSONL step log (`--log`) and in the Collector's `otel_traces` table "
+        "(`--source`, the exporter's DDL, the ClickHouse engine in-process: no network); each command "
+        f"in a fresh process, wall seconds; {load(result)}.",
+        "",
+        "| spans | runs | JSONL MB | command | JSONL s | ClickHouse s | of which after the database opened |",
+        "|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for spans, entry in sorted(result["sizes"].items(), key=lambda kv: int(kv[0])):
+        for name, pair in entry["commands"].items():
+            lines.append(
+                f"| {int(spans):,} | {entry['runs']:,} | {entry['jsonl_bytes'] / 1e6:,.0f} | {name} | "
+                f"{pair['jsonl']['seconds']:.2f} | {pair['clickhouse']['seconds']:.2f} | "
+                f"{pair['clickhouse'].get('after_open_seconds', float('nan')):.2f} |"
+            )
+    lines.append("")
+    for name, spans in result["crossover_spans"].items():
+        where = f"about {spans:,} spans" if spans else "not within the sizes measured"
+        lines.append(f"- `{name}`: ClickHouse answers faster from {where}.")
+    return lines
+
+
 def render(results: dict[str, dict[str, Any]], command: str) -> str:
     off, on, oa, ld, jl = (results[k] for k in ("tool-off", "tool-on", "openai", "load", "jsonl"))
     tool_lines, tool = tool_tables(off, on)
@@ -645,6 +672,10 @@ def render(results: dict[str, dict[str, Any]], command: str) -> str:
         "## Recording for rerun (`bench/case_rerun.py`)",
         "",
         *rerun_tables(results.get("rerun")),
+        "",
+        "## `runs` and `diff` from ClickHouse (chdb) against JSONL (`bench/case_clickhouse.py`)",
+        "",
+        *clickhouse_tables(results.get("clickhouse")),
         "",
     ]
     return "\n".join(out)
