@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -414,3 +415,24 @@ def logs_time() -> Any:
     from steptrace.analysis._runs import parse_time
 
     return parse_time(SINCE)
+
+
+def test_collector_pipeline_writes_the_table_steptrace_reads() -> None:
+    """collector-config/otelcol-clickhouse.yaml: a clickhouse exporter on a traces pipeline,
+    the default table and schema, credentials from the environment, every variable documented."""
+    yaml = pytest.importorskip("yaml")
+    raw = (REPO / "collector-config" / "otelcol-clickhouse.yaml").read_text()
+    config = yaml.safe_load(raw)
+    exporter = config["exporters"]["clickhouse"]
+    assert exporter["traces_table_name"] == "otel_traces" and "json" not in exporter
+    for key in ("endpoint", "database", "username", "password", "create_schema"):
+        assert str(exporter[key]).startswith("${env:"), key
+    pipelines = config["service"]["pipelines"]
+    assert any("clickhouse" in p["exporters"] and p["receivers"] == ["otlp"] for p in pipelines.values())
+    for pipeline in pipelines.values():
+        for kind in ("receivers", "processors", "exporters"):
+            for name in pipeline.get(kind, []):
+                assert name in config[kind], (kind, name)
+    readme = (REPO / "collector-config" / "README.md").read_text()
+    for variable in sorted(set(re.findall(r"\$\{env:([A-Z0-9_]+)", raw))):
+        assert f"`{variable}`" in readme, variable
