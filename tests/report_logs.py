@@ -25,6 +25,7 @@ HOSTILE_AGENT = "agent" + PAYLOADS["attribute"]
 HOSTILE_TOOL = "lookup" + PAYLOADS["image"]
 HOSTILE_MODEL = "gpt" + PAYLOADS["script"]
 HOSTILE_ERROR = "ValueError: " + PAYLOADS["close"]
+HOSTILE_RUN_ID = "__proto__" + PAYLOADS["comment"]
 RUNS_PER_RELEASE = 30
 _KINDS = {
     "1.4.0": ["ok", "ok", "ok", "ok", "tool_error", "ok", "slow", "ok", "loop", "ok"],
@@ -65,11 +66,14 @@ def fleet_spans(*, hostile: bool = False) -> list[Span]:
 
 
 def hostile_spans(start_ns: int) -> list[Span]:
-    """A failing run and a looping run whose agent, tool, model and error are payloads."""
+    """A failing and a looping run whose agent, tool, model and error are payloads, and a slow
+    run whose id is one."""
     spans = make_run("hostile-fail", "tool_error", release="1.5.0", agent=HOSTILE_AGENT, start_ns=start_ns)
     spans += make_run(
         "hostile-loop", "loop", release="1.5.0", agent=HOSTILE_AGENT, start_ns=start_ns + 60_000 * MS
     )
+    # A run id is text from the logs too (and "__proto__" must stay a plain key in the page).
+    spans += make_run(HOSTILE_RUN_ID, "slow", release="1.5.0", start_ns=start_ns + 120_000 * MS)
     for span in spans:
         attributes: dict[str, Any] = span.attributes
         if span.name == A.SPAN_TOOL_EXECUTION:

@@ -173,6 +173,9 @@ def test_cli_report_filters_and_errors(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["report", "--log", log, "-o", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["runs"] == 2 * RUNS_PER_RELEASE and result["path"] == str(out) and out.exists()
+    assert main(["report", "--log", log, "-o", str(out), "--release", "1.5.0", "--min-duration", "2s"]) == 0
+    assert "runs" in capsys.readouterr().out
+    assert "selected by <code>--release 1.5.0 --min-duration 2.00s</code>" in out.read_text(encoding="utf-8")
     assert main(["report", "--log", log, "-o", str(out), "--release", "1.5.0"]) == 0
     assert "30 runs" in capsys.readouterr().out
     rows = _json_script(out.read_text(encoding="utf-8"), "report-data")["rows"]

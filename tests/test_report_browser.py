@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 
 from analysis_png import close, decode_png, hex_rgb
-from report_logs import HOSTILE_AGENT, HOSTILE_ERROR, HOSTILE_MODEL, HOSTILE_TOOL, PAYLOADS, fleet_log
+from report_logs import (
+    HOSTILE_AGENT,
+    HOSTILE_ERROR,
+    HOSTILE_MODEL,
+    HOSTILE_RUN_ID,
+    HOSTILE_TOOL,
+    PAYLOADS,
+    fleet_log,
+)
 from steptrace.analysis import RunSet, load
 from steptrace.analysis._report import PAGE_ROWS, write_report
 from test_view_browser import CHROMIUM, CHROMIUM_ARGS
@@ -200,6 +208,14 @@ def test_hostile_strings_show_as_text_and_never_run(tmp_path: Path, watched: Wat
     assert page.evaluate("window.__pwned") is None
     assert frame.locator("body").evaluate("() => window.__pwned") is None
     assert page.locator("img").count() == 0 and frame.locator("img").count() == 0
+    # The run whose id is a payload (and "__proto__"): listed among the slowest, it opens.
+    link = page.locator(f'#slowest a.run-link[data-run="{HOSTILE_RUN_ID}"]')
+    assert link.inner_text() == HOSTILE_RUN_ID[:16]
+    link.scroll_into_view_if_needed()
+    link.click()
+    assert page.locator("#run-detail h2").inner_text() == f"Run {HOSTILE_RUN_ID}"
+    assert page.frame_locator("#run-detail iframe").locator(".row").count() > 0
+    assert page.evaluate("window.__pwned") is None
     assert page.locator("script").count() == 3
     assert watched.clean()
     assert PAYLOADS["script"] not in page.content().split("report-data")[0]

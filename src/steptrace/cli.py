@@ -749,8 +749,21 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise _Exit(
             EXIT_NO_MATCH, f"no runs match these filters among {len(runs)} runs{_no_match_hint(args, runs)}"
         )
+
+    # The filters as given, for the page's header (a report must say what it leaves out).
+    def shown(name: str, value: Any) -> str:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        return format_ms(value).replace(" ", "") if name.endswith("_duration") else str(value)
+
+    selection = " ".join(
+        f"--{name.replace('_', '-')} {shown(name, value)}"
+        for name, given in filters.items()
+        if given is not None
+        for value in (given if isinstance(given, list) else [given])
+    )
     try:
-        written = write_report(runs, args.output, selected)
+        written = write_report(runs, args.output, selected, selection=selection)
     except OSError as exc:
         raise _Exit(EXIT_USAGE, f"{args.output}: cannot write ({exc.strerror or exc})") from exc
     if args.json:

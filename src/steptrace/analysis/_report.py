@@ -608,7 +608,8 @@ a.run-link { color: #0a5ad4; font-family: ui-monospace, monospace; }
 #runs-table th[aria-sort=descending]::after { content: " ▼"; }
 #runs-table tbody tr { cursor: pointer; } #runs-table tbody tr:hover { background: #eef4ff; }
 #runs-table tbody tr.selected { background: #dce8ff; }
-#runs-table td.id { font-family: ui-monospace, monospace; }
+#runs-table td.run_id { font-family: ui-monospace, monospace; }
+#runs-table tr[data-timeline] td.run_id::before { content: "▸ "; color: #0a84ff; }
 tr.failed td.errors { color: #d70015; font-weight: 600; }
 #run-detail { margin-top: 12px; border: 1px solid #ddd; border-radius: 4px; padding: 10px; }
 #run-detail iframe { width: 100%; border: 1px solid #eee; height: 520px; }
@@ -624,9 +625,11 @@ _SCRIPT = """
   var lookups = {agent: data.agents, release: data.releases, stop: data.stops};
   var COLS = data.columns;
   var rows = data.rows;
-  var byId = {};
-  for (var i = 0; i < rows.length; i++) byId[rows[i][0]] = rows[i];
+  // A Map, not an object: a run id such as "__proto__" must stay a plain key.
+  var byId = new Map();
+  for (var i = 0; i < rows.length; i++) byId.set(rows[i][0], rows[i]);
   var sortCol = 1, sortDir = -1, shown = data.page;
+  var embedded = new Set(data.timelines);
   var filters = {release: "", stop: "", agent: "", tool: ""};
   function text(el, value) { el.textContent = value; return el; }
   function cell(row, c) {
@@ -706,6 +709,7 @@ _SCRIPT = """
       var row = kept[i], tr = document.createElement("tr");
       tr.setAttribute("data-run", row[0]);
       if (row[IDX.errors] > 0) tr.className = "failed";
+      if (embedded.has(row[0])) tr.setAttribute("data-timeline", "1");
       COLS.forEach(function (c) {
         var td = text(document.createElement("td"), display(row, c));
         td.className = c.key + (c.kind === "text" || c.kind === "time" ? "" : " num");
@@ -722,7 +726,7 @@ _SCRIPT = """
   document.getElementById("more").addEventListener("click", function () { shown += data.page; draw(); });
   var detail = document.getElementById("run-detail");
   function openRun(id) {
-    var row = byId[id];
+    var row = byId.get(id);
     if (!row) return;
     var sel = document.querySelectorAll("#runs-table tr.selected");
     for (var i = 0; i < sel.length; i++) sel[i].classList.remove("selected");
@@ -822,6 +826,7 @@ def _table_data(report: FleetReport) -> dict[str, Any]:
         "tools": list(tools),
         "page": PAGE_ROWS,
         "embedded": len(report.timelines),
+        "timelines": list(report.timelines),
     }
 
 
@@ -829,8 +834,11 @@ def _sha256(script: str) -> str:
     return base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
 
 
-def render_report(report: FleetReport, *, title: str = "steptrace report") -> str:
-    """The report page as one string: no external resource, nothing from the logs runs."""
+def render_report(report: FleetReport, *, title: str = "steptrace report", selection: str = "") -> str:
+    """The report page as one string: no external resource, nothing from the logs runs.
+
+    ``selection`` says which runs were chosen (e.g. the command's filters), shown under the title.
+    """
     runs = report.runs
     csp = (
         "default-src 'none'; style-src 'unsafe-inline'; "
@@ -848,6 +856,13 @@ def render_report(report: FleetReport, *, title: str = "steptrace report") -> st
     meta = (
         f"<b>{len(runs):,}</b> runs · {esc(span)} · <b>{failed:,}</b> with errors · "
         f"{len(report.releases)} release(s) · cost {esc(total_cost)}"
+        + (f" · selected by <code>{esc(selection)}</code>" if selection else "")
+    )
+    embedded = len(report.timelines)
+    timeline_hint = (
+        f'<span class="hint">▸ timeline embedded ({embedded:,} of {len(runs):,} runs)</span>'
+        if embedded < len(runs)
+        else ""
     )
     max_steps_total = sum(1 for run in runs if run.stop_reason == "max_steps")
     lists = (
@@ -880,7 +895,7 @@ def render_report(report: FleetReport, *, title: str = "steptrace report") -> st
             _charts(report),
             lists,
             '<section id="runs"><h2>Runs</h2>',
-            f'<div id="filters">{filters}<span id="runs-count" class="hint"></span></div>',
+            f'<div id="filters">{filters}<span id="runs-count" class="hint"></span>{timeline_hint}</div>',
             '<table id="runs-table"><thead><tr></tr></thead><tbody></tbody></table>',
             '<button id="more" type="button" hidden>Show more</button>',
             '<div id="run-detail" hidden></div></section>',
@@ -918,6 +933,7 @@ def write_report(
     *,
     timeline_bytes: int = DEFAULT_TIMELINE_BYTES,
     title: str = "steptrace report",
+    selection: str = "",
 ) -> ReportFile:
     """Write the report over ``selected`` runs (default: all of ``runs``) to ``path``.
 
@@ -925,7 +941,7 @@ def write_report(
     >>> write_report(logs, "report.html", logs.runs(since="2026-11-01"))  # doctest: +SKIP
     """
     report = build_report(runs, None if selected is None else list(selected), timeline_bytes=timeline_bytes)
-    page = render_report(report, title=title).encode("utf-8")
+    page = render_report(report, title=title, selection=selection).encode("utf-8")
     out = Path(path)
     out.write_bytes(page)
     return ReportFile(out, len(page), len(report.runs), list(report.timelines))
