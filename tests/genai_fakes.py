@@ -6,13 +6,15 @@ REST API's JSON (camelCase) and, for streams, server-sent events of whole respon
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import asyncio
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
 from google import genai
 
 import sdk_fakes as F
 
+T = TypeVar("T")
 API_KEY = "gemini-test-key"
 MODEL_VERSION = "gemini-2.5-flash-001"
 
@@ -153,3 +155,17 @@ def client(server: F.FakeServer, *, vertexai: bool = False) -> genai.Client:
     made = genai.Client(vertexai=vertexai, api_key=API_KEY, http_options={"base_url": server.url()})
     vars(server).setdefault("clients", []).append(made)
     return made
+
+
+def run_async(server: F.FakeServer, coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coroutine)``, closing the async side of ``server``'s clients in that loop
+    (their connections belong to it: left open, they warn when collected during a later test)."""
+
+    async def main() -> T:
+        try:
+            return await coroutine
+        finally:
+            for made in vars(server).get("clients", ()):
+                await made.aio.aclose()
+
+    return asyncio.run(main())

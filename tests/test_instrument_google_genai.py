@@ -4,7 +4,6 @@ calling (manual and automatic), safety blocks, errors, capture on and off, unins
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Iterator
@@ -224,7 +223,7 @@ def test_async_generate_content(steptrace_capture: Capture, server: F.FakeServer
                 model=MODEL, contents="hi", config=CONFIG
             )
 
-    result = asyncio.run(call())
+    result = G.run_async(server, call())
     assert result.text == "Paris."
     got = attrs(only_llm_span(steptrace_capture))
     assert got[A.GEN_AI_USAGE_OUTPUT_TOKENS] == 7
@@ -403,7 +402,7 @@ def test_api_errors_fail_the_span_and_propagate_unchanged(
 
     with steptrace.agent_run(agent="a"), pytest.raises(error) as raised:
         if is_async:
-            asyncio.run(call_async())
+            G.run_async(server, call_async())
         elif stream:
             list(client.models.generate_content_stream(model=MODEL, contents="hi"))
         else:
@@ -503,7 +502,7 @@ def test_async_generate_content_stream(steptrace_capture: Capture, server: F.Fak
             stream = await G.client(server).aio.models.generate_content_stream(model=MODEL, contents="hi")
             return len([chunk async for chunk in stream])
 
-    assert asyncio.run(consume()) == 11
+    assert G.run_async(server, consume()) == 11
     check_stream_span(steptrace_capture)
 
 
@@ -549,7 +548,7 @@ def test_async_stream_closed_early_ends_the_span(steptrace_capture: Capture, ser
                 break
         await stream.aclose()
 
-    asyncio.run(consume())
+    G.run_async(server, consume())
     got = attrs(only_llm_span(steptrace_capture))
     assert got[A.LLM_STREAM_COMPLETED] is False
     assert A.STOP_REASON not in got
@@ -597,7 +596,7 @@ def test_async_chat_session(steptrace_capture: Capture, server: F.FakeServer) ->
         chat = G.client(server).aio.chats.create(model=MODEL)
         return (await chat.send_message("Capital of France?")).text
 
-    assert asyncio.run(talk()) == "Paris."
+    assert G.run_async(server, talk()) == "Paris."
     assert attrs(only_llm_span(steptrace_capture))[A.STOP_REASON] == "end_turn"
 
 
@@ -673,7 +672,7 @@ def test_instrument_one_client_only(steptrace_capture: Capture, server: F.FakeSe
     steptrace.instrument_google_genai(traced)
     try:
         traced.models.generate_content(model=MODEL, contents="hi")
-        asyncio.run(traced.aio.models.generate_content(model=MODEL, contents="hi"))
+        G.run_async(server, traced.aio.models.generate_content(model=MODEL, contents="hi"))
         other.models.generate_content(model=MODEL, contents="hi")
     finally:
         steptrace.uninstrument_google_genai(traced)
@@ -692,3 +691,39 @@ def test_registered_as_opentelemetry_instrumentor() -> None:
     assert getattr(__import__(module, fromlist=[name]), name) is GoogleGenAIInstrumentor
     assert GoogleGenAIInstrumentor() is GoogleGenAIInstrumentor()
     assert list(GoogleGenAIInstrumentor().instrumentation_dependencies()) == ["google-genai >= 3.0, < 4"]
+
+
+# --- re-run ----------------------------------------------------------------------------------------
+def gemini_agent(client: Any) -> tuple[str | None, str]:
+    with steptrace.agent_run(agent="g"):
+        reply = client.models.generate_content(model=MODEL, contents="Capital of France?")
+        chunks = client.models.generate_content_stream(model=MODEL, contents="Capital of France?")
+        return reply.text, "".join(chunk.text or "" for chunk in chunks)
+
+
+async def async_gemini_agent(client: Any) -> tuple[str | None, str]:
+    with steptrace.agent_run(agent="g"):
+        reply = await client.aio.models.generate_content(model=MODEL, contents="Capital of France?")
+        chunks = await client.aio.models.generate_content_stream(model=MODEL, contents="Capital of France?")
+        return reply.text, "".join([chunk.text or "" async for chunk in chunks])
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_recorded_run_reruns_offline(steptrace_capture: Capture, is_async: bool) -> None:
+    """record_for_rerun, then steptrace.rerun with the server stopped: the same answers, plain and
+    streamed, as the SDK's own response types."""
+    steptrace_capture.configure(record_for_rerun=True)
+    script = F.Script(F.json_reply(G.response("Paris.")), F.sse_reply(G.sse(G.chunks(["Par", "is!"]))))
+
+    def agent(client: Any) -> tuple[str | None, str]:
+        return G.run_async(fake, async_gemini_agent(client)) if is_async else gemini_agent(client)
+
+    with F.FakeServer(script) as fake:
+        client = G.client(fake)
+        assert agent(client) == ("Paris.", "Paris!")
+    assert len(script.requests) == 2
+    (recording,) = sorted((steptrace_capture.jsonl_path.parent / "rerun").glob("*.jsonl"))
+    with steptrace.rerun(recording.stem, log=steptrace_capture.jsonl_path) as rerun:
+        assert agent(client) == ("Paris.", "Paris!")
+    assert len(script.requests) == 2  # nothing was sent
+    assert rerun.report is not None and rerun.report.reproduced

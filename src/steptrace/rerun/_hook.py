@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -115,6 +116,8 @@ def _is_stream_result(hooks: Any, result: Any) -> bool:
 
     if type(result).__name__ in ("MessageStream", "AsyncMessageStream"):
         return True
+    if inspect.isgenerator(result) or inspect.isasyncgen(result):  # google-genai's chunk generators
+        return bool(hooks.handle.stream)
     return bool(hooks.handle.stream) and _is_sdk_stream(result, hooks.is_async)
 
 
