@@ -574,3 +574,32 @@ def test_a_missing_sdk_internal_is_skipped_and_the_rest_traces(
     assert len(capture.spans_named(A.SPAN_AGENT_STEP)) == 2
     assert_one_llm_request_per_step(capture)
     assert capture.spans_named(A.SPAN_TOOL_EXECUTION) == []
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "streamed"])
+def test_rerun_serves_a_recorded_agents_run_with_the_server_gone(capture: Capture, streamed: bool) -> None:
+    """steptrace.rerun would hand the SDK plain dicts (and crash it) or call the stopped server."""
+    capture.configure(record_for_rerun=True)
+
+    async def main(model: Model) -> Any:
+        agent = Agent(name="weather", tools=[get_weather], model=model)
+        if not streamed:
+            return (await Runner.run(agent, "Weather in Paris?")).final_output
+        result = Runner.run_streamed(agent, "Weather in Paris?")
+        async for _event in result.stream_events():
+            pass
+        return result.final_output
+
+    script = ModelTurns(call_turn("get_weather", '{"city": "Paris"}'), text_turn("It is sunny."))
+    with F.FakeServer(script) as server:
+        model = model_for("responses", server)
+        assert asyncio.run(main(model)) == "It is sunny."
+    (recorded,) = record_of(capture, "run")
+    capture.clear()
+    with steptrace.rerun(recorded["run_id"], log=capture.jsonl_path.parent) as rerun:
+        assert asyncio.run(main(model)) == "It is sunny."  # the server is stopped: all served
+    assert rerun.report is not None and rerun.report.reproduced, rerun.report
+    assert "same as the original" in rerun.report.verdict
+    (run_record,) = record_of(capture, "run")
+    assert run_record["rerun_of"] == recorded["run_id"]
+    assert (run_record["steps"], run_record["tool_calls"]) == (2, 1)

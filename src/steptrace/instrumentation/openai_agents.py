@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from opentelemetry import trace
 
 from steptrace import _attributes as A
+from steptrace import _spans
 from steptrace._internal import internal_errors, report_internal_error
 from steptrace._response import field_of
 from steptrace._spans import (
@@ -229,6 +230,8 @@ class _ModelHooks(Hooks[LlmRequest]):
     the span from the HTTP response already (``sdk_enriched``): nothing is read twice."""
 
     def on_return(self, handle: LlmRequest, result: Any) -> Any:
+        if isinstance(result, dict):  # served by steptrace.rerun: the recording holds plain data
+            result = _model_response_from(result)
         if not handle.sdk_enriched:
             _record_model_response(handle, result)
         return result
@@ -256,6 +259,41 @@ class _ModelHooks(Hooks[LlmRequest]):
 
 _MODEL_HOOKS = _ModelHooks()
 _TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def _model_response_from(data: dict[str, Any]) -> Any:
+    """A recorded ``ModelResponse`` (a dataclass, recorded as JSON) rebuilt with its SDK types."""
+    from agents.items import ModelResponse
+    from pydantic import TypeAdapter
+
+    # The recording dumped unset fields as null; the SDK sends output items back to the model
+    # without their unset fields, so nulls are left unset again (a rerun's request then matches).
+    data = {**data, "output": _without_nulls(data.get("output") or [])}
+    return TypeAdapter(ModelResponse).validate_python(data)
+
+
+def _as_received(event: Any) -> Any:
+    """A stream's last event in a rerun, with the fields it had when it came over HTTP: a
+    recorded event is rebuilt from a dump that spelled unset fields as null, and the SDK sends
+    the response's items back to the model without their unset fields. Rebuilt in place (a
+    served event is steptrace's own object)."""
+    if getattr(event, "type", None) not in _TERMINAL_EVENTS:
+        return event
+    with internal_errors("openai_agents.rerun_event"):
+        response = event.response
+        response.output = [
+            type(item).model_validate(_without_nulls(item.model_dump(mode="json")))
+            for item in response.output or ()
+        ]
+    return event
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
 
 
 def _record_model_response(handle: LlmRequest, response: Any) -> None:
@@ -356,6 +394,7 @@ async def _traced_stream(
         if handle is None
         else run_async_generator(handle, _MODEL_HOOKS, wrapped, args, kwargs)
     )
+    served = getattr(_spans.rerun_hook, "session", None) is not None
     # Forward values, errors and close by hand (no ``yield from`` for async generators).
     value: Any = None
     error: BaseException | None = None
@@ -366,6 +405,8 @@ async def _traced_stream(
             except StopAsyncIteration:
                 return
             error = None
+            if served:
+                produced = _as_received(produced)
             try:
                 value = yield produced
             except GeneratorExit:
@@ -386,12 +427,21 @@ class _ToolHooks(Hooks[ToolCall]):
         self.failed = False
 
     def on_return(self, handle: ToolCall, result: Any) -> Any:
+        if isinstance(result, dict) and "output" in result:  # served by steptrace.rerun
+            result = _invocation_result_from(result)
         output = getattr(result, "output", result)
         handle.record_result(output)
         # A timeout the SDK reports to the model as a message: a failure without an exception.
         if getattr(result, "is_sdk_generated_error", False) is True and not self.failed:
             handle.fail(str(output))
         return result
+
+
+def _invocation_result_from(data: dict[str, Any]) -> Any:
+    """A recorded tool invocation result (a dataclass, recorded as JSON) rebuilt as the SDK's."""
+    from agents.tool import _FunctionToolInvocationResult
+
+    return _FunctionToolInvocationResult(data["output"], data.get("is_sdk_generated_error") is True)
 
 
 # The tool calls open right now, by their span: an error the SDK turns into a message for the
