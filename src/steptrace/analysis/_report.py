@@ -325,6 +325,12 @@ def _usd(value: float | None) -> str:
     return f"${value:.{decimals}f}"
 
 
+def _usd_short(value: float) -> str:
+    """An axis label: no trailing zeros ($0.0005, not $0.000500)."""
+    text = _usd(value)
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def _ms(value: float | None) -> str:
     return "—" if value is None else format_ms(value)
 
@@ -392,7 +398,7 @@ def _headline(releases: Sequence[ReleaseFigures]) -> str:
 
 # --- charts (inline SVG; no script needed to see them) ---------------------------------------------
 
-_W, _H, _PAD_L, _PAD_B, _PAD_T = 560, 170, 56, 22, 10
+_W, _H, _PAD_L, _PAD_B, _PAD_T = 560, 170, 62, 22, 10
 
 
 def _nice_max(value: float) -> float:
@@ -506,7 +512,7 @@ def _charts(report: FleetReport) -> str:
         _time_chart("chart-p95", f"p95 run duration per {per}", labels,
                     [b.p95_duration_ms for b in report.buckets], format_ms, "#5e5ce6", "line"),
         _time_chart("chart-cost", f"Cost per {per} (USD)", labels, [b.cost_usd for b in report.buckets],
-                    _usd, "#30b158", "bar"),
+                    _usd_short, "#30b158", "bar"),
     ]  # fmt: skip
     tools = report.tools[:_TOP_TOOLS]
     tool_charts = [
@@ -593,7 +599,7 @@ td.num, .num { text-align: right; font-variant-numeric: tabular-nums; }
 .verdicts { margin: 6px 0; padding-left: 18px; }
 .charts { display: flex; flex-wrap: wrap; gap: 10px 18px; }
 .chart { margin: 0; width: 560px; max-width: 100%; }
-.tool-chart { width: 370px; }
+.tool-chart { width: 360px; }
 .chart figcaption { font-weight: 600; margin-bottom: 2px; }
 .chart svg { width: 100%; height: auto; background: #fcfcfd; border: 1px solid #eee; border-radius: 4px; }
 .chart .axis { stroke: #999; } .chart .grid { stroke: #eee; }
