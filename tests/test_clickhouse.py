@@ -436,3 +436,19 @@ def test_collector_pipeline_writes_the_table_steptrace_reads() -> None:
     readme = (REPO / "collector-config" / "README.md").read_text()
     for variable in sorted(set(re.findall(r"\$\{env:([A-Z0-9_]+)", raw))):
         assert f"`{variable}`" in readme, variable
+
+
+def test_readonly_users_and_the_server_limit(
+    fleet: Path, database: table.ChdbDatabase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A readonly=1 user cannot set max_execution_time: the error says so and how to go on;
+    ?max_execution_time=0 then sends no setting and the server's limit applies."""
+    refused = RuntimeError(
+        "Code: 164. DB::Exception: Cannot modify 'max_execution_time' setting in readonly mode. (READONLY)"
+    )
+    message = str(ch.translate_error(refused, ch.ClickHouseURL.parse(URL)))
+    assert "readonly=1" in message and "?max_execution_time=0" in message
+    code, _, err = run_cli(
+        capsys, "runs", "--source", URL + "&max_execution_time=0", "--since", SINCE, "--explain"
+    )
+    assert code == 0 and "GROUP BY run_id" in err and "max_execution_time" not in err.split("\n", 1)[1]

@@ -108,6 +108,7 @@ class ClickHouseURL:
     table: str
     secure: bool
     max_execution_time: int = DEFAULT_MAX_EXECUTION_SECONDS
+    """Seconds, sent with every query; 0 sends none (the user's profile decides)."""
 
     @classmethod
     def parse(cls, url: str) -> ClickHouseURL:
@@ -134,8 +135,10 @@ class ClickHouseURL:
             if not _IDENTIFIER.match(name):
                 raise ClickHouseError(f"{url}: {what} name {name!r} is not a plain identifier")
         limit_text = query.get("max_execution_time", [str(DEFAULT_MAX_EXECUTION_SECONDS)])[-1]
-        if not limit_text.isdigit() or int(limit_text) <= 0:
-            raise ClickHouseError(f"{url}: max_execution_time must be a positive number of seconds")
+        if not limit_text.isdigit():
+            raise ClickHouseError(
+                f"{url}: max_execution_time must be a whole number of seconds (0: the server's own limit)"
+            )
         return cls(
             host=parts.hostname or "localhost",
             port=port,
@@ -183,8 +186,7 @@ class _ConnectDatabase:
                 database=url.database,
                 secure=url.secure,
                 connect_timeout=10,
-                send_receive_timeout=url.max_execution_time + 10,
-                settings={"readonly": 2},
+                send_receive_timeout=(url.max_execution_time or 300) + 10,
                 autogenerate_session_id=False,
             )
         except Exception as exc:
@@ -229,6 +231,12 @@ def translate_error(exc: BaseException, url: ClickHouseURL) -> ClickHouseError:
         return ClickHouseError(
             f"{where}: the query ran longer than max_execution_time={url.max_execution_time}s; "
             "narrow it with --since/--until or --service, or raise ?max_execution_time="
+        )
+    if code == 164:  # READONLY: a readonly=1 user may not set max_execution_time
+        return ClickHouseError(
+            f"{where}: user {url.user!r} may not change settings (readonly=1), so the query's "
+            "max_execution_time is refused; give the user readonly=2, or add ?max_execution_time=0 "
+            "to rely on its profile's own limit"
         )
     if code == 47:  # UNKNOWN_IDENTIFIER: a column the exporter's schema has
         return ClickHouseError(
@@ -467,7 +475,8 @@ class ClickHouseSource:
     _issue: LoadIssue = field(default_factory=lambda: LoadIssue(Path("clickhouse")))
 
     def run_sql(self, sql: str) -> Sequence[Sequence[Any]]:
-        sql = f"{sql}\nSETTINGS max_execution_time = {self.url.max_execution_time}"
+        if self.url.max_execution_time:
+            sql = f"{sql}\nSETTINGS max_execution_time = {self.url.max_execution_time}"
         self.queries.append(sql)
         if self.explain is not None:
             self.explain.write(f"-- steptrace: SQL sent to {self.url.display()}\n{sql};\n\n")
