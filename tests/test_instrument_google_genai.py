@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -727,3 +730,47 @@ def test_recorded_run_reruns_offline(steptrace_capture: Capture, is_async: bool)
         assert agent(client) == ("Paris.", "Paris!")
     assert len(script.requests) == 2  # nothing was sent
     assert rerun.report is not None and rerun.report.reproduced
+
+
+def test_images_are_named_never_copied(steptrace_capture: Capture, server: F.FakeServer) -> None:
+    """An image in the prompt is recorded as its kind and media type; its bytes never reach the span."""
+    serve(server, F.json_reply(G.response()))
+    image = types.Part.from_bytes(data=b"\x89PNG-secret-pixels", mime_type="image/png")
+    G.client(server).models.generate_content(model=MODEL, contents=["What is this?", image])
+    got = attrs(only_llm_span(steptrace_capture))
+    assert json.loads(got[A.GEN_AI_INPUT_MESSAGES]) == [
+        {
+            "role": "user",
+            "parts": [
+                {"type": "text", "content": "What is this?"},
+                {"type": "inline_data", "mime_type": "image/png"},
+            ],
+        }
+    ]
+    assert "secret-pixels" not in Path(steptrace_capture.jsonl_path).read_text()
+
+
+def test_example_runs_offline(tmp_path: Path) -> None:
+    """examples/google_genai_agent.py would fail offline, or its log would miss a model request."""
+    env = {k: v for k, v in os.environ.items() if k != "STEPTRACE_JSONL_PATH"}
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve().parents[1] / "examples" / "google_genai_agent.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.splitlines()[:2] == ["It is 18°C in Paris.", "Tomorrow looks much the same."]
+    records = list(steptrace.read_steps(tmp_path / "steptrace-logs" / "steps.jsonl"))
+    assert [(r["type"], r.get("stop_reason")) for r in records if r["type"] != "agent_step"] == [
+        ("llm_call", "tool_use"),
+        ("tool_call", None),
+        ("llm_call", "end_turn"),
+        ("llm_call", "end_turn"),
+        ("run", "end_turn"),
+    ]
+    (run,) = [r for r in records if r["type"] == "run"]
+    assert (run["input_tokens"], run["output_tokens"]) == (120, 36)
+    assert [r["stream"] for r in records if r["type"] == "llm_call"] == [False, False, True]
