@@ -520,6 +520,8 @@ class ClickHouseSource:
         """The per-run aggregate query of the window (or of one run id in it)."""
         upper = self.until + RUN_MARGIN if self.until is not None else None
         where = self._window(self.since - RUN_MARGIN, upper)
+        # The key bloom filter skips granules of other applications' spans in a shared table.
+        where += "\n      AND mapContains(SpanAttributes, 'steptrace.run_id')"
         if run_id is not None:
             where += _render("\n      AND SpanAttributes['steptrace.run_id'] = $run_id", run_id=run_id)
         having = [_render("started_ns >= $since", since=_ns(self.since))]
