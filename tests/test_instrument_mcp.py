@@ -78,6 +78,10 @@ def server_records(tmp_path: Path) -> list[dict[str, Any]]:
     return list(steptrace.read_steps(server_log(tmp_path)))
 
 
+def attrs(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
 def only(spans: list[ReadableSpan]) -> ReadableSpan:
     assert len(spans) == 1, [s.name for s in spans]
     return spans[0]
@@ -467,3 +471,30 @@ def test_rerun_serves_recorded_mcp_results_with_the_server_gone(
     assert (failed.attributes or {})["error.type"] == "tool_error" and "error.type" not in (
         converted.attributes or {}
     )
+
+
+def test_mcp_client_and_in_memory_transport_are_traced_too(steptrace_capture: Capture) -> None:
+    """Tool calls made through the high-level mcp.Client (here in-memory) would be missing."""
+    from mcp import Client
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("in-process")
+
+    @server.tool()
+    def echo(text: str) -> str:
+        return text
+
+    async def agent() -> str:
+        async with Client(server) as client:
+            with steptrace.agent_run(agent="echo") as run, steptrace.agent_step():
+                result = await client.call_tool("echo", {"text": "hi"})
+        assert result.structured_content == {"result": "hi"}
+        return run.run_id
+
+    run_id = asyncio.run(agent())
+    tool = only(steptrace_capture.spans_named("tool_execution"))
+    assert (attrs(tool)["gen_ai.tool.name"], attrs(tool)["steptrace.run_id"]) == ("echo", run_id)
+    # In memory there is no client span of mcp's own: the server's span is the tool span's child.
+    served = only(steptrace_capture.spans_named("tools/call echo"))
+    assert served.parent is not None and served.parent.span_id == tool.context.span_id
+    assert attrs(served)["steptrace.run_id"] == run_id
