@@ -693,7 +693,7 @@ def test_registered_as_opentelemetry_instrumentor() -> None:
     module, _, name = entries["steptrace_google_genai"].partition(":")
     assert getattr(__import__(module, fromlist=[name]), name) is GoogleGenAIInstrumentor
     assert GoogleGenAIInstrumentor() is GoogleGenAIInstrumentor()
-    assert list(GoogleGenAIInstrumentor().instrumentation_dependencies()) == ["google-genai >= 3.0, < 4"]
+    assert list(GoogleGenAIInstrumentor().instrumentation_dependencies()) == ["google-genai >= 3.6, < 4"]
 
 
 # --- re-run ----------------------------------------------------------------------------------------
@@ -774,3 +774,20 @@ def test_example_runs_offline(tmp_path: Path) -> None:
     (run,) = [r for r in records if r["type"] == "run"]
     assert (run["input_tokens"], run["output_tokens"]) == (120, 36)
     assert [r["stream"] for r in records if r["type"] == "llm_call"] == [False, False, True]
+
+
+@pytest.mark.parametrize(
+    ("version", "warns"), [("3.6.1", False), ("3.9.0", False), ("3.5.2", True), ("2.4.0", True)]
+)
+def test_untested_release_warns_naming_what_was_tested(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, version: str, warns: bool
+) -> None:
+    """An older google-genai logs one warning that names the tested release; 3.6+ is quiet."""
+    import importlib.metadata
+
+    steptrace.uninstrument_google_genai()
+    monkeypatch.setattr(importlib.metadata, "version", lambda package: version)
+    with caplog.at_level(logging.WARNING, logger="steptrace"):
+        steptrace.instrument_google_genai()
+    expected = f"google-genai {version} is not a version steptrace was tested with (google-genai 3.6.1)"
+    assert (expected in caplog.text) is warns, caplog.text

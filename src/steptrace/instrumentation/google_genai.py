@@ -527,8 +527,10 @@ class GoogleGenAIInstrumentor(SdkInstrumentor):
     """
 
     package: ClassVar[str] = "google-genai"
-    supported: ClassVar[str] = "google-genai >= 3.0, < 4"
+    supported: ClassVar[str] = "google-genai >= 3.6, < 4"
     tested_majors: ClassVar[tuple[str, ...]] = ("3",)
+    minimum: ClassVar[str] = "3.6"
+    tested: ClassVar[str] = "google-genai 3.6.1"
 
     def _patch_classes(self, patches: Patches, source: ConfigSource) -> None:
         from google.genai.models import AsyncModels, Models
