@@ -193,6 +193,19 @@ def test_cli_report_filters_and_errors(tmp_path: Path, capsys: pytest.CaptureFix
         rows = _json_script(out.read_text(encoding="utf-8"), "report-data")["rows"]
         assert [row[0] for row in rows] == [r.run_id for r in expected] and expected, options
     capsys.readouterr()
+    # --prices reaches the report's costs: 120 + 30 tokens per model call at $1000 / $2000 per Mtok.
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"gpt-4o-mini-2024-07-18": {"input_mtok": 1000.0, "output_mtok": 2000.0}}))
+    assert main(["report", "--log", log, "--prices", str(prices), "-o", str(out)]) == 0
+    rows = _json_script(out.read_text(encoding="utf-8"), "report-data")["rows"]
+    priced = load(log, prices=str(prices))
+    for row in rows:
+        run = priced.get(row[0])
+        assert run is not None and row[7] == run.cost_usd
+        if run.cost_usd is not None:
+            assert run.cost_usd == pytest.approx(0.18 * (run.llm_call_count - run.unpriced_llm_calls))
+    assert any(row[7] is not None for row in rows)
+    capsys.readouterr()
     assert main(["report", "--log", log, "-o", str(out), "--min-duration", "soon"]) == 2
     assert "--min-duration" in capsys.readouterr().err
     assert main(["report", "--log", log, "-o", str(out), "--release", "9.9"]) == 1
