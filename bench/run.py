@@ -40,6 +40,7 @@ CASES: dict[str, list[str]] = {
     "logs": ["case_logs.py"],
     "rerun": ["case_rerun.py"],
     "openai-agents": ["case_openai_agents.py"],
+    "cost": ["case_cost.py"],
     "clickhouse": ["case_clickhouse.py"],
 }
 QUICK_ENV = {

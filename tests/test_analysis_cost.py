@@ -369,10 +369,9 @@ AGENT = textwrap.dedent(
     import steptrace
     import sdk_fakes as F
 
-    telemetry = steptrace.configure(service_name="priced", jsonl_path={log!r})
+    telemetry = steptrace.configure(service_name="priced", jsonl_path={log!r}, record_cost={record_cost})
     steptrace.instrument_openai()
     steptrace.instrument_anthropic()
-    assert "genai_prices" not in sys.modules  # tracing never loads the price data
     openai_client = F.openai_client(F.Script(F.json_reply(F.chat_completion(
         model="o3-mini-2025-01-31", prompt_tokens=4000, completion_tokens=900,
         cached_tokens=3072, reasoning_tokens=640))))
@@ -388,6 +387,7 @@ AGENT = textwrap.dedent(
                 model="claude-sonnet-4-5", max_tokens=64,
                 messages=[{{"role": "user", "content": "hi"}}])
     telemetry.shutdown()
+    print("genai_prices" in sys.modules)  # only record_cost loads the price data while tracing
     """
 )
 
@@ -396,10 +396,14 @@ def test_real_sdk_calls_are_priced_from_the_log(tmp_path: Path, capsys: pytest.C
     """The real openai and anthropic SDKs' usage (cached, reasoning, cache writes) would be priced wrong."""
     log = tmp_path / "steps.jsonl"
     script = tmp_path / "agent.py"
-    script.write_text(AGENT.format(tests=str(REPO / "tests"), log=str(log)))
+    script.write_text(AGENT.format(tests=str(REPO / "tests"), log=str(log), record_cost=False))
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
-    subprocess.run([sys.executable, str(script)], env=env, check=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, check=True, timeout=120, capture_output=True, text=True
+    )
+    assert done.stdout.strip() == "False"
+    assert "cost_usd" not in log.read_text()  # off by default: the hot path does not price
 
     (run,) = load(log)
     calls = [r for r in run.records() if r["type"] == "llm_call"]
@@ -435,3 +439,20 @@ def test_analysis_imports_genai_prices_only_to_price(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_record_cost_puts_the_same_figure_on_the_span_and_its_record(tmp_path: Path) -> None:
+    """configure(record_cost=True) would leave production backends without cost, or disagree
+    with what the analysis says."""
+    log = tmp_path / "steps.jsonl"
+    script = tmp_path / "agent.py"
+    script.write_text(AGENT.format(tests=str(REPO / "tests"), log=str(log), record_cost=True))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    subprocess.run([sys.executable, str(script)], env=env, check=True, timeout=120, capture_output=True)
+    raw = [json.loads(line) for line in log.read_text().splitlines()]
+    recorded = [r["cost_usd"] for r in raw if r["type"] == "llm_call"]
+    (run,) = load(log)
+    analysed = [r["cost_usd"] for r in run.records() if r["type"] == "llm_call"]
+    assert len(recorded) == 2 and all(isinstance(c, float) and c > 0 for c in recorded)
+    assert recorded == pytest.approx(analysed, rel=1e-12)

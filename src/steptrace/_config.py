@@ -243,6 +243,7 @@ def configure(
     redact: Callable[[Any], Any] | None = None,
     max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES,
     record_for_rerun: bool | None = None,
+    record_cost: bool | None = None,
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
     correlate_logs: bool | None = None,
@@ -267,6 +268,10 @@ def configure(
     - ``record_for_rerun`` (``STEPTRACE_RECORD_FOR_RERUN``, off by default: it stores content)
       keeps a full-fidelity recording of each run for ``steptrace.rerun`` in
       ``<log dir>/rerun/<run_id>.jsonl`` (mode 0600), redacted like the step log.
+    - ``record_cost`` (``STEPTRACE_RECORD_COST``, off by default) prices each model call with
+      genai-prices (the ``cost`` extra; its bundled data, no network) and puts the USD figure on
+      the ``llm_request`` span (``steptrace.llm.cost_usd``) and its step record (``cost_usd``),
+      for backends that show cost. The analysis prices logs either way.
     - ``correlate_logs`` (``STEPTRACE_CORRELATE_LOGS``, on by default) gives every stdlib log
       record ``run_id``, ``step`` (agent step number), ``trace_id`` and ``span_id`` attributes,
       empty outside a run, for ``%(run_id)s`` in a format string.
@@ -329,6 +334,13 @@ def configure(
 
     if record_for_rerun is None:
         record_for_rerun = bool(env_flag("STEPTRACE_RECORD_FOR_RERUN"))
+    if record_cost is None:
+        record_cost = bool(env_flag("STEPTRACE_RECORD_COST"))
+    if record_cost:
+        from steptrace.analysis._cost import warm_up_runtime_pricing
+
+        # Load the price data now, at startup, not inside the first model call.
+        record_cost = warm_up_runtime_pricing()
     step_log = _open_step_log(path, rotation) if path is not None else None
     try:
         processors = [make_span_processor(otlp)] if otlp is not None and otlp.export_traces else []
@@ -394,7 +406,7 @@ def configure(
         previous, _current = _current, telemetry
         old_delegates = switch.delegates
         switch.delegates = delegates
-        _state.set_active(_state.make_active_config(provider, meters, content))
+        _state.set_active(_state.make_active_config(provider, meters, content, record_cost))
         log_dir = step_log.path.parent if step_log is not None else DEFAULT_JSONL_PATH.parent
         _configure_rerun(record_for_rerun, log_dir, content)
         configure_logs(logs)

@@ -227,6 +227,9 @@ def build_record(
             input=_content(get(A.GEN_AI_INPUT_MESSAGES)),
             output=_content(get(A.GEN_AI_OUTPUT_MESSAGES)),
         )
+        cost = get(A.LLM_COST_USD)
+        if cost is not None:  # configure(record_cost=True); absent otherwise, as in older logs
+            record["cost_usd"] = cost
     elif record_type == "tool_call":
         record.update(
             agent_step=get(A.AGENT_STEP_NUMBER),

@@ -625,6 +625,20 @@ class LlmRequest(_Operation):
             if response_model is not None:
                 self.response_model = response_model
                 attrs[A.GEN_AI_RESPONSE_MODEL] = response_model
+            if self._config.record_cost and (input_tokens is not None or output_tokens is not None):
+                from steptrace.analysis._cost import price_now
+
+                cost = price_now(
+                    self.provider,
+                    self.response_model or self.model,
+                    input_tokens,
+                    output_tokens,
+                    cache_read_input_tokens,
+                    cache_creation_input_tokens,
+                    reasoning_tokens,
+                )
+                if cost is not None:
+                    attrs[A.LLM_COST_USD] = cost
             if attrs:
                 self.span.set_attributes(attrs)
 

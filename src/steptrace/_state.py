@@ -21,23 +21,28 @@ from steptrace._version import __version__
 
 
 class ActiveConfig:
-    """What a span needs at call time: the tracer, the histograms and the content policy."""
+    """What a span needs at call time: the tracer, the histograms and the content policy;
+    ``record_cost``: price each model call onto its span (configure(record_cost=True))."""
 
-    __slots__ = ("content", "instruments", "tracer")
+    __slots__ = ("content", "instruments", "record_cost", "tracer")
 
-    def __init__(self, tracer: Tracer, instruments: Instruments, content: ContentPolicy) -> None:
+    def __init__(
+        self, tracer: Tracer, instruments: Instruments, content: ContentPolicy, record_cost: bool = False
+    ) -> None:
         self.tracer = tracer
         self.instruments = instruments
         self.content = content
+        self.record_cost = record_cost
 
 
 def make_active_config(
     tracer_provider: TracerProvider,
     meter_provider: MeterProvider | None,
     content: ContentPolicy,
+    record_cost: bool = False,
 ) -> ActiveConfig:
     tracer = tracer_provider.get_tracer(A.INSTRUMENTATION_SCOPE, __version__)
-    return ActiveConfig(tracer, create_instruments(meter_provider), content)
+    return ActiveConfig(tracer, create_instruments(meter_provider), content, record_cost)
 
 
 _current: ActiveConfig | None = None

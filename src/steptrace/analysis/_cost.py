@@ -11,6 +11,7 @@ import bisect
 import json
 import math
 import os
+import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -368,3 +369,59 @@ class Pricer:
             get("reasoning_tokens"),
             get("started_at"),
         )
+
+
+# --- pricing at run time: configure(record_cost=True) ----------------------------------------------
+
+_runtime_pricer: Pricer | None = None
+_minute: tuple[int, str] = (-1, "")
+
+
+def warm_up_runtime_pricing() -> bool:
+    """Load the price data for ``record_cost`` (at configure time); False, with a warning, when
+    genai-prices is not installed."""
+    global _runtime_pricer
+    if _genai_prices() is None:
+        warnings.warn(
+            "steptrace: record_cost=True needs genai-prices (pip install 'steptrace[cost]'); "
+            "model calls are traced without cost",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False
+    if _runtime_pricer is None:
+        pricer = Pricer()
+        pricer.price("openai", "gpt-4o", 1, 1)  # imports the bundled data and builds its index
+        _runtime_pricer = pricer
+    return True
+
+
+def price_now(
+    provider: str | None,
+    model: str | None,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cache_read_tokens: int | None = None,
+    cache_creation_tokens: int | None = None,
+    reasoning_tokens: int | None = None,
+) -> float | None:
+    """The cost of a model call that just finished, at today's prices (``record_cost``)."""
+    pricer = _runtime_pricer
+    if pricer is None:
+        return None
+    global _minute
+    minute, stamp = _minute
+    if int(time.time() // 60) != minute:  # prices change by date: the minute is precise enough
+        minute = int(time.time() // 60)
+        stamp = datetime.fromtimestamp(minute * 60, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M")
+        _minute = (minute, stamp)
+    return pricer.price(
+        provider,
+        model,
+        input_tokens,
+        output_tokens,
+        cache_read_tokens,
+        cache_creation_tokens,
+        reasoning_tokens,
+        stamp,
+    )
