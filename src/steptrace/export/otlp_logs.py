@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -19,6 +20,7 @@ from opentelemetry import context as otel_context
 
 from steptrace import _attributes as A
 from steptrace._content import ContentPolicy
+from steptrace.export.batching import SHUTDOWN_TIMEOUT_S
 from steptrace.export.otlp_settings import (
     OtlpSettings,
     _check_endpoint,
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
     from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
 logger = logging.getLogger("steptrace.otlp")
+
+# What shutdown waits for the last batch when the collector already refused the previous one.
+_FAILING_SHUTDOWN_S = 0.5
 
 # Python levels to the OpenTelemetry severities (the data model's mapping of syslog-like levels).
 _SEVERITIES = ((50, "FATAL"), (40, "ERROR"), (30, "WARN"), (20, "INFO"), (10, "DEBUG"))
@@ -57,28 +62,30 @@ class _FoldedLogExporter:
     def __init__(self, inner: LogRecordExporter, endpoint: str) -> None:
         self._inner = inner
         self._endpoint = endpoint
-        self._failing = False
+        self.failing = False
+        self.retrying = False  # the SDK exporter said it failed once and is retrying
         self.exported = 0
         self.failed = 0
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         from opentelemetry.sdk._logs.export import LogRecordExportResult
 
-        with sdk_logs_folded() as messages:
+        with sdk_logs_folded(on_record=self._complains) as messages:
             try:
                 result = self._inner.export(batch)
             except Exception as exc:  # the SDK may raise on a transport error
                 messages.append(f"{type(exc).__name__}: {exc}")
                 result = LogRecordExportResult.FAILURE
+        self.retrying = False
         if result is LogRecordExportResult.SUCCESS:
             self.exported += len(batch)
-            if self._failing:
-                self._failing = False
+            if self.failing:
+                self.failing = False
                 logger.warning("steptrace: OTLP logs reach %s again", self._endpoint)
         else:
             self.failed += len(batch)
-            if not self._failing:
-                self._failing = True
+            if not self.failing:
+                self.failing = True
                 logger.warning(
                     "steptrace: cannot export log records to %s (%s); your program carries on, "
                     "log records are dropped until it answers",
@@ -86,6 +93,9 @@ class _FoldedLogExporter:
                     failure_reason(messages),
                 )
         return result
+
+    def _complains(self, message: str) -> None:
+        self.retrying = True
 
     def shutdown(self) -> None:
         with sdk_logs_folded():
@@ -177,7 +187,10 @@ class OtlpLogs:
                 from opentelemetry.sdk.resources import Resource
 
                 exporter = _FoldedLogExporter(self._make_exporter(), self.endpoint)
-                provider = LoggerProvider(resource=Resource.create({"service.name": self.service_name}))
+                provider = LoggerProvider(
+                    resource=Resource.create({"service.name": self.service_name}),
+                    shutdown_on_exit=False,  # shutdown() bounds the wait; the SDK's atexit would not
+                )
                 # Duck-typed: subclassing the SDK's exporter class would import it with steptrace.
                 provider.add_log_record_processor(
                     BatchLogRecordProcessor(cast("LogRecordExporter", exporter))
@@ -236,8 +249,27 @@ class OtlpLogs:
         return ok and failed == previously
 
     def shutdown(self) -> None:
+        """Flush and stop, waiting at most ``SHUTDOWN_TIMEOUT_S`` (a moment if the collector is
+        known to be failing): a program's exit never waits out the exporter's retries."""
         with self._lock:
             self._closed = True
             provider, self._provider = self._provider, None
-        if provider is not None:
-            provider.shutdown()
+        if provider is None:
+            return
+        exporter = self.exporter
+        wait_s = min(self.timeout_s, SHUTDOWN_TIMEOUT_S)
+        closing = threading.Thread(target=provider.shutdown, name="steptrace-otlp-logs-shutdown", daemon=True)
+        closing.start()
+        deadline = time.monotonic() + wait_s
+        while closing.is_alive() and time.monotonic() < deadline:
+            if exporter is not None and (exporter.failing or exporter.retrying):
+                # Refused once: the retries would only spend the time the exit waits.
+                deadline = min(deadline, time.monotonic() + _FAILING_SHUTDOWN_S)
+            closing.join(0.02)
+        if closing.is_alive() and not (exporter is not None and exporter.failing):  # not yet said
+            refused = exporter is not None and exporter.retrying
+            logger.warning(
+                "steptrace: the last log records were not exported: %s %s",
+                self.endpoint,
+                "refused them" if refused else f"did not answer within {wait_s:.1f} s",
+            )
