@@ -791,3 +791,48 @@ def test_untested_release_warns_naming_what_was_tested(
         steptrace.instrument_google_genai()
     expected = f"google-genai {version} is not a version steptrace was tested with (google-genai 3.6.1)"
     assert (expected in caplog.text) is warns, caplog.text
+
+
+def test_structured_output_seed_penalties_and_two_candidates(
+    steptrace_capture: Capture, server: F.FakeServer
+) -> None:
+    """JSON output, a seed, penalties and two candidates: the conventions' request attributes, one
+    output message and one finish reason per candidate."""
+    serve(server, F.json_reply(G.response('{"city": "Paris"}', candidates=2)))
+    config = types.GenerateContentConfig(
+        response_mime_type="application/json",
+        response_json_schema={"type": "object", "properties": {"city": {"type": "string"}}},
+        seed=7,
+        candidate_count=2,
+        presence_penalty=0.5,
+        frequency_penalty=0.25,
+    )
+    G.client(server).models.generate_content(model=MODEL, contents="Capital of France?", config=config)
+    got = attrs(only_llm_span(steptrace_capture))
+    expected = {
+        A.GEN_AI_OUTPUT_TYPE: "json",
+        A.GEN_AI_REQUEST_SEED: 7,
+        A.GEN_AI_REQUEST_CHOICE_COUNT: 2,
+        A.GEN_AI_REQUEST_PRESENCE_PENALTY: 0.5,
+        A.GEN_AI_REQUEST_FREQUENCY_PENALTY: 0.25,
+        A.GEN_AI_RESPONSE_FINISH_REASONS: ("STOP", "STOP"),
+    }
+    assert {key: got.get(key) for key in expected} == expected
+    assert len(json.loads(got[A.GEN_AI_OUTPUT_MESSAGES])) == 2
+
+
+def test_default_request_records_no_unasked_parameters(
+    steptrace_capture: Capture, server: F.FakeServer
+) -> None:
+    """An image answer with candidate_count=1: output type image, and no request parameter the
+    call did not set (one candidate is the default, not recorded)."""
+    serve(server, F.json_reply(G.response()))
+    config = types.GenerateContentConfig(candidate_count=1, response_modalities=["IMAGE"])
+    G.client(server).models.generate_content(model=MODEL, contents="A cat, please", config=config)
+    got = attrs(only_llm_span(steptrace_capture))
+    assert got[A.GEN_AI_OUTPUT_TYPE] == "image"
+    assert not [
+        key
+        for key in got
+        if key.startswith("gen_ai.request.") and key not in (A.GEN_AI_REQUEST_MODEL, A.GEN_AI_REQUEST_STREAM)
+    ]

@@ -87,7 +87,35 @@ def _describe(kwargs: Mapping[str, Any], stream: bool) -> Request:
         number_param(params, A.GEN_AI_REQUEST_TOP_K, field_of(config, "top_k"))
         number_param(params, A.GEN_AI_REQUEST_MAX_TOKENS, field_of(config, "max_output_tokens"))
         stop_param(params, field_of(config, "stop_sequences"))
+        number_param(params, A.GEN_AI_REQUEST_SEED, field_of(config, "seed"))
+        number_param(params, A.GEN_AI_REQUEST_FREQUENCY_PENALTY, field_of(config, "frequency_penalty"))
+        number_param(params, A.GEN_AI_REQUEST_PRESENCE_PENALTY, field_of(config, "presence_penalty"))
+        count = field_of(config, "candidate_count")
+        if count != 1:  # the conventions record it only when it is not the default of one
+            number_param(params, A.GEN_AI_REQUEST_CHOICE_COUNT, count)
+        output_type = _output_type(config)
+        if output_type is not None:
+            params[A.GEN_AI_OUTPUT_TYPE] = output_type
     return Request(kwargs.get("model"), stream, params)
+
+
+def _output_type(config: Any) -> str | None:
+    """The output modality the request asks for, in the conventions' values, when it asks."""
+    modalities = field_of(config, "response_modalities")
+    if isinstance(modalities, (list, tuple)) and len(modalities) == 1:
+        modality = str(getattr(modalities[0], "value", modalities[0])).upper()
+        if modality == "IMAGE":
+            return "image"
+        if modality == "AUDIO":
+            return "speech"
+    mime_type = field_of(config, "response_mime_type")
+    if mime_type == "application/json" or field_of(config, "response_schema") is not None:
+        return "json"
+    if field_of(config, "response_json_schema") is not None:
+        return "json"
+    if isinstance(mime_type, str) and mime_type.startswith("text/"):
+        return "text"
+    return None
 
 
 def _describe_generate(kwargs: Mapping[str, Any]) -> Request:
