@@ -382,8 +382,9 @@ def test_streamed_run_abandoned_and_cancelled_ends_its_spans(capture: Capture) -
     async def main(server: F.FakeServer) -> None:
         agent = Agent(name="weather", tools=[get_weather], model=model_for("responses", server))
         result = Runner.run_streamed(agent, "Weather in Paris?")
-        async for _event in result.stream_events():
-            break
+        async for event in result.stream_events():
+            if event.type == "raw_response_event":  # inside the first model call's stream
+                break
         result.cancel()
         await asyncio.sleep(0.05)
 
@@ -393,7 +394,9 @@ def test_streamed_run_abandoned_and_cancelled_ends_its_spans(capture: Capture) -
     assert run_record["stop_reason"] == "cancelled"
     # Every span that was started ended and belongs to the run.
     assert {r["run_id"] for r in capture.records} == {run_record["run_id"]}
-    assert len(capture.spans_named(A.SPAN_AGENT_STEP)) >= 1
+    (step,) = capture.spans_named(A.SPAN_AGENT_STEP)
+    (llm,) = children(capture, step, A.SPAN_LLM_REQUEST)
+    assert attrs(llm)[A.CANCELLED] is True and attrs(step)[A.CANCELLED] is True
 
 
 def test_streamed_run_abandoned_without_cancel_still_ends(capture: Capture) -> None:
