@@ -456,3 +456,18 @@ def test_record_cost_puts_the_same_figure_on_the_span_and_its_record(tmp_path: P
     analysed = [r["cost_usd"] for r in run.records() if r["type"] == "llm_call"]
     assert len(recorded) == 2 and all(isinstance(c, float) and c > 0 for c in recorded)
     assert recorded == pytest.approx(analysed, rel=1e-12)
+
+
+def test_without_genai_prices_costs_are_unknown_and_the_cli_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the cost extra every run would show $0, or a COST of - with no explanation."""
+    from steptrace.analysis import _cost
+
+    monkeypatch.setattr(_cost, "_genai_prices", lambda: None)
+    log = standard_log(tmp_path)
+    run = load(log).get("run-ok-1")
+    assert run is not None and run.cost_usd is None and run.unpriced_llm_calls == run.llm_call_count > 0
+    assert main(["runs", "--log", str(log)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'steptrace[cost]'" in err

@@ -31,6 +31,7 @@ from steptrace.analysis import (
     summarize,
     write_html,
 )
+from steptrace.analysis._cost import cost_available
 from steptrace.analysis._debug import SpanRef, format_ms, span_label, token_text
 from steptrace.analysis._diff import DiffReport, MetricChange, format_usd, format_value
 from steptrace.analysis._loading import fast_path_available, find_sources
@@ -141,6 +142,11 @@ def _load(args: argparse.Namespace) -> RunSet:
         )
     for issue in runs.issues:
         print(f"steptrace: warning: {issue.message()}", file=sys.stderr)
+    if not cost_available() and any(run.llm_call_count for run in runs):
+        print(
+            "steptrace: note: model calls are not priced (COST shows -): pip install 'steptrace[cost]'",
+            file=sys.stderr,
+        )
     return runs
 
 
