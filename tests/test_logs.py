@@ -188,7 +188,10 @@ def test_correlate_logs_off_by_environment(
 def test_shutdown_restores_logging() -> None:
     """Telemetry.shutdown() puts the record factory and Logger.makeRecord back."""
     factory, make_record = logging.getLogRecordFactory(), logging.Logger.makeRecord
-    telemetry = steptrace.configure(jsonl_path=False, service_name="t")
+    from opentelemetry.sdk.trace import TracerProvider
+
+    # A provider of its own: the test installs nothing global for the tests after it.
+    telemetry = steptrace.configure(jsonl_path=False, service_name="t", tracer_provider=TracerProvider())
     try:
         assert logging.getLogRecordFactory() is not factory
     finally:
@@ -244,10 +247,10 @@ def test_capture_logs_writes_redacted_bounded_log_records(
     steptrace_capture: Capture, agent_logger: logging.Logger
 ) -> None:
     """capture_logs=True: each record made in a run is a type "log" record; secrets are redacted."""
-    steptrace_capture.configure(capture_logs=True)
+    steptrace_capture.configure(capture_logs=True, redact_patterns=[r"acct-\d{6}"])
     agent_logger.warning("outside any run")
     with steptrace.agent_run(agent="a") as run, steptrace.agent_step():
-        agent_logger.info("calling with api_key=sk-proj-abcdefghijklmnopqrstuvwxyz0123456789")
+        agent_logger.info("calling for acct-123456 with api_key=sk-proj-abcdefghijklmnopqrstuvwxyz0123456789")
         agent_logger.debug("x" * 50_000)
         try:
             raise ValueError("token=ghp_abcdefghijklmnopqrstuvwxyz0123456789")
@@ -259,6 +262,7 @@ def test_capture_logs_writes_redacted_bounded_log_records(
     assert info["run_id"] == run.run_id and info["agent_step"] == 1 and info["logger"] == "agent.tools"
     assert "sk-proj-abcdefghijklmnopqrstuvwxyz" not in info["message"]
     assert "[REDACTED" in info["message"]
+    assert "acct-123456" not in info["message"]  # the configured redact_patterns apply too
     assert len(debug["message"]) < 2_100 and "truncated: 50000 chars" in debug["message"]
     assert error["exception"].startswith("ValueError: ") and "ghp_abcdef" not in error["exception"]
     (agent_step,) = steptrace_capture.spans_named("agent_step")
