@@ -23,6 +23,7 @@ import genai_fakes as G
 import sdk_fakes as F
 import steptrace
 from steptrace import _attributes as A
+from steptrace._spans import error_type_name
 from steptrace.instrumentation.google_genai import GoogleGenAIInstrumentor
 from steptrace.testing import Capture
 
@@ -836,3 +837,17 @@ def test_default_request_records_no_unasked_parameters(
         for key in got
         if key.startswith("gen_ai.request.") and key not in (A.GEN_AI_REQUEST_MODEL, A.GEN_AI_REQUEST_STREAM)
     ]
+
+
+def test_contents_the_sdk_rejects_fail_in_the_sdk_not_in_steptrace(
+    steptrace_capture: Capture, server: F.FakeServer
+) -> None:
+    """Contents the SDK cannot read: the SDK's own error reaches the caller; the span records it."""
+    client = G.client(server)
+    with pytest.raises(ValueError, match="validation errors") as raised:
+        client.models.generate_content(model=MODEL, contents=5)  # type: ignore[arg-type]
+    span = only_llm_span(steptrace_capture)
+    assert span.status.status_code is StatusCode.ERROR
+    assert attrs(span)[A.ERROR_TYPE] == error_type_name(raised.value)  # pydantic's ValidationError
+    assert json.loads(attrs(span)[A.GEN_AI_INPUT_MESSAGES]) == []
+    assert server.script.requests == []

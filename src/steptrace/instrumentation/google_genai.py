@@ -180,10 +180,15 @@ def _input(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
     from google.genai import _transformers
 
     # The SDK's own reading of ``contents`` (a string, parts, Content, dicts, or a mix).
+    try:
+        contents = _transformers.t_contents(kwargs.get("contents"))
+    except (ValueError, TypeError):
+        return []  # the SDK rejects them too, with its own error, which the span records
     messages = []
-    for content in _transformers.t_contents(kwargs.get("contents")):
-        parts = _parts(content)
-        messages.append({"role": _role(content, parts), "parts": parts})
+    with internal_errors("instrumentation.google_genai.input"):
+        for content in contents:
+            parts = _parts(content)
+            messages.append({"role": _role(content, parts), "parts": parts})
     return messages
 
 
