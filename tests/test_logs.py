@@ -522,3 +522,36 @@ def test_otlp_logs_to_a_closed_port_warn_once_and_never_fail_the_program(tmp_pat
     assert len(warnings) == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["flushed"] is False  # force_flush says so
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("own_provider", [False, True])
+def test_an_application_logs_pipeline_is_not_doubled(tmp_path: Path, own_provider: bool) -> None:
+    """An SDK LoggerProvider the application installed (its handler exports the records) means
+    steptrace exports no second copy; without one, steptrace exports the run's records."""
+    from export_servers import fake_collector
+    from otlp_servers import run_python
+
+    setup = (
+        "from opentelemetry._logs import set_logger_provider\n"
+        "from opentelemetry.sdk._logs import LoggerProvider\n"
+        "set_logger_provider(LoggerProvider())\n"
+    )
+    script = tmp_path / "agent.py"
+    script.write_text((setup if own_provider else "") + OTLP_AGENT)
+    with fake_collector() as collector:
+        result = run_python(
+            script,
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_LOGS_EXPORTER": "",
+                "OTEL_TRACES_EXPORTER": "",
+                "STEPTRACE_JSONL_PATH": str(tmp_path / "steps.jsonl"),
+            },
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr
+        requests = dict(collector.requests)
+    assert requests.get("/v1/traces", 0) >= 1
+    assert requests.get("/v1/logs", 0) == (0 if own_provider else 1)

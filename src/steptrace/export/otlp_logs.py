@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -105,6 +106,18 @@ class _FoldedLogExporter:
         return bool(self._inner.force_flush(timeout_millis))
 
 
+def _application_exports_logs() -> bool:
+    """Whether the application installed an SDK LoggerProvider globally (``opentelemetry-instrument``
+    with logging on, say): its pipeline already exports these records, now with the correlation
+    keys as attributes; a second export from steptrace would duplicate every line."""
+    if "opentelemetry.sdk._logs" not in sys.modules:  # no SDK provider can exist: nothing to import
+        return False
+    from opentelemetry._logs import get_logger_provider
+    from opentelemetry.sdk._logs import LoggerProvider
+
+    return isinstance(get_logger_provider(), LoggerProvider)
+
+
 class OtlpLogs:
     """Where log records go over OTLP; the SDK pipeline is built at the first record."""
 
@@ -139,7 +152,7 @@ class OtlpLogs:
     ) -> OtlpLogs | None:
         """The logs destination for ``otlp`` and the ``OTEL_EXPORTER_OTLP_LOGS_*`` variables, or
         None when ``OTEL_LOGS_EXPORTER`` is ``none`` or no endpoint serves logs."""
-        if not _exported_over_otlp("OTEL_LOGS_EXPORTER"):
+        if not _exported_over_otlp("OTEL_LOGS_EXPORTER") or _application_exports_logs():
             return None
         env = os.environ
         logs_protocol = _protocol_from_env("LOGS", protocol)
