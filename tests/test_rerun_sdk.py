@@ -147,21 +147,25 @@ def test_async_openai_and_anthropic_rerun_offline(steptrace_capture: Capture) ->
         F.json_reply(F.anthropic_message("Lyon.")),
     )
 
-    async def agent(oa: openai.AsyncOpenAI, an: anthropic.AsyncAnthropic) -> list[str]:
-        with steptrace.agent_run(agent="async"):
-            reply = await oa.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-            message = await asyncio.create_task(
-                an.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=MESSAGES)
-            )
-            first = message.content[0]
-            assert isinstance(first, anthropic.types.TextBlock)
-            return [str(reply.choices[0].message.content), first.text]
+    async def agent(url: str) -> list[str]:
+        # Clients made and closed in the loop that uses them: no transport outlives its loop.
+        async with (
+            openai.AsyncOpenAI(api_key=F.API_KEY, base_url=f"{url}/v1", max_retries=0) as oa,
+            anthropic.AsyncAnthropic(api_key=F.API_KEY, base_url=url, max_retries=0) as an,
+        ):
+            with steptrace.agent_run(agent="async"):
+                reply = await oa.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+                message = await asyncio.create_task(
+                    an.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=MESSAGES)
+                )
+                first = message.content[0]
+                assert isinstance(first, anthropic.types.TextBlock)
+                return [str(reply.choices[0].message.content), first.text]
 
     with F.FakeServer(script) as server:
-        oa = openai.AsyncOpenAI(api_key=F.API_KEY, base_url=server.url("/v1"), max_retries=0)
-        an = anthropic.AsyncAnthropic(api_key=F.API_KEY, base_url=server.url(), max_retries=0)
-        assert asyncio.run(agent(oa, an)) == ["Paris.", "Lyon."]
+        url = server.url()
+        assert asyncio.run(agent(url)) == ["Paris.", "Lyon."]
     with steptrace.rerun(only_recording(steptrace_capture), log=steptrace_capture.jsonl_path) as rerun:
-        assert asyncio.run(agent(oa, an)) == ["Paris.", "Lyon."]
+        assert asyncio.run(agent(url)) == ["Paris.", "Lyon."]
     assert len(script.requests) == 2
     assert rerun.report is not None and rerun.report.reproduced, rerun.report
