@@ -606,3 +606,45 @@ def test_rerun_serves_a_recorded_agents_run_with_the_server_gone(capture: Captur
     (run_record,) = record_of(capture, "run")
     assert run_record["rerun_of"] == recorded["run_id"]
     assert (run_record["steps"], run_record["tool_calls"]) == (2, 1)
+
+
+def test_runner_inside_the_users_own_run_adds_its_steps_to_that_run(capture: Capture) -> None:
+    """Runner.run inside steptrace.agent_run(release=...) would give two runs, the outer one empty."""
+    script = ModelTurns(call_turn("search", '{"query": "x"}'), repeat_last=True)
+
+    async def main(server: F.FakeServer) -> None:
+        agent = Agent(name="researcher", tools=[search], model=model_for("responses", server))
+        with steptrace.agent_run(agent="support-bot", release="v2.1") as run:
+            try:
+                await Runner.run(agent, "Find it", max_turns=2)
+            except MaxTurnsExceeded:
+                assert run.stop_reason == "max_steps"
+
+    with F.FakeServer(script) as server:
+        asyncio.run(main(server))
+    (run_record,) = record_of(capture, "run")
+    assert (run_record["agent"], run_record["release"], run_record["steps"]) == ("support-bot", "v2.1", 2)
+    assert run_record["stop_reason"] == "max_steps"
+    assert [r["agent"] for r in record_of(capture, "agent_step")] == ["researcher", "researcher"]
+    assert_one_llm_request_per_step(capture)
+
+
+def test_agent_used_as_a_tool_is_a_nested_run(capture: Capture) -> None:
+    """An agent called as another agent's tool would be merged into the caller's steps."""
+    script = ModelTurns(
+        call_turn("ask_translator", '{"input": "bonjour"}'), text_turn("hello"), text_turn("It means hello.")
+    )
+    with F.FakeServer(script) as server:
+        translator = Agent(name="translator", model=model_for("chat", server))
+        tool = translator.as_tool(tool_name="ask_translator", tool_description="Translate.")
+        orchestrator = Agent(name="orchestrator", tools=[tool], model=model_for("chat", server))
+        assert Runner.run_sync(orchestrator, "What is bonjour?").final_output == "It means hello."
+    runs = {r["agent"]: r for r in record_of(capture, "run")}
+    assert set(runs) == {"orchestrator", "translator"}
+    assert runs["translator"]["parent_run_id"] == runs["orchestrator"]["run_id"]
+    (tool_span,) = capture.spans_named(A.SPAN_TOOL_EXECUTION)
+    nested = [
+        s for s in capture.spans_named(A.SPAN_AGENT_RUN) if attrs(s)[A.GEN_AI_AGENT_NAME] == "translator"
+    ]
+    assert nested[0].parent is not None and nested[0].parent.span_id == tool_span.context.span_id  # type: ignore[union-attr]
+    assert (runs["orchestrator"]["steps"], runs["translator"]["steps"]) == (2, 1)

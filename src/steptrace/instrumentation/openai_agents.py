@@ -16,13 +16,14 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from opentelemetry import trace
 
 from steptrace import _attributes as A
 from steptrace import _spans
+from steptrace._context import RunState, current_run_state, current_step_state
 from steptrace._internal import internal_errors, report_internal_error
 from steptrace._response import field_of
 from steptrace._spans import (
@@ -91,7 +92,21 @@ def _open_run(config: ActiveConfig, agent: Any) -> AgentRun | None:
         return None
 
 
-def _classifying(handle: AgentRun, fn: Callable[..., Any]) -> Callable[..., Any]:
+def _enclosing_run() -> RunState | None:
+    """The user's own ``agent_run`` when ``Runner.run`` is called right in it (not in one of its
+    steps or tools): the SDK's turns become that run's steps, so its agent name, release and run
+    id stay the user's. Anywhere else (an agent used as a tool, say) the SDK run is a nested run."""
+    state = current_run_state()
+    if state is None or current_step_state() is not None:
+        return None
+    span = trace.get_current_span()
+    attributes = getattr(span, "attributes", None)
+    if getattr(span, "name", None) != A.SPAN_AGENT_RUN or not isinstance(attributes, Mapping):
+        return None
+    return state if attributes.get(A.RUN_ID) == state.run_id else None
+
+
+def _classifying(handle: AgentRun | RunState, fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn``, setting the run's stop reason from the SDK exception that leaves it."""
 
     async def call(*args: Any, **kwargs: Any) -> Any:
@@ -121,6 +136,9 @@ async def _traced_run(source: ConfigSource, wrapped: Callable[..., Any], args: A
     # Opened when the coroutine starts (run_sync schedules it as a task): a run never awaited
     # leaves no span.
     config = source.get()
+    enclosing = _enclosing_run()
+    if enclosing is not None:
+        return await _classifying(enclosing, wrapped)(*args, **kwargs)
     handle = None if config is None else _open_run(config, _first(args, kwargs, "starting_agent"))
     if handle is None:
         return await wrapped(*args, **kwargs)
@@ -141,10 +159,15 @@ def _streaming_wrapper(source: ConfigSource) -> Callable[..., Any]:
 
 async def _traced_streaming(source: ConfigSource, wrapped: Callable[..., Any], args: Any, kwargs: Any) -> Any:
     config = source.get()
+    streamed_result = _nth(args, kwargs, 1, "streamed_result")
+    enclosing = _enclosing_run()
+    if enclosing is not None:
+        result = await _classifying(enclosing, wrapped)(*args, **kwargs)
+        _streamed_outcome(enclosing, streamed_result)
+        return result
     handle = None if config is None else _open_run(config, _nth(args, kwargs, 2, "starting_agent"))
     if handle is None:
         return await wrapped(*args, **kwargs)
-    streamed_result = _nth(args, kwargs, 1, "streamed_result")
 
     async def loop(*call_args: Any, **call_kwargs: Any) -> Any:
         result = await _classifying(handle, wrapped)(*call_args, **call_kwargs)
@@ -154,27 +177,31 @@ async def _traced_streaming(source: ConfigSource, wrapped: Callable[..., Any], a
     return await run_coroutine(handle, _RUN_HOOKS, loop, args, kwargs)
 
 
-def _streamed_outcome(handle: AgentRun, streamed_result: Any) -> None:
+def _streamed_outcome(run: AgentRun | RunState, streamed_result: Any) -> None:
     """A streamed loop can end without raising what the consumer will see raised from
-    ``stream_events()`` (too many turns, an input guardrail's tripwire): mark the run here."""
+    ``stream_events()`` (too many turns, an input guardrail's tripwire): mark the run here (the
+    user's own run fails when that exception leaves its block)."""
     with internal_errors("openai_agents.streamed_outcome"):
         stored = getattr(streamed_result, "_stored_exception", None)
+        failure: BaseException | str | None = None
         if isinstance(stored, BaseException):
-            handle.stop_reason = stop_reason_for(stored) or A.STOP_ERROR
-            handle.fail(stored)
-            return
-        max_turns = getattr(streamed_result, "max_turns", None)
-        turn = getattr(streamed_result, "current_turn", 0)
-        handled = getattr(streamed_result, "_max_turns_handled", False)
-        if isinstance(max_turns, int) and isinstance(turn, int) and turn > max_turns and not handled:
-            handle.stop_reason = A.STOP_MAX_STEPS
-            handle.fail(f"MaxTurnsExceeded: Max turns ({max_turns}) exceeded")
-            return
-        for result in getattr(streamed_result, "input_guardrail_results", None) or ():
-            if getattr(getattr(result, "output", None), "tripwire_triggered", False):
-                handle.stop_reason = A.STOP_GUARDRAIL
-                handle.fail("InputGuardrailTripwireTriggered: a guardrail's tripwire was triggered")
-                return
+            run.stop_reason = stop_reason_for(stored) or A.STOP_ERROR
+            failure = stored
+        else:
+            max_turns = getattr(streamed_result, "max_turns", None)
+            turn = getattr(streamed_result, "current_turn", 0)
+            handled = getattr(streamed_result, "_max_turns_handled", False)
+            if isinstance(max_turns, int) and isinstance(turn, int) and turn > max_turns and not handled:
+                run.stop_reason = A.STOP_MAX_STEPS
+                failure = f"MaxTurnsExceeded: Max turns ({max_turns}) exceeded"
+            elif any(
+                getattr(getattr(result, "output", None), "tripwire_triggered", False)
+                for result in getattr(streamed_result, "input_guardrail_results", None) or ()
+            ):
+                run.stop_reason = A.STOP_GUARDRAIL
+                failure = "InputGuardrailTripwireTriggered: a guardrail's tripwire was triggered"
+        if failure is not None and isinstance(run, AgentRun):
+            run.fail(failure)
 
 
 # --- turns --------------------------------------------------------------------------------------
