@@ -555,3 +555,34 @@ def test_an_application_logs_pipeline_is_not_doubled(tmp_path: Path, own_provide
         requests = dict(collector.requests)
     assert requests.get("/v1/traces", 0) >= 1
     assert requests.get("/v1/logs", 0) == (0 if own_provider else 1)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian's chromium is not installed")
+def test_view_log_row_opens_its_line_in_a_browser(steptrace_capture: Capture, tmp_path: Path) -> None:
+    """In chromium, the tool's log row sits under the tool's row and opens the line's fields."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    run_id = _write_agent_log(steptrace_capture)
+    page_path = tmp_path / "run.html"
+    assert cli_main(["view", run_id, "--log", str(steptrace_capture.jsonl_path), "-o", str(page_path)]) == 0
+    problems: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 700})
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.goto(page_path.as_uri())
+            labels = [
+                page.locator(".row .label").nth(i).inner_text() for i in range(page.locator(".row").count())
+            ]
+            tool = next(i for i, text in enumerate(labels) if "fetch_page" in text)
+            assert labels[tool + 1].startswith("·log WARNING agent.tools")
+            page.locator('.row[data-type="t-log"]').nth(1).click()
+            detail = page.locator("#detail").inner_text()
+        finally:
+            browser.close()
+    assert "log WARNING agent.tools" in detail
+    assert "retrying https://example.com: the server answered 503" in detail
+    assert problems == []
