@@ -7,7 +7,8 @@ can still be debugged), one warning is logged per outage, and ``force_flush()`` 
 
 One module per mechanism: ``otlp_settings`` (settings, env parsing), ``sdk_logs`` (folding the
 SDK exporters' log lines), ``circuit``, ``spill`` (the spill file), ``batching`` (the span
-processor), ``metrics`` (the metric exporter wrapper and reader), ``fork`` (forked children).
+processor), ``metrics`` (the metric exporter wrapper and reader), ``fork`` (forked children),
+``otlp_logs`` (the logs signal for log records made inside runs).
 """
 
 from __future__ import annotations
