@@ -851,3 +851,22 @@ def test_contents_the_sdk_rejects_fail_in_the_sdk_not_in_steptrace(
     assert attrs(span)[A.ERROR_TYPE] == error_type_name(raised.value)  # pydantic's ValidationError
     assert json.loads(attrs(span)[A.GEN_AI_INPUT_MESSAGES]) == []
     assert server.script.requests == []
+
+
+def test_automatic_continuation_is_one_span_per_hop(steptrace_capture: Capture, server: F.FakeServer) -> None:
+    """A long answer the SDK continues by itself: each hop is a span with its own tokens; the first
+    reads pause_turn (the turn goes on), the last end_turn."""
+    first = G.response("Part one, ", finish_reason="CONTINUATION", usage_metadata=G.usage(20, 100))
+    first["candidates"][0]["continuationToken"] = "Y29udGludWU="
+    serve(server, F.json_reply(first), F.json_reply(G.response("part two.", usage_metadata=G.usage(20, 30))))
+    with steptrace.agent_run(agent="a"):
+        result = G.client(server).models.generate_content(model=MODEL, contents="Tell me everything")
+    assert result.text == "Part one, part two."
+    spans = [attrs(s) for s in llm_spans(steptrace_capture)]
+    assert [(s[A.STOP_REASON], s[A.GEN_AI_USAGE_OUTPUT_TOKENS]) for s in spans] == [
+        ("pause_turn", 100),
+        ("end_turn", 30),
+    ]
+    assert spans[0][A.GEN_AI_RESPONSE_FINISH_REASONS] == ("CONTINUATION",)
+    run = attrs(steptrace_capture.spans_named(A.SPAN_AGENT_RUN)[0])
+    assert run[A.RUN_OUTPUT_TOKENS] == 130
