@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from steptrace._capture import capture_content
 from steptrace._config import Telemetry, configure
-from steptrace._context import RunState, StepState, bind_context
+from steptrace._context import RunState, StepState
 from steptrace._context import current_run_state as current_run
 from steptrace._context import current_step_state as current_step
 from steptrace._decorators import agent_run, agent_step, llm_request, tool, tool_executor
 from steptrace._errors import ConfigError
 from steptrace._jsonl import JsonlSpanExporter, read_steps
 from steptrace._logs import structlog_processor
-from steptrace._spans import AgentRun, AgentStep, LlmRequest, ToolCall
+from steptrace._spans import AgentRun, AgentStep, LlmRequest, ToolCall, bind_context
 from steptrace._version import __version__
 from steptrace.instrumentation.anthropic import instrument_anthropic, uninstrument_anthropic
 from steptrace.instrumentation.google_genai import instrument_google_genai, uninstrument_google_genai

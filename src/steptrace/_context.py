@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING
 
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
@@ -28,9 +27,6 @@ CAPTURE_KEY = otel_context.create_key("steptrace.capture_content")
 _REMEMBERED_FAILURES = 16  # concurrent tool failures a step can surface, bounded
 _REMEMBERED_SECRETS = 64  # per run; scrubbing cost grows with the count
 _CAUSE_DEPTH = 8
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 class RunState:
@@ -220,27 +216,3 @@ def remote_run(context: otel_context.Context | None) -> tuple[str, int | None] |
         return None
     number = int(step) if isinstance(step, str) and step.isdigit() and len(step) < 10 else None
     return run_id, number
-
-
-def bind_context(fn: Callable[P, R]) -> Callable[P, R]:
-    """Return a callable that runs ``fn`` in the caller's run, step and span context.
-
-    Threads do not inherit the context; wrap work submitted to a pool so its spans join the run::
-
-        with steptrace.agent_run(agent="researcher"):
-            with ThreadPoolExecutor() as pool:
-                results = list(pool.map(steptrace.bind_context(search_documents), queries))
-
-    The returned callable may run in several threads at once.
-    """
-    from steptrace._spans import run_in_context  # _spans builds on this module
-
-    captured = otel_context.get_current()
-
-    def bound(*args: P.args, **kwargs: P.kwargs) -> R:
-        return run_in_context(captured, fn, *args, **kwargs)
-
-    bound.__wrapped__ = fn  # type: ignore[attr-defined]
-    bound.__name__ = getattr(fn, "__name__", "bound")
-    bound.__doc__ = getattr(fn, "__doc__", None)
-    return bound

@@ -195,6 +195,28 @@ def run_in_context(context: otel_context.Context, fn: Callable[P, R], *args: P.a
         otel_context.detach(token)
 
 
+def bind_context(fn: Callable[P, R]) -> Callable[P, R]:
+    """Return a callable that runs ``fn`` in the caller's run, step and span context.
+
+    Threads do not inherit the context; wrap work submitted to a pool so its spans join the run::
+
+        with steptrace.agent_run(agent="researcher"):
+            with ThreadPoolExecutor() as pool:
+                results = list(pool.map(steptrace.bind_context(search_documents), queries))
+
+    The returned callable may run in several threads at once.
+    """
+    captured = otel_context.get_current()
+
+    def bound(*args: P.args, **kwargs: P.kwargs) -> R:
+        return run_in_context(captured, fn, *args, **kwargs)
+
+    bound.__wrapped__ = fn  # type: ignore[attr-defined]
+    bound.__name__ = getattr(fn, "__name__", "bound")
+    bound.__doc__ = getattr(fn, "__doc__", None)
+    return bound
+
+
 async def await_in_context(context: otel_context.Context, awaitable: Awaitable[R]) -> R:
     """Await ``awaitable`` with ``context`` current (for the await only)."""
     token = otel_context.attach(context)
