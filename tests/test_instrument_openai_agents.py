@@ -234,6 +234,11 @@ def test_tool_error_turned_into_a_message_still_fails_the_tool_span(capture: Cap
     assert (tool_record["status"], tool_record["error"]) == ("error", "ValueError: no such city")
     (run_record,) = record_of(capture, "run")
     assert (run_record["stop_reason"], run_record["errors"], run_record["tool_calls"]) == ("end_turn", 1, 1)
+    run = load(capture.jsonl_path).get(run_record["run_id"])
+    assert run is not None
+    (hypothesis,) = debug_run(run).hypotheses
+    assert hypothesis.kind == "tool_failure"
+    assert "get_weather failed" in hypothesis.title and "ValueError: no such city" in hypothesis.title
 
 
 def test_tool_error_without_error_function_fails_tool_and_run(capture: Capture) -> None:
