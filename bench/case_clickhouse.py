@@ -1,4 +1,5 @@
-"""Case: ``steptrace runs`` and ``diff`` over 1M and 10M spans, ClickHouse (chdb) against JSONL.
+"""Case: ``steptrace runs``, ``diff`` and ``debug RUN_ID`` over 1M and 10M spans, ClickHouse (chdb)
+against JSONL.
 
     .venv-bench/bin/python bench/case_clickhouse.py [--spans 100000 1000000 10000000]
 
@@ -38,6 +39,8 @@ SINCE = "2026-11-01T00:00Z"
 COMMANDS = {
     "runs": ["runs", "--json", "--limit", "0"],
     "diff": ["diff", "--json", "--baseline", "1.4.0", "--candidate", "1.5.0"],
+    # One run: the table is asked for that run alone; the log is read whole.
+    "debug": ["debug", "run-00000007", "--json"],
 }
 # A process that opens the on-disk chdb database and routes --source to it, then runs the CLI.
 # It reports, on stderr, the seconds from the open database to the answer: what a command would
