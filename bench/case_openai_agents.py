@@ -8,6 +8,9 @@ histograms), and steptrace with ``instrument_openai()`` on too (the openai patch
 ``llm_request``). The SDK's own tracing is disabled in every variant, so only steptrace's cost
 differs. Measured: a one-turn run (a text answer) and a two-turn run (a function tool call, then
 the answer); ``per_turn_overhead_us`` is the two-turn run's extra cost over bare, per turn.
+The SDK spends milliseconds per run, so on a busy machine that difference drowns in noise: the
+same two-turn run is also timed with the SDK's pieces replaced by trivial coroutines, bare and
+through steptrace's wrappers (``instrumentation path only``): steptrace's own cost per turn.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Variant, emit, interleave, load_average, summarize, versions
 
 NUMBER = int(os.environ.get("BENCH_AGENTS_NUMBER", "100"))
+PATH_NUMBER = NUMBER * 20  # the instrumentation path alone is ~20x faster than a real run
 BATCHES = int(os.environ.get("BENCH_BATCHES", "15"))
 
 
@@ -88,6 +92,73 @@ def calls(loop: asyncio.AbstractEventLoop) -> dict[str, Callable[[], object]]:
     return {"1 turn": one_turn, "2 turns (tool)": two_turns}
 
 
+def instrumentation_path(loop: asyncio.AbstractEventLoop) -> dict[str, Callable[[], object]]:
+    """The same two-turn run (a tool call, then the answer) with the SDK's loop, model and tool
+    replaced by trivial coroutines, bare and through steptrace's wrappers: steptrace's own cost
+    per run, without the SDK's few milliseconds (and their noise) around it."""
+    from types import SimpleNamespace
+
+    from agents.items import ModelResponse
+    from agents.usage import Usage
+    from openai.types.responses import ResponseFunctionToolCall
+
+    from steptrace.instrumentation import openai_agents as oa
+    from steptrace.instrumentation._common import ConfigSource
+
+    source = ConfigSource()
+    agent = SimpleNamespace(name="bench")
+    bindings = SimpleNamespace(public_agent=agent)
+    model = SimpleNamespace(model="gpt-4.1")
+    tool = SimpleNamespace(name="lookup")
+    tool_context = SimpleNamespace(tool_call_id="call_1")
+    usage = Usage(requests=1, input_tokens=20, output_tokens=7, total_tokens=27)
+    call = ResponseFunctionToolCall(
+        type="function_call", call_id="call_1", name="lookup", arguments='{"city": "Paris"}'
+    )
+    responses = [ModelResponse([call], usage, "resp_1"), ModelResponse([], usage, "resp_2")]
+    final = SimpleNamespace(next_step=SimpleNamespace())
+    run_wrapper, turn_wrapper = oa._run_wrapper(source), oa._turn_wrapper(source, 0)
+    model_wrapper, tool_wrapper = oa._model_wrapper(source), oa._tool_wrapper(source)
+
+    async def get_response(turn: int) -> object:
+        return responses[turn]
+
+    async def invoke_tool(**kwargs: object) -> object:
+        return SimpleNamespace(output="18C", is_sdk_generated_error=False)
+
+    def bare_turn(turn: int) -> Callable[..., object]:
+        async def body(**kwargs: object) -> object:
+            await get_response(turn)
+            if turn == 0:
+                await invoke_tool(function_tool=tool, context=tool_context, arguments='{"city": "Paris"}')
+            return final
+
+        return body
+
+    def traced_turn(turn: int) -> Callable[..., object]:
+        async def body(**kwargs: object) -> object:
+            await model_wrapper(get_response, model, (turn,), {})
+            if turn == 0:
+                kwargs = {"function_tool": tool, "context": tool_context, "arguments": '{"city": "Paris"}'}
+                await tool_wrapper(invoke_tool, None, (), kwargs)
+            return final
+
+        return body
+
+    async def bare_run(agent: object) -> None:
+        for turn in (0, 1):
+            await bare_turn(turn)(bindings=bindings)
+
+    async def traced_run(agent: object) -> None:
+        for turn in (0, 1):
+            await turn_wrapper(traced_turn(turn), None, (), {"bindings": bindings})
+
+    return {
+        "bare": lambda: loop.run_until_complete(bare_run(agent)),
+        "steptrace": lambda: loop.run_until_complete(run_wrapper(traced_run, None, (agent,), {})),
+    }
+
+
 def instrumentations(directory: Path) -> dict[str, tuple[Callable[[], None], Callable[[], None]]]:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -126,6 +197,12 @@ def main() -> None:
             for what, fn in work.items()
         ]
         interleave(variants, number=NUMBER, batches=BATCHES)
+        paths = [
+            Variant(f"{name}|2 turns, instrumentation path only", fn)
+            for name, fn in instrumentation_path(loop).items()
+        ]
+        interleave(paths, number=PATH_NUMBER, batches=BATCHES)
+        variants += paths
         records = (Path(tmp) / "steps.jsonl").read_bytes().count(b"\n")
     loop.close()
     medians = {v.name: v.median_us for v in variants}
@@ -133,6 +210,10 @@ def main() -> None:
         name: (medians[f"{name}|2 turns (tool)"] - medians["bare|2 turns (tool)"]) / 2
         for name in ("steptrace", "steptrace + instrument_openai")
     }
+    per_turn["steptrace, instrumentation path only"] = (
+        medians["steptrace|2 turns, instrumentation path only"]
+        - medians["bare|2 turns, instrumentation path only"]
+    ) / 2
     result = {
         "case": "openai-agents",
         "batches": BATCHES,
