@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -309,7 +309,7 @@ class Pricer:
         except KeyError:
             try:
                 resolved = self._resolve(provider, model, started_at)
-            except (ArithmeticError, LookupError, TypeError, ValueError):
+            except Exception:  # price data that cannot be read prices nothing
                 resolved = None
             self._resolved[key] = resolved
         if resolved is None:
@@ -321,8 +321,8 @@ class Pricer:
         reasoning = reasoning_tokens if type(reasoning_tokens) is int and reasoning_tokens > 0 else 0
         try:
             return self._price(resolved, inputs, outputs, cache_read, cache_write, reasoning)
-        except (ArithmeticError, InvalidOperation, LookupError, TypeError, ValueError):
-            return None  # the price data cannot price this usage: unknown, never a crash
+        except Exception:  # the price data cannot price this usage: unknown, never a crash
+            return None
 
     def _price(
         self,
