@@ -24,10 +24,13 @@ from agents import (
     MaxTurnsExceeded,
     OutputGuardrailTripwireTriggered,
     Runner,
+    ToolGuardrailFunctionOutput,
+    ToolInputGuardrailTripwireTriggered,
     function_tool,
     input_guardrail,
     output_guardrail,
     set_tracing_disabled,
+    tool_input_guardrail,
 )
 from agents.models.interface import Model
 from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
@@ -653,3 +656,27 @@ def test_agent_used_as_a_tool_is_a_nested_run(capture: Capture) -> None:
     ]
     assert nested[0].parent is not None and nested[0].parent.span_id == tool_span.context.span_id  # type: ignore[union-attr]
     assert (runs["orchestrator"]["steps"], runs["translator"]["steps"]) == (2, 1)
+
+
+@tool_input_guardrail
+def no_deletes(data: Any) -> ToolGuardrailFunctionOutput:
+    if "delete" in data.context.tool_arguments:
+        return ToolGuardrailFunctionOutput.raise_exception(output_info="no deletes")
+    return ToolGuardrailFunctionOutput.allow()
+
+
+@function_tool(tool_input_guardrails=[no_deletes])
+def run_sql(query: str) -> str:
+    """Run a SQL query."""
+    return "ok"
+
+
+def test_tool_guardrail_tripwire_is_guardrail(capture: Capture) -> None:
+    """A tool guardrail that halted the run would read as a crash of the run."""
+    script = ModelTurns(call_turn("run_sql", '{"query": "delete from users"}'))
+    with F.FakeServer(script) as server:
+        agent = Agent(name="dba", tools=[run_sql], model=model_for("responses", server))
+        with pytest.raises(ToolInputGuardrailTripwireTriggered):
+            Runner.run_sync(agent, "Clean up users")
+    (run_record,) = record_of(capture, "run")
+    assert run_record["stop_reason"] == "guardrail"
