@@ -93,7 +93,7 @@ def build_table(path: Path, run_count: int) -> None:
             f"INSERT INTO otel.otel_traces ({columns}) SELECT "
             "Timestamp + toIntervalMinute(intDiv(run, 60)), TraceId, SpanId, ParentSpanId, TraceState, "
             "SpanName, SpanKind, ServiceName, ResourceAttributes, ScopeName, ScopeVersion, "
-            "mapUpdate(SpanAttributes, map('steptrace.run_id', concat('run-', lower(hex(toUInt32(run)))))), "
+            "mapUpdate(SpanAttributes, map('steptrace.run_id', concat('run-', leftPad(lower(hex(toUInt32(run))), 8, '0')))), "
             "Duration, StatusCode, StatusMessage, `Events.Timestamp`, `Events.Name`, `Events.Attributes`, "
             "`Links.TraceId`, `Links.SpanId`, `Links.TraceState`, `Links.Attributes` "
             f"FROM {name} CROSS JOIN (SELECT number * {len(chosen)} + {index} AS run "
@@ -148,6 +148,7 @@ def main() -> None:
     default_sizes = os.environ.get("BENCH_CLICKHOUSE_SPANS", "100000 1000000 10000000")
     parser.add_argument("--spans", type=int, nargs="*", default=[int(s) for s in default_sizes.split()])
     parser.add_argument("--dir", type=Path, default=Path("/tmp/steptrace-clickhouse-bench"))
+    parser.add_argument("--commands", nargs="*", choices=list(COMMANDS), default=list(COMMANDS))
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
@@ -170,7 +171,8 @@ def main() -> None:
             timing["build_table_seconds"] = round(time.perf_counter() - started, 1)
         entry: dict[str, Any] = {"runs": runs, "jsonl_bytes": log.stat().st_size, **timing, "commands": {}}
         launcher = LAUNCHER.format(tests=str(TESTS), path=str(database))
-        for name, command in COMMANDS.items():
+        for name in args.commands:
+            command = COMMANDS[name]
             from_log = measure([sys.executable, "-m", "steptrace", *command, "--log", str(log)])
             from_table = measure(
                 [sys.executable, "-c", launcher, *command, "--source", URL, "--since", SINCE]
@@ -191,7 +193,7 @@ def main() -> None:
                 for s in sizes
             ]
         )
-        for name in COMMANDS
+        for name in args.commands
     }
     emit(result)
 
