@@ -674,7 +674,7 @@ def render(results: dict[str, dict[str, Any]], command: str) -> str:
         "",
         *rerun_tables(results.get("rerun")),
         "",
-        "## `runs` and `diff` from ClickHouse (chdb) against JSONL (`bench/case_clickhouse.py`)",
+        "## `runs`, `diff`, `debug RUN_ID` from ClickHouse (chdb) against JSONL (`bench/case_clickhouse.py`)",
         "",
         *clickhouse_tables(results.get("clickhouse")),
         "",
