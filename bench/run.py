@@ -501,6 +501,38 @@ def rerun_tables(result: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def agents_tables(result: dict[str, Any] | None) -> list[str]:
+    """What ``instrument_openai_agents()`` adds to an OpenAI Agents SDK run, per turn."""
+    if result is None:
+        return ["(not run)"]
+    variants, per_turn = result["variants"], result["per_turn_overhead_us"]
+    lines = [
+        f"{result['batches']} batches × {result['number']} runs per variant, interleaved; {load(result)}. "
+        "The SDK's Responses model on an in-process mock transport, the SDK's own tracing off. The "
+        "instrumentation path replaces the SDK's loop, model and tool by trivial coroutines: "
+        "steptrace's own cost, without the SDK's milliseconds around it.",
+        "",
+        "| run | bare | steptrace | + `instrument_openai()` |",
+        "|---|---|---|---|",
+    ]
+    for what in ("1 turn", "2 turns (tool)"):
+        cells = [
+            variants.get(f"{name}|{what}") for name in ("bare", "steptrace", "steptrace + instrument_openai")
+        ]
+        if all(cells):
+            lines.append(f"| {what} | " + " | ".join(f"{us(c['median_us'])} µs" for c in cells if c) + " |")
+    bare_path = variants.get("bare|2 turns, instrumentation path only")
+    traced_path = variants.get("steptrace|2 turns, instrumentation path only")
+    if bare_path and traced_path:
+        lines.append(
+            f"| 2 turns, instrumentation path only | {us(bare_path['median_us'])} µs "
+            f"| {us(traced_path['median_us'])} µs | |"
+        )
+    lines += ["", "| added per turn | µs |", "|---|---|"]
+    lines += [f"| {name} | {us(value)} |" for name, value in per_turn.items()]
+    return lines
+
+
 def mcp_tables(result: dict[str, Any] | None) -> list[str]:
     """What ``instrument_mcp()`` adds to one ``ClientSession.call_tool``, per transport."""
     if result is None:
@@ -677,6 +709,10 @@ def render(results: dict[str, dict[str, Any]], command: str) -> str:
         "## `runs`, `diff`, `debug RUN_ID` from ClickHouse (chdb) against JSONL (`bench/case_clickhouse.py`)",
         "",
         *clickhouse_tables(results.get("clickhouse")),
+        "",
+        "## An OpenAI Agents SDK run (`bench/case_openai_agents.py`)",
+        "",
+        *agents_tables(results.get("openai-agents")),
         "",
     ]
     return "\n".join(out)
