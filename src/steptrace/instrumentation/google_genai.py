@@ -341,7 +341,9 @@ class _ChunkObserver(Observer):
         if not candidates:
             return
         for position, candidate in enumerate(candidates):
-            index = candidate.index if candidate.index is not None else position
+            index = candidate.index
+            if index is None:
+                index = position
             content = candidate.content
             parts = content.parts if content is not None else None
             if parts:
@@ -350,11 +352,15 @@ class _ChunkObserver(Observer):
                     self.content_arrived()
                 else:
                     times.append(_now())
-                kept = self.parts.setdefault(index, [])
+                kept = self.parts.get(index)
+                if kept is None:
+                    kept = self.parts[index] = []
                 if self.capture:
-                    kept.extend(parts)
-                else:
-                    kept.extend(part for part in parts if part.function_call is not None)
+                    kept += parts
+                else:  # only what names the function calls; text is not kept
+                    for part in parts:
+                        if part.function_call is not None:
+                            kept.append(part)
             reason = candidate.finish_reason
             if reason is not None:
                 self.reasons[index] = reason
