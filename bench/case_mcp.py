@@ -2,16 +2,17 @@
 
     .venv-bench/bin/python bench/case_mcp.py
 
-Two transports, each timed in its own interleaved group: the mcp package's in-memory transport
-(client and server in this process, so the call itself is as cheap as MCP gets and steptrace's
-share is the largest) and stdio to a server subprocess (this script with ``--serve``, untraced),
-as a real deployment has it. Variants: ``bare`` (``ClientSession.call_tool`` not instrumented),
-``steptrace`` (``instrument_mcp()``: the ``tool_execution`` span, its JSONL record and histogram,
-content capture off) and ``steptrace, capture on`` (arguments and result captured and redacted).
-All run inside an ``agent_run``/``agent_step`` with steptrace configured, so the mcp package's
-own spans and their step records are paid by every variant alike: the difference is what
-``instrument_mcp()`` adds. Reported per call: wall time and this process's CPU time (the
-client's share, and for the in-memory transport the server's too).
+Three groups, each timed interleaved on its own: ``instant``, a real ``ClientSession`` whose
+requests are answered at once (no transport, no server: steptrace's share at its largest), the
+mcp package's in-memory transport (client and server in this process) and stdio to a server
+subprocess (this script with ``--serve``, untraced), as a real deployment has it. Variants:
+``bare`` (``ClientSession.call_tool`` not instrumented), ``steptrace`` (``instrument_mcp()``: the
+``tool_execution`` span, its JSONL record and histogram, content capture off) and ``steptrace,
+capture on`` (arguments and result captured and redacted). All run inside an
+``agent_run``/``agent_step`` with steptrace configured, so the mcp package's own spans (client
+and server over stdio, server only in memory, none for ``instant``) and their step records are
+paid by every variant alike: the difference is what ``instrument_mcp()`` adds. Reported per
+call: wall time and this process's CPU time (the client's share, and in memory the server's too).
 """
 
 from __future__ import annotations
@@ -104,7 +105,28 @@ async def open_sessions(stack: contextlib.AsyncExitStack) -> dict[str, Any]:
     sessions = {"memory": client.session, "stdio": stdio}
     for session in sessions.values():
         await session.list_tools()
+    sessions["instant"] = instant_session()
     return sessions
+
+
+def instant_session() -> Any:
+    """A real ``ClientSession`` whose requests are answered at once, with no transport or server:
+    what remains is the session's own request building and what steptrace adds to it."""
+    import anyio
+    from mcp import ClientSession
+    from mcp_types import CallToolResult, TextContent
+
+    answer = CallToolResult(content=[TextContent(type="text", text="3")], structured_content={"result": 3})
+
+    class InstantSession(ClientSession):
+        async def send_request(self, *args: Any, **kwargs: Any) -> Any:
+            return answer
+
+        async def validate_tool_result(self, name: str, result: Any) -> None:
+            return None
+
+    send, receive = anyio.create_memory_object_stream[Any](1)
+    return InstantSession(receive, send)
 
 
 def tool_call(session: Any) -> Callable[[], Awaitable[object]]:

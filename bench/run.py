@@ -540,17 +540,18 @@ def mcp_tables(result: dict[str, Any] | None) -> list[str]:
     variants = result["variants"]
     lines = [
         f"{result['batches']} batches × {result['number']} calls per variant, interleaved; {load(result)}. "
-        "Every variant runs in an agent run with steptrace configured (the mcp package's own client and "
-        "server spans are paid by all alike); the in-memory server runs in the same process, the stdio "
-        "server in a subprocess without steptrace.",
+        "Every variant runs in an agent run with steptrace configured (the mcp package's own spans are "
+        "paid by all alike). `instant`: a real `ClientSession` whose requests are answered at once (no "
+        "transport, no server), so the added cost is steptrace's alone; in-memory: the server in this "
+        "process; stdio: the server in a subprocess without steptrace.",
         "",
         "| transport, per call | bare call | `instrument_mcp()` | added | with capture on | added |",
         "|---|---|---|---|---|---|",
     ]
     cpu = result.get("cpu_median_us", {})
-    for transport, label in (("memory", "in-memory"), ("stdio", "stdio subprocess")):
+    for transport, label in (("instant", "instant"), ("memory", "in-memory"), ("stdio", "stdio subprocess")):
         for what, get in (
-            ("wall time", lambda name: variants[name]["median_us"]),
+            ("wall time", lambda name: variants.get(name, {}).get("median_us")),
             ("CPU time of this process", cpu.get),
         ):
             bare, traced, captured = (
