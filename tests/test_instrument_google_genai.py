@@ -870,3 +870,22 @@ def test_automatic_continuation_is_one_span_per_hop(steptrace_capture: Capture, 
     assert spans[0][A.GEN_AI_RESPONSE_FINISH_REASONS] == ("CONTINUATION",)
     run = attrs(steptrace_capture.spans_named(A.SPAN_AGENT_RUN)[0])
     assert run[A.RUN_OUTPUT_TOKENS] == 130
+
+
+def test_a_release_without_the_patched_methods_is_left_as_it_is(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, server: F.FakeServer
+) -> None:
+    """If a release renamed the methods steptrace patches, instrumenting logs one warning and
+    leaves every method original: calls work, untraced, instead of half-patched."""
+    steptrace.uninstrument_google_genai()
+    monkeypatch.setenv("STEPTRACE_RAISE_INTERNAL_ERRORS", "0")
+    monkeypatch.delattr(AsyncModels, "_generate_content_stream")
+    with caplog.at_level(logging.WARNING, logger="steptrace"):
+        steptrace.instrument_google_genai()
+    assert "telemetry degraded in instrument google-genai" in caplog.text
+    assert not GoogleGenAIInstrumentor().is_instrumented_by_opentelemetry
+    for (cls, name), original in ORIGINALS.items():
+        if (cls, name) != (AsyncModels, "_generate_content_stream"):
+            assert cls.__dict__[name] is original
+    serve(server, F.json_reply(G.response()))
+    assert G.client(server).models.generate_content(model=MODEL, contents="hi").text == "Paris."

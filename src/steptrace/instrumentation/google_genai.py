@@ -5,10 +5,12 @@
 
 Sync and async (``client.aio.models``), streamed or not, and ``client.chats`` sessions, which send
 through the same calls. One ``llm_request`` span per request sent to the model: the patch sits
-on the method each public call sends its requests through, so with automatic function calling
-(a Python function in ``tools``) each round trip is its own span with its own tokens, and the
-user's functions run between them, not inside. ``google.genai`` is imported only when
-instrumenting.
+on the methods every public call sends its requests through (``Models._generate_content`` and
+``_generate_content_stream``, and their ``AsyncModels`` twins), so with automatic function
+calling (a Python function in ``tools``) or automatic continuation each round trip is its own
+span with its own tokens, and the user's functions run between them, not inside. Those names
+are the SDK's own, not its API: ``instrument`` logs and leaves the SDK as it is if they go.
+``google.genai`` is imported only when instrumenting.
 """
 
 from __future__ import annotations
