@@ -33,6 +33,7 @@ def main() -> None:
     import steptrace
     from steptrace import _config
 
+    load_at_start = load_average()
     directory = Path(tempfile.mkdtemp(prefix="steptrace-bench-logs-"))
     devnull = open(os.devnull, "w")  # noqa: SIM115 - closed at the end
     handler = logging.StreamHandler(devnull)
@@ -98,7 +99,7 @@ def main() -> None:
             "case": "logs",
             "number": NUMBER,
             "batches": BATCHES,
-            "load_average_start": load_average(),
+            "load_average_start": load_at_start,
             "versions": versions("opentelemetry-sdk", "structlog"),
             "variants": summarize(variants),
         }
