@@ -280,6 +280,21 @@ def test_capture_logs_level(steptrace_capture: Capture, agent_logger: logging.Lo
         steptrace_capture.configure(capture_logs="LOUD")
 
 
+def test_capture_logs_from_the_environment(
+    steptrace_capture: Capture, agent_logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STEPTRACE_CAPTURE_LOGS=error keeps errors only; =LOUD is refused at configure()."""
+    monkeypatch.setenv("STEPTRACE_CAPTURE_LOGS", "error")
+    steptrace_capture.configure()
+    with steptrace.agent_run(agent="a"):
+        agent_logger.warning("not kept")
+        agent_logger.error("kept")
+    assert [r["message"] for r in _log_records(steptrace_capture.jsonl_path)] == ["kept"]
+    monkeypatch.setenv("STEPTRACE_CAPTURE_LOGS", "LOUD")
+    with pytest.raises(steptrace.ConfigError, match="STEPTRACE_CAPTURE_LOGS='LOUD' is not a log level"):
+        steptrace_capture.configure()
+
+
 def _write_agent_log(capture: Capture) -> str:
     capture.configure(capture_logs=True)
 
