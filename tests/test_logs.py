@@ -601,3 +601,23 @@ def test_view_log_row_opens_its_line_in_a_browser(steptrace_capture: Capture, tm
     assert "log WARNING agent.tools" in detail
     assert "retrying https://example.com: the server answered 503" in detail
     assert problems == []
+
+
+def test_format_string_still_works_with_the_sdk_disabled(
+    monkeypatch: pytest.MonkeyPatch, formatted: io.StringIO
+) -> None:
+    """OTEL_SDK_DISABLED=true turns tracing off, not the keys a logging format names: lines keep
+    the run id and step (no trace or span), and are empty outside a run."""
+    import re
+
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    telemetry = steptrace.configure(service_name="off")
+    try:
+        with steptrace.agent_run(agent="a"), steptrace.agent_step():
+            log.warning("in a run that is not traced")
+        log.warning("outside")
+    finally:
+        telemetry.shutdown()
+    inside, outside = formatted.getvalue().splitlines()[-2:]
+    assert re.fullmatch(r"[0-9a-f]{32}\|1\|\|\|in a run that is not traced", inside), inside
+    assert outside == "||||outside"

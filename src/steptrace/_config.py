@@ -290,7 +290,8 @@ def configure(
             previous, _current = _current, telemetry
             _state.set_active(None, disabled=True)
             _configure_rerun(False, None, None)
-            configure_logs(None)
+            # No run can open, but a format string naming %(run_id)s must still find it (empty).
+            configure_logs(LogSettings(correlate=correlate_logs is not False))
         if previous is not None:
             previous._close()
         return telemetry
