@@ -290,7 +290,7 @@ def configure(
             previous, _current = _current, telemetry
             _state.set_active(None, disabled=True)
             _configure_rerun(False, None, None)
-            # No run can open, but a format string naming %(run_id)s must still find it (empty).
+            # Runs keep their id without tracing; a format naming %(run_id)s must still find it.
             configure_logs(LogSettings(correlate=correlate_logs is not False))
         if previous is not None:
             previous._close()
