@@ -106,7 +106,7 @@ def _enclosing_tool_span(name: str) -> Any:
 
 
 def _enrich(span: Any, result: Any, content: ContentPolicy) -> None:
-    """Mark the enclosing framework tool span as an MCP call, failed when ``isError``."""
+    """Fail the enclosing framework tool span when the result is ``isError`` (as ``fail`` would)."""
     with internal_errors("instrumentation.mcp.enrich"):
         if getattr(result, "is_error", False) is True:
             text = redact_error_text(_error_text(result), _MAX_ERROR_TEXT_CHARS, content)
@@ -131,32 +131,27 @@ async def _traced_call_tool(
     # The span opens when the call starts, not when the coroutine is created: a task cancelled
     # before it runs leaves no span and no count.
     config = source.get()
-    if config is None:
+    name, arguments = _call_parts(args, kwargs)
+    if config is None or not isinstance(name, str):
         return await wrapped(*args, **kwargs)
+    handle: ToolCall | None = None
     try:
-        name, arguments = _call_parts(args, kwargs)
-        if not isinstance(name, str):
-            return await wrapped(*args, **kwargs)
         enclosing = _enclosing_tool_span(name)
         if enclosing is not None:
             for key, value in _mcp_attributes(instance).items():
                 enclosing.set_attribute(key, value)
         else:
             handle = ToolCall(
-                config,
-                name,
-                arguments if arguments is not None else {},
-                attributes=_mcp_attributes(instance),
+                config, name, arguments if arguments is not None else {}, attributes=_mcp_attributes(instance)
             )
-            hooks = _ToolHooks(config.content)
     except Exception as exc:  # setup failed: make the call untraced
         report_internal_error("instrumentation.mcp.begin", exc)
         return await wrapped(*args, **kwargs)
-    if enclosing is not None:
-        result = await wrapped(*args, **kwargs)
-        _enrich(enclosing, result, config.content)
-        return result
-    return await run_coroutine(handle, hooks, wrapped, args, kwargs)
+    if handle is not None:
+        return await run_coroutine(handle, _ToolHooks(config.content), wrapped, args, kwargs)
+    result = await wrapped(*args, **kwargs)
+    _enrich(enclosing, result, config.content)
+    return result
 
 
 class McpInstrumentor(SdkInstrumentor):
