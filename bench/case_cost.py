@@ -43,7 +43,7 @@ RESPONSE: dict[str, Any] = {
 def main() -> None:
     import steptrace
     from steptrace import _state
-    from steptrace.analysis._cost import price_now
+    from steptrace._pricing import price_now
 
     start = load_average()
     directory = tempfile.mkdtemp(prefix="steptrace-bench-cost-")

@@ -462,7 +462,7 @@ def test_without_genai_prices_costs_are_unknown_and_the_cli_says_why(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without the cost extra every run would show $0, or a COST of - with no explanation."""
-    from steptrace.analysis import _cost
+    from steptrace import _pricing as _cost
 
     monkeypatch.setattr(_cost, "_genai_prices", lambda: None)
     log = standard_log(tmp_path)

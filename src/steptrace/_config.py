@@ -338,7 +338,7 @@ def configure(
     if record_cost is None:
         record_cost = bool(env_flag("STEPTRACE_RECORD_COST"))
     if record_cost:
-        from steptrace.analysis._cost import warm_up_runtime_pricing
+        from steptrace._pricing import warm_up_runtime_pricing
 
         # Load the price data now, at startup, not inside the first model call.
         record_cost = warm_up_runtime_pricing()

@@ -648,7 +648,7 @@ class LlmRequest(_Operation):
                 self.response_model = response_model
                 attrs[A.GEN_AI_RESPONSE_MODEL] = response_model
             if self._config.record_cost and (input_tokens is not None or output_tokens is not None):
-                from steptrace.analysis._cost import price_now
+                from steptrace._pricing import price_now
 
                 cost = price_now(
                     self.provider,

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from steptrace._pricing import cost_available
 from steptrace.analysis import (
     DebugReport,
     LogError,
@@ -31,7 +32,6 @@ from steptrace.analysis import (
     summarize,
     write_html,
 )
-from steptrace.analysis._cost import cost_available
 from steptrace.analysis._debug import SpanRef, format_ms, span_label, token_text
 from steptrace.analysis._diff import DiffReport, MetricChange, format_usd, format_value
 from steptrace.analysis._loading import fast_path_available, find_sources

@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
+from steptrace._errors import LogError
+from steptrace._pricing import Pricer, PricesError, read_prices
 from steptrace.analysis._clickhouse import ClickHouseError, ClickHouseRunSet, load_clickhouse
-from steptrace.analysis._cost import Pricer, PricesError, read_prices
 from steptrace.analysis._debug import (
     DebugReport,
     Hypothesis,
@@ -19,7 +20,7 @@ from steptrace.analysis._debug import (
 )
 from steptrace.analysis._diff import DiffReport, MetricChange, diff
 from steptrace.analysis._html import render_html, write_html
-from steptrace.analysis._loading import LoadIssue, LogError
+from steptrace.analysis._loading import LoadIssue
 from steptrace.analysis._logs import run_logs
 from steptrace.analysis._report import FleetReport, ReportFile, build_report, render_report, write_report
 from steptrace.analysis._runs import STOP_INCOMPLETE, Run, RunSet, filter_runs, load, parse_duration_ms

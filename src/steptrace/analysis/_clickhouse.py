@@ -23,9 +23,10 @@ from typing import Any, Protocol, TextIO, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from steptrace import _attributes as A
+from steptrace._errors import LogError
+from steptrace._pricing import Pricer, PricesSource
 from steptrace._records import STATUS_ERROR, STATUS_OK, STATUS_UNSET, build_record, iso_utc
-from steptrace.analysis._cost import Pricer, PricesSource
-from steptrace.analysis._loading import LoadIssue, LogError, StepFields, _DictFields
+from steptrace.analysis._loading import LoadIssue, StepFields, _DictFields
 from steptrace.analysis._runs import Record, Run, RunSet, _accumulate, _Accumulator, _finish, parse_time
 
 PASSWORD_ENV = "STEPTRACE_CLICKHOUSE_PASSWORD"
@@ -472,6 +473,7 @@ class ClickHouseSource:
     """Every SQL statement sent, in order (what ``--explain`` prints)."""
     _bounds: dict[str, tuple[int, int]] = field(default_factory=dict)
     _checked: bool = False
+    _stamps: dict[int, str] = field(default_factory=dict)
     _issue: LoadIssue = field(default_factory=lambda: LoadIssue(Path("clickhouse")))
 
     def run_sql(self, sql: str) -> Sequence[Sequence[Any]]:
@@ -566,10 +568,15 @@ class ClickHouseSource:
         for _end, tool, duration in tool_calls_by_end:
             acc.tools[tool] = acc.tools.get(tool, 0) + 1
             acc.tool_durations.setdefault(tool, []).append(int(duration) / 1e6)
-        price = self.pricer.price
+        price, stamps = self.pricer.price, self._stamps
         for _end, start_ns, provider, model, inputs, outputs, read, written, reasoning in llm_calls_by_end:
-            # The same call, in the same order, as the JSONL pass prices it.
-            cost = price(provider, model, inputs, outputs, read, written, reasoning, iso_utc(int(start_ns)))
+            # The same call, in the same order, as the JSONL pass prices it. Prices change by
+            # date, read to the minute: one ISO stamp per minute, not one per call.
+            minute = int(start_ns) // 60_000_000_000
+            stamp = stamps.get(minute)
+            if stamp is None:
+                stamp = stamps[minute] = iso_utc(minute * 60_000_000_000)
+            cost = price(provider, model, inputs, outputs, read, written, reasoning, stamp)
             if cost is None:
                 acc.unpriced += 1
             else:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
+from steptrace._errors import LogError
 from steptrace._records import STATUS_ERROR, STATUS_OK, STATUS_UNSET, build_record
 
 # Suffixes a directory is searched for. ``.json`` too: the Collector's file exporter is often
@@ -63,7 +64,7 @@ STEP_FIELDS = (
     "service",
     "stop_reason",
     "attributes",
-    # Pricing (analysis/_cost.py) and the run filters (conversation).
+    # Pricing (steptrace/_pricing.py) and the run filters (conversation).
     "model",
     "request_model",
     "provider",
@@ -149,13 +150,6 @@ def use_fast_path(enabled: bool) -> None:
     """Switch between msgspec and the stdlib json decoder (both give the same results)."""
     global _FULL_DECODE, _FIELDS_DECODE
     _FULL_DECODE, _FIELDS_DECODE = _decoders(fast=enabled)
-
-
-class LogError(Exception):
-    """Input that cannot be read at all (missing path, empty directory, not gzip, no permission).
-
-    The message is one line meant for a person; the CLI prints it and exits 2.
-    """
 
 
 @dataclass

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from steptrace.analysis._cost import Pricer, PricesSource
+from steptrace._pricing import Pricer, PricesSource
 from steptrace.analysis._loading import (
     LoadIssue,
     ProgressCallback,

@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from steptrace.analysis._loading import LogError
+from steptrace._errors import LogError
 
 # GenAI semantic-convention provider names -> genai-prices provider ids.
 _PROVIDER_IDS = {
