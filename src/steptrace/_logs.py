@@ -226,7 +226,8 @@ def _deliver(record: logging.LogRecord, settings: LogSettings) -> None:
             if step_log is not None:
                 step_log.write_record(step_record(record, found, settings.content))
         if settings.otlp is not None:
-            settings.otlp.emit(record, context, found[0].run_id, found[1], settings.content)
+            body = redacted_message(record, settings.content)  # log lines quote secrets as errors do
+            settings.otlp.emit(record, context, found[0].run_id, found[1], body)
         sink = _test_sink
         if sink is not None:
             run, step, trace_id, span_id = found

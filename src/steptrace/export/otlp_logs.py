@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, cast
 from opentelemetry import context as otel_context
 
 from steptrace import _attributes as A
-from steptrace._content import ContentPolicy
 from steptrace.export.batching import SHUTDOWN_TIMEOUT_S
 from steptrace.export.otlp_settings import (
     OtlpSettings,
@@ -217,12 +216,12 @@ class OtlpLogs:
         context: otel_context.Context,
         run_id: str,
         agent_step: int | str,
-        content: ContentPolicy,
+        body: str,
     ) -> None:
-        """Send one record made inside run ``run_id``; ``context`` carries its span."""
+        """Send one record made inside run ``run_id``; ``context`` carries its span, ``body`` is
+        the message already redacted."""
         from opentelemetry._logs import LogRecord
 
-        from steptrace._logs import redacted_message
         from steptrace._spans import error_type_name
 
         provider = self._started()
@@ -246,7 +245,7 @@ class OtlpLogs:
                 context=context,
                 severity_number=number,
                 severity_text=text,
-                body=redacted_message(record, content),  # log lines quote secrets as errors do
+                body=body,
                 attributes=attributes,
             )
         )
