@@ -522,9 +522,10 @@ def _print_debug(report: DebugReport, warning: dict[str, Any] | None = None) -> 
         slo = f" and it met the {format_ms(report.slo_ms)} SLO" if report.slo_ms else ""
         print(f"No problem found: no failed spans, no loop{slo}.")
         return
-    print("Hypotheses, most of the run explained first (with the spans that are their evidence):")
+    print("Hypotheses, the most explained first (with the spans that are their evidence):")
     for number, hypothesis in enumerate(report.hypotheses, 1):
-        print(f"{number}. [{hypothesis.kind}] {hypothesis.title}  ({hypothesis.score:.0%} of the run)")
+        share = f"{hypothesis.score:.0%} of the {hypothesis.share_of}"
+        print(f"{number}. [{hypothesis.kind}] {hypothesis.title}  (explains {share})")
         for span in hypothesis.evidence[:8]:
             print(f"     - {_span_line(span)}")
         if len(hypothesis.evidence) > 8:

@@ -110,6 +110,8 @@ class Hypothesis:
     evidence: list[SpanRef] = field(default_factory=list)
     culprit: str | None = None
     score: float = 0.0
+    # What the score is a share of: "failures", "steps", "tool calls", "time" or "run".
+    share_of: str = "run"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +119,7 @@ class Hypothesis:
             "title": self.title,
             "culprit": self.culprit,
             "score": round(self.score, 4),
+            "share_of": self.share_of,
             "evidence": [span.to_dict() for span in self.evidence],
         }
 
@@ -322,6 +325,7 @@ def _tool_failures(facts: _Facts) -> list[Hypothesis]:
                 [SpanRef.of(r) for r in unrecovered],
                 culprit=span_label(first),
                 score=facts.share_of_failures(causes),
+                share_of="failures",
             )
         )
     for tool, retried in recovered.items():
@@ -335,6 +339,7 @@ def _tool_failures(facts: _Facts) -> list[Hypothesis]:
                 [SpanRef.of(r) for r in retried],
                 culprit=tool,
                 score=facts.share_of_failures(causes),
+                share_of="failures",
             )
         )
     return out
@@ -355,6 +360,7 @@ def _model_failure(facts: _Facts) -> Hypothesis | None:
             [SpanRef.of(r) for r in failed],
             culprit=span_label(first),
             score=facts.share_of_failures(causes),
+            share_of="failures",
         )
     bad = [r for r in llm if r.get("stop_reason") in _BAD_MODEL_STOPS]
     if bad:
@@ -366,6 +372,7 @@ def _model_failure(facts: _Facts) -> Hypothesis | None:
             [SpanRef.of(r) for r in bad],
             culprit=span_label(first),
             score=len(bad) / len(llm),
+            share_of="model calls",
         )
     # A stream the agent stopped reading on purpose (stream_completed false, no error) is normal.
     return None
@@ -393,6 +400,7 @@ def _code_failure(facts: _Facts) -> Hypothesis | None:
         [SpanRef.of(r) for r in own],
         culprit=span_label(first),
         score=facts.share_of_failures(own),
+        share_of="failures",
     )
 
 
@@ -422,9 +430,9 @@ def _loops(facts: _Facts, repeated: Sequence[RepeatedToolCall]) -> list[Hypothes
             ending = "and it returned each time: check dedupe/cache and stop conditions"
         steps = {r.get("agent_step") for r in counted if r.get("agent_step") is not None}
         if run.agent_step_count:
-            score = min(1.0, len(steps) / run.agent_step_count)
+            score, share_of = min(1.0, len(steps) / run.agent_step_count), "steps"
         else:
-            score = min(1.0, len(counted) / max(run.tool_call_count, 1))
+            score, share_of = min(1.0, len(counted) / max(run.tool_call_count, 1)), "tool calls"
         out.append(
             Hypothesis(
                 "loop",
@@ -433,6 +441,7 @@ def _loops(facts: _Facts, repeated: Sequence[RepeatedToolCall]) -> list[Hypothes
                 [SpanRef.of(r) for r in succeeded],
                 culprit=group.tool,
                 score=score,
+                share_of=share_of,
             )
         )
     return out
@@ -481,6 +490,7 @@ def _latency(facts: _Facts, slo_ms: float | None) -> Hypothesis | None:
         [SpanRef.of(r) for r in evidence],
         culprit=culprit,
         score=min(1.0, covered / max(run.duration_ms, 1e-9)),
+        share_of="time",
     )
 
 
