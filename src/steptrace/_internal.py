@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 logger = logging.getLogger("steptrace")
 
@@ -37,10 +36,25 @@ def report_internal_error(where: str, exc: BaseException) -> None:
     )
 
 
-@contextmanager
-def internal_errors(where: str) -> Iterator[None]:
-    """Swallow (and report once) any exception raised by the telemetry code in the block."""
-    try:
-        yield
-    except Exception as exc:
-        report_internal_error(where, exc)
+class internal_errors:  # lower case: used like the function it replaced, ``with internal_errors(...)``
+    """Swallow (and report once) any exception raised by the telemetry code in the block.
+
+    A class, not ``@contextmanager``: it guards every attribute write on the per-call path, and a
+    generator-based manager costs ~1 µs per block where this costs a tenth of that.
+    """
+
+    __slots__ = ("where",)
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> bool:
+        if isinstance(exc, Exception):
+            report_internal_error(self.where, exc)
+            return True
+        return False

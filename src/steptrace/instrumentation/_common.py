@@ -180,7 +180,7 @@ class Call(Hooks[LlmRequest]):
     keeps the span open until the stream ends (``LlmRequest.stream_started``).
     """
 
-    __slots__ = ("endpoint", "handle", "is_async", "owned")
+    __slots__ = ("capture", "endpoint", "handle", "is_async", "owned")
     # ``.with_raw_response``/``.with_streaming_response`` calls: untraced unless the call type
     # knows how to read the SDK's response wrapper.
     reads_raw_responses: ClassVar[bool] = False
@@ -190,6 +190,8 @@ class Call(Hooks[LlmRequest]):
         self.handle = handle
         self.owned = owned
         self.is_async = False
+        # Content is captured: decided once per call, and only for a span that records.
+        self.capture = False
 
     def on_return(self, handle: LlmRequest, result: Any) -> Any:
         stream_type = AsyncStreamProxy if self.is_async else StreamProxy
@@ -218,7 +220,7 @@ class Call(Hooks[LlmRequest]):
         with internal_errors("instrumentation.response"):
             handle = self.handle
             handle.record_response(result)
-            if handle.capture_content:
+            if self.capture:
                 handle.record_output(self.endpoint.output_messages(result))
 
     def stream_ended(self, observer: Observer, completed: bool, exc: BaseException | None) -> None:
@@ -234,14 +236,27 @@ class Call(Hooks[LlmRequest]):
         handle.stream_finished(exc)
 
 
+_last_server: tuple[Any, dict[str, Any]] = (None, {})
+
+
 def server_attributes(resource: Any) -> dict[str, Any]:
-    """``server.address`` and ``server.port`` of the client behind an SDK resource."""
+    """``server.address`` and ``server.port`` of the client behind an SDK resource (a new dict).
+
+    The client's ``base_url`` is an immutable URL object, usually the same one call after call:
+    the last one's attributes are kept (reading ``host`` decodes the name each time).
+    """
+    global _last_server
     url = resource._client.base_url
-    host = url.host
-    if not host:
-        return {}
-    port = url.port or _DEFAULT_PORTS.get(url.scheme)
-    return {A.SERVER_ADDRESS: host, A.SERVER_PORT: port} if port else {A.SERVER_ADDRESS: host}
+    last_url, attributes = _last_server
+    if url is not last_url:
+        host = url.host
+        if not host:
+            attributes = {}
+        else:
+            port = url.port or _DEFAULT_PORTS.get(url.scheme)
+            attributes = {A.SERVER_ADDRESS: host, A.SERVER_PORT: port} if port else {A.SERVER_ADDRESS: host}
+        _last_server = (url, attributes)
+    return dict(attributes)
 
 
 def begin_call(
@@ -273,7 +288,8 @@ def begin_call(
         )
         handle.restart_clock()  # durations and TTFT count from the moment of sending
         call = call_type(endpoint, handle, True)
-    if handle.capture_content:
+    if handle.capture_content and handle.span.is_recording():
+        call.capture = True
         handle.record_input(endpoint.input_messages(kwargs))
         if endpoint.system_instructions is not None:
             handle.record_system_instructions(endpoint.system_instructions(kwargs))
