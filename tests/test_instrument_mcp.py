@@ -498,3 +498,25 @@ def test_mcp_client_and_in_memory_transport_are_traced_too(steptrace_capture: Ca
     served = only(steptrace_capture.spans_named("tools/call echo"))
     assert served.parent is not None and served.parent.span_id == tool.context.span_id
     assert attrs(served)["steptrace.run_id"] == run_id
+
+
+def test_run_is_carried_on_where_a_library_dropped_the_baggage(steptrace_capture: Capture) -> None:
+    """A tool in a server whose library drops the baggage (as mcp 2.3 does) would not pass the
+    caller's run on to the services it calls in turn."""
+    tracer = steptrace_capture.tracer_provider.get_tracer("server-library")
+    with steptrace.agent_run(agent="a") as run, steptrace.agent_step():
+        incoming: dict[str, str] = {}
+        propagate.inject(incoming)
+    onward: dict[str, str] = {}
+
+    @steptrace.tool
+    def fetch_rates() -> None:
+        propagate.inject(onward)  # the instrumented HTTP client of the tool
+
+    # The server library starts its span from the extracted context but does not attach it.
+    with tracer.start_as_current_span("tools/call fetch_rates", context=propagate.extract(incoming)):
+        fetch_rates()
+    assert f"steptrace.run_id={run.run_id}" in onward["baggage"]
+    assert "steptrace.agent_step.number=1" in onward["baggage"]
+    tool = only(steptrace_capture.spans_named("tool_execution"))
+    assert (attrs(tool)["steptrace.run_id"], attrs(tool)["steptrace.agent_step.number"]) == (run.run_id, 1)

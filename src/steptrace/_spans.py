@@ -19,13 +19,14 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapp
 from contextvars import ContextVar, Token
 from typing import Any, Generic, ParamSpec, TypeVar
 
+from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from steptrace import _attributes as A
 from steptrace._content import ContentPolicy, arguments_digest, bounded_repr
 from steptrace._context import (
+    BAGGAGE_RUN_ID,
     LLM_KEY,
     RUN_KEY,
     STEP_KEY,
@@ -258,6 +259,12 @@ class _Operation:
                 attributes[A.RUN_ID] = remote[0]
                 if remote[1] is not None and A.AGENT_STEP_NUMBER not in attributes:
                     attributes[A.AGENT_STEP_NUMBER] = remote[1]
+                if baggage.get_baggage(BAGGAGE_RUN_ID, parent) is None:
+                    # Found on the parent span only (its library dropped the baggage): carry the
+                    # run on from here, to the services this code calls in turn.
+                    parent = with_run_baggage(parent, remote[0])
+                    if remote[1] is not None:
+                        parent = with_step_baggage(parent, remote[1])
         self.span = config.tracer.start_span(name, parent, kind, attributes)
         self._context = trace.set_span_in_context(self.span, parent)
         self._started = time.perf_counter()
