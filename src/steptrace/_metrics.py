@@ -5,8 +5,19 @@ No instrument ever carries a run id, a step id or any other unbounded value (car
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from opentelemetry.context import Context
-from opentelemetry.metrics import Histogram, Meter, MeterProvider, get_meter_provider
+from opentelemetry.metrics import (
+    CallbackOptions,
+    Histogram,
+    Meter,
+    MeterProvider,
+    Observation,
+    get_meter_provider,
+)
 
 from steptrace import _attributes as A
 from steptrace._version import __version__
@@ -41,6 +52,57 @@ AGENT_STEP_DURATION_BUCKETS_S = AGENT_DURATION_BUCKETS_S
 NO_EXEMPLAR = Context({"steptrace.no_exemplar": True})
 
 
+# Pending per-chunk measurements kept before they are recorded on the caller's thread anyway
+# (no reader collecting: a no-op meter, or a reader read only on demand).
+MAX_PENDING_MEASUREMENTS = 65_536
+
+
+class DeferredHistogram:
+    """A histogram whose measurements are recorded at the next metric collection, not at once.
+
+    For the time per output chunk: one measurement per streamed chunk, each ~80 Python calls
+    inside the SDK (attribute cleaning and hashing), several times what reading the chunk costs.
+    Buffered, a chunk costs one append on the stream's path; the SDK's work runs when a reader
+    collects (a periodic exporter's thread, ``get_metrics_data()``), through an observable
+    instrument's callback that reports nothing of its own. The histogram exported is the same:
+    same measurements, attributes and buckets, in the same collection or an earlier one.
+    """
+
+    __slots__ = ("_histogram", "_lock", "_pending")
+
+    def __init__(self, meter: Meter, histogram: Histogram, flush_name: str) -> None:
+        self._histogram = histogram
+        self._lock = threading.Lock()
+        self._pending: list[tuple[float, Mapping[str, Any] | None, Context | None]] = []
+        meter.create_observable_gauge(
+            flush_name,
+            callbacks=[self._flush_on_collect],
+            description="Records buffered measurements at collection; never observes a value.",
+        )
+
+    def record(
+        self, amount: float, attributes: Mapping[str, Any] | None = None, context: Context | None = None
+    ) -> None:
+        with self._lock:
+            pending = self._pending
+            pending.append((amount, attributes, context))
+            full = len(pending) >= MAX_PENDING_MEASUREMENTS
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        """Record every pending measurement now."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        record = self._histogram.record
+        for amount, attributes, context in pending:
+            record(amount, attributes, context)
+
+    def _flush_on_collect(self, options: CallbackOptions) -> Iterable[Observation]:
+        self.flush()
+        return ()
+
+
 class Instruments:
     """The histograms, created once from one meter."""
 
@@ -73,11 +135,15 @@ class Instruments:
             description="Time to receive the first chunk of a streaming response.",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
         )
-        self.time_per_output_chunk: Histogram = meter.create_histogram(
-            A.METRIC_TIME_PER_OUTPUT_CHUNK,
-            unit="s",
-            description="Time per output chunk after the first one in a streaming response.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+        self.time_per_output_chunk = DeferredHistogram(
+            meter,
+            meter.create_histogram(
+                A.METRIC_TIME_PER_OUTPUT_CHUNK,
+                unit="s",
+                description="Time per output chunk after the first one in a streaming response.",
+                explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+            ),
+            A.METRIC_PENDING_FLUSH,
         )
         self.execute_tool_duration: Histogram = meter.create_histogram(
             A.METRIC_EXECUTE_TOOL_DURATION,

@@ -52,15 +52,24 @@ _now = time.perf_counter
 
 # --- chat.completions -----------------------------------------------------------------------------
 def _describe_chat(kwargs: Mapping[str, Any]) -> Request:
+    # Runs on every call: most parameters are absent, so test for None before the helpers.
     params: dict[str, Any] = {}
-    number_param(params, A.GEN_AI_REQUEST_TEMPERATURE, kwargs.get("temperature"))
-    number_param(params, A.GEN_AI_REQUEST_TOP_P, kwargs.get("top_p"))
-    max_tokens = kwargs.get("max_completion_tokens")
-    if not isinstance(max_tokens, int):
-        max_tokens = kwargs.get("max_tokens")
-    number_param(params, A.GEN_AI_REQUEST_MAX_TOKENS, max_tokens)
-    stop_param(params, kwargs.get("stop"))
-    return Request(kwargs.get("model"), kwargs.get("stream") is True, params)
+    get = kwargs.get
+    value = get("temperature")
+    if value is not None:
+        number_param(params, A.GEN_AI_REQUEST_TEMPERATURE, value)
+    value = get("top_p")
+    if value is not None:
+        number_param(params, A.GEN_AI_REQUEST_TOP_P, value)
+    value = get("max_completion_tokens")
+    if not isinstance(value, int):
+        value = get("max_tokens")
+    if value is not None:
+        number_param(params, A.GEN_AI_REQUEST_MAX_TOKENS, value)
+    value = get("stop")
+    if value is not None:
+        stop_param(params, value)
+    return Request(get("model"), get("stream") is True, params)
 
 
 def _chat_input(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
