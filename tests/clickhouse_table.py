@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+
 TRACES_DDL = """CREATE TABLE IF NOT EXISTS {table} (
     Timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
     TraceId String CODEC(ZSTD(1)),
@@ -187,7 +189,20 @@ class ChdbDatabase:
             text += "\nSETTINGS output_format_json_quote_64bit_integers = 0"
         result = self.session.query(text, "JSONCompact")
         data = result.data()
-        return json.loads(data)["data"] if data else []
+        # msgspec (a steptrace dependency): the result of a fleet's aggregate is large JSON.
+        if not data:
+            return []
+        try:
+            return msgspec.json.decode(data)["data"]  # type: ignore[no-any-return]
+        except msgspec.DecodeError:
+            # After a query stopped by max_execution_time, chdb puts that query's partial
+            # output before the next result: the answer is the last document.
+            decoder, position, document = json.JSONDecoder(), 0, None
+            while position < len(data.rstrip()):
+                document, position = decoder.raw_decode(data, position)
+                while position < len(data) and data[position].isspace():
+                    position += 1
+            return document["data"] if isinstance(document, dict) else []
 
     def execute(self, sql: str) -> None:
         self.session.query(sql)
