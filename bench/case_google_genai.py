@@ -12,7 +12,8 @@ Content capture is off for all. Each variant is instrumented before its batch an
 after it.
 
 Measured: one ``models.generate_content``, and ``generate_content_stream`` streams of 20 and 200
-chunks; the cost per chunk is the slope between the two stream lengths.
+chunks; the cost per chunk is the slope between the two stream lengths. The same again in CPU
+time (``cpu_time`` in the JSON), the steadier figure on a shared machine.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ CALL_NUMBER = int(os.environ.get("BENCH_GENAI_NUMBER", "200"))
 STREAM_NUMBER = int(os.environ.get("BENCH_GENAI_STREAM_NUMBER", "20"))
 BATCHES = int(os.environ.get("BENCH_BATCHES", "15"))
 STREAM_BATCHES = int(os.environ.get("BENCH_GENAI_STREAM_BATCHES", str(BATCHES + 10)))
+CPU_ROUNDS = int(os.environ.get("BENCH_GENAI_CPU_ROUNDS", "15"))
 SHORT, LONG = 20, 200
 MODEL = "gemini-2.5-flash"
 PEER = "opentelemetry-instrumentation-google-generativeai"
@@ -192,6 +196,42 @@ def instrumentations(directory: Path, info: dict[str, Any]) -> dict[str, tuple[A
     return found
 
 
+def cpu_times(
+    instrumented: dict[str, tuple[Any, Any]], work: dict[str, Callable[[], object]], repeats: int
+) -> dict[str, Any]:
+    """The same calls timed in this thread's CPU time (``time.thread_time``), variants rotating
+    per round: on a loaded machine wall time mostly measures waiting for a core, CPU time the
+    work. Medians over rounds, and what each variant adds to bare (per chunk: the slope)."""
+    plan = {"call": 100, f"stream{SHORT}": 10, f"stream{LONG}": 4}
+    names = list(instrumented)
+    samples: dict[str, dict[str, list[float]]] = {name: {what: [] for what in plan} for name in names}
+    for round_number in range(repeats):
+        for offset in range(len(names)):
+            name = names[(round_number + offset) % len(names)]
+            on, off = instrumented[name]
+            on()
+            try:
+                for what, number in plan.items():
+                    fn = work[what]
+                    for _ in range(3):
+                        fn()
+                    start = time.thread_time()
+                    for _ in range(number):
+                        fn()
+                    samples[name][what].append((time.thread_time() - start) / number * 1e6)
+            finally:
+                off()
+    medians = {name: {what: statistics.median(v) for what, v in per.items()} for name, per in samples.items()}
+    bare = medians["bare"]
+    out: dict[str, Any] = {"rounds": repeats, "median_us": medians, "added_us": {}}
+    for name, median in medians.items():
+        slope = (median[f"stream{LONG}"] - median[f"stream{SHORT}"]) - (
+            bare[f"stream{LONG}"] - bare[f"stream{SHORT}"]
+        )
+        out["added_us"][name] = {"call": median["call"] - bare["call"], "chunk": slope / (LONG - SHORT)}
+    return out
+
+
 def main() -> None:
     load_start = load_average()
     info: dict[str, Any] = {}
@@ -199,11 +239,13 @@ def main() -> None:
         client = make_client()
         work = calls(client)
         variants: list[Variant] = []
-        for name, (on, off) in instrumentations(Path(tmp), info).items():
+        instrumented = instrumentations(Path(tmp), info)
+        for name, (on, off) in instrumented.items():
             for what, fn in work.items():
                 variants.append(Variant(f"{name}|{what}", fn, on, off))
         interleave([v for v in variants if v.name.endswith("|call")], number=CALL_NUMBER, batches=BATCHES)
         interleave([v for v in variants if "|stream" in v.name], number=STREAM_NUMBER, batches=STREAM_BATCHES)
+        cpu = cpu_times(instrumented, work, CPU_ROUNDS)
         records = (Path(tmp) / "steps.jsonl").read_bytes().count(b"\n")
     result = {
         "case": "google-genai",
@@ -214,6 +256,7 @@ def main() -> None:
         "chunks": [SHORT, LONG],
         "load_average_start": load_start,
         "variants": summarize(variants),
+        "cpu_time": cpu,
         "spans_exported": {name: c.count for name, c in info["spans_exported"].items()},
         "peers_missing": info["peers_missing"],
         "steptrace_records_written": records,

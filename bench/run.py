@@ -603,6 +603,21 @@ def genai_tables(result: dict[str, Any] | None) -> list[str]:
     if result is None:
         return ["(not run)"]
     lines, _facts = openai_tables(result)
+    cpu = result.get("cpu_time")
+    if cpu:
+        lines += [
+            "",
+            f"The same in this thread's CPU time (`time.thread_time`, medians over {cpu['rounds']} rounds; "
+            "on a shared machine the steadier figure):",
+            "",
+            "| instrumentation | added per call, µs CPU | added per chunk, µs CPU |",
+            "|---|---:|---:|",
+        ]
+        lines += [
+            f"| {name} | {added['call']:,.1f} | {added['chunk']:.2f} |"
+            for name, added in cpu["added_us"].items()
+            if name != "bare"
+        ]
     return lines
 
 
