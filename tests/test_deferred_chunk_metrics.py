@@ -111,3 +111,12 @@ def test_pending_measurements_are_bounded(monkeypatch: pytest.MonkeyPatch) -> No
     [point] = metric_points(reader.get_metrics_data())[A.METRIC_TIME_PER_OUTPUT_CHUNK]
     assert point.count == 25
     provider.shutdown()
+
+
+def test_metrics_off_keeps_nothing() -> None:
+    """With a no-op meter (metrics not configured) no measurement is held in memory."""
+    from opentelemetry.metrics import NoOpMeterProvider
+
+    instruments = create_instruments(NoOpMeterProvider())
+    record_stream(instruments, [0.01] * 100)
+    assert instruments.time_per_output_chunk._pending == []

@@ -15,6 +15,7 @@ from opentelemetry.metrics import (
     Histogram,
     Meter,
     MeterProvider,
+    NoOpHistogram,
     Observation,
     get_meter_provider,
 )
@@ -68,10 +69,11 @@ class DeferredHistogram:
     same measurements, attributes and buckets, in the same collection or an earlier one.
     """
 
-    __slots__ = ("_histogram", "_lock", "_pending")
+    __slots__ = ("_histogram", "_lock", "_noop", "_pending")
 
     def __init__(self, meter: Meter, histogram: Histogram, flush_name: str) -> None:
         self._histogram = histogram
+        self._noop = isinstance(histogram, NoOpHistogram)  # metrics off: keep nothing
         self._lock = threading.Lock()
         self._pending: list[tuple[float, Mapping[str, Any] | None, Context | None]] = []
         meter.create_observable_gauge(
@@ -83,6 +85,8 @@ class DeferredHistogram:
     def record(
         self, amount: float, attributes: Mapping[str, Any] | None = None, context: Context | None = None
     ) -> None:
+        if self._noop:
+            return
         with self._lock:
             pending = self._pending
             pending.append((amount, attributes, context))
