@@ -134,14 +134,17 @@ def measure(argv: list[str]) -> dict[str, Any]:
     return out
 
 
-def crossover(points: list[tuple[int, float, float]]) -> int | None:
-    """The span count where the table's time falls below the log's, interpolated linearly
-    between measured sizes (None when one side is faster everywhere measured)."""
+def crossover(points: list[tuple[int, float, float]]) -> dict[str, Any]:
+    """Where the table's time falls below the log's: ``faster_from_spans`` interpolated linearly
+    between measured sizes; ``at_smallest`` when it is already faster at the smallest size;
+    neither when the log is faster at every size measured."""
+    if points and points[0][2] < points[0][1]:
+        return {"faster_from_spans": None, "at_smallest": points[0][0]}
     for (s0, log0, ch0), (s1, log1, ch1) in itertools.pairwise(points):
         d0, d1 = log0 - ch0, log1 - ch1
         if d0 <= 0 < d1:
-            return round(s0 + (s1 - s0) * (-d0) / (d1 - d0))
-    return None
+            return {"faster_from_spans": round(s0 + (s1 - s0) * (-d0) / (d1 - d0)), "at_smallest": None}
+    return {"faster_from_spans": None, "at_smallest": None}
 
 
 def main() -> None:

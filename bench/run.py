@@ -640,9 +640,14 @@ def clickhouse_tables(result: dict[str, Any] | None) -> list[str]:
                 f"{pair['clickhouse'].get('after_open_seconds', float('nan')):.2f} |"
             )
     lines.append("")
-    for name, spans in result["crossover_spans"].items():
-        where = f"about {spans:,} spans" if spans else "not within the sizes measured"
-        lines.append(f"- `{name}`: ClickHouse answers faster from {where}.")
+    for name, found in result["crossover_spans"].items():
+        if found.get("at_smallest"):
+            text = f"ClickHouse is faster from the smallest size measured ({found['at_smallest']:,} spans) on"
+        elif found.get("faster_from_spans"):
+            text = f"ClickHouse is faster from about {found['faster_from_spans']:,} spans"
+        else:
+            text = "JSONL is faster at every size measured"
+        lines.append(f"- `{name}`: {text}.")
     return lines
 
 
