@@ -13,7 +13,6 @@ import json
 import os
 import re
 import string
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -739,7 +738,3 @@ def load_clickhouse(
     pricer = prices if isinstance(prices, Pricer) else Pricer(prices)
     source = ClickHouseSource(parsed, since_at, until_at, service, _connect(parsed), pricer, explain)
     return ClickHouseRunSet(source, window_note=note)
-
-
-def explain_stream(enabled: bool) -> TextIO | None:
-    return sys.stderr if enabled else None
