@@ -577,7 +577,7 @@ def test_reasoning_summary_deltas_are_not_the_first_output(steptrace_capture: Ca
 def test_with_options_copy_of_an_instrumented_client_is_traced(steptrace_capture: Capture) -> None:
     """instrument_openai(client): client.with_options(...) and client.copy() are traced too."""
     steptrace.uninstrument_openai()
-    script = F.Script(*[F.json_reply(F.chat_completion()) for _ in range(4)])
+    script = F.Script(*[F.json_reply(F.chat_completion()) for _ in range(5)])
     client, other = F.openai_client(script), F.openai_client(script)
     steptrace.instrument_openai(client)
     try:
@@ -585,10 +585,12 @@ def test_with_options_copy_of_an_instrumented_client_is_traced(steptrace_capture
         client.copy(max_retries=1).with_options(timeout=3).embeddings  # noqa: B018 - resources made lazily
         client.copy(max_retries=1).chat.completions.create(model="gpt-4o", messages=MESSAGES)
         other.with_options(timeout=5).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        copy = client.with_options(timeout=7)
     finally:
         steptrace.uninstrument_openai(client)
     assert len(steptrace_capture.spans_named(A.SPAN_LLM_REQUEST)) == 2
     client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    copy.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # uninstrumented with its origin
     assert len(steptrace_capture.spans_named(A.SPAN_LLM_REQUEST)) == 2
 
 

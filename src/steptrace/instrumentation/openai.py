@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -591,7 +592,23 @@ class OpenAIInstrumentor(SdkInstrumentor):
         copy = wrapped(*args, **kwargs)
         if copy is not instance:
             self.instrument_client(copy)
+            with internal_errors("instrument openai client copy"):
+                copies = _copies.get(instance)
+                if copies is None:
+                    copies = _copies[instance] = weakref.WeakSet()
+                copies.add(copy)
         return copy
+
+    def uninstrument_client(self, client: Any) -> None:
+        """Restore ``client``'s methods, and those of the copies made from it while instrumented."""
+        copies = _copies.pop(client, None)
+        for copy in list(copies or ()):
+            self.uninstrument_client(copy)
+        super().uninstrument_client(client)
+
+
+# An instrumented client -> the with_options()/copy() clients made from it (uninstrumented with it).
+_copies: weakref.WeakKeyDictionary[Any, weakref.WeakSet[Any]] = weakref.WeakKeyDictionary()
 
 
 def instrument_openai(client: Any = None) -> None:
