@@ -6,7 +6,7 @@ No instrument ever carries a run id, a step id or any other unbounded value (car
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.context import Context
@@ -69,13 +69,15 @@ class DeferredHistogram:
     same measurements, attributes and buckets, in the same collection or an earlier one.
     """
 
-    __slots__ = ("_histogram", "_lock", "_noop", "_pending")
+    __slots__ = ("_count", "_histogram", "_lock", "_noop", "_pending")
 
     def __init__(self, meter: Meter, histogram: Histogram, flush_name: str) -> None:
         self._histogram = histogram
         self._noop = isinstance(histogram, NoOpHistogram)  # metrics off: keep nothing
         self._lock = threading.Lock()
-        self._pending: list[tuple[float, Mapping[str, Any] | None, Context | None]] = []
+        # (amounts, attributes, context): one entry per stream, its measurements in one list.
+        self._pending: list[tuple[Sequence[float], Mapping[str, Any] | None, Context | None]] = []
+        self._count = 0  # measurements pending
         meter.create_observable_gauge(
             flush_name,
             callbacks=[self._flush_on_collect],
@@ -85,22 +87,29 @@ class DeferredHistogram:
     def record(
         self, amount: float, attributes: Mapping[str, Any] | None = None, context: Context | None = None
     ) -> None:
-        if self._noop:
+        self.record_all((amount,), attributes, context)
+
+    def record_all(
+        self, amounts: Sequence[float], attributes: Mapping[str, Any] | None, context: Context | None
+    ) -> None:
+        """One measurement per amount, with the same attributes (a stream's chunks)."""
+        if self._noop or not amounts:
             return
         with self._lock:
-            pending = self._pending
-            pending.append((amount, attributes, context))
-            full = len(pending) >= MAX_PENDING_MEASUREMENTS
+            self._pending.append((amounts, attributes, context))
+            self._count += len(amounts)
+            full = self._count >= MAX_PENDING_MEASUREMENTS
         if full:
             self.flush()
 
     def flush(self) -> None:
         """Record every pending measurement now."""
         with self._lock:
-            pending, self._pending = self._pending, []
+            pending, self._pending, self._count = self._pending, [], 0
         record = self._histogram.record
-        for amount, attributes, context in pending:
-            record(amount, attributes, context)
+        for amounts, attributes, context in pending:
+            for amount in amounts:
+                record(amount, attributes, context)
 
     def _flush_on_collect(self, options: CallbackOptions) -> Iterable[Observation]:
         self.flush()

@@ -733,11 +733,15 @@ class LlmRequest(_Operation):
         if previous is None or not times:
             return
         with internal_errors("llm_request.record_chunk_times"):
-            record = self._config.instruments.time_per_output_chunk.record
-            attrs = self._metric_attributes(None)
-            for now in times:  # no exemplar per chunk, as in chunk_received (see _metrics.NO_EXEMPLAR)
-                record(now - previous, attrs, NO_EXEMPLAR)
+            intervals = []
+            for now in times:
+                intervals.append(now - previous)
                 previous = now
+            # One buffered entry for the stream (recorded at metric collection, see
+            # _metrics.DeferredHistogram); no exemplar per chunk, as in chunk_received.
+            self._config.instruments.time_per_output_chunk.record_all(
+                intervals, self._metric_attributes(None), NO_EXEMPLAR
+            )
             self._chunk_at = previous
 
     def _metric_attributes(self, error_type: str | None) -> dict[str, Any]:
