@@ -119,9 +119,12 @@ def test_every_run_has_the_same_aggregates(fleet: Path, database: table.ChdbData
     assert len(crashed) == len([i for i in range(FLEET_RUNS) if i % 97 == 5])
     assert {r.stop_reason for r in from_table} == {"end_turn", "error", "max_steps", "incomplete"}
     assert any(r.repeated_call_count for r in from_table) and any(r.error_count for r in from_table)
-    # One GROUP BY over the window, no per-span rows fetched.
+    # One GROUP BY over the window, no per-span rows fetched; each tool call's duration only
+    # when read (tool_durations_ms above), from the tool spans alone.
     selects = [q for q in database.queries if "FROM otel.otel_traces" in q]
-    assert len(selects) == 1 and "GROUP BY run_id" in selects[0]
+    assert len(selects) == 2 and all("GROUP BY run_id" in q for q in selects)
+    aggregate, durations = selects
+    assert "AND SpanName = 'tool_execution'" in durations and "AND SpanName =" not in aggregate
 
 
 def test_filters_percentiles_and_diff_agree(fleet: Path, database: table.ChdbDatabase) -> None:

@@ -328,7 +328,7 @@ _RUNS_SQL = """SELECT
     cache_write_tokens,
     errors,
     repeated_calls,
-    tool_calls_by_end,
+    tools,
     llm_calls_by_end,
     step_agent,
     has_step_agent,
@@ -342,11 +342,12 @@ FROM (
         max(end_ns) AS last_end_ns,
         countIf(SpanName = 'agent_run') AS run_spans,
         -- The run span, whole (one per run): it becomes the run record. The last to end wins,
-        -- as the last run record read does.
-        argMaxIf(
+        -- as the last run record read does. (groupArray, not argMax: argMax copies a tuple
+        -- holding a Map value by value, four times slower over a fleet.)
+        arrayElement(arraySort(x -> x.5 + toInt64(x.6), groupArrayIf(
             tuple(SpanName, TraceId, SpanId, ParentSpanId, start_ns, Duration, StatusCode,
                   StatusMessage, SpanAttributes, ServiceName),
-            end_ns, SpanName = 'agent_run') AS run_span,
+            SpanName = 'agent_run')), -1) AS run_span,
         if(run_spans > 0, run_span.5, first_start_ns) AS started_ns,
         countIf(SpanName = 'agent_step') AS agent_steps,
         countIf(SpanName = 'llm_request') AS llm_calls,
@@ -365,8 +366,15 @@ FROM (
         countIf(is_tool AND has_args_hash)
             - uniqExactIf(tuple(tool_name, SpanAttributes['steptrace.tool.args_hash']),
                           is_tool AND has_args_hash) AS repeated_calls,
-        arraySort(x -> x.1, groupArrayIf(tuple(end_ns, tool_name, Duration), is_tool)) AS tool_calls_by_end,
-        -- What pricing reads of each model call (prices depend on the tier and the date).
+        -- Calls per tool, in the order of each tool's first call to end (the JSONL order); the
+        -- per-call durations are a query of their own, sent only when they are read.
+        sumMapIf(([tool_name], [toUInt64(1)]), is_tool) AS tool_counts,
+        minMapIf(([tool_name], [end_ns]), is_tool) AS tool_first_ends,
+        arrayMap(x -> (x.1, x.2), arraySort(x -> x.3,
+            arrayZip(tool_counts.1, tool_counts.2, tool_first_ends.2))) AS tools,
+        -- What pricing reads of each model call, in end order (the JSONL pass adds the costs up
+        -- in that order): the start minute (prices change by date), provider, model, usage.
+        arrayMap(x -> tuple(intDiv(x.2, 60000000000), x.3, x.4, x.5, x.6, x.7, x.8, x.9),
         arraySort(x -> x.1, groupArrayIf(tuple(end_ns, start_ns,
             if(mapContains(SpanAttributes, 'gen_ai.provider.name'),
                SpanAttributes['gen_ai.provider.name'], NULL),
@@ -377,7 +385,7 @@ FROM (
             toInt64OrNull(SpanAttributes['gen_ai.usage.cache_read.input_tokens']),
             toInt64OrNull(SpanAttributes['gen_ai.usage.cache_creation.input_tokens']),
             toInt64OrNull(SpanAttributes['gen_ai.usage.reasoning.output_tokens'])),
-            SpanName = 'llm_request')) AS llm_calls_by_end,
+            SpanName = 'llm_request'))) AS llm_calls_by_end,
         -- A run without a run span (crashed, still going) takes its agent from the first step.
         argMinIf(SpanAttributes['gen_ai.agent.name'], end_ns,
             names_agent AND mapContains(SpanAttributes, 'gen_ai.agent.name')) AS step_agent,
@@ -393,6 +401,22 @@ FROM (
     HAVING $having
 )
 ORDER BY first_start_ns, run_id"""
+
+_TOOL_DURATIONS_SQL = """SELECT
+    run_id,
+    arrayMap(x -> (x.2, x.3), arraySort(x -> x.1, groupArray(tuple(end_ns, tool_name, Duration)))) AS calls
+FROM (
+    SELECT
+        SpanAttributes['steptrace.run_id'] AS run_id,
+        toUnixTimestamp64Nano(Timestamp) + toInt64(Duration) AS end_ns,
+        if(mapContains(SpanAttributes, 'gen_ai.tool.name'), SpanAttributes['gen_ai.tool.name'], SpanName)
+            AS tool_name,
+        Duration
+    FROM $table
+    WHERE $where
+)
+WHERE run_id != ''
+GROUP BY run_id"""
 
 _RUN_SPANS_SQL = """SELECT
     SpanName,
@@ -533,13 +557,20 @@ class ClickHouseSource:
 
     def load_runs(self, run_id: str | None = None) -> list[Run]:
         self.check_schema()
-        return [self._run(row) for row in self.run_sql(self.runs_sql(run_id))]
+        runs = [self._run(row) for row in self.run_sql(self.runs_sql(run_id))]
+
+        def fill() -> None:
+            self.fill_tool_durations(runs, run_id)
+
+        for run in runs:
+            run.__dict__["_fill_durations"] = fill
+        return runs
 
     def _run(self, row: Sequence[Any]) -> Run:
         (
             run_id, record_count, first_start_ns, last_end_ns, run_spans, run_span, agent_steps,
             llm_calls, tool_calls, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-            errors, repeated_calls, tool_calls_by_end, llm_calls_by_end, step_agent, has_step_agent,
+            errors, repeated_calls, tools, llm_calls_by_end, step_agent, has_step_agent,
             step_release, has_step_release,
         ) = row  # fmt: skip
         run_id = str(run_id)
@@ -563,15 +594,12 @@ class ClickHouseSource:
         acc.repeated = int(repeated_calls)
         acc.agent = str(step_agent) if has_step_agent else None
         acc.release = str(step_release) if has_step_release else None
-        acc.tools, acc.tool_durations = {}, {}
-        for _end, tool, duration in tool_calls_by_end:
-            acc.tools[tool] = acc.tools.get(tool, 0) + 1
-            acc.tool_durations.setdefault(tool, []).append(int(duration) / 1e6)
+        acc.tools = {str(tool): int(count) for tool, count in tools}
+        acc.tool_durations = {}  # read on first use: ClickHouseRun.tool_durations_ms
         price, stamps = self.pricer.price, self._stamps
-        for _end, start_ns, provider, model, inputs, outputs, read, written, reasoning in llm_calls_by_end:
+        for minute, provider, model, inputs, outputs, read, written, reasoning in llm_calls_by_end:
             # The same call, in the same order, as the JSONL pass prices it. Prices change by
             # date, read to the minute: one ISO stamp per minute, not one per call.
-            minute = int(start_ns) // 60_000_000_000
             stamp = stamps.get(minute)
             if stamp is None:
                 stamp = stamps[minute] = iso_utc(minute * 60_000_000_000)
@@ -582,8 +610,34 @@ class ClickHouseSource:
                 acc.cost += cost
                 acc.priced += 1
         run = _finish(run_id, acc, self.read_run, self.pricer)
+        run.__class__ = ClickHouseRun  # the same fields; tool durations come on first read
         self._bounds[run.run_id] = (int(first_start_ns), int(last_end_ns))
         return run
+
+    def tool_durations_sql(self, run_id: str | None = None) -> str:
+        """Each run's tool call durations (ms), per tool in end order: the tool spans alone."""
+        upper = self.until + RUN_MARGIN if self.until is not None else None
+        where = self._window(self.since - RUN_MARGIN, upper)
+        where += "\n      AND SpanName = 'tool_execution'"
+        if run_id is not None:
+            where += _render("\n      AND SpanAttributes['steptrace.run_id'] = $run_id", run_id=run_id)
+        else:
+            where += "\n      AND mapContains(SpanAttributes, 'steptrace.run_id')"
+        return string.Template(_TOOL_DURATIONS_SQL).substitute(table=self.url.qualified_table, where=where)
+
+    def fill_tool_durations(self, runs: Sequence[Run], run_id: str | None = None) -> None:
+        """Set ``tool_durations_ms`` of ``runs`` (all of the window, or the one ``run_id``)."""
+        self.check_schema()
+        by_id = {run.run_id: run for run in runs}
+        found: dict[str, dict[str, list[float]]] = {}
+        for row_run_id, calls in self.run_sql(self.tool_durations_sql(run_id)):
+            durations: dict[str, list[float]] = {}
+            for tool, duration in calls:
+                durations.setdefault(str(tool), []).append(int(duration) / 1e6)
+            found[str(row_run_id)] = durations
+        for key, run in by_id.items():
+            run.__dict__["tool_durations_ms"] = found.get(key, {})
+            run.__dict__["_fill_durations"] = None
 
     def run_spans_sql(self, run_id: str) -> str:
         bounds = self._bounds.get(run_id)
@@ -631,6 +685,23 @@ class ClickHouseSource:
             window += f" until {self.until.isoformat()}"
         service = f", service {self.service}" if self.service else ""
         return f"{self.url.display()} ({window}{service})"
+
+
+class ClickHouseRun(Run):
+    """A :class:`Run` of the ClickHouse source: each tool call's duration is fetched when
+    ``tool_durations_ms`` is first read (one query for every run of the set, tool spans only),
+    so listing runs never moves them; ``diff`` and the report read them."""
+
+    @property
+    def tool_durations_ms(self) -> dict[str, list[float]]:
+        fill = self.__dict__.get("_fill_durations")
+        if fill is not None:
+            fill()
+        return cast("dict[str, list[float]]", self.__dict__["tool_durations_ms"])
+
+    @tool_durations_ms.setter
+    def tool_durations_ms(self, value: dict[str, list[float]]) -> None:
+        self.__dict__["tool_durations_ms"] = value
 
 
 def _ns(moment: datetime) -> int:
