@@ -351,3 +351,26 @@ def test_registered_as_opentelemetry_instrumentor() -> None:
 
     found = {ep.name: ep for ep in entry_points(group="opentelemetry_instrumentor")}
     assert found["steptrace_anthropic"].load() is AnthropicInstrumentor
+
+
+def test_installed_sdk_is_a_tested_version(caplog: pytest.LogCaptureFixture) -> None:
+    """The anthropic this suite runs with (0.x, 1.x or 2.x, as make test installs) gives no warning;
+    an untested one is told what was tested."""
+    import importlib.metadata
+
+    steptrace.uninstrument_anthropic()
+    with caplog.at_level(logging.WARNING, logger="steptrace"):
+        steptrace.instrument_anthropic()
+    assert "tested" not in caplog.text
+    steptrace.uninstrument_anthropic()
+    real_version = importlib.metadata.version
+    try:
+        importlib.metadata.version = lambda name: "0.50.0"  # type: ignore[assignment]
+        with caplog.at_level(logging.WARNING, logger="steptrace"):
+            steptrace.instrument_anthropic()
+    finally:
+        importlib.metadata.version = real_version
+    assert (
+        "steptrace: anthropic 0.50.0 is not a version steptrace was tested with "
+        "(anthropic 0.125.0, 1.17.0 and the newest 2.x)" in caplog.text
+    )
