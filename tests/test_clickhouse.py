@@ -26,6 +26,7 @@ import clickhouse_table as table  # noqa: E402
 from steptrace import cli  # noqa: E402
 from steptrace.analysis import _clickhouse as ch  # noqa: E402
 from steptrace.analysis import debug_run, diff, load, load_clickhouse, summarize  # noqa: E402
+from steptrace.analysis._diff import side_stats  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 URL = "clickhouse://reader@clickhouse.internal:8123/otel?table=otel_traces"
@@ -146,6 +147,25 @@ def test_filters_percentiles_and_diff_agree(fleet: Path, database: table.ChdbDat
     report_table = diff(from_table.runs(release="1.4.0"), from_table.runs(release="1.5.0"))
     assert report_log.to_dict() == report_table.to_dict()
     assert "repeated_call_rate" in report_table.verdict
+
+
+def test_diff_is_one_group_by_release(fleet: Path, database: table.ChdbDatabase) -> None:
+    """diff's numbers per release come from the database (no row per run crosses the wire),
+    equal to the numbers of the same runs read from JSONL, float for float."""
+    from_log = load(fleet)
+    from_table = load_clickhouse(URL, since=SINCE)
+    for release in ("1.4.0", "1.5.0"):
+        assert from_table.side_stats(release=release) == side_stats(from_log.runs(release=release))
+    assert from_table.side_stats(release="0.9").runs == 0
+    selects = [q for q in database.queries if "FROM otel.otel_traces" in q]
+    assert len(selects) == 1 and "GROUP BY release" in selects[0]
+    report = diff(from_table.side_stats(release="1.4.0"), from_table.side_stats(release="1.5.0"))
+    assert report.to_dict() == diff(from_log.runs(release="1.4.0"), from_log.runs(release="1.5.0")).to_dict()
+    assert len([q for q in database.queries if "FROM otel.otel_traces" in q]) == 1  # asked once
+    # A filter SQL does not compute (here: steps) is the runs' own: the same numbers again.
+    narrowed = from_table.side_stats(release="1.5.0", min_steps=3)
+    assert narrowed == side_stats(from_log.runs(release="1.5.0", min_steps=3))
+    assert narrowed.runs < from_table.side_stats(release="1.5.0").runs
 
 
 def test_each_analysis_command_answers_the_same(

@@ -704,12 +704,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
     filters = run_filter_kwargs(args)
     runs = _load(args)
     try:
-        # The same filters as `steptrace runs` narrow both sides (e.g. --agent, --since).
-        base = runs.runs(**{**filters, "release": args.baseline})
-        cand = runs.runs(**{**filters, "release": args.candidate})
+        # The same filters as `steptrace runs` narrow both sides (e.g. --agent, --since). What
+        # is compared of each side (a database computes it in SQL where it can).
+        base = runs.side_stats(**{**filters, "release": args.baseline})
+        cand = runs.side_stats(**{**filters, "release": args.candidate})
     except ValueError as exc:
         raise _Exit(EXIT_USAGE, f"bad filter: {exc}") from exc
-    missing = [rel for rel, selected in ((args.baseline, base), (args.candidate, cand)) if not selected]
+    missing = [rel for rel, side in ((args.baseline, base), (args.candidate, cand)) if not side.runs]
     if missing:
         releases = runs.releases()
         known = ", ".join(releases[:10]) if releases else "none (runs carry no release)"

@@ -25,8 +25,18 @@ from steptrace import _attributes as A
 from steptrace._errors import LogError
 from steptrace._pricing import Pricer, PricesSource
 from steptrace._records import STATUS_ERROR, STATUS_OK, STATUS_UNSET, build_record, iso_utc
+from steptrace.analysis._diff import SideStats
 from steptrace.analysis._loading import LoadIssue, StepFields, _DictFields
-from steptrace.analysis._runs import Record, Run, RunSet, _accumulate, _Accumulator, _finish, parse_time
+from steptrace.analysis._runs import (
+    STOP_INCOMPLETE,
+    Record,
+    Run,
+    RunSet,
+    _accumulate,
+    _Accumulator,
+    _finish,
+    parse_time,
+)
 
 PASSWORD_ENV = "STEPTRACE_CLICKHOUSE_PASSWORD"
 DEFAULT_TABLE = "otel_traces"
@@ -73,6 +83,12 @@ _BOOL_KEYS = frozenset(
     {A.GEN_AI_REQUEST_STREAM, A.AGENT_STEP_ENDS_RUN, A.LLM_USAGE_MISSING, A.LLM_STREAM_COMPLETED, A.CANCELLED}
 )
 _ARRAY_KEYS = frozenset({A.GEN_AI_RESPONSE_FINISH_REASONS, A.GEN_AI_REQUEST_STOP_SEQUENCES})
+# The run span's attributes a run is made of (what _runs._accumulate reads of a run record:
+# agent, release, conversation, stop reason, the errors the core counted): only these cross the
+# wire with the per-run aggregates; debug/replay/view fetch a run's spans whole.
+_RUN_RECORD_KEYS = frozenset(
+    {A.GEN_AI_AGENT_NAME, A.GEN_AI_AGENT_VERSION, A.GEN_AI_CONVERSATION_ID, A.STOP_REASON, A.RUN_ERRORS}
+)
 # Older exporter versions copied the scope into the span attributes; it is not the span's.
 _EXPORTER_ADDED_KEYS = frozenset({"otel.scope.name", "otel.scope.version"})
 _STATUS = {
@@ -335,20 +351,25 @@ _RUNS_SQL = """SELECT
     step_release,
     has_step_release
 FROM (
-    SELECT
+$aggregates
+)
+ORDER BY first_start_ns, run_id"""
+
+# One row per run of the window: what a run is made of, each an aggregate of its spans.
+_RUN_AGGREGATES_SQL = """    SELECT
         run_id,
         count() AS record_count,
         min(start_ns) AS first_start_ns,
         max(end_ns) AS last_end_ns,
         countIf(SpanName = 'agent_run') AS run_spans,
-        -- The run span, whole (one per run): it becomes the run record. The last to end wins,
-        -- as the last run record read does. (groupArray, not argMax: argMax copies a tuple
-        -- holding a Map value by value, four times slower over a fleet.)
-        arrayElement(arraySort(x -> x.5 + toInt64(x.6), groupArrayIf(
-            tuple(SpanName, TraceId, SpanId, ParentSpanId, start_ns, Duration, StatusCode,
-                  StatusMessage, SpanAttributes, ServiceName),
+        -- The run span (one per run), what the run record is made of: it becomes the run
+        -- record. The last to end wins, as the last run record read does. (groupArray, not
+        -- argMax: argMax copies a tuple holding a Map value by value, four times slower.)
+        arrayElement(arraySort(x -> x.1 + toInt64(x.2), groupArrayIf(
+            tuple(start_ns, Duration, StatusCode,
+                  mapFilter((k, v) -> k IN $run_record_keys, SpanAttributes), ServiceName),
             SpanName = 'agent_run')), -1) AS run_span,
-        if(run_spans > 0, run_span.5, first_start_ns) AS started_ns,
+        if(run_spans > 0, run_span.1, first_start_ns) AS started_ns,
         countIf(SpanName = 'agent_step') AS agent_steps,
         countIf(SpanName = 'llm_request') AS llm_calls,
         countIf(is_tool) AS tool_calls,
@@ -372,6 +393,7 @@ FROM (
         minMapIf(([tool_name], [end_ns]), is_tool) AS tool_first_ends,
         arrayMap(x -> (x.1, x.2), arraySort(x -> x.3,
             arrayZip(tool_counts.1, tool_counts.2, tool_first_ends.2))) AS tools,
+        groupArrayIf((tool_name, Duration), is_tool) AS tool_call_durations,
         -- What pricing reads of each model call, in end order (the JSONL pass adds the costs up
         -- in that order): the start minute (prices change by date), provider, model, usage.
         arrayMap(x -> tuple(intDiv(x.2, 60000000000), x.3, x.4, x.5, x.6, x.7, x.8, x.9),
@@ -398,9 +420,65 @@ FROM (
     )
     WHERE run_id != ''
     GROUP BY run_id
-    HAVING $having
+    HAVING $having"""
+
+
+def _percentile_sql(values: str, pct: int) -> str:
+    """``_stats.percentile(values, pct)`` of a sorted array, in SQL: the same rank, the same
+    interpolation, operation by operation (so the same float), not ClickHouse's quantile*."""
+    rank = f"((length({values}) - 1) * {pct} / 100.)"
+    low = f"arrayElement({values}, toUInt64(floor({rank})) + 1)"
+    high = f"arrayElement({values}, toUInt64(ceil({rank})) + 1)"
+    return f"{low} + ({high} - {low}) * ({rank} - floor({rank}))"
+
+
+# What ``diff`` compares, per release: each run's metrics (as _runs._finish makes them of a run
+# record, or of a run without one), then one row per release. Cost is the one part priced in
+# Python (genai-prices): the model calls of each run that made any, in run order.
+_RELEASES_SQL = """SELECT
+    release,
+    count() AS runs,
+    countIf(failed) AS failed_runs,
+    sum(tokens) AS tokens,
+    countIf(repeated_calls > 0) AS repeated_runs,
+    arraySort(groupArray(duration_ms)) AS durations,
+    $p50 AS p50_duration_ms,
+    $p95 AS p95_duration_ms,
+    sumMap(([stop_reason], [toUInt64(1)])) AS stops,
+    groupArrayArray(tool_call_durations) AS calls,
+    arrayMap(tool -> (tool, $tool_p95),
+        arrayDistinct(arrayMap(c -> c.1, calls))) AS tool_p95,
+    arraySort(x -> (x.1, x.2), groupArrayIf(tuple(started_us, run_id, llm_calls_by_end), llm_calls > 0))
+        AS priced_runs
+FROM (
+    SELECT
+        run_id,
+        llm_calls,
+        llm_calls_by_end,
+        repeated_calls,
+        tool_call_durations,
+        intDiv(if(run_spans > 0, run_span.1, first_start_ns), 1000) AS started_us,
+        if(run_spans > 0,
+           if(mapContains(run_span.4, $version_key), run_span.4[$version_key], NULL),
+           if(has_step_release, step_release, NULL)) AS release,
+        if(run_spans > 0, if(run_span.4[$stop_key] = '', 'unknown', run_span.4[$stop_key]), $incomplete)
+            AS stop_reason,
+        -- A run without a run span lasts from its first start to its last end, in microseconds
+        -- from the epoch (the run's started_at), as _finish computes it.
+        if(run_spans > 0, run_span.2 / 1e6,
+           greatest(0., last_end_ns / 1e9 * 1000. - started_us / 1000000 * 1000.)) AS duration_ms,
+        input_tokens + output_tokens AS tokens,
+        -- The run record's error count when it is a count; else (a crash) the root causes.
+        if(run_spans > 0 AND (NOT mapContains(run_span.4, $errors_key)
+                              OR toInt64OrNull(run_span.4[$errors_key]) >= 0),
+           ifNull(toInt64OrNull(run_span.4[$errors_key]), 0),
+           length(arrayFilter(e -> NOT has(arrayMap(x -> x.2, errors), e.1), errors))) > 0 AS failed
+    FROM (
+    $aggregates
+    )
 )
-ORDER BY first_start_ns, run_id"""
+WHERE release IS NOT NULL
+GROUP BY release"""
 
 _TOOL_DURATIONS_SQL = """SELECT
     run_id,
@@ -541,7 +619,7 @@ class ClickHouseSource:
             clauses.append(_render("ServiceName = $service", service=self.service))
         return "\n      AND ".join(clauses)
 
-    def runs_sql(self, run_id: str | None = None) -> str:
+    def runs_sql(self, run_id: str | None = None, *, aggregates_only: bool = False) -> str:
         """The per-run aggregate query of the window (or of one run id in it)."""
         upper = self.until + RUN_MARGIN if self.until is not None else None
         where = self._window(self.since - RUN_MARGIN, upper)
@@ -553,7 +631,13 @@ class ClickHouseSource:
         if self.until is not None:
             having.append(_render("started_ns < $until", until=_ns(self.until)))
         spans = string.Template(_SPANS_OF_WINDOW).substitute(table=self.url.qualified_table, where=where)
-        return string.Template(_RUNS_SQL).substitute(spans=spans, having=" AND ".join(having))
+        keys = "(" + ", ".join(literal(key) for key in sorted(_RUN_RECORD_KEYS)) + ")"
+        aggregates = string.Template(_RUN_AGGREGATES_SQL).substitute(
+            spans=spans, having=" AND ".join(having), run_record_keys=keys
+        )
+        if aggregates_only:
+            return aggregates
+        return string.Template(_RUNS_SQL).substitute(aggregates=aggregates)
 
     def load_runs(self, run_id: str | None = None) -> list[Run]:
         self.check_schema()
@@ -578,7 +662,10 @@ class ClickHouseSource:
         if int(run_spans):
             # The run record goes through the JSONL pass's own code: whatever it reads of a run
             # record (stop reason, agent, errors counted by the core, ...) is read the same way.
-            record = record_from_row(run_span)
+            start_ns, duration, status, attributes, service = run_span
+            attributes = {**attributes, A.RUN_ID: run_id}
+            row = ("agent_run", "", "", "", start_ns, duration, status, "", attributes, service)
+            record = record_from_row(row)
             if record is not None:
                 _accumulate([cast(StepFields, _DictFields(record))], {run_id: acc}, self._issue)
         # The rest are the query's aggregates, in the accumulator's own terms.
@@ -596,23 +683,75 @@ class ClickHouseSource:
         acc.release = str(step_release) if has_step_release else None
         acc.tools = {str(tool): int(count) for tool, count in tools}
         acc.tool_durations = {}  # read on first use: ClickHouseRun.tool_durations_ms
+        acc.cost, acc.priced, acc.unpriced = self._cost(llm_calls_by_end)
+        run = _finish(run_id, acc, self.read_run, self.pricer)
+        run.__class__ = ClickHouseRun  # the same fields; tool durations come on first read
+        self._bounds[run.run_id] = (int(first_start_ns), int(last_end_ns))
+        return run
+
+    def _cost(self, llm_calls: Sequence[Sequence[Any]]) -> tuple[float, int, int]:
+        """(USD, priced calls, unpriced calls) of a run's model calls, given in end order."""
         price, stamps = self.pricer.price, self._stamps
-        for minute, provider, model, inputs, outputs, read, written, reasoning in llm_calls_by_end:
+        cost, priced, unpriced = 0.0, 0, 0
+        for minute, provider, model, inputs, outputs, read, written, reasoning in llm_calls:
             # The same call, in the same order, as the JSONL pass prices it. Prices change by
             # date, read to the minute: one ISO stamp per minute, not one per call.
             stamp = stamps.get(minute)
             if stamp is None:
                 stamp = stamps[minute] = iso_utc(minute * 60_000_000_000)
-            cost = price(provider, model, inputs, outputs, read, written, reasoning, stamp)
-            if cost is None:
-                acc.unpriced += 1
+            call = price(provider, model, inputs, outputs, read, written, reasoning, stamp)
+            if call is None:
+                unpriced += 1
             else:
-                acc.cost += cost
-                acc.priced += 1
-        run = _finish(run_id, acc, self.read_run, self.pricer)
-        run.__class__ = ClickHouseRun  # the same fields; tool durations come on first read
-        self._bounds[run.run_id] = (int(first_start_ns), int(last_end_ns))
-        return run
+                cost += call
+                priced += 1
+        return cost, priced, unpriced
+
+    def releases_sql(self) -> str:
+        """Per release, what ``diff`` compares: one GROUP BY run_id, then one GROUP BY release."""
+        return string.Template(_RELEASES_SQL).substitute(
+            aggregates=self.runs_sql(aggregates_only=True).replace("\n", "\n    "),
+            p50=_percentile_sql("durations", 50),
+            p95=_percentile_sql("durations", 95),
+            tool_p95=_percentile_sql(
+                "arraySort(arrayMap(c -> c.2 / 1e6, arrayFilter(c -> c.1 = tool, calls)))", 95
+            ),
+            version_key=literal(A.GEN_AI_AGENT_VERSION),
+            stop_key=literal(A.STOP_REASON),
+            errors_key=literal(A.RUN_ERRORS),
+            incomplete=literal(STOP_INCOMPLETE),
+        )
+
+    def release_stats(self) -> dict[str, SideStats]:
+        """:class:`SideStats` of every release's runs in the window, from one query."""
+        self.check_schema()
+        out: dict[str, SideStats] = {}
+        for row in self.run_sql(self.releases_sql()):
+            (
+                release, runs, failed_runs, tokens, repeated_runs, _durations, p50, p95, stops,
+                _calls, tool_p95, priced_runs,
+            ) = row  # fmt: skip
+            runs = int(runs)
+            costs = []
+            for _started, _run_id, llm_calls in priced_runs:  # in run order, as the runs list
+                cost, priced, _ = self._cost(llm_calls)
+                if priced:
+                    costs.append(cost)
+            reasons, counts = stops
+            out[str(release)] = SideStats(
+                runs=runs,
+                error_rate=int(failed_runs) / runs,
+                p50_duration_ms=float(p50),
+                p95_duration_ms=float(p95),
+                tokens_per_run=int(tokens) / runs,
+                cost_per_run=sum(costs) / len(costs) if costs else None,
+                repeated_call_rate=int(repeated_runs) / runs,
+                tool_p95_ms={str(tool): float(value) for tool, value in tool_p95},
+                stop_reason_shares={
+                    str(reason): int(count) / runs for reason, count in zip(reasons, counts, strict=True)
+                },
+            )
+        return out
 
     def tool_durations_sql(self, run_id: str | None = None) -> str:
         """Each run's tool call durations (ms), per tool in end order: the tool spans alone."""
@@ -729,6 +868,7 @@ class ClickHouseRunSet(RunSet):
         self._lazy_ready = False
         self._lazy_runs: list[Run] | None = None
         self._lazy_by_id: dict[str, Run] = {}
+        self._release_stats: dict[str, SideStats] | None = None
         super().__init__([], [], [])
         self._lazy_ready = True
 
@@ -771,6 +911,23 @@ class ClickHouseRunSet(RunSet):
 
     def describe_sources(self) -> str:
         return self.source.describe()
+
+    def side_stats(self, **filters: Any) -> SideStats:
+        """In SQL (per release, one query for every release) when the filters name a release
+        and nothing else but the window; otherwise, and once the runs are loaded, from the runs."""
+        release = filters.pop("release", None)
+        window = {"since": self.source.since, "until": self.source.until}
+        plain = all(
+            value is None
+            or (name in window and window[name] is not None and parse_time(value) == window[name])
+            for name, value in filters.items()
+        )
+        if self._lazy_runs is not None or type(release) is not str or not plain:
+            return super().side_stats(**filters, release=release)
+        if self._release_stats is None:
+            self._release_stats = self.source.release_stats()
+        empty = SideStats(0, None, None, None, None, None, None, {}, {})
+        return self._release_stats.get(release, empty)
 
     def scan_records(self, wanted: set[str]) -> Iterator[Record]:
         return self.source.scan_records(wanted)

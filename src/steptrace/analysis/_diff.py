@@ -4,6 +4,7 @@ metric, each with its delta and a plain-words verdict."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -162,90 +163,89 @@ def _share(runs: Sequence[Run], flag: Iterable[bool]) -> float | None:
     return sum(flag) / len(runs) if runs else None
 
 
+@dataclass(frozen=True)
+class SideStats:
+    """What :func:`diff` compares of one side: computed from runs here, or by a database
+    source in SQL (``RunSet.side_stats``); either way the same numbers for the same runs."""
+
+    runs: int
+    error_rate: float | None
+    p50_duration_ms: float | None
+    p95_duration_ms: float | None
+    tokens_per_run: float | None
+    cost_per_run: float | None
+    repeated_call_rate: float | None
+    tool_p95_ms: dict[str, float]
+    """p95 of each tool's call durations, for the tools this side called."""
+    stop_reason_shares: dict[str, float]
+    """Share of runs per stop reason, for the reasons this side's runs stopped with."""
+
+
+def side_stats(runs: Iterable[Run]) -> SideStats:
+    """The numbers :func:`diff` compares, of one set of runs."""
+    side = list(runs)
+    durations = [r.duration_ms for r in side]
+    tool_durations: dict[str, list[float]] = {}
+    for run in side:
+        for tool, values in run.tool_durations_ms.items():
+            tool_durations.setdefault(tool, []).extend(values)
+    tool_p95 = {tool: percentile(values, 95) for tool, values in tool_durations.items()}
+    return SideStats(
+        runs=len(side),
+        error_rate=_share(side, (r.error_count > 0 for r in side)),
+        p50_duration_ms=percentile(durations, 50),
+        p95_duration_ms=percentile(durations, 95),
+        tokens_per_run=_mean([r.total_tokens for r in side]),
+        cost_per_run=_mean([r.cost_usd for r in side if r.cost_usd is not None]),
+        repeated_call_rate=_share(side, (r.repeated_call_count > 0 for r in side)),
+        tool_p95_ms={tool: value for tool, value in tool_p95.items() if value is not None},
+        stop_reason_shares={
+            reason: count / len(side) for reason, count in Counter(r.stop_reason for r in side).items()
+        },
+    )
+
+
 def diff(
-    baseline: RunSet | Sequence[Run],
-    candidate: RunSet | Sequence[Run],
+    baseline: RunSet | Sequence[Run] | SideStats,
+    candidate: RunSet | Sequence[Run] | SideStats,
     *,
     baseline_label: str = "baseline",
     candidate_label: str = "candidate",
 ) -> DiffReport:
     """Compare two sets of runs: error rate, p50/p95 run duration, p95 per tool, tokens per run,
     cost per run (the mean over runs with a priced model call), repeated-call rate (share of runs
-    that called a tool twice with the same arguments) and the stop-reason mix.
+    that called a tool twice with the same arguments) and the stop-reason mix. Either side may
+    be its :class:`SideStats` already (``RunSet.side_stats``: from a database, computed there).
 
     >>> logs = load("steptrace-logs")  # doctest: +SKIP
     >>> report = diff(logs.runs(release="1.4.0"), logs.runs(release="1.5.0"))  # doctest: +SKIP
     >>> [m.verdict for m in report.metrics]  # doctest: +SKIP
     """
-    base, cand = list(baseline), list(candidate)
-
-    def durations(runs: Sequence[Run]) -> list[float]:
-        return [r.duration_ms for r in runs]
-
+    base = baseline if isinstance(baseline, SideStats) else side_stats(baseline)
+    cand = candidate if isinstance(candidate, SideStats) else side_stats(candidate)
     metrics = [
-        _change(
-            "error_rate",
-            "ratio",
-            _share(base, (r.error_count > 0 for r in base)),
-            _share(cand, (r.error_count > 0 for r in cand)),
-        ),
-        _change(
-            "p50_duration_ms",
-            "ms",
-            percentile(durations(base), 50),
-            percentile(durations(cand), 50),
-        ),
-        _change(
-            "p95_duration_ms",
-            "ms",
-            percentile(durations(base), 95),
-            percentile(durations(cand), 95),
-        ),
-        _change(
-            "tokens_per_run",
-            "tokens",
-            _mean([r.total_tokens for r in base]),
-            _mean([r.total_tokens for r in cand]),
-        ),
-        _change(
-            "cost_per_run",
-            "usd",
-            _mean([r.cost_usd for r in base if r.cost_usd is not None]),
-            _mean([r.cost_usd for r in cand if r.cost_usd is not None]),
-        ),
-        _change(
-            "repeated_call_rate",
-            "ratio",
-            _share(base, (r.repeated_call_count > 0 for r in base)),
-            _share(cand, (r.repeated_call_count > 0 for r in cand)),
-        ),
+        _change("error_rate", "ratio", base.error_rate, cand.error_rate),
+        _change("p50_duration_ms", "ms", base.p50_duration_ms, cand.p50_duration_ms),
+        _change("p95_duration_ms", "ms", base.p95_duration_ms, cand.p95_duration_ms),
+        _change("tokens_per_run", "tokens", base.tokens_per_run, cand.tokens_per_run),
+        _change("cost_per_run", "usd", base.cost_per_run, cand.cost_per_run),
+        _change("repeated_call_rate", "ratio", base.repeated_call_rate, cand.repeated_call_rate),
     ]
-
-    def tool_durations(runs: Sequence[Run]) -> dict[str, list[float]]:
-        out: dict[str, list[float]] = {}
-        for run in runs:
-            for tool, values in run.tool_durations_ms.items():
-                out.setdefault(tool, []).extend(values)
-        return out
-
-    base_tools, cand_tools = tool_durations(base), tool_durations(cand)
     tools = [
-        _change(
-            f"p95_ms[{tool}]",
-            "ms",
-            percentile(base_tools.get(tool, []), 95),
-            percentile(cand_tools.get(tool, []), 95),
-        )
-        for tool in sorted(set(base_tools) | set(cand_tools))
+        _change(f"p95_ms[{tool}]", "ms", base.tool_p95_ms.get(tool), cand.tool_p95_ms.get(tool))
+        for tool in sorted(set(base.tool_p95_ms) | set(cand.tool_p95_ms))
     ]
 
-    reasons = sorted({r.stop_reason for r in base} | {r.stop_reason for r in cand})
+    def share(side: SideStats, reason: str) -> float | None:
+        return side.stop_reason_shares.get(reason, 0.0) if side.runs else None
+
+    reasons = sorted(set(base.stop_reason_shares) | set(cand.stop_reason_shares))
     stops = [
         _change(
             f"stop_reason[{reason}]",
             "ratio",
-            _share(base, (r.stop_reason == reason for r in base)),
-            _share(cand, (r.stop_reason == reason for r in cand)),
+            share(base, reason),
+            share(cand, reason),
             higher_is_worse=True if reason in _BAD_STOPS else False if reason in _GOOD_STOPS else None,
         )
         for reason in reasons
@@ -253,8 +253,8 @@ def diff(
 
     worse = [m.name for m in [*metrics, *tools, *stops] if m.direction == "worse"]
     better = [m.name for m in [*metrics, *tools, *stops] if m.direction == "better"]
-    if not base or not cand:
-        verdict = "cannot compare: " + ("baseline" if not base else "candidate") + " has no runs"
+    if not base.runs or not cand.runs:
+        verdict = "cannot compare: " + ("baseline" if not base.runs else "candidate") + " has no runs"
     elif worse:
         verdict = f"{candidate_label} is worse on {len(worse)} metric(s): {', '.join(worse)}"
         if better:
@@ -263,13 +263,13 @@ def diff(
         verdict = f"{candidate_label} is better on {', '.join(better)} and no worse elsewhere"
     else:
         verdict = f"{candidate_label} is about the same as {baseline_label}"
-    if base and cand and min(len(base), len(cand)) < _FEW_RUNS:
-        verdict += f" (few runs: {len(base)} vs {len(cand)}; treat small changes as noise)"
+    if base.runs and cand.runs and min(base.runs, cand.runs) < _FEW_RUNS:
+        verdict += f" (few runs: {base.runs} vs {cand.runs}; treat small changes as noise)"
     return DiffReport(
         baseline_label=baseline_label,
         candidate_label=candidate_label,
-        baseline_runs=len(base),
-        candidate_runs=len(cand),
+        baseline_runs=base.runs,
+        candidate_runs=cand.runs,
         metrics=metrics,
         tool_p95_ms=tools,
         stop_reasons=stops,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from steptrace._pricing import Pricer, PricesSource
 from steptrace.analysis._loading import (
@@ -29,6 +29,9 @@ from steptrace.analysis._loading import (
     iter_step_fields,
 )
 from steptrace.analysis._stats import percentile
+
+if TYPE_CHECKING:
+    from steptrace.analysis._diff import SideStats
 
 STOP_INCOMPLETE = "incomplete"
 """Stop reason of a run whose ``run`` record never arrived (the process died or is still going)."""
@@ -542,6 +545,13 @@ class RunSet:
         similar = difflib.get_close_matches(run_id, ids, n=count, cutoff=0.5)
         out = list(dict.fromkeys(prefixed + similar))
         return out[:count]
+
+    def side_stats(self, **filters: Any) -> SideStats:
+        """What ``diff`` compares of the runs ``runs(**filters)`` selects (a database source
+        computes it in SQL where it can)."""
+        from steptrace.analysis._diff import side_stats
+
+        return side_stats(self.runs(**filters))
 
     def releases(self) -> list[str]:
         """The releases seen, most runs first."""
