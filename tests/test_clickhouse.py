@@ -149,6 +149,35 @@ def test_filters_percentiles_and_diff_agree(fleet: Path, database: table.ChdbDat
     assert "repeated_call_rate" in report_table.verdict
 
 
+def test_runs_filters_order_and_page_run_in_sql(
+    fleet: Path, database: table.ChdbDatabase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """runs() filters, order and limit are predicates, ORDER BY and LIMIT: only the matching
+    page is read, and it is the page the JSONL path selects."""
+    from_log = load(fleet)
+    from_table = load_clickhouse(URL, since=SINCE)
+    for filters in (
+        {"min_duration": "2s", "max_duration": "20s", "order_by": "duration", "ascending": True},
+        {"agent": ["weather-agent", "nobody"], "status": "ok", "ascending": False, "limit": 7},
+        {"stop_reason": "incomplete"},
+        {"stop_reason": "max_steps", "release": "1.5.0", "min_steps": 2},
+        {"max_steps": 2, "order_by": "duration", "limit": 30},
+        {"conversation": "no-such-conversation"},
+    ):
+        expected = [r.to_dict() for r in from_log.runs(**filters)]  # type: ignore[arg-type]
+        assert [r.to_dict() for r in from_table.runs(**filters)] == expected, filters  # type: ignore[arg-type]
+        assert expected or "conversation" in filters
+    selects = [q for q in database.queries if "FROM otel.otel_traces" in q]
+    assert len(selects) == 6 and all("count() OVER ()" in q for q in selects)
+    assert "LIMIT 7" in selects[1] and "ORDER BY started_us DESC, run_id DESC" in selects[1]
+    # The CLI's default page, the 20 most recent matching runs: 20 rows cross the wire.
+    database.queries.clear()
+    from_log_out, from_table_out = both(capsys, fleet, "runs", "--json", "--status", "error")
+    assert from_log_out == from_table_out and len(from_table_out) == 20
+    selects = [q for q in database.queries if "FROM otel.otel_traces" in q]
+    assert len(selects) == 1 and "LIMIT 20" in selects[0] and "status = 'error'" in selects[0]
+
+
 def test_diff_is_one_group_by_release(fleet: Path, database: table.ChdbDatabase) -> None:
     """diff's numbers per release come from the database (no row per run crosses the wire),
     equal to the numbers of the same runs read from JSONL, float for float."""

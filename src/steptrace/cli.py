@@ -355,10 +355,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
     after = _cursor_id(runs, "--after", args.after)
     before = _cursor_id(runs, "--before", args.before)
     by_started = args.order_by == "started"
+    # The page: the start of the list after --after (or with --ascending), else its end: the
+    # most recent runs, or those right before --before. Duration order pages from its start.
+    if by_started:
+        from_start = after is not None or (args.ascending and before is None)
+    else:
+        from_start = after is not None or before is None
     try:
         # A terminal lists runs oldest first (started) or slowest first (duration); --ascending
-        # turns the duration order around and, for started, pages from the oldest end.
-        matched = runs.runs(
+        # turns the duration order around and, for started, pages from the oldest end. Only
+        # the page is read (a database selects, orders and cuts it where it can).
+        shown, matched = runs.runs_page(
+            args.limit if args.limit and args.limit > 0 else None,
+            from_end=not from_start,
             **filters,
             order_by=args.order_by,
             ascending=True if by_started else args.ascending or None,
@@ -373,29 +382,21 @@ def cmd_runs(args: argparse.Namespace) -> int:
         raise _Exit(
             EXIT_NO_MATCH, f"no runs match these filters among {len(runs)} runs{_no_match_hint(args, runs)}"
         )
-    limit = args.limit if args.limit and args.limit > 0 else len(matched)
-    # The page: the start of the list after --after (or with --ascending), else its end: the
-    # most recent runs, or those right before --before. Duration order pages from its start.
-    if by_started:
-        from_start = after is not None or (args.ascending and before is None)
-    else:
-        from_start = after is not None or before is None
-    shown = matched[:limit] if from_start else matched[-limit:]
     if after is not None or before is not None:
         which = "next page" if from_start else "previous page"
     elif by_started:
         which = "oldest" if from_start else "most recent"
     else:
         which = "fastest" if args.ascending else "slowest"
-    cut_note = f"{len(shown)} of {len(matched)} matching runs shown ({which}); --limit 0 shows all"
-    if len(shown) < len(matched):
+    cut_note = f"{len(shown)} of {matched} matching runs shown ({which}); --limit 0 shows all"
+    if len(shown) < matched:
         if from_start:
             cut_note += f"; next page: --after {shown[-1].run_id}"
         else:
             cut_note += f"; previous page: --before {shown[0].run_id}"
     if args.json:
         _print_json([r.to_dict() for r in shown])
-        if len(shown) < len(matched):
+        if len(shown) < matched:
             print(f"steptrace: {cut_note}", file=sys.stderr)
         return EXIT_OK
     rows = [
@@ -427,7 +428,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         "STOP REASON",
     ]
     print(_table(headers, rows, right={4, 5, 6, 7, 8}))
-    if len(shown) < len(matched):
+    if len(shown) < matched:
         print(f"\n{cut_note}")
     return EXIT_OK
 

@@ -35,6 +35,7 @@ from steptrace.analysis._runs import (
     _accumulate,
     _Accumulator,
     _finish,
+    parse_duration_ms,
     parse_time,
 )
 
@@ -328,8 +329,7 @@ _SPANS_OF_WINDOW = """SELECT
     FROM $table
     WHERE $where"""
 
-_RUNS_SQL = """SELECT
-    run_id,
+_RUN_COLUMNS = """    run_id,
     record_count,
     first_start_ns,
     last_end_ns,
@@ -349,7 +349,11 @@ _RUNS_SQL = """SELECT
     step_agent,
     has_step_agent,
     step_release,
-    has_step_release
+    has_step_release"""
+"""The per-run row load_runs reads (Source._run unpacks it in this order)."""
+
+_RUNS_SQL = """SELECT
+$columns
 FROM (
 $aggregates
 )
@@ -451,18 +455,29 @@ _RELEASES_SQL = """SELECT
     arraySort(x -> (x.1, x.2), groupArrayIf(tuple(started_us, run_id, llm_calls_by_end), llm_calls > 0))
         AS priced_runs
 FROM (
-    SELECT
-        run_id,
-        llm_calls,
-        llm_calls_by_end,
-        repeated_calls,
-        tool_call_durations,
+$metrics
+)
+WHERE release IS NOT NULL
+GROUP BY release"""
+
+# Each run's fields as Run has them (_runs._finish of the aggregates), for the predicates and
+# orders of runs() and for diff: release, agent, stop reason, status, duration, steps, ...
+_RUN_METRICS_SQL = """    SELECT
+        *,
         intDiv(if(run_spans > 0, run_span.1, first_start_ns), 1000) AS started_us,
         if(run_spans > 0,
            if(mapContains(run_span.4, $version_key), run_span.4[$version_key], NULL),
            if(has_step_release, step_release, NULL)) AS release,
+        if(run_spans > 0,
+           if(mapContains(run_span.4, $agent_key), run_span.4[$agent_key], NULL),
+           if(has_step_agent, step_agent, NULL)) AS agent,
+        if(run_spans > 0 AND mapContains(run_span.4, $conversation_key), run_span.4[$conversation_key], NULL)
+            AS conversation_id,
         if(run_spans > 0, if(run_span.4[$stop_key] = '', 'unknown', run_span.4[$stop_key]), $incomplete)
             AS stop_reason,
+        if(run_spans > 0 AND (run_span.3 IN ('Error', 'STATUS_CODE_ERROR') OR stop_reason = 'error'), 'error',
+           if(run_spans > 0, 'ok', NULL)) AS status,
+        if(agent_steps > 0, agent_steps, llm_calls + tool_calls) AS total_steps,
         -- A run without a run span lasts from its first start to its last end, in microseconds
         -- from the epoch (the run's started_at), as _finish computes it.
         if(run_spans > 0, run_span.2 / 1e6,
@@ -475,10 +490,18 @@ FROM (
            length(arrayFilter(e -> NOT has(arrayMap(x -> x.2, errors), e.1), errors))) > 0 AS failed
     FROM (
     $aggregates
-    )
+    )"""
+
+# The runs runs() selects, in its order, one page of them: the filters as predicates on the
+# runs' fields, the order and the page size in the database; matched counts every match.
+_RUNS_PAGE_SQL = """SELECT
+$columns,
+    count() OVER () AS matched
+FROM (
+$metrics
 )
-WHERE release IS NOT NULL
-GROUP BY release"""
+WHERE $predicates
+ORDER BY $order$limit"""
 
 _TOOL_DURATIONS_SQL = """SELECT
     run_id,
@@ -637,7 +660,19 @@ class ClickHouseSource:
         )
         if aggregates_only:
             return aggregates
-        return string.Template(_RUNS_SQL).substitute(aggregates=aggregates)
+        return string.Template(_RUNS_SQL).substitute(aggregates=aggregates, columns=_RUN_COLUMNS)
+
+    def metrics_sql(self) -> str:
+        """Each run of the window with its Run fields (release, stop reason, duration, ...)."""
+        return string.Template(_RUN_METRICS_SQL).substitute(
+            aggregates=self.runs_sql(aggregates_only=True).replace("\n", "\n    "),
+            version_key=literal(A.GEN_AI_AGENT_VERSION),
+            agent_key=literal(A.GEN_AI_AGENT_NAME),
+            conversation_key=literal(A.GEN_AI_CONVERSATION_ID),
+            stop_key=literal(A.STOP_REASON),
+            errors_key=literal(A.RUN_ERRORS),
+            incomplete=literal(STOP_INCOMPLETE),
+        )
 
     def load_runs(self, run_id: str | None = None) -> list[Run]:
         self.check_schema()
@@ -710,17 +745,35 @@ class ClickHouseSource:
     def releases_sql(self) -> str:
         """Per release, what ``diff`` compares: one GROUP BY run_id, then one GROUP BY release."""
         return string.Template(_RELEASES_SQL).substitute(
-            aggregates=self.runs_sql(aggregates_only=True).replace("\n", "\n    "),
+            metrics=self.metrics_sql(),
             p50=_percentile_sql("durations", 50),
             p95=_percentile_sql("durations", 95),
             tool_p95=_percentile_sql(
                 "arraySort(arrayMap(c -> c.2 / 1e6, arrayFilter(c -> c.1 = tool, calls)))", 95
             ),
-            version_key=literal(A.GEN_AI_AGENT_VERSION),
-            stop_key=literal(A.STOP_REASON),
-            errors_key=literal(A.RUN_ERRORS),
-            incomplete=literal(STOP_INCOMPLETE),
         )
+
+    def page_sql(self, predicates: Sequence[str], order: str, limit: int | None) -> str:
+        return string.Template(_RUNS_PAGE_SQL).substitute(
+            columns=_RUN_COLUMNS,
+            metrics=self.metrics_sql(),
+            predicates="\n  AND ".join(predicates) or "1",
+            order=order,
+            limit=f"\nLIMIT {limit}" if limit is not None else "",
+        )
+
+    def load_page(self, predicates: Sequence[str], order: str, limit: int | None) -> tuple[list[Run], int]:
+        """(the runs of one page, in order; how many runs match the predicates)."""
+        self.check_schema()
+        rows = self.run_sql(self.page_sql(predicates, order, limit))
+        runs = [self._run(row[:-1]) for row in rows]
+
+        def fill() -> None:
+            self.fill_tool_durations(runs)
+
+        for run in runs:
+            run.__dict__["_fill_durations"] = fill
+        return runs, int(rows[0][-1]) if rows else 0
 
     def release_stats(self) -> dict[str, SideStats]:
         """:class:`SideStats` of every release's runs in the window, from one query."""
@@ -912,6 +965,26 @@ class ClickHouseRunSet(RunSet):
     def describe_sources(self) -> str:
         return self.source.describe()
 
+    def runs(self, **filters: Any) -> list[Run]:
+        """As :meth:`RunSet.runs`; filters SQL can apply exactly run in the database, with
+        the order and ``limit`` (only the matching runs are read), the others on the runs."""
+        plan = None if self._lazy_runs is not None else _sql_plan(filters)
+        if plan is None or filters.get("before") is not None:
+            return super().runs(**filters)
+        predicates, order, _ = plan
+        return self.source.load_page(predicates, order, filters.get("limit"))[0]
+
+    def runs_page(
+        self, limit: int | None, *, from_end: bool = False, **filters: Any
+    ) -> tuple[list[Run], int]:
+        plan = None if self._lazy_runs is not None else _sql_plan(filters)
+        if plan is None or (limit is None and not plan[0]):
+            # Every run of the window, in full: the one aggregate query (kept for later use).
+            return super().runs_page(limit, from_end=from_end, **filters)
+        predicates, order, reversed_order = plan
+        page, matched = self.source.load_page(predicates, reversed_order if from_end else order, limit)
+        return (page[::-1] if from_end else page), matched
+
     def side_stats(self, **filters: Any) -> SideStats:
         """In SQL (per release, one query for every release) when the filters name a release
         and nothing else but the window; otherwise, and once the runs are loaded, from the runs."""
@@ -931,6 +1004,67 @@ class ClickHouseRunSet(RunSet):
 
     def scan_records(self, wanted: set[str]) -> Iterator[Record]:
         return self.source.scan_records(wanted)
+
+
+def _sql_plan(filters: Mapping[str, Any]) -> tuple[list[str], str, str] | None:
+    """(predicates, ORDER BY, the ORDER BY turned around) that select and order the runs as
+    :func:`filter_runs` does, or None when a filter is not one SQL applies exactly (the
+    percentile filter, cursors, values of the wrong type): filter_runs stays the definition."""
+    known = {
+        "stop_reason", "min_steps", "max_steps", "tool", "release", "since", "until", "agent",
+        "conversation", "status", "min_duration", "max_duration", "order_by", "ascending", "limit",
+    }  # fmt: skip
+    given = {name: value for name, value in filters.items() if value is not None}
+    if not set(given) <= known or given.get("status") not in (None, "ok", "error"):
+        return None
+    if given.get("order_by", "started") not in ("started", "duration"):
+        return None
+    limit = given.get("limit")
+    if limit is not None and (type(limit) is not int or limit < 0):
+        return None
+    where: list[str] = []
+    for name, column in (
+        ("stop_reason", "stop_reason"), ("release", "release"), ("conversation", "conversation_id"),
+        ("status", "status"),
+    ):  # fmt: skip
+        if name in given:
+            if type(given[name]) is not str:
+                return None
+            where.append(f"{column} = {literal(given[name])}")
+    for name, op in (("min_steps", ">="), ("max_steps", "<=")):
+        if name in given:
+            if type(given[name]) is not int:
+                return None
+            where.append(f"total_steps {op} {given[name]}")
+    if "tool" in given:
+        if type(given["tool"]) is not str:
+            return None
+        where.append(f"has(arrayMap(x -> x.1, tools), {literal(given['tool'])})")
+    try:
+        for name, op in (("since", ">="), ("until", "<")):
+            if name in given:
+                where.append(f"started_us {op} {_ns(parse_time(given[name])) // 1000}")
+        for name, op in (("min_duration", ">="), ("max_duration", "<=")):
+            if name in given:
+                # repr: the shortest text that reads back as the same float.
+                where.append(f"duration_ms {op} {parse_duration_ms(given[name], name)!r}")
+    except (TypeError, ValueError, OverflowError):
+        return None  # filter_runs says what is wrong with the value
+    if "agent" in given:
+        agents = [given["agent"]] if isinstance(given["agent"], str) else list(given["agent"])
+        if not all(type(agent) is str for agent in agents):
+            return None
+        where.append(f"agent IN ({', '.join(literal(a) for a in agents)})" if agents else "0")
+    ascending = given.get("ascending")
+    if given.get("order_by", "started") == "duration":
+        order, back = ("duration_ms, run_id", "duration_ms DESC, run_id DESC")
+        if not ascending:
+            order, back = ("duration_ms DESC, run_id", "duration_ms, run_id DESC")
+    else:
+        order, back = ("started_us, run_id", "started_us DESC, run_id DESC")
+        if ascending is False:
+            order, back = back, order
+    return where, order, back
 
 
 def load_clickhouse(

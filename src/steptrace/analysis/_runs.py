@@ -546,6 +546,18 @@ class RunSet:
         out = list(dict.fromkeys(prefixed + similar))
         return out[:count]
 
+    def runs_page(
+        self, limit: int | None, *, from_end: bool = False, **filters: Any
+    ) -> tuple[list[Run], int]:
+        """(one page of ``runs(**filters)``, how many runs match): the first ``limit`` runs, or
+        with ``from_end`` the last; all of them with ``limit=None``. A database source reads
+        only the page where it can."""
+        matched = self.runs(**filters)
+        if limit is None:
+            return matched, len(matched)
+        page = matched[max(0, len(matched) - limit) :] if from_end else matched[:limit]
+        return page, len(matched)
+
     def side_stats(self, **filters: Any) -> SideStats:
         """What ``diff`` compares of the runs ``runs(**filters)`` selects (a database source
         computes it in SQL where it can)."""
