@@ -38,6 +38,8 @@ URL = "clickhouse://bench@localhost:8123/otel?table=otel_traces&max_execution_ti
 SINCE = "2026-11-01T00:00Z"
 COMMANDS = {
     "runs": ["runs", "--json", "--limit", "0"],
+    # The default listing: the 20 most recent runs (the table is asked for that page alone).
+    "runs-page": ["runs", "--json"],
     "diff": ["diff", "--json", "--baseline", "1.4.0", "--candidate", "1.5.0"],
     # One run: the table is asked for that run alone; the log is read whole.
     "debug": ["debug", "run-00000007", "--json"],
@@ -127,7 +129,12 @@ def measure(argv: list[str]) -> dict[str, Any]:
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise SystemExit(f"{argv[-6:]} exited {child.returncode}: {stderr[-500:]}")
-    out: dict[str, Any] = {"seconds": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024)}
+    out: dict[str, Any] = {
+        "seconds": round(wall, 2),
+        # CPU seconds too: on a shared machine they vary less than wall time.
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024),
+    }
     for line in stderr.splitlines():
         if line.startswith("bench-query-seconds "):
             out["after_open_seconds"] = round(float(line.split()[1]), 2)
