@@ -480,6 +480,26 @@ def logs_tables(result: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def cost_tables(result: dict[str, Any] | None) -> list[str]:
+    """What ``configure(record_cost=True)`` adds to a model call, and pricing one call alone."""
+    if result is None:
+        return ["(not run)"]
+    variants = result["variants"]
+    off = variants["llm_request, record_cost off"]["median_us"]
+    lines = [
+        f"{result['batches']} batches × {result['number']} calls per variant, interleaved; {load(result)}. "
+        "A decorated `llm_request` in a run that reports usage; with `record_cost` on, its span and "
+        "step record get the call's price (genai-prices' bundled data, loaded at configure()).",
+        "",
+        "| variant | median µs | added, µs |",
+        "|---|---:|---:|",
+    ]
+    for name, row in variants.items():
+        added = us(row["median_us"] - off) if name.endswith("record_cost on") else ""
+        lines.append(f"| {name} | {us(row['median_us'])} | {added} |")
+    return lines
+
+
 def rerun_tables(result: dict[str, Any] | None) -> list[str]:
     """What ``record_for_rerun=True`` adds to a tool call and a model call inside a run."""
     if result is None:
@@ -728,17 +748,22 @@ def render(results: dict[str, dict[str, Any]], command: str) -> str:
         "",
         *logs_tables(results.get("logs")),
         "",
-        "## Recording for rerun (`bench/case_rerun.py`)",
+        "## 8. Recording for rerun (`bench/case_rerun.py`)",
         "",
         *rerun_tables(results.get("rerun")),
         "",
-        "## `runs`, `diff`, `debug RUN_ID` from ClickHouse (chdb) against JSONL (`bench/case_clickhouse.py`)",
+        "## 9. `runs`, `diff`, `debug RUN_ID` from ClickHouse (chdb) against JSONL "
+        "(`bench/case_clickhouse.py`)",
         "",
         *clickhouse_tables(results.get("clickhouse")),
         "",
-        "## An OpenAI Agents SDK run (`bench/case_openai_agents.py`)",
+        "## 10. An OpenAI Agents SDK run (`bench/case_openai_agents.py`)",
         "",
         *agents_tables(results.get("openai-agents")),
+        "",
+        "## 11. Model-call cost on the span (`bench/case_cost.py`)",
+        "",
+        *cost_tables(results.get("cost")),
         "",
     ]
     return "\n".join(out)
@@ -753,8 +778,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run, not for publishing")
     parser.add_argument("--wait-load", type=float, metavar="L", help="wait for load average < L per case")
     parser.add_argument("--cases", nargs="*", choices=list(CASES), default=list(CASES))
+    parser.add_argument(
+        "--from-json", type=Path, metavar="FILE", help="render a run saved with --json instead of running"
+    )
     options = parser.parse_args()
-    results = {name: run_case(name, options.quick, options.wait_load) for name in options.cases}
+    if options.from_json:
+        results = json.loads(options.from_json.read_text())
+    else:
+        results = {name: run_case(name, options.quick, options.wait_load) for name in options.cases}
     if options.json:
         options.json.write_text(json.dumps(results, indent=1, default=str))
     if set(results) != set(CASES):
