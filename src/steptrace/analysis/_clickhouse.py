@@ -1,10 +1,13 @@
 """ClickHouse as an analysis source: the ``otel_traces`` table the Collector's ``clickhouse``
 exporter writes, read as a :class:`RunSet`.
 
-The per-run aggregates are one ``GROUP BY`` in the database (a row per run, not per span); a
-run's spans are fetched only when a command reads them, and become step records through the
-same ``build_record`` the JSONL exporter uses. Database access is one small interface
-(:class:`Database`), so the tests run the same SQL on the in-process engine (chdb).
+The per-run aggregates are one ``GROUP BY`` in the database (a row per run, not per span);
+``runs()`` filters, orders and pages there (only the page is read) and ``diff`` is a
+``GROUP BY release`` on top (:meth:`ClickHouseRunSet.side_stats`). A run's spans are fetched
+only when a command reads them, and become step records through the same ``build_record`` the
+JSONL exporter uses. Python keeps the run record (``build_record``) and pricing: both must match
+the JSONL path to the last bit. Database access is one small interface (:class:`Database`), so
+the tests run the same SQL on the in-process engine (chdb).
 """
 
 from __future__ import annotations
@@ -911,7 +914,9 @@ class ClickHouseRunSet(RunSet):
     """A :class:`RunSet` whose runs are the aggregate rows of one query, run on first use.
 
     Looking up one run id first asks for that run alone, so ``debug``/``replay``/``view`` never
-    aggregate the whole window; listing, filtering and diffing read every run of the window once.
+    aggregate the whole window; ``runs()`` with filters or a limit reads the matching page
+    alone; ``side_stats`` (``diff``) reads one row per release; anything else (a run id prefix,
+    the percentile filter, cursors) reads every run of the window once.
     """
 
     def __init__(self, source: ClickHouseSource, *, window_note: str | None = None) -> None:
@@ -969,8 +974,12 @@ class ClickHouseRunSet(RunSet):
         """As :meth:`RunSet.runs`; filters SQL can apply exactly run in the database, with
         the order and ``limit`` (only the matching runs are read), the others on the runs."""
         plan = None if self._lazy_runs is not None else _sql_plan(filters)
-        if plan is None or filters.get("before") is not None:
-            return super().runs(**filters)
+        if (
+            plan is None
+            or filters.get("before") is not None
+            or (not plan[0] and filters.get("limit") is None)
+        ):
+            return super().runs(**filters)  # every run of the window: the one aggregate, kept
         predicates, order, _ = plan
         return self.source.load_page(predicates, order, filters.get("limit"))[0]
 
