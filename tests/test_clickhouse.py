@@ -191,10 +191,15 @@ def test_diff_is_one_group_by_release(fleet: Path, database: table.ChdbDatabase)
     report = diff(from_table.side_stats(release="1.4.0"), from_table.side_stats(release="1.5.0"))
     assert report.to_dict() == diff(from_log.runs(release="1.4.0"), from_log.runs(release="1.5.0")).to_dict()
     assert len([q for q in database.queries if "FROM otel.otel_traces" in q]) == 1  # asked once
-    # A filter SQL does not compute (here: steps) is the runs' own: the same numbers again.
-    narrowed = from_table.side_stats(release="1.5.0", min_steps=3)
-    assert narrowed == side_stats(from_log.runs(release="1.5.0", min_steps=3))
-    assert narrowed.runs < from_table.side_stats(release="1.5.0").runs
+    # The runs filters narrow both sides in the same query; the percentile filter has no SQL
+    # twin (runs and Python): the same numbers either way.
+    for narrow in ({"min_steps": 3, "status": "ok"}, {"agent": ["weather-agent"], "max_duration": "9s"}):
+        narrowed = from_table.side_stats(release="1.5.0", **narrow)
+        assert narrowed == side_stats(from_log.runs(release="1.5.0", **narrow)), narrow  # type: ignore[arg-type]
+        assert 0 < narrowed.runs < from_table.side_stats(release="1.5.0").runs
+    assert any("total_steps >= 3" in q and "GROUP BY release" in q for q in database.queries)
+    slow = from_table.side_stats(release="1.4.0", slower_than_percentile=90)
+    assert slow == side_stats(from_log.runs(release="1.4.0", slower_than_percentile=90))
 
 
 def test_each_analysis_command_answers_the_same(

@@ -460,7 +460,7 @@ _RELEASES_SQL = """SELECT
 FROM (
 $metrics
 )
-WHERE release IS NOT NULL
+WHERE release IS NOT NULL$predicates
 GROUP BY release"""
 
 # Each run's fields as Run has them (_runs._finish of the aggregates), for the predicates and
@@ -745,10 +745,11 @@ class ClickHouseSource:
                 priced += 1
         return cost, priced, unpriced
 
-    def releases_sql(self) -> str:
+    def releases_sql(self, predicates: Sequence[str] = ()) -> str:
         """Per release, what ``diff`` compares: one GROUP BY run_id, then one GROUP BY release."""
         return string.Template(_RELEASES_SQL).substitute(
             metrics=self.metrics_sql(),
+            predicates="".join(f"\n  AND {predicate}" for predicate in predicates),
             p50=_percentile_sql("durations", 50),
             p95=_percentile_sql("durations", 95),
             tool_p95=_percentile_sql(
@@ -778,11 +779,11 @@ class ClickHouseSource:
             run.__dict__["_fill_durations"] = fill
         return runs, int(rows[0][-1]) if rows else 0
 
-    def release_stats(self) -> dict[str, SideStats]:
+    def release_stats(self, predicates: Sequence[str] = ()) -> dict[str, SideStats]:
         """:class:`SideStats` of every release's runs in the window, from one query."""
         self.check_schema()
         out: dict[str, SideStats] = {}
-        for row in self.run_sql(self.releases_sql()):
+        for row in self.run_sql(self.releases_sql(predicates)):
             (
                 release, runs, failed_runs, tokens, repeated_runs, _durations, p50, p95, stops,
                 _calls, tool_p95, priced_runs,
@@ -926,7 +927,7 @@ class ClickHouseRunSet(RunSet):
         self._lazy_ready = False
         self._lazy_runs: list[Run] | None = None
         self._lazy_by_id: dict[str, Run] = {}
-        self._release_stats: dict[str, SideStats] | None = None
+        self._release_stats: dict[tuple[str, ...], dict[str, SideStats]] = {}
         super().__init__([], [], [])
         self._lazy_ready = True
 
@@ -995,21 +996,20 @@ class ClickHouseRunSet(RunSet):
         return (page[::-1] if from_end else page), matched
 
     def side_stats(self, **filters: Any) -> SideStats:
-        """In SQL (per release, one query for every release) when the filters name a release
-        and nothing else but the window; otherwise, and once the runs are loaded, from the runs."""
+        """In SQL (one query gives every release, for the same other filters) when the filters
+        name a release and the rest are ones SQL applies exactly (as for :meth:`runs`);
+        otherwise, and once the runs are loaded, from the runs."""
         release = filters.pop("release", None)
-        window = {"since": self.source.since, "until": self.source.until}
-        plain = all(
-            value is None
-            or (name in window and window[name] is not None and parse_time(value) == window[name])
-            for name, value in filters.items()
-        )
-        if self._lazy_runs is not None or type(release) is not str or not plain:
+        plan = None
+        if self._lazy_runs is None and type(release) is str and filters.get("limit") is None:
+            plan = _sql_plan(filters)
+        if plan is None:
             return super().side_stats(**filters, release=release)
-        if self._release_stats is None:
-            self._release_stats = self.source.release_stats()
-        empty = SideStats(0, None, None, None, None, None, None, {}, {})
-        return self._release_stats.get(release, empty)
+        predicates = tuple(plan[0])
+        stats = self._release_stats.get(predicates)
+        if stats is None:
+            stats = self._release_stats[predicates] = self.source.release_stats(predicates)
+        return stats.get(release, SideStats(0, None, None, None, None, None, None, {}, {}))
 
     def scan_records(self, wanted: set[str]) -> Iterator[Record]:
         return self.source.scan_records(wanted)
