@@ -12,6 +12,8 @@ the tests run the same SQL on the in-process engine (chdb).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import re
@@ -582,6 +584,19 @@ def record_from_row(row: Sequence[Any]) -> dict[str, Any] | None:
     )
 
 
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Decoding an answer and turning its rows into runs allocates millions of objects and no
+    reference cycles: the cyclic collector would only rescan them (as in ``load``)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 # --- the source ------------------------------------------------------------------------------
 
 
@@ -679,7 +694,8 @@ class ClickHouseSource:
 
     def load_runs(self, run_id: str | None = None) -> list[Run]:
         self.check_schema()
-        runs = [self._run(row) for row in self.run_sql(self.runs_sql(run_id))]
+        with _no_cyclic_gc():
+            runs = [self._run(row) for row in self.run_sql(self.runs_sql(run_id))]
 
         def fill() -> None:
             self.fill_tool_durations(runs, run_id)
@@ -769,8 +785,9 @@ class ClickHouseSource:
     def load_page(self, predicates: Sequence[str], order: str, limit: int | None) -> tuple[list[Run], int]:
         """(the runs of one page, in order; how many runs match the predicates)."""
         self.check_schema()
-        rows = self.run_sql(self.page_sql(predicates, order, limit))
-        runs = [self._run(row[:-1]) for row in rows]
+        with _no_cyclic_gc():
+            rows = self.run_sql(self.page_sql(predicates, order, limit))
+            runs = [self._run(row[:-1]) for row in rows]
 
         def fill() -> None:
             self.fill_tool_durations(runs)
@@ -779,6 +796,7 @@ class ClickHouseSource:
             run.__dict__["_fill_durations"] = fill
         return runs, int(rows[0][-1]) if rows else 0
 
+    @_no_cyclic_gc()
     def release_stats(self, predicates: Sequence[str] = ()) -> dict[str, SideStats]:
         """:class:`SideStats` of every release's runs in the window, from one query."""
         self.check_schema()
@@ -821,6 +839,7 @@ class ClickHouseSource:
             where += "\n      AND mapContains(SpanAttributes, 'steptrace.run_id')"
         return string.Template(_TOOL_DURATIONS_SQL).substitute(table=self.url.qualified_table, where=where)
 
+    @_no_cyclic_gc()
     def fill_tool_durations(self, runs: Sequence[Run], run_id: str | None = None) -> None:
         """Set ``tool_durations_ms`` of ``runs`` (all of the window, or the one ``run_id``)."""
         self.check_schema()
