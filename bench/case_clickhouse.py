@@ -43,6 +43,8 @@ COMMANDS = {
     "diff": ["diff", "--json", "--baseline", "1.4.0", "--candidate", "1.5.0"],
     # One run: the table is asked for that run alone; the log is read whole.
     "debug": ["debug", "run-00000007", "--json"],
+    # The fleet report over the whole window (the page itself goes nowhere).
+    "report": ["report", "-o", os.devnull],
 }
 # A process that opens the on-disk chdb database and routes --source to it, then runs the CLI.
 # It reports, on stderr, the seconds from the open database to the answer: what a command would
