@@ -621,3 +621,17 @@ def test_format_string_still_works_with_the_sdk_disabled(
     inside, outside = formatted.getvalue().splitlines()[-2:]
     assert re.fullmatch(r"[0-9a-f]{32}\|1\|\|\|in a run that is not traced", inside), inside
     assert outside == "||||outside"
+
+
+def test_log_records_read_the_context_the_api_reads(steptrace_capture: Capture) -> None:
+    """The log hook reads the SDK's runtime ContextVar directly (a private reach-in, for speed);
+    if an SDK release moved it, the hook would fall back to the API and every log call would
+    pay for it unnoticed. It must be the fast getter, and agree with the API inside a run."""
+    from opentelemetry import context as otel_context
+
+    from steptrace import _logs
+
+    assert _logs._current_context is not otel_context.get_current, "the SDK's runtime context moved"
+    with steptrace.agent_run(agent="a"), steptrace.agent_step():
+        assert _logs._current_context() is otel_context.get_current()
+    assert _logs._current_context() is otel_context.get_current()

@@ -111,8 +111,11 @@ _delivering = _Delivering()
 
 
 def _context_getter() -> Callable[[], otel_context.Context]:
-    """The current Context's getter. The API's ``get_current`` is three Python calls deep; the
-    default runtime context keeps it in one ContextVar, read directly (any doubt: the API)."""
+    """The current Context's getter, read on every log record. The API's ``get_current`` is three
+    Python calls deep; the SDK's default runtime context keeps it in one ContextVar, read directly.
+    A private reach-in (``_RUNTIME_CONTEXT._current_context``): if an SDK release renames it, or
+    another runtime context is configured, this falls back to the API (correct, only slower);
+    tests/test_logs.py::test_log_records_read_the_context_the_api_reads notices the fallback."""
     runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
     variable = getattr(runtime, "_current_context", None)
     if type(runtime).__name__ == "ContextVarsRuntimeContext" and isinstance(variable, contextvars.ContextVar):
@@ -157,9 +160,7 @@ def _record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         try:
             current = _current_context()
             run = current.get(RUN_KEY)
-            if run is None:  # the common case outside a run, kept short
-                record.__dict__.update(_EMPTY)
-            elif isinstance(run, RunState):
+            if isinstance(run, RunState):
                 values = record.__dict__
                 values["run_id"] = run.run_id
                 values["step"], values["trace_id"], values["span_id"] = _found(current, run)[1:]
@@ -210,8 +211,8 @@ def _own(name: str) -> bool:
 
 
 def _deliver(record: logging.LogRecord, settings: LogSettings) -> None:
-    context = otel_context.get_current()
-    if not isinstance(context.get(RUN_KEY), RunState):
+    context = _current_context()
+    if not isinstance(context.get(RUN_KEY), RunState):  # outside a run: nothing to deliver
         return
     name = record.name
     if not isinstance(name, str) or _own(name):
