@@ -366,15 +366,22 @@ def sync_wrapper(source: ConfigSource, endpoint: Endpoint) -> Callable[..., Any]
     return traced
 
 
-def async_wrapper(source: ConfigSource, endpoint: Endpoint) -> Callable[..., Any]:
-    """A wrapt wrapper for an async SDK method that returns a response or an ``AsyncStream``."""
+def when_configured(source: ConfigSource, traced: Callable[..., Any], *bound: Any) -> Callable[..., Any]:
+    """A wrapt wrapper for an async library method: the original call while steptrace is not
+    configured, else ``traced(source, *bound, wrapped, instance, args, kwargs)``, a coroutine, so
+    the span opens when the call starts running, not when the coroutine is created."""
 
-    def traced(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         if source.get() is None:
             return wrapped(*args, **kwargs)
-        return _traced_coroutine(source, endpoint, wrapped, instance, args, kwargs)
+        return traced(source, *bound, wrapped, instance, args, kwargs)
 
-    return traced
+    return wrapper
+
+
+def async_wrapper(source: ConfigSource, endpoint: Endpoint) -> Callable[..., Any]:
+    """A wrapt wrapper for an async SDK method that returns a response or an ``AsyncStream``."""
+    return when_configured(source, _traced_coroutine, endpoint)
 
 
 async def _traced_coroutine(

@@ -40,6 +40,7 @@ from steptrace.instrumentation._common import (
     open_call,
     stop_param,
     tool_call_part,
+    when_configured,
 )
 
 __all__ = ["GoogleGenAIInstrumentor", "instrument_google_genai", "uninstrument_google_genai"]
@@ -532,12 +533,7 @@ def _sync_wrapper(source: ConfigSource, endpoints: tuple[Endpoint, Endpoint]) ->
 
 
 def _async_wrapper(source: ConfigSource, endpoints: tuple[Endpoint, Endpoint]) -> Callable[..., Any]:
-    def traced(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        if source.get() is None:
-            return wrapped(*args, **kwargs)
-        return _traced_coroutine(source, endpoints, wrapped, instance, args, kwargs)
-
-    return traced
+    return when_configured(source, _traced_coroutine, endpoints)
 
 
 async def _traced_coroutine(

@@ -21,7 +21,7 @@ from steptrace._content import ContentPolicy
 from steptrace._context import capturing
 from steptrace._internal import internal_errors, report_internal_error
 from steptrace._spans import Hooks, ToolCall, redact_error_text, run_coroutine
-from steptrace.instrumentation._common import ConfigSource, Patches, SdkInstrumentor
+from steptrace.instrumentation._common import ConfigSource, Patches, SdkInstrumentor, when_configured
 
 _MAX_ERROR_TEXT_CHARS = 2_000
 
@@ -116,13 +116,7 @@ def _enrich(span: Any, result: Any, content: ContentPolicy) -> None:
 
 def _call_tool_wrapper(source: ConfigSource) -> Callable[..., Any]:
     """A wrapt wrapper for the async ``ClientSession.call_tool``."""
-
-    def traced(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        if source.get() is None:
-            return wrapped(*args, **kwargs)
-        return _traced_call_tool(source, wrapped, instance, args, kwargs)
-
-    return traced
+    return when_configured(source, _traced_call_tool)
 
 
 async def _traced_call_tool(

@@ -43,6 +43,7 @@ from steptrace.instrumentation._common import (
     stop_param,
     tool_call_part,
     tool_response_part,
+    when_configured,
 )
 
 __all__ = ["OpenAIInstrumentor", "instrument_openai", "uninstrument_openai"]
@@ -497,12 +498,7 @@ def _sync_wrapper(source: ConfigSource, endpoint: Endpoint, call_type: type[_Ope
 
 
 def _async_wrapper(source: ConfigSource, endpoint: Endpoint, call_type: type[_OpenAICall]) -> Any:
-    def traced(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        if source.get() is None:
-            return wrapped(*args, **kwargs)
-        return _traced_coroutine(source, endpoint, call_type, wrapped, instance, args, kwargs)
-
-    return traced
+    return when_configured(source, _traced_coroutine, endpoint, call_type)
 
 
 async def _traced_coroutine(

@@ -37,7 +37,13 @@ from steptrace._spans import (
     run_coroutine,
 )
 from steptrace._state import ActiveConfig
-from steptrace.instrumentation._common import ConfigSource, Patches, SdkInstrumentor, server_attributes
+from steptrace.instrumentation._common import (
+    ConfigSource,
+    Patches,
+    SdkInstrumentor,
+    server_attributes,
+    when_configured,
+)
 from steptrace.instrumentation.openai import (
     PROVIDER,
     _responses_input,
@@ -372,13 +378,7 @@ def _open_model_call(config: ActiveConfig, model: Any, args: Any, kwargs: Any, s
 
 def _model_wrapper(source: ConfigSource) -> Callable[..., Any]:
     """``Model.get_response``: one ``llm_request`` (the openai patch, if on, enriches it)."""
-
-    def traced(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        if source.get() is None:
-            return wrapped(*args, **kwargs)
-        return _traced_model_call(source, wrapped, instance, args, kwargs)
-
-    return traced
+    return when_configured(source, _traced_model_call)
 
 
 async def _traced_model_call(
@@ -403,13 +403,7 @@ def _open_llm(source: ConfigSource, model: Any, args: Any, kwargs: Any, stream: 
 
 def _stream_wrapper(source: ConfigSource) -> Callable[..., Any]:
     """``Model.stream_response`` (an async generator): the span lasts until the stream ends."""
-
-    def traced(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        if source.get() is None:
-            return wrapped(*args, **kwargs)
-        return _traced_stream(source, wrapped, instance, args, kwargs)
-
-    return traced
+    return when_configured(source, _traced_stream)
 
 
 async def _traced_stream(
