@@ -385,7 +385,10 @@ with steptrace.agent_run(agent=agent) as run:
     with steptrace.agent_step():
         pass
 flushed = telemetry.force_flush(10_000)
-print(json.dumps({"agent": agent, "run_id": run.run_id, "flushed": flushed}), flush=True)
+# One write per line: the two processes share the pipe, and print() writes the text and its
+# newline separately when stdout is unbuffered, so lines could interleave.
+sys.stdout.write(json.dumps({"agent": agent, "run_id": run.run_id, "flushed": flushed}) + "\\n")
+sys.stdout.flush()
 if child == 0:
     os._exit(0 if flushed else 3)
 _, status = os.waitpid(child, 0)
