@@ -7,6 +7,13 @@ A LogRecord factory wrapper, installed once and restored by ``Telemetry.shutdown
 made inside a run to what asked for it: the step log (``capture_logs``), the OTLP logs pipeline,
 the testing fixture. Run and step are read from the context ``_context`` defines; nothing here
 attaches a context.
+
+Other libraries wrap the same two hooks (OpenTelemetry's LoggingInstrumentor wraps the factory).
+Our hooks go into the chain only where the chain does not already reach them (``_install``
+probes it), leave it only from its top (a wrapper above us keeps calling ours, which then passes
+records through untouched), and never call themselves: a hook reached again below itself on the
+same thread goes straight to logging's own, so no order of configure(), shutdown() and another
+library's install and uninstall can make a log call recurse.
 """
 
 from __future__ import annotations
@@ -94,9 +101,14 @@ def parse_capture_logs(value: bool | int | str | None, source: str = "capture_lo
 _settings: LogSettings | None = None
 _test_sink: list[dict[str, Any]] | None = None
 _install_lock = threading.Lock()
-_previous_factory: Callable[..., logging.LogRecord] | None = None
-_factory: Callable[..., logging.LogRecord] = logging.LogRecord  # what our factory wraps
+# What our hooks wrap: the factory and makeRecord they found on top when they went in. Kept after
+# they leave the chain: a thread that fetched our hook just before still reaches what is below it.
+_factory: Callable[..., logging.LogRecord] = logging.LogRecord
 _previous_make_record: Any = None
+# True while what our hook wraps is logging's own and no probe runs: nothing below it can call it
+# again, so it skips the re-entry guard (thread-local reads and writes, ~0.25 µs a record).
+_bare_factory = True
+_bare_make_record = True
 
 
 # The last SpanContext seen and its ids in hex (the lines of one span share them).
@@ -108,6 +120,19 @@ class _Delivering(threading.local):
 
 
 _delivering = _Delivering()
+
+
+class _InHook(threading.local):
+    """Which of our hooks this thread is inside. Reached again from below itself, a hook is in a
+    cycle another library's wrapper closed (or ``_install``'s probe): it notes ``reached`` and
+    makes the record with logging's own code instead of calling down the chain again."""
+
+    factory = False
+    make_record = False
+    reached = False
+
+
+_in_hook = _InHook()
 
 
 def _context_getter() -> Callable[[], otel_context.Context]:
@@ -155,7 +180,7 @@ def _found(current: otel_context.Context, run: RunState) -> tuple[RunState, int 
 
 
 def _record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-    record = _factory(*args, **kwargs)
+    record = _factory(*args, **kwargs) if _bare_factory else _guarded_factory(args, kwargs)
     if _correlate:
         try:
             current = _current_context()
@@ -169,6 +194,18 @@ def _record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         except Exception as exc:  # never break a log call
             report_internal_error("log correlation", exc)
     return record
+
+
+def _guarded_factory(args: Any, kwargs: Any) -> logging.LogRecord:
+    in_hook = _in_hook
+    if in_hook.factory:  # reached again below ourselves: a cycle, or the probe
+        in_hook.reached = True
+        return logging.LogRecord(*args, **kwargs)
+    in_hook.factory = True
+    try:
+        return _factory(*args, **kwargs)
+    finally:
+        in_hook.factory = False
 
 
 def _make_record(
@@ -185,18 +222,32 @@ def _make_record(
     sinfo: str | None = None,
 ) -> logging.LogRecord:
     """``Logger.makeRecord``, tolerating ``extra`` keys named like ours, then delivering."""
-    original = _previous_make_record or _ORIGINAL_MAKE_RECORD
-    if extra and not _KEY_SET.isdisjoint(extra):
-        # The application's own "step" (or "run_id") wins over ours, as it did before steptrace.
-        ours = {key: extra[key] for key in CORRELATION_KEYS if key in extra}
-        rest = {key: value for key, value in extra.items() if key not in _KEY_SET} or None
-        record: logging.LogRecord = original(
-            self, name, level, fn, lno, msg, args, exc_info, func, rest, sinfo
-        )
-        record.__dict__.update(ours)
-    else:
-        record = original(self, name, level, fn, lno, msg, args, exc_info, func, extra, sinfo)
-    if _deliver_on and not _delivering.active:
+    guarded = not _bare_make_record
+    outermost = True
+    original = _ORIGINAL_MAKE_RECORD
+    if guarded:
+        in_hook = _in_hook
+        if in_hook.make_record:  # reached again below ourselves: a cycle, or the probe
+            in_hook.reached = True
+            outermost = False  # logging's own makes the record; the outer call delivers it
+        else:
+            in_hook.make_record = True
+            original = _previous_make_record or _ORIGINAL_MAKE_RECORD
+    try:
+        if extra and not _KEY_SET.isdisjoint(extra):
+            # The application's own "step" (or "run_id") wins over ours, as it did before steptrace.
+            ours = {key: extra[key] for key in CORRELATION_KEYS if key in extra}
+            rest = {key: value for key, value in extra.items() if key not in _KEY_SET} or None
+            record: logging.LogRecord = original(
+                self, name, level, fn, lno, msg, args, exc_info, func, rest, sinfo
+            )
+            record.__dict__.update(ours)
+        else:
+            record = original(self, name, level, fn, lno, msg, args, exc_info, func, extra, sinfo)
+    finally:
+        if guarded and outermost:
+            _in_hook.make_record = False
+    if outermost and _deliver_on and not _delivering.active:
         settings = _settings
         if settings is not None:
             _deliver(record, settings)
@@ -328,30 +379,80 @@ def set_test_sink(sink: list[dict[str, Any]] | None) -> None:
 
 
 def _install() -> None:
-    global _previous_factory, _previous_make_record, _factory
+    """Put our hooks on top of the chain, unless the chain already reaches them (a library
+    wrapped ours since we went in): wrapping that wrapper would make each call the other's."""
+    global _previous_make_record, _factory, _bare_factory, _bare_make_record
     with _install_lock:
-        if logging.getLogRecordFactory() is not _record_factory:
-            _previous_factory = _factory = logging.getLogRecordFactory()
+        factory = logging.getLogRecordFactory()
+        if factory is not _record_factory and not _reaches_ours(_probe_factory, factory):
+            _bare_factory = False  # before the new _factory: a thread in between keeps the guard
+            _factory = factory
             logging.setLogRecordFactory(_record_factory)
-        if logging.Logger.makeRecord is not _make_record:
-            _previous_make_record = logging.Logger.makeRecord
+        _bare_factory = _factory is logging.LogRecord
+        make_record = logging.Logger.makeRecord
+        if make_record is not _make_record and not _reaches_ours(_probe_make_record, make_record):
+            _bare_make_record = False
+            _previous_make_record = make_record
             logging.Logger.makeRecord = _make_record  # type: ignore[method-assign]
+        _bare_make_record = _previous_make_record in (None, _ORIGINAL_MAKE_RECORD)
+
+
+def _probe_factory(factory: Callable[..., logging.LogRecord]) -> None:
+    global _bare_factory
+    _bare_factory = False  # ours, if reached, notes it and stops there; _install() resets this
+    inside, _in_hook.factory = _in_hook.factory, True
+    try:
+        factory(__name__, logging.DEBUG, __file__, 0, "steptrace install probe", (), None)
+    finally:
+        _in_hook.factory = inside
+
+
+def _probe_make_record(make_record: Any) -> None:
+    global _bare_make_record
+    _bare_make_record = False
+    inside, _in_hook.make_record = _in_hook.make_record, True
+    try:
+        make_record(
+            logging.getLogger(__name__),
+            __name__,
+            logging.DEBUG,
+            __file__,
+            0,
+            "steptrace install probe",
+            (),
+            None,
+        )
+    finally:
+        _in_hook.make_record = inside
+
+
+def _reaches_ours(probe: Callable[[Any], None], hook: Any) -> bool:
+    """Whether calling ``hook`` (another library's, on top) calls ours: one record is made through
+    it, on this thread only, and goes to no handler. A hook that fails on it is wrapped again; the
+    re-entry guard in our hooks keeps even a wrong answer from recursing."""
+    _in_hook.reached = False
+    try:
+        probe(hook)
+    except Exception:
+        pass  # it raises on every record then, with or without us; ``reached`` still tells
+    finally:
+        reached, _in_hook.reached = _in_hook.reached, False
+    return reached
 
 
 def uninstall() -> None:
-    """Put logging back as it was (``Telemetry.shutdown()``); hooks others wrapped stay, inert."""
-    global _settings, _previous_factory, _previous_make_record, _factory
+    """Put logging back as it was (``Telemetry.shutdown()``). A hook another library wrapped since
+    stays in its chain, passing records through, and is found there by the next configure()."""
+    global _settings
     _settings = None
     _refresh()
     if _test_sink is not None:
         return
     with _install_lock:
-        if logging.getLogRecordFactory() is _record_factory and _previous_factory is not None:
-            logging.setLogRecordFactory(_previous_factory)
-            _previous_factory, _factory = None, logging.LogRecord
-        if logging.Logger.makeRecord is _make_record and _previous_make_record is not None:
-            logging.Logger.makeRecord = _previous_make_record  # type: ignore[method-assign]
-            _previous_make_record = None
+        if logging.getLogRecordFactory() is _record_factory:
+            logging.setLogRecordFactory(_factory)
+        if logging.Logger.makeRecord is _make_record:
+            logging.Logger.makeRecord = _previous_make_record or _ORIGINAL_MAKE_RECORD  # type: ignore[method-assign]
 
 
 def structlog_processor(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
