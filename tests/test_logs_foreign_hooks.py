@@ -262,7 +262,6 @@ def test_threads_keep_logging_while_steptrace_and_a_library_reconfigure(
     _assert_correlated_once(steptrace_capture, kept, library, "settled")
 
 
-
 class ReinstallingLibrary:
     """A library that keeps the hook below it in an attribute read at call time and, installed
     again, takes whatever is on top as that hook, its own wrapper's callers included."""

@@ -1,4 +1,4 @@
-"""The histograms steptrace records, created once per meter with the conventions' buckets.
+"""The histograms steptrace records, created once per MeterProvider with the conventions' buckets.
 
 No instrument ever carries a run id, a step id or any other unbounded value (cardinality).
 """
@@ -6,6 +6,7 @@ No instrument ever carries a run id, a step id or any other unbounded value (car
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -69,7 +70,7 @@ class DeferredHistogram:
     same measurements, attributes and buckets, in the same collection or an earlier one.
     """
 
-    __slots__ = ("_count", "_histogram", "_lock", "_noop", "_pending")
+    __slots__ = ("__weakref__", "_count", "_histogram", "_lock", "_noop", "_pending")
 
     def __init__(self, meter: Meter, histogram: Histogram, flush_name: str) -> None:
         self._histogram = histogram
@@ -78,9 +79,12 @@ class DeferredHistogram:
         # (amounts, attributes, context): one entry per stream, its measurements in one list.
         self._pending: list[tuple[Sequence[float], Mapping[str, Any] | None, Context | None]] = []
         self._count = 0  # measurements pending
+        if not self._noop:
+            with _live_lock:
+                _live.add(self)
         meter.create_observable_gauge(
             flush_name,
-            callbacks=[self._flush_on_collect],
+            callbacks=[_flush_all_on_collect],
             description="Records buffered measurements at collection; never observes a value.",
         )
 
@@ -111,9 +115,24 @@ class DeferredHistogram:
             for amount in amounts:
                 record(amount, attributes, context)
 
-    def _flush_on_collect(self, options: CallbackOptions) -> Iterable[Observation]:
-        self.flush()
-        return ()
+
+# Every DeferredHistogram alive, flushed by whichever one's callback a meter kept. An SDK meter
+# keeps the first observable instrument of a name and drops the callbacks of a later one: a
+# histogram made on a meter that already had one (the API's proxy instruments connected to a
+# provider set later, say) would otherwise never flush.
+_live: weakref.WeakSet[DeferredHistogram] = weakref.WeakSet()
+_live_lock = threading.Lock()
+
+
+def _flush_all_on_collect(options: CallbackOptions) -> Iterable[Observation]:
+    """Record what every DeferredHistogram holds. Each measurement goes to its own provider's
+    histogram, once (flush takes the pending list whole): a collection of one provider may record
+    another's early, which that provider's next collection reports as it would have."""
+    with _live_lock:
+        live = list(_live)
+    for histogram in live:
+        histogram.flush()
+    return ()
 
 
 class Instruments:
@@ -178,6 +197,21 @@ class Instruments:
         )
 
 
+# One Instruments per MeterProvider, for as long as the provider lives: configure() again on the
+# same provider (the testing fixture's, a main() under it, the global one) reuses them.
+_by_provider: weakref.WeakKeyDictionary[MeterProvider, Instruments] = weakref.WeakKeyDictionary()
+_by_provider_lock = threading.Lock()
+
+
 def create_instruments(meter_provider: MeterProvider | None = None) -> Instruments:
+    """The provider's (or the global provider's) histograms, made the first time it is asked."""
     provider = meter_provider if meter_provider is not None else get_meter_provider()
-    return Instruments(provider.get_meter(A.INSTRUMENTATION_SCOPE, __version__))
+    with _by_provider_lock:
+        try:
+            instruments = _by_provider.get(provider)
+        except TypeError:  # a provider that cannot be weakly referenced: made each time
+            return Instruments(provider.get_meter(A.INSTRUMENTATION_SCOPE, __version__))
+        if instruments is None:
+            instruments = Instruments(provider.get_meter(A.INSTRUMENTATION_SCOPE, __version__))
+            _by_provider[provider] = instruments
+        return instruments
