@@ -1,0 +1,366 @@
+"""steptrace.instrument_langchain: real LangGraph graphs and LangChain's ChatOpenAI against a fake
+OpenAI server on 127.0.0.1. A ReAct agent (invoke, ainvoke, stream), a failing tool, the recursion
+limit, an interrupt and its resume, a subgraph, and instrument_openai() on at the same time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import operator
+from collections.abc import Iterator
+from typing import Annotated, Any, TypedDict
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.errors import GraphRecursionError
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode, create_react_agent, tools_condition
+from langgraph.types import Command, interrupt
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
+
+import sdk_fakes as F
+import steptrace
+from agents_fakes import ModelTurns, call_turn, text_turn
+from steptrace import _attributes as A
+from steptrace.analysis import debug_run, load
+from steptrace.testing import Capture
+
+# create_react_agent moved to langchain.agents (a package the extra does not need); it still works.
+pytestmark = pytest.mark.filterwarnings("ignore:create_react_agent has been moved")
+
+TOKENS = (12, 5)  # what each fake chat completion reports (sdk_fakes defaults)
+
+
+@pytest.fixture(autouse=True)
+def instrumented() -> Iterator[None]:
+    steptrace.instrument_langchain()
+    yield
+    steptrace.uninstrument_langchain()
+
+
+@pytest.fixture
+def capture(steptrace_capture: Capture) -> Capture:
+    steptrace_capture.configure(capture_content=True)
+    return steptrace_capture
+
+
+@pytest.fixture
+def server() -> Iterator[F.FakeServer]:
+    with F.FakeServer(ModelTurns()) as fake:
+        yield fake
+
+
+def script_of(server: F.FakeServer) -> ModelTurns:
+    script = server.script
+    assert isinstance(script, ModelTurns)
+    return script
+
+
+def model_for(server: F.FakeServer, *turns: Any, **options: Any) -> ChatOpenAI:
+    script_of(server).turns.extend(turns)
+    return ChatOpenAI(model="gpt-4o", base_url=server.url("/v1"), api_key=F.API_KEY, max_retries=0, **options)
+
+
+@tool
+def get_weather(city: str) -> str:
+    """The weather in a city."""
+    if city == "Atlantis":
+        raise ValueError("no such city")
+    return f"sunny in {city}"
+
+
+@tool
+def search(query: str) -> str:
+    """Search the documents."""
+    return "nothing found"
+
+
+def attrs(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+def children(capture: Capture, parent: ReadableSpan, name: str) -> list[ReadableSpan]:
+    assert parent.context is not None
+    return [
+        s
+        for s in capture.spans_named(name)
+        if s.parent is not None and s.parent.span_id == parent.context.span_id
+    ]
+
+
+def steps(capture: Capture) -> list[ReadableSpan]:
+    return sorted(capture.spans_named(A.SPAN_AGENT_STEP), key=lambda s: attrs(s)[A.AGENT_STEP_NUMBER])
+
+
+def record_of(capture: Capture, kind: str) -> list[dict[str, Any]]:
+    return [r for r in capture.records if r["type"] == kind]
+
+
+def assert_react_shape(capture: Capture, agent: str = "LangGraph") -> dict[str, Any]:
+    """run > step 1 (llm_request asking for get_weather, its tool) > step 2 (llm_request, end_turn):
+    the records a hand-decorated loop writes."""
+    (run,) = capture.spans_named(A.SPAN_AGENT_RUN)
+    first, second = steps(capture)
+    assert run.context is not None
+    assert [s.parent.span_id for s in (first, second) if s.parent] == [run.context.span_id] * 2
+    (first_llm,) = children(capture, first, A.SPAN_LLM_REQUEST)
+    (tool_span,) = children(capture, first, A.SPAN_TOOL_EXECUTION)
+    (second_llm,) = children(capture, second, A.SPAN_LLM_REQUEST)
+    assert children(capture, second, A.SPAN_TOOL_EXECUTION) == []
+    assert len(capture.spans_named(A.SPAN_LLM_REQUEST)) == 2
+    for llm in (first_llm, second_llm):
+        llm_attrs = attrs(llm)
+        assert llm_attrs[A.GEN_AI_PROVIDER_NAME] == "openai"
+        assert llm_attrs[A.GEN_AI_REQUEST_MODEL] == "gpt-4o"
+        assert (llm_attrs[A.GEN_AI_USAGE_INPUT_TOKENS], llm_attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS]) == TOKENS
+    assert attrs(first_llm)[A.STOP_REASON] == "tool_use"
+    assert json.loads(attrs(first_llm)[A.LLM_TOOL_CALLS]) == [{"name": "get_weather", "id": "call_1"}]
+    assert attrs(second_llm)[A.STOP_REASON] == "end_turn"
+    tool_attrs = attrs(tool_span)
+    assert tool_attrs[A.GEN_AI_TOOL_NAME] == "get_weather"
+    assert tool_attrs[A.GEN_AI_TOOL_CALL_ID] == "call_1"
+    assert json.loads(tool_attrs[A.GEN_AI_TOOL_CALL_ARGUMENTS]) == {"city": "Paris"}
+
+    (run_record,) = record_of(capture, "run")
+    assert run_record["agent"] == agent
+    assert run_record["stop_reason"] == "end_turn"
+    assert (run_record["steps"], run_record["llm_calls"], run_record["tool_calls"]) == (2, 2, 1)
+    assert (run_record["input_tokens"], run_record["output_tokens"]) == (2 * TOKENS[0], 2 * TOKENS[1])
+    assert run_record["errors"] == 0
+    step_records = sorted(record_of(capture, "agent_step"), key=lambda r: r["agent_step"])
+    assert [r["agent_step"] for r in step_records] == [1, 2]
+    assert [r["ends_run"] for r in step_records] == [False, True]
+    assert step_records[1]["stop_reason"] == "end_turn"
+    (tool_record,) = record_of(capture, "tool_call")
+    assert (tool_record["agent_step"], tool_record["tool_call_id"]) == (1, "call_1")
+    llm_records = sorted(record_of(capture, "llm_call"), key=lambda r: r["agent_step"])
+    assert [r["agent_step"] for r in llm_records] == [1, 2]
+    return run_record
+
+
+def react_turns() -> tuple[Any, ...]:
+    return (call_turn("get_weather", '{"city": "Paris"}'), text_turn("It is sunny."))
+
+
+# --- the ReAct loop -----------------------------------------------------------------------------
+def test_react_agent_invoke_is_one_run_of_steps(capture: Capture, server: F.FakeServer) -> None:
+    """A create_react_agent invoke would show no run, or tools outside the step that asked for them."""
+    agent = create_react_agent(model_for(server, *react_turns()), [get_weather])
+    result = agent.invoke({"messages": [HumanMessage("Weather in Paris?")]})
+    assert result["messages"][-1].content == "It is sunny."
+    assert_react_shape(capture)
+
+
+def test_react_agent_ainvoke(capture: Capture, server: F.FakeServer) -> None:
+    """The async path (ainvoke, _agenerate, arun) would lose the tree or the tool call id."""
+    agent = create_react_agent(model_for(server, *react_turns()), [get_weather], name="weather")
+    result = asyncio.run(agent.ainvoke({"messages": [HumanMessage("Weather in Paris?")]}))
+    assert result["messages"][-1].content == "It is sunny."
+    assert_react_shape(capture, agent="weather")
+
+
+def test_react_agent_stream_and_messages_stream_mark_time_to_first_chunk(
+    capture: Capture, server: F.FakeServer
+) -> None:
+    """stream() would open a second run per chunk, or streamed model calls would have no TTFT."""
+    agent = create_react_agent(model_for(server, *react_turns()), [get_weather])
+    updates = list(agent.stream({"messages": [HumanMessage("Weather in Paris?")]}, stream_mode="updates"))
+    assert [next(iter(u)) for u in updates] == ["agent", "tools", "agent"]
+    assert_react_shape(capture)
+
+    capture.clear()
+    script_of(server).turns.extend(react_turns())
+    chunks = list(agent.stream({"messages": [HumanMessage("Weather in Paris?")]}, stream_mode="messages"))
+    assert "".join(str(c.content) for c, _ in chunks if isinstance(c, AIMessage)).endswith("It is sunny.")
+    (run_record,) = record_of(capture, "run")
+    assert (run_record["steps"], run_record["llm_calls"], run_record["tool_calls"]) == (2, 2, 1)
+    for llm in capture.spans_named(A.SPAN_LLM_REQUEST):
+        assert attrs(llm)[A.GEN_AI_REQUEST_STREAM] is True
+        assert attrs(llm)[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+        assert (attrs(llm)[A.GEN_AI_USAGE_INPUT_TOKENS], attrs(llm)[A.GEN_AI_USAGE_OUTPUT_TOKENS]) == (12, 50)
+
+
+def test_model_stream_outside_a_graph_is_one_llm_request(capture: Capture, server: F.FakeServer) -> None:
+    """A chat model's own stream() would lose its tokens, tool calls or time to first chunk."""
+    model = model_for(server, call_turn("get_weather", '{"city": "Oslo"}', call_id="call_9"))
+    chunks = list(model.bind_tools([get_weather]).stream("Weather in Oslo?"))
+    assert chunks
+    (llm,) = capture.spans_named(A.SPAN_LLM_REQUEST)
+    llm_attrs = attrs(llm)
+    assert llm_attrs[A.GEN_AI_REQUEST_STREAM] is True
+    assert llm_attrs[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    assert (llm_attrs[A.GEN_AI_USAGE_INPUT_TOKENS], llm_attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS]) == (12, 50)
+    assert llm_attrs[A.STOP_REASON] == "tool_use"
+    assert json.loads(llm_attrs[A.LLM_TOOL_CALLS]) == [{"name": "get_weather", "id": "call_9"}]
+    assert llm_attrs[A.LLM_STREAM_COMPLETED] is True
+
+
+# --- failing tools ------------------------------------------------------------------------------
+def test_tool_error_handled_by_tool_node_fails_the_tool_span(capture: Capture, server: F.FakeServer) -> None:
+    """A tool error ToolNode hands the model as text would look like a successful tool call."""
+    turns = (call_turn("get_weather", '{"city": "Atlantis"}'), text_turn("No such city."))
+    tools = ToolNode([get_weather], handle_tool_errors=True)
+    agent = create_react_agent(model_for(server, *turns), tools)
+    result = agent.invoke({"messages": [HumanMessage("Weather in Atlantis?")]})
+    assert result["messages"][-1].content == "No such city."
+
+    (tool_span,) = capture.spans_named(A.SPAN_TOOL_EXECUTION)
+    assert tool_span.status.status_code is StatusCode.ERROR
+    assert attrs(tool_span)[A.ERROR_TYPE] == "ValueError"
+    (tool_record,) = record_of(capture, "tool_call")
+    assert (tool_record["status"], tool_record["error"]) == ("error", "ValueError: no such city")
+    assert tool_record["tool_call_id"] == "call_1"
+    (run_record,) = record_of(capture, "run")
+    assert (run_record["stop_reason"], run_record["errors"], run_record["steps"]) == ("end_turn", 1, 2)
+    run = load(capture.jsonl_path).get(run_record["run_id"])
+    assert run is not None
+    (hypothesis,) = debug_run(run).hypotheses
+    assert hypothesis.kind == "tool_failure"
+    assert "get_weather failed" in hypothesis.title
+
+
+def test_tool_error_that_ends_the_run_is_blamed_on_the_tool(capture: Capture, server: F.FakeServer) -> None:
+    """An unhandled tool exception would be blamed on the run, or counted twice."""
+    agent = create_react_agent(
+        model_for(server, call_turn("get_weather", '{"city": "Atlantis"}')), [get_weather]
+    )
+    with pytest.raises(ValueError, match="no such city"):
+        agent.invoke({"messages": [HumanMessage("Weather in Atlantis?")]})
+    (tool_record,) = record_of(capture, "tool_call")
+    assert tool_record["status"] == "error"
+    (run_record,) = record_of(capture, "run")
+    assert (run_record["stop_reason"], run_record["errors"]) == ("error", 1)
+
+
+# --- stop reasons -------------------------------------------------------------------------------
+def test_recursion_limit_is_max_steps(capture: Capture, server: F.FakeServer) -> None:
+    """A graph stopped by its recursion limit would read as a plain error."""
+    script_of(server).repeat_last = True
+    model = model_for(server, call_turn("search", '{"query": "refund policy"}')).bind_tools([search])
+    builder = StateGraph(MessagesState)
+    builder.add_node("agent", lambda state: {"messages": [model.invoke(state["messages"])]})
+    builder.add_node("tools", ToolNode([search]))
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", tools_condition)
+    builder.add_edge("tools", "agent")
+    graph = builder.compile(name="looper")
+    with pytest.raises(GraphRecursionError):
+        graph.invoke({"messages": [HumanMessage("Find the refund policy")]}, {"recursion_limit": 6})
+    (run_record,) = record_of(capture, "run")
+    assert (run_record["agent"], run_record["stop_reason"], run_record["status"]) == (
+        "looper",
+        "max_steps",
+        "error",
+    )
+    assert (run_record["steps"], run_record["llm_calls"], run_record["tool_calls"]) == (3, 3, 3)
+    step_records = sorted(record_of(capture, "agent_step"), key=lambda r: r["agent_step"])
+    assert [r["ends_run"] for r in step_records] == [False, False, True]
+    assert step_records[-1]["stop_reason"] == "max_steps"
+
+
+@tool
+def book_flight(city: str) -> str:
+    """Book a flight, once a human approved it."""
+    answer = interrupt({"question": f"Book a flight to {city}?"})
+    return f"booked to {city}" if answer == "yes" else "not booked"
+
+
+def test_interrupt_ends_the_run_and_resume_is_a_new_run_in_the_conversation(
+    capture: Capture, server: F.FakeServer
+) -> None:
+    """A human-in-the-loop pause would read as a failed run, and its resume as an unrelated one."""
+    turns = (call_turn("book_flight", '{"city": "Rome"}'), text_turn("Booked."))
+    agent = create_react_agent(model_for(server, *turns), [book_flight], checkpointer=InMemorySaver())
+    thread = {"configurable": {"thread_id": "thread-42"}}
+    paused = agent.invoke({"messages": [HumanMessage("Fly me to Rome")]}, thread)
+    assert paused["__interrupt__"]
+    (first,) = record_of(capture, "run")
+    assert (first["stop_reason"], first["status"], first["errors"]) == ("interrupted", "ok", 0)
+    assert first["conversation_id"] == "thread-42"
+    (tool_record,) = record_of(capture, "tool_call")
+    assert tool_record["status"] == "ok"
+    (step_record,) = record_of(capture, "agent_step")
+    assert (step_record["ends_run"], step_record["stop_reason"]) == (True, "interrupted")
+
+    capture.clear()
+    done = agent.invoke(Command(resume="yes"), thread)
+    assert done["messages"][-1].content == "Booked."
+    (second,) = record_of(capture, "run")
+    assert second["run_id"] != first["run_id"]
+    assert (second["stop_reason"], second["conversation_id"]) == ("end_turn", "thread-42")
+    (tool_record,) = record_of(capture, "tool_call")
+    assert (tool_record["status"], tool_record["tool_call_id"]) == ("ok", "call_1")
+    assert json.loads(attrs(capture.spans_named(A.SPAN_TOOL_EXECUTION)[0])[A.GEN_AI_TOOL_CALL_RESULT]) == (
+        "booked to Rome"
+    )
+    assert (second["llm_calls"], second["tool_calls"]) == (1, 1)
+
+
+# --- a subgraph ---------------------------------------------------------------------------------
+class Notes(TypedDict):
+    messages: Annotated[list[Any], operator.add]
+
+
+def test_subgraph_super_steps_are_steps_of_the_parent_run(capture: Capture, server: F.FakeServer) -> None:
+    """A subgraph would open a run of its own, or its model calls would nest under one step."""
+    model = model_for(server, *react_turns(), text_turn("Summary: sunny."))
+    researcher = create_react_agent(model, [get_weather], name="researcher")
+
+    def summarize(state: Notes) -> dict[str, Any]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    builder = StateGraph(Notes)
+    builder.add_node("research", researcher)
+    builder.add_node("summarize", summarize)
+    builder.add_edge(START, "research")
+    builder.add_edge("research", "summarize")
+    builder.add_edge("summarize", END)
+    graph = builder.compile(name="planner")
+    result = graph.invoke({"messages": [HumanMessage("Weather in Paris?")]})
+    assert result["messages"][-1].content == "Summary: sunny."
+
+    (run_record,) = record_of(capture, "run")
+    assert run_record["agent"] == "planner"
+    assert (run_record["steps"], run_record["llm_calls"], run_record["tool_calls"]) == (3, 3, 1)
+    assert run_record["stop_reason"] == "end_turn"
+    by_step = sorted(
+        (r["agent_step"], r["type"]) for r in capture.records if r["type"] in ("llm_call", "tool_call")
+    )
+    assert by_step == [(1, "llm_call"), (1, "tool_call"), (2, "llm_call"), (3, "llm_call")]
+
+
+# --- no double counting -------------------------------------------------------------------------
+@pytest.mark.parametrize("streaming", [False, True])
+def test_with_instrument_openai_one_llm_request_per_model_call(
+    capture: Capture, server: F.FakeServer, streaming: bool
+) -> None:
+    """ChatOpenAI over an instrumented openai client would count every model call twice."""
+    steptrace.instrument_openai()
+    try:
+        agent = create_react_agent(model_for(server, *react_turns(), streaming=streaming), [get_weather])
+        agent.invoke({"messages": [HumanMessage("Weather in Paris?")]})
+    finally:
+        steptrace.uninstrument_openai()
+    llm_spans = capture.spans_named(A.SPAN_LLM_REQUEST)
+    assert len(llm_spans) == 2
+    tokens = (12, 50) if streaming else TOKENS
+    (run_record,) = record_of(capture, "run")
+    assert (run_record["llm_calls"], run_record["input_tokens"], run_record["output_tokens"]) == (
+        2,
+        2 * tokens[0],
+        2 * tokens[1],
+    )
+    for llm in llm_spans:
+        llm_attrs = attrs(llm)
+        assert llm_attrs[A.SERVER_ADDRESS] == "127.0.0.1"
+        assert llm_attrs[A.GEN_AI_RESPONSE_MODEL] == "gpt-4o-2024-08-06"
+        if streaming:
+            assert llm_attrs[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    assert [attrs(s)[A.STOP_REASON] for s in sorted(llm_spans, key=lambda s: s.start_time or 0)] == [
+        "tool_use",
+        "end_turn",
+    ]
