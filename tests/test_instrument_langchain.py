@@ -364,3 +364,105 @@ def test_with_instrument_openai_one_llm_request_per_model_call(
         "tool_use",
         "end_turn",
     ]
+
+
+# --- the same records as a hand-decorated agent -------------------------------------------------
+def shape(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """What a step log says about a run, without ids, times and names."""
+    rows = []
+    for r in records:
+        if r["type"] == "run":
+            rows.append(
+                ("run", r["stop_reason"], r["steps"], r["llm_calls"], r["tool_calls"], r["input_tokens"])
+            )
+        elif r["type"] == "agent_step":
+            rows.append(("agent_step", r["agent_step"], r["ends_run"], r["stop_reason"]))
+        elif r["type"] == "llm_call":
+            rows.append(
+                ("llm_call", r["agent_step"], r["input_tokens"], r["output_tokens"], r["stop_reason"])
+            )
+        elif r["type"] == "tool_call":
+            rows.append(("tool_call", r["agent_step"], r["tool"], r["tool_call_id"], r["status"]))
+    return sorted(rows, key=str)
+
+
+def test_records_have_the_shape_of_a_hand_decorated_agent(capture: Capture, server: F.FakeServer) -> None:
+    """The graph's step log would differ from the loop the README decorates by hand."""
+    import openai
+
+    agent = create_react_agent(model_for(server, *react_turns()), [get_weather])
+    agent.invoke({"messages": [HumanMessage("Weather in Paris?")]})
+    from_graph = capture.records
+    capture.clear()
+
+    script_of(server).turns.extend(react_turns())
+    client = openai.OpenAI(base_url=server.url("/v1"), api_key=F.API_KEY, max_retries=0)
+    messages: list[Any] = [{"role": "user", "content": "Weather in Paris?"}]
+    with steptrace.agent_run(agent="by-hand"):
+        for _ in range(5):
+            with steptrace.agent_step() as step:
+                with steptrace.llm_request(model="gpt-4o", provider="openai") as llm:
+                    reply = client.chat.completions.create(model="gpt-4o", messages=messages)
+                    llm.record_response(reply)
+                message = reply.choices[0].message
+                if not message.tool_calls:
+                    step.stop_reason = "end_turn"
+                    break
+                messages.append(message.model_dump(exclude_none=True))
+                for call in message.tool_calls:
+                    arguments = json.loads(call.function.arguments)
+                    with steptrace.tool("get_weather", call_id=call.id, arguments=arguments):
+                        result = f"sunny in {arguments['city']}"
+                    messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
+    assert shape(from_graph) == shape(capture.records)
+
+
+# --- instrumenting ------------------------------------------------------------------------------
+def test_graph_called_in_the_users_run_adds_its_steps_to_it(capture: Capture, server: F.FakeServer) -> None:
+    """A graph called inside the user's own agent_run would open a second, nested run."""
+    agent = create_react_agent(model_for(server, *react_turns()), [get_weather])
+    with steptrace.agent_run(agent="mine", release="v2") as run:
+        agent.invoke({"messages": [HumanMessage("Weather in Paris?")]})
+    (run_record,) = record_of(capture, "run")
+    assert (run_record["run_id"], run_record["agent"], run_record["release"]) == (run.run_id, "mine", "v2")
+    assert (run_record["steps"], run_record["llm_calls"], run_record["tool_calls"]) == (2, 2, 1)
+    assert run_record["stop_reason"] == "end_turn"
+
+
+def test_uninstrument_restores_langgraph_and_langchain(capture: Capture, server: F.FakeServer) -> None:
+    """After uninstrument_langchain() graphs would still be traced (or stay patched)."""
+    from langchain_core.language_models.chat_models import BaseChatModel
+    from langchain_core.tools import BaseTool
+    from langgraph.pregel import Pregel
+
+    steptrace.uninstrument_langchain()
+    for owner, name in ((Pregel, "stream"), (BaseChatModel, "_generate_with_cache"), (BaseTool, "run")):
+        assert not hasattr(owner.__dict__[name], "__wrapped__")
+    agent = create_react_agent(model_for(server, *react_turns()), [get_weather])
+    assert (
+        agent.invoke({"messages": [HumanMessage("Weather in Paris?")]})["messages"][-1].content
+        == "It is sunny."
+    )
+    assert capture.spans == []
+    steptrace.instrument_langchain()
+    steptrace.instrument_langchain()  # a logged no-op
+    assert hasattr(Pregel.__dict__["stream"], "__wrapped__")
+    assert not hasattr(Pregel.__dict__["stream"].__wrapped__, "__wrapped__")
+
+
+def test_entry_point_names_the_instrumentor() -> None:
+    """opentelemetry-instrument would not find the LangChain instrumentor."""
+    from importlib.metadata import entry_points
+
+    from steptrace.instrumentation.langchain import LangChainInstrumentor
+
+    found = {ep.name: ep for ep in entry_points(group="opentelemetry_instrumentor")}
+    assert found["steptrace_langchain"].load() is LangChainInstrumentor
+    assert LangChainInstrumentor() is LangChainInstrumentor()
+
+
+def test_untraced_without_configuration(server: F.FakeServer) -> None:
+    """Without steptrace configured, an instrumented graph would fail or change its result."""
+    turns = (call_turn("get_weather", '{"city": "Atlantis"}'), text_turn("No such city."))
+    agent = create_react_agent(model_for(server, *turns), ToolNode([get_weather], handle_tool_errors=True))
+    assert agent.invoke({"messages": [HumanMessage("Weather?")]})["messages"][-1].content == "No such city."

@@ -105,11 +105,12 @@ def _nth(args: Any, kwargs: Any, position: int, name: str) -> Any:
 class _GraphRun:
     """One traced graph run: its run state and the step held open between super-steps."""
 
-    __slots__ = ("config", "state", "step")
+    __slots__ = ("config", "owned", "state", "step")
 
-    def __init__(self, config: ActiveConfig, state: RunState) -> None:
+    def __init__(self, config: ActiveConfig, state: RunState, owned: bool) -> None:
         self.config = config
         self.state = state
+        self.owned = owned  # False: the user's own agent_run, which ends as the user says
         self.step: _SuperStep | None = None
 
     def release(self, ended: bool = False) -> None:
@@ -118,7 +119,7 @@ class _GraphRun:
         if step is None or step.finished:
             return
         with internal_errors("langchain.release_step"):
-            if ended and self.state.stop_reason is None:
+            if ended and self.owned and self.state.stop_reason is None:
                 step.stop_reason = A.STOP_END_TURN
         step.release()
 
@@ -175,9 +176,9 @@ def _open_graph_run(
     try:
         enclosing = _enclosing_run()
         if enclosing is not None:
-            return _GraphRun(config, enclosing), None
+            return _GraphRun(config, enclosing, owned=False), None
         handle = AgentRun(config, _graph_name(graph, args, kwargs), conversation_id=_thread_id(args, kwargs))
-        return _GraphRun(config, handle.state), handle
+        return _GraphRun(config, handle.state, owned=True), handle
     except Exception as exc:  # setup failed: the graph runs untraced
         report_internal_error("langchain.run", exc)
         return None
