@@ -7,7 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import operator
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import pytest
@@ -466,3 +470,39 @@ def test_untraced_without_configuration(server: F.FakeServer) -> None:
     turns = (call_turn("get_weather", '{"city": "Atlantis"}'), text_turn("No such city."))
     agent = create_react_agent(model_for(server, *turns), ToolNode([get_weather], handle_tool_errors=True))
     assert agent.invoke({"messages": [HumanMessage("Weather?")]})["messages"][-1].content == "No such city."
+
+
+def test_react_agents_own_step_limit_ends_end_turn(capture: Capture, server: F.FakeServer) -> None:
+    """create_react_agent answers by itself one step before its recursion limit: what the README says."""
+    script_of(server).repeat_last = True
+    agent = create_react_agent(model_for(server, call_turn("search", '{"query": "refund policy"}')), [search])
+    result = agent.invoke({"messages": [HumanMessage("Find the refund policy")]}, {"recursion_limit": 6})
+    assert "need more steps" in result["messages"][-1].content
+    (run_record,) = record_of(capture, "run")
+    assert (run_record["stop_reason"], run_record["status"]) == ("end_turn", "ok")
+
+
+def test_example_runs_offline(tmp_path: Path) -> None:
+    """examples/langgraph_agent.py would fail offline, or its log would not show the ReAct steps."""
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "STEPTRACE_JSONL_PATH"}
+    done = subprocess.run(
+        [sys.executable, "-W", "error", str(root / "examples" / "langgraph_agent.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "In Paris: 18°C and sunny in Paris." in done.stdout
+    assert "step 1: tool get_weather (call_weather)" in done.stdout
+    assert "step 2: model gpt-4o-2024-08-06 -> end_turn" in done.stdout
+    records = list(steptrace.read_steps(tmp_path / "steptrace-logs" / "steps.jsonl"))
+    (run,) = [r for r in records if r["type"] == "run"]
+    assert (run["agent"], run["stop_reason"], run["steps"], run["tool_calls"]) == (
+        "weather",
+        "end_turn",
+        2,
+        1,
+    )
