@@ -506,3 +506,49 @@ def test_example_runs_offline(tmp_path: Path) -> None:
         2,
         1,
     )
+
+
+# --- parallel tool calls, abandoned streams -----------------------------------------------------
+def test_parallel_tool_calls_run_in_the_step_that_asked_for_them(capture: Capture) -> None:
+    """Tool calls LangGraph runs side by side (one task each) would leave their step or lose their ids."""
+    calls = [("call_a", "get_weather", '{"city": "Paris"}'), ("call_b", "get_weather", '{"city": "Rome"}')]
+    script = F.Script(
+        F.json_reply(F.chat_completion(None, tool_calls=calls, finish_reason="tool_calls")),
+        F.json_reply(F.chat_completion("Sunny in both.")),
+    )
+    with F.FakeServer(script) as fake:
+        model = ChatOpenAI(model="gpt-4o", base_url=fake.url("/v1"), api_key=F.API_KEY, max_retries=0)
+        agent = create_react_agent(model, [get_weather])
+        agent.invoke({"messages": [HumanMessage("Weather in Paris and Rome?")]})
+    first, _second = steps(capture)
+    tool_spans = children(capture, first, A.SPAN_TOOL_EXECUTION)
+    assert sorted(attrs(s)[A.GEN_AI_TOOL_CALL_ID] for s in tool_spans) == ["call_a", "call_b"]
+    (run_record,) = record_of(capture, "run")
+    assert (run_record["steps"], run_record["llm_calls"], run_record["tool_calls"]) == (2, 2, 2)
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_a_stream_left_early_ends_its_run_and_step(
+    capture: Capture, server: F.FakeServer, is_async: bool
+) -> None:
+    """A consumer that stops reading a graph's stream would leave its run or step open forever."""
+    agent = create_react_agent(model_for(server, *react_turns()), [get_weather])
+    request = {"messages": [HumanMessage("Weather in Paris?")]}
+
+    async def first_update() -> Any:
+        stream = agent.astream(request, stream_mode="updates")
+        async for update in stream:
+            await stream.aclose()
+            return update
+        return None
+
+    if is_async:
+        update = asyncio.run(first_update())
+    else:
+        stream = agent.stream(request, stream_mode="updates")
+        update = next(stream)
+        stream.close()
+    assert next(iter(update)) == "agent"
+    (run_record,) = record_of(capture, "run")
+    (step_record,) = record_of(capture, "agent_step")
+    assert (run_record["steps"], run_record["llm_calls"], step_record["agent_step"]) == (1, 1, 1)

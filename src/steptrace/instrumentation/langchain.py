@@ -560,7 +560,9 @@ def _model_stream_wrapper(source: ConfigSource, is_async: bool) -> Callable[...,
     runner = run_async_generator if is_async else run_generator
 
     def traced(wrapped: Callable[..., Any], model: Any, args: Any, kwargs: Any) -> Any:
-        handle = _open_model_call(source, model, _nth(args, kwargs, 0, "input"), kwargs.get("stop"), None, True)
+        handle = _open_model_call(
+            source, model, _nth(args, kwargs, 0, "input"), kwargs.get("stop"), None, True
+        )
         if handle is None:
             return wrapped(*args, **kwargs)
         return runner(handle, _StreamHooks(), wrapped, args, kwargs)
