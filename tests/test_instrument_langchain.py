@@ -552,3 +552,24 @@ def test_a_stream_left_early_ends_its_run_and_step(
     (run_record,) = record_of(capture, "run")
     (step_record,) = record_of(capture, "agent_step")
     assert (run_record["steps"], run_record["llm_calls"], step_record["agent_step"]) == (1, 1, 1)
+
+
+def test_v2_content_block_events_mark_time_to_first_chunk(capture: Capture, server: F.FakeServer) -> None:
+    """A model streamed through LangChain's v2 events (no on_llm_new_token) would have no TTFT."""
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.tracers._streaming import _V2StreamingCallbackHandler
+
+    class EventHandler(BaseCallbackHandler, _V2StreamingCallbackHandler):
+        def __init__(self) -> None:
+            self.events: list[Any] = []
+
+        def on_stream_event(self, event: Any, **kwargs: Any) -> None:
+            self.events.append(event)
+
+    handler = EventHandler()
+    reply = model_for(server, text_turn("Sunny.")).invoke("Weather?", {"callbacks": [handler]})
+    assert reply.text == "Sunny."
+    assert any(e.get("event") == "content-block-delta" for e in handler.events)
+    (llm,) = capture.spans_named(A.SPAN_LLM_REQUEST)
+    assert attrs(llm)[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    assert (attrs(llm)[A.GEN_AI_USAGE_INPUT_TOKENS], attrs(llm)[A.GEN_AI_USAGE_OUTPUT_TOKENS]) == (12, 50)

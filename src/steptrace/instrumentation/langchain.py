@@ -570,18 +570,31 @@ def _model_stream_wrapper(source: ConfigSource, is_async: bool) -> Callable[...,
     return traced
 
 
+def _chunk_arrived(handle: LlmRequest | None) -> None:
+    if type(handle) is _ModelCall and not handle.sdk_enriched:
+        if not handle.stream:
+            handle.stream = True
+            handle.set_attribute(A.GEN_AI_REQUEST_STREAM, True)
+        handle.chunk_received()
+
+
 def _new_token_wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
     """A streamed chunk reached LangChain's callbacks: time to first chunk, time per chunk."""
-    handle = current_llm_request()
-    if type(handle) is _ModelCall and not handle.sdk_enriched:
-        token = _nth(args, kwargs, 0, "token")
+    with internal_errors("langchain.new_token"):
         chunk = kwargs.get("chunk")
-        message = getattr(chunk, "message", None)
-        if token or getattr(message, "tool_call_chunks", None):
-            if not handle.stream:
-                handle.stream = True
-                handle.set_attribute(A.GEN_AI_REQUEST_STREAM, True)
-            handle.chunk_received()
+        if _nth(args, kwargs, 0, "token") or getattr(
+            getattr(chunk, "message", None), "tool_call_chunks", None
+        ):
+            _chunk_arrived(current_llm_request())
+    return wrapped(*args, **kwargs)
+
+
+def _stream_event_wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+    """The same for LangChain's v2 content-block events (a handler that asked for them)."""
+    with internal_errors("langchain.stream_event"):
+        event = _nth(args, kwargs, 0, "event")
+        if isinstance(event, Mapping) and event.get("event") == "content-block-delta":
+            _chunk_arrived(current_llm_request())
     return wrapped(*args, **kwargs)
 
 
@@ -735,6 +748,9 @@ class LangChainInstrumentor(SdkInstrumentor):
         patches.wrap(BaseChatModel, "astream", _model_stream_wrapper(source, is_async=True))
         patches.wrap(CallbackManagerForLLMRun, "on_llm_new_token", _new_token_wrapper)
         patches.wrap(AsyncCallbackManagerForLLMRun, "on_llm_new_token", _new_token_wrapper)
+        for manager in (CallbackManagerForLLMRun, AsyncCallbackManagerForLLMRun):
+            if "on_stream_event" in vars(manager):  # langchain-core 1.4 and later
+                patches.wrap(manager, "on_stream_event", _stream_event_wrapper)
         patches.wrap(Pregel, "stream", _stream_wrapper(source, is_async=False))
         patches.wrap(Pregel, "astream", _stream_wrapper(source, is_async=True))
         # LangGraph's internals: one that moved in another version is skipped with a warning.
