@@ -124,6 +124,18 @@ def assert_react_shape(capture: Capture, agent: str = "LangGraph") -> dict[str, 
     assert attrs(first_llm)[A.STOP_REASON] == "tool_use"
     assert json.loads(attrs(first_llm)[A.LLM_TOOL_CALLS]) == [{"name": "get_weather", "id": "call_1"}]
     assert attrs(second_llm)[A.STOP_REASON] == "end_turn"
+    # Content capture is on (the fixture): messages in the conventions' shapes.
+    assert json.loads(attrs(first_llm)[A.GEN_AI_INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Weather in Paris?"}]}
+    ]
+    assert json.loads(attrs(first_llm)[A.GEN_AI_OUTPUT_MESSAGES]) == [
+        {
+            "role": "assistant",
+            "parts": [
+                {"type": "tool_call", "id": "call_1", "name": "get_weather", "arguments": {"city": "Paris"}}
+            ],
+        }
+    ]
     tool_attrs = attrs(tool_span)
     assert tool_attrs[A.GEN_AI_TOOL_NAME] == "get_weather"
     assert tool_attrs[A.GEN_AI_TOOL_CALL_ID] == "call_1"
