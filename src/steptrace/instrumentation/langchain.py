@@ -3,9 +3,10 @@
     steptrace.instrument_langchain()
 
 A compiled graph's ``stream``/``astream`` (``invoke``/``ainvoke`` and prebuilt agents go through
-them) is one ``agent_run`` named after the graph; the super-step that runs the model node opens an
-``agent_step``, which a following ``ToolNode`` super-step joins, so a step holds a model call and
-the tools it asked for, as in a hand-written loop. Chat-model calls (``BaseChatModel``) are
+them) is one ``agent_run`` named after the graph. Each super-step opens an ``agent_step``, except
+LangGraph's input step, subgraph nodes (the subgraph's super-steps are the steps) and ``ToolNode``
+super-steps, which join the step before: a step holds a model call and the tools it asked for, as
+in a hand-written loop. Chat-model calls (``BaseChatModel``) are
 ``llm_request`` spans, tool calls (``BaseTool.run``/``arun``, which ``ToolNode`` and ``invoke``
 reach) ``tool_execution`` spans with the model's tool-call id.
 
