@@ -27,6 +27,7 @@ from steptrace._spans import AgentRun, AgentStep, LlmRequest, ToolCall, bind_con
 from steptrace._version import __version__
 from steptrace.instrumentation.anthropic import instrument_anthropic, uninstrument_anthropic
 from steptrace.instrumentation.google_genai import instrument_google_genai, uninstrument_google_genai
+from steptrace.instrumentation.langchain import instrument_langchain, uninstrument_langchain
 from steptrace.instrumentation.mcp import instrument_mcp, uninstrument_mcp
 from steptrace.instrumentation.openai import instrument_openai, uninstrument_openai
 from steptrace.instrumentation.openai_agents import instrument_openai_agents, uninstrument_openai_agents
@@ -54,6 +55,7 @@ __all__ = [
     "current_step",
     "instrument_anthropic",
     "instrument_google_genai",
+    "instrument_langchain",
     "instrument_mcp",
     "instrument_openai",
     "instrument_openai_agents",
@@ -65,6 +67,7 @@ __all__ = [
     "tool_executor",
     "uninstrument_anthropic",
     "uninstrument_google_genai",
+    "uninstrument_langchain",
     "uninstrument_mcp",
     "uninstrument_openai",
     "uninstrument_openai_agents",

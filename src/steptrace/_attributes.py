@@ -126,3 +126,4 @@ STOP_ERROR: Final = "error"
 STOP_CANCELLED: Final = "cancelled"
 STOP_MAX_STEPS: Final = "max_steps"
 STOP_GUARDRAIL: Final = "guardrail"  # a guardrail tripwire stopped the run (OpenAI Agents SDK)
+STOP_INTERRUPTED: Final = "interrupted"  # paused for a human (LangGraph interrupt); resumed as a new run
