@@ -16,6 +16,7 @@ import inspect
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from opentelemetry import context as otel_context
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.trace import NoOpTracer
 
@@ -35,6 +36,7 @@ from steptrace._spans import (
     run_async_generator,
     run_coroutine,
     run_generator,
+    run_in_context,
     run_sync,
 )
 from steptrace._state import ActiveConfig, active
@@ -190,8 +192,13 @@ class _Spec(Generic[H]):
         opener = self._opener()
         handle = _open(opener, config, (), {})
         if handle is None:
-            handle = opener(_inert_config(), (), {})
-        block = Block(handle.context, self, handle)
+            # Setup failed (reported): the block runs untraced, never raising into the host. The
+            # stand-in handle opens outside the caller's context (whatever failed there cannot
+            # fail it), and the body keeps the caller's context as if steptrace were not there.
+            handle = run_in_context(otel_context.Context(), opener, _inert_config(), (), {})
+            block = Block(otel_context.get_current(), self, handle)
+        else:
+            block = Block(handle.context, self, handle)
         try:
             entered = self._entered
         except AttributeError:

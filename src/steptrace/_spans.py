@@ -307,7 +307,10 @@ class _Operation:
         except Exception as internal:
             report_internal_error(f"{type(self).__name__}.finish", internal)
         finally:
-            self.span.end()
+            try:  # the SDK calls every span processor's on_end here, another vendor's too
+                self.span.end()
+            except Exception as internal:
+                report_internal_error(f"{type(self).__name__}.end", internal)
         try:
             self._record(duration, error_type)
         except Exception as internal:
