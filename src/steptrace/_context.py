@@ -9,6 +9,7 @@ The run id and step number also travel as W3C baggage, to spans started in other
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from typing import TYPE_CHECKING
 
@@ -176,8 +177,68 @@ def current_step_state() -> StepState | None:
 # is open. The names are the span attributes' own.
 BAGGAGE_RUN_ID = "steptrace.run_id"
 BAGGAGE_AGENT_STEP = "steptrace.agent_step.number"
-# Baggage comes from the network: a run id is taken only when it looks like one.
+# Baggage comes from the network (any client can send any header): a value is taken only when it
+# looks like ours, else ignored. Step numbers are ASCII digits only: str.isdigit() accepts '²',
+# which int() rejects, and int() accepts '١' and '１', which no steptrace process sends.
 _MAX_REMOTE_RUN_ID_CHARS = 128
+_MAX_REMOTE_STEP_DIGITS = 9
+_ASCII_DIGITS = frozenset("0123456789")
+_warned_bad_baggage = False
+_warn_lock = threading.Lock()
+
+
+def _warn_bad_baggage(key: str, value: object) -> None:
+    """Once per process: a flood of hostile requests must not flood the log too."""
+    global _warned_bad_baggage
+    if _warned_bad_baggage:
+        return
+    with _warn_lock:
+        if _warned_bad_baggage:
+            return
+        _warned_bad_baggage = True
+    # ascii(): the value is the sender's, it may carry terminal escapes or line breaks.
+    shown = ascii(value[:40]) if isinstance(value, str) else f"a {type(value).__name__}"
+    logging.getLogger("steptrace").warning(
+        "steptrace: ignored a malformed %s in the W3C baggage of an incoming request (%s); "
+        "spans are recorded without it, and further malformed entries are ignored without a warning",
+        key,
+        shown,
+    )
+
+
+def remote_run_id(value: object) -> str | None:
+    """``value`` if it can be another process's run id: 1-128 printable characters, no space at
+    either end; else None (warned about once per process when it was set at all)."""
+    if (
+        isinstance(value, str)
+        and 0 < len(value) <= _MAX_REMOTE_RUN_ID_CHARS
+        and value.isprintable()
+        and value.strip() == value
+    ):
+        return value
+    if value is not None:
+        _warn_bad_baggage(BAGGAGE_RUN_ID, value)
+    return None
+
+
+def remote_step_number(value: object) -> int | None:
+    """``value`` as an agent step number (1 to 999,999,999, ASCII digits), else None (warned
+    about once per process when it was set at all)."""
+    if type(value) is int:
+        number: int | None = value
+    elif (
+        isinstance(value, str)
+        and 0 < len(value) <= _MAX_REMOTE_STEP_DIGITS
+        and _ASCII_DIGITS.issuperset(value)
+    ):
+        number = int(value)
+    else:
+        number = None
+    if number is not None and 0 < number < 10**_MAX_REMOTE_STEP_DIGITS:
+        return number
+    if value is not None:
+        _warn_bad_baggage(BAGGAGE_AGENT_STEP, value)
+    return None
 
 
 def with_run_baggage(context: otel_context.Context, run_id: str) -> otel_context.Context:
@@ -197,7 +258,11 @@ def remote_run(context: otel_context.Context | None) -> tuple[str, int | None] |
     """The (run id, agent step number) of another process's run, for spans started in ``context``
     when no run is open here: from the baggage the request carried, else from the current span
     of ``context`` when that span was stamped with one (libraries that start their server span
-    from the extracted context but make it current without the baggage, as mcp 2.3 does)."""
+    from the extracted context but make it current without the baggage, as mcp 2.3 does).
+
+    Every value is validated here, the one reader of baggage: a bad one is ignored (a bad run id
+    takes its step number with it), warned about once per process, and never raised.
+    """
     entries = baggage.get_all(context)
     run_id: object = entries.get(BAGGAGE_RUN_ID) if entries else None
     step: object = entries.get(BAGGAGE_AGENT_STEP) if entries else None
@@ -207,12 +272,9 @@ def remote_run(context: otel_context.Context | None) -> tuple[str, int | None] |
             return None
         run_id = attributes.get(BAGGAGE_RUN_ID)
         step = attributes.get(BAGGAGE_AGENT_STEP)
-        step = str(step) if type(step) is int else None
-    if (
-        not isinstance(run_id, str)
-        or not 0 < len(run_id) <= _MAX_REMOTE_RUN_ID_CHARS
-        or not run_id.isprintable()
-    ):
+        if run_id is None:
+            return None
+    valid_run_id = remote_run_id(run_id)
+    if valid_run_id is None:
         return None
-    number = int(step) if isinstance(step, str) and step.isdigit() and len(step) < 10 else None
-    return run_id, number
+    return valid_run_id, remote_step_number(step)

@@ -10,12 +10,13 @@ never changes when it is used: one spec may decorate several functions and serve
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
+import sys
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from opentelemetry import context as otel_context
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.trace import NoOpTracer
 
@@ -30,11 +31,12 @@ from steptrace._spans import (
     Block,
     Hooks,
     LlmRequest,
+    OpenBlocks,
     ToolCall,
-    find_block,
     run_async_generator,
     run_coroutine,
     run_generator,
+    run_in_context,
     run_sync,
 )
 from steptrace._state import ActiveConfig, active
@@ -168,15 +170,13 @@ class _Spec(Generic[H]):
     """A span description usable as a decorator and as a (sync or async) context manager.
 
     Every call of a decorated function and every ``with`` gets a fresh handle; what the spec
-    describes never changes. ``__exit__`` finds the block its own ``__enter__`` opened in the
-    current context, so a reused spec serves concurrent threads and tasks and nests in itself.
-    An exit that runs in another ``contextvars.Context`` than its entry (a generator driven with
-    ``copy_context().run(next, gen)``, as Starlette and anyio do) cannot see the block there:
-    ``_entered`` holds the blocks open right now for that case.
+    describes never changes. ``__exit__`` ends the block its own ``__enter__`` opened, found by
+    ``OpenBlocks`` (by the frame of the ``with`` statement), so a reused spec serves concurrent
+    threads and tasks, nests in itself, and serves generators stepped in copied contexts
+    (Starlette, anyio) whose requests' contexts are alike.
     """
 
     _hooks: Hooks[H] = Hooks()
-    _entered: list[Block]
 
     def _opener(self, fn: Callable[..., Any] | None = None) -> Opener[H]:
         """Opens a handle for one call of ``fn`` (or one ``with`` block when ``fn`` is None)."""
@@ -185,39 +185,48 @@ class _Spec(Generic[H]):
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         return wrap(fn, self._opener(fn), self._hooks)
 
-    def __enter__(self) -> H:
+    def _enter(self, frame: object) -> H:
         config = active() or _inert_config()
         opener = self._opener()
         handle = _open(opener, config, (), {})
         if handle is None:
-            handle = opener(_inert_config(), (), {})
-        block = Block(handle.context, self, handle)
-        try:
-            entered = self._entered
-        except AttributeError:
-            entered = self._entered = []
-        entered.append(block)
+            # Setup failed (reported): the block runs untraced, never raising into the host. The
+            # stand-in handle opens outside the caller's context (whatever failed there cannot
+            # fail it), and the body keeps the caller's context as if steptrace were not there.
+            handle = run_in_context(otel_context.Context(), opener, _inert_config(), (), {})
+            block = Block(otel_context.get_current(), self, handle, frame)
+        else:
+            block = Block(handle.context, self, handle, frame)
+        # Made on first use (the subclasses' __init__ stay plain); setdefault keeps one per spec
+        # when threads race to make it.
+        blocks: OpenBlocks | None = self.__dict__.get("_blocks")
+        if blocks is None:
+            blocks = self.__dict__.setdefault("_blocks", OpenBlocks())
+        blocks.add(block)
         block.enter()
         return handle
 
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        block = find_block(self)
-        entered = getattr(self, "_entered", None)
+    def _exit(self, frame: object, exc: BaseException | None) -> None:
+        blocks: OpenBlocks | None = self.__dict__.get("_blocks")
+        block = None if blocks is None else blocks.take(self, frame)
         if block is None:
-            if not entered:
-                return
-            block = entered[-1]  # exited in another Context: the latest block of this spec
-        if entered is not None:
-            with contextlib.suppress(ValueError):  # another thread removed it first
-                entered.remove(block)
+            return
         block.exit()
         block.handle.finish(exc)
 
+    # The caller's frame is the ``with`` statement's: one frame up from __enter__/__exit__, and
+    # from __aenter__/__aexit__ too (a coroutine's caller is the frame awaiting it).
+    def __enter__(self) -> H:
+        return self._enter(sys._getframe(1))
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self._exit(sys._getframe(1), exc)
+
     async def __aenter__(self) -> H:
-        return self.__enter__()
+        return self._enter(sys._getframe(1))
 
     async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        self.__exit__(exc_type, exc, tb)
+        self._exit(sys._getframe(1), exc)
 
 
 # --- agent_run -------------------------------------------------------------------------------------

@@ -11,11 +11,13 @@ interrupts are recorded as such, not as failures. No function here raises into u
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import random
+import threading
 import time
 import traceback
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from contextvars import ContextVar, Token
 from typing import Any, Generic, ParamSpec, TypeVar
 
@@ -146,14 +148,18 @@ class Block:
 
     Single use. ``owner`` is the object whose ``__exit__`` will end the block (a spec, a
     ``capture_content``) and ``handle`` the handle it ends, if any; ``find_block`` finds the
-    innermost open block of an owner.
+    innermost open block of an owner. ``frame`` is the frame whose ``with`` statement entered it
+    (``OpenBlocks`` keys the owner's open blocks by it).
     """
 
-    __slots__ = ("_marker", "_token", "context", "handle", "owner", "parent")
+    __slots__ = ("_marker", "_token", "context", "frame", "handle", "owner", "parent")
 
-    def __init__(self, context: otel_context.Context, owner: object, handle: Any = None) -> None:
+    def __init__(
+        self, context: otel_context.Context, owner: object, handle: Any = None, frame: object = None
+    ) -> None:
         self.owner = owner
         self.handle = handle
+        self.frame = frame
         self.parent = otel_context.get_current()
         self.context = otel_context.set_value(BLOCK_KEY, self, context)
         self._token: object | None = None
@@ -185,6 +191,59 @@ def find_block(owner: object) -> Block | None:
             return block
         block = block.parent.get(BLOCK_KEY)
     return None
+
+
+class OpenBlocks:
+    """The open ``with`` blocks of one owner (a spec that concurrent requests share), so that each
+    exit ends the block its own entry opened.
+
+    The context cannot tell: an exit may run in another ``contextvars.Context`` than its entry (a
+    generator stepped with ``copy_context().run(next, gen)`` by Starlette or anyio, an async
+    generator closed by the loop's finalizer), and two requests' contexts may be copies of one
+    parent, identical in every variable. What an exit always shares with its entry is the frame
+    of the ``with`` statement, so blocks are keyed by that frame (held, so its id stays unique
+    while the block is open). An entry or exit from another frame (``ExitStack``) falls back to
+    the innermost open block of the owner in the current context, then to the only open one.
+    """
+
+    __slots__ = ("_by_frame", "_lock")
+
+    def __init__(self) -> None:
+        self._by_frame: dict[int, list[Block]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, block: Block) -> None:
+        with self._lock:
+            self._by_frame.setdefault(id(block.frame), []).append(block)
+
+    def take(self, owner: object, frame: object) -> Block | None:
+        """The block an exit called from ``frame`` ends, no longer open; None if none is known."""
+        with self._lock:
+            by_frame = self._by_frame
+            blocks = by_frame.get(id(frame))
+            block = blocks[-1] if blocks and blocks[-1].frame is frame else None
+            if block is None:
+                block = self._open_in_context(owner)
+            if block is None and len(by_frame) == 1:
+                (only,) = by_frame.values()
+                block = only[-1] if len(only) == 1 else None
+            if block is None:
+                return None
+            key = id(block.frame)
+            blocks = by_frame[key]
+            blocks.remove(block)
+            if not blocks:
+                del by_frame[key]
+            block.frame = None  # let the frame go
+            return block
+
+    def _open_in_context(self, owner: object) -> Block | None:
+        block = otel_context.get_value(BLOCK_KEY)
+        while isinstance(block, Block):
+            if block.owner is owner and block in self._by_frame.get(id(block.frame), ()):
+                return block
+            block = block.parent.get(BLOCK_KEY)
+        return None
 
 
 def run_in_context(context: otel_context.Context, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
@@ -307,7 +366,10 @@ class _Operation:
         except Exception as internal:
             report_internal_error(f"{type(self).__name__}.finish", internal)
         finally:
-            self.span.end()
+            try:  # the SDK calls every span processor's on_end here, another vendor's too
+                self.span.end()
+            except Exception as internal:
+                report_internal_error(f"{type(self).__name__}.end", internal)
         try:
             self._record(duration, error_type)
         except Exception as internal:
@@ -931,7 +993,7 @@ def run_sync(handle: H, hooks: Hooks[H], fn: Callable[..., Any], args: Any, kwar
         raise
     otel_context.detach(token)
     if getattr(type(result), "__await__", None) is not None:
-        return _await_then_finish(handle, hooks, result)
+        return _AwaitThenFinish(handle, hooks, result)
     return _returned(handle, hooks, result)
 
 
@@ -945,6 +1007,77 @@ async def _await_then_finish(handle: H, hooks: Hooks[H], awaitable: Awaitable[An
         raise
     otel_context.detach(token)
     return _returned(handle, hooks, result)
+
+
+class _AwaitThenFinish(Coroutine[Any, Any, Any]):
+    """The awaitable a sync traced callable returned, handed back as a coroutine (``create_task``
+    and ``gather`` take it) that runs ``_await_then_finish`` once awaited.
+
+    A coroutine that never runs has no code of its own to end the span: a task cancelled before
+    its first step throws into it, asyncio closes what it will not run, and a dropped one is
+    collected. Each of those ends the span here, as cancelled (or failed by what was thrown).
+    """
+
+    __slots__ = ("_awaitable", "_handle", "_hooks", "_running")
+
+    def __init__(self, handle: Any, hooks: Hooks[Any], awaitable: Awaitable[Any]) -> None:
+        self._handle = handle
+        self._hooks = hooks
+        self._awaitable = awaitable
+        self._running: Coroutine[Any, Any, Any] | None = None
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self  # an iterator with send/throw/close, as awaits use
+
+    def __iter__(self) -> _AwaitThenFinish:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def send(self, value: Any) -> Any:
+        running = self._running
+        if running is None:
+            running = self._running = _await_then_finish(self._handle, self._hooks, self._awaitable)
+        return running.send(value)
+
+    def throw(self, typ: Any, value: Any = None, traceback: Any = None) -> Any:
+        running = self._running
+        if running is not None:
+            if value is None and traceback is None:  # the one-argument form: no DeprecationWarning
+                return running.throw(typ)
+            return running.throw(typ, value, traceback)
+        if isinstance(typ, BaseException):
+            exc = typ
+        else:
+            exc = value if isinstance(value, BaseException) else typ() if value is None else typ(value)
+        if traceback is not None:
+            exc = exc.with_traceback(traceback)
+        self._never_ran(exc)
+        raise exc
+
+    def close(self) -> None:
+        if self._running is None:
+            self._never_ran(asyncio.CancelledError())
+        else:
+            self._running.close()
+
+    def _never_ran(self, exc: BaseException) -> None:
+        """Ends the span with ``exc`` and closes the callee's coroutine, as the thrown exception or
+        close would have, had it been awaited directly; later sends fail as on a closed coroutine."""
+        running = self._running = _await_then_finish(self._handle, self._hooks, self._awaitable)
+        running.close()  # never started: closing it runs nothing and warns nothing
+        awaitable = self._awaitable
+        if inspect.iscoroutine(awaitable) or inspect.isgenerator(awaitable):
+            try:
+                awaitable.close()
+            except Exception as internal:  # a generator-based awaitable that ignores close
+                report_internal_error("awaitable.close", internal)
+        self._handle.finish(exc)
+
+    def __del__(self) -> None:
+        if self._running is None:  # never awaited: the callee's own "never awaited" warning stays
+            self._handle.finish(asyncio.CancelledError())  # never raises (but under our tests)
 
 
 def run_coroutine(
