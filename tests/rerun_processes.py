@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,55 @@ def agents_sdk(url: str | None) -> Any:
         return result.final_output
 
 
+@steptrace.tool
+def exact_values() -> Any:
+    return {
+        1: "one",
+        (2, "b"): (3, 4.5, [None, True]),
+        "big": 2**80,
+        "floats": [math.nan, -math.inf, -0.0, 1e308],
+        "bytes": b"\x00\xff",
+        "set": frozenset({1, 2}),
+        "surrogate": "\ud800x",
+    }
+
+
+@steptrace.tool
+def card_lookup() -> dict[str, Any]:
+    return {"id": 4111111111111111}
+
+
+@steptrace.tool
+def session_lookup() -> dict[str, Any]:
+    return {"token": "abc123"}
+
+
+@steptrace.tool
+def pages() -> Iterator[int]:
+    yield 1
+    yield 2
+    raise RuntimeError("page 3 failed")
+
+
+def values(url: str | None) -> Any:
+    """Returns what the agent saw, as reprs (exact types: 1 vs '1', (3,) vs [3], nan vs 'NaN')."""
+    seen: list[str] = []
+    with steptrace.agent_run(agent="values"):
+        for call in (exact_values, card_lookup, session_lookup):
+            try:
+                seen.append(repr(call()))
+            except Exception as exc:
+                seen.append(f"{type(exc).__name__}: {exc}")
+        items: list[int] = []
+        try:
+            items.extend(pages())
+        except Exception as exc:
+            seen.append(f"{items} then {type(exc).__name__}: {exc}")
+    return seen
+
+
 SCENARIOS: dict[str, Callable[[str | None], Any]] = {
+    "values": values,
     "decorators": decorators,
     "openai": openai_chat,
     "anthropic": anthropic_messages,

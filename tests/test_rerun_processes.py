@@ -72,3 +72,23 @@ def test_args_hash_of_an_object_argument_is_the_same_in_every_process(tmp_path: 
     records = [json.loads(line) for line in (log / "steps.jsonl").read_text().splitlines()]
     hashes = {r["run_id"]: r["args_hash"] for r in records if r.get("type") == "tool_call"}
     assert len(hashes) == 2 and len(set(hashes.values())) == 1, hashes
+
+
+def test_what_is_served_is_exactly_what_was_returned(tmp_path: Path) -> None:
+    """Int keys came back as strings, tuples as lists, 2**80 and NaN as strings, a card-like id and
+    a token as markers, a failing generator without its items, and the verdict said reproduced."""
+    recorded, rerun = record_then_rerun("values", tmp_path / "logs")
+    exact, card, token, generator = recorded["answer"]
+    assert exact.startswith("{1: 'one', (2, 'b'): (3, 4.5, [None, True]), 'big': 1208925819614629174706176")
+    assert card == "{'id': 4111111111111111}" and token == "{'token': 'abc123'}"
+    assert generator == "[1, 2] then RuntimeError: page 3 failed"
+    served = rerun["answer"]
+    assert served[0] == exact
+    assert served[1] == "RerunDivergence: step 2: card_lookup's result was recorded as not replayable " + (
+        "(a secret was redacted from it at recording)"
+    )
+    assert served[2].startswith("RerunDivergence: step 3: session_lookup's result was recorded as not")
+    assert served[3] == generator
+    report = rerun["report"]
+    assert report["reproduced"] is False
+    assert report["divergence"].startswith("step 2: card_lookup")

@@ -25,6 +25,7 @@ import enum
 import importlib
 import json
 import math
+import re
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence, Set
@@ -41,6 +42,7 @@ _UNENCODABLE = '"[unencodable: '
 _MAX_DEPTH = 200
 _MAX_MESSAGE_CHARS = 64 * 1024
 LEFT_OUT = "[left out of the match]"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def recording_policy(redactor: Redactor) -> ContentPolicy:
@@ -108,7 +110,10 @@ class _Encoder:
         if kind is str:
             self.spend(len(value) + 2)
             self.scan(value)
-            return value
+            if _SURROGATE.search(value) is None:
+                return value
+            # JSON reads the escapes of a high and a low surrogate back as one character.
+            return {TAG: "str", "v": base64.b64encode(value.encode("utf-8", "surrogatepass")).decode()}
         if kind is int:
             self.spend(20)
             if (
@@ -148,7 +153,7 @@ class _Encoder:
             return [self.encode(item, depth) for item in value]
         if kind is dict:
             self.spend(2)
-            if all(type(key) is str for key in value) and TAG not in value:
+            if TAG not in value and all(type(key) is str and not _SURROGATE.search(key) for key in value):
                 out: dict[str, Any] = {}
                 for key, item in value.items():
                     self.spend(len(key) + 3)
@@ -180,7 +185,7 @@ class _Encoder:
             self.spend(50)
             return {TAG: kind.__name__, "v": str(value)}
         if isinstance(value, type):
-            raise Unrecordable(f"a class ({value.__qualname__}) has no recorded form")
+            raise Unrecordable(f"a class ({value.__name__}) has no recorded form")
         if _is_pydantic(value):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -197,7 +202,7 @@ class _Encoder:
                 self._sensitive(name, item)
             items = [self.encode(item, depth) for item in value]
             return {TAG: "namedtuple", "cls": type_path(kind), "v": items}
-        raise Unrecordable(f"a {kind.__qualname__} has no exact recorded form")
+        raise Unrecordable(f"a {kind.__name__} has no exact recorded form")
 
     def _sensitive(self, key: str, item: Any) -> None:
         if self.redactor is not None and item is not None and self.redactor.sensitive_key_kind(key):
@@ -328,6 +333,7 @@ def _builds_from_json(cls: type) -> bool:
 
 
 _REBUILD: dict[str, Any] = {
+    "str": lambda d, v: base64.b64decode(str(v), validate=True).decode("utf-8", "surrogatepass"),
     "int": lambda d, v: int(str(v), 16),
     "float": lambda d, v: float(str(v)),
     "bytes": lambda d, v: base64.b64decode(str(v), validate=True),

@@ -20,7 +20,8 @@ FORMAT_VERSION = 1
 RECORDING_KEY = "recording"
 RECORDING_DIR = "rerun"
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+# ASCII: a lone surrogate in a recorded string is written as its escape and read back as it was.
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=str)
 
 
 class Recorder:
@@ -49,7 +50,7 @@ class Recorder:
             self.tool_counts[name] = self.tool_counts.get(name, 0) + 1
 
     def write(self, line: dict[str, Any]) -> None:
-        data = (_ENCODER.encode(line) + "\n").encode("utf-8", "replace")
+        data = (_ENCODER.encode(line) + "\n").encode("ascii")
         with self._lock:
             fd = self._fd
             if fd is not None:
