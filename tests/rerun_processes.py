@@ -183,7 +183,61 @@ def values(url: str | None) -> Any:
     return seen
 
 
+@steptrace.tool
+def read_vault(path: str) -> str:
+    return f"the vault entry at {path}: patient-4471"
+
+
+@steptrace.capture_content(False)
+@steptrace.tool
+def lookup_patient(record_id: str) -> dict[str, Any]:
+    return {"record": record_id, "diagnosis": "flu-4471"}
+
+
+def fenced(url: str | None) -> Any:
+    """Calls inside capture_content(False) blocks and functions: their content stays out."""
+    seen: list[Any] = []
+
+    def attempt(call: Callable[[], Any]) -> None:
+        try:
+            seen.append(call())
+        except Exception as exc:
+            seen.append(f"{type(exc).__name__}: {exc}")
+
+    with steptrace.agent_run(agent="fenced"):
+        attempt(lambda: search(Client("open"), "public"))
+        with steptrace.capture_content(False):
+            attempt(lambda: read_vault("/vault/patient-4471"))
+            attempt(lambda: model(Client("private"), ["a private question about 4471"]))
+            with steptrace.capture_content(True):
+                attempt(lambda: search(Client("opted in"), "inner"))
+        attempt(lambda: lookup_patient("rec-4471"))
+    return seen
+
+
+HOSTILE_RUN_IDS = [
+    "../../../escaped",
+    "/tmp/steptrace-hostile-absolute",
+    "nul\x00byte",
+    "é" * 300,
+    "..",
+    "a/b\\c",
+    "*",
+    "-rf",
+    "ok-id",
+]
+
+
+def hostile(url: str | None) -> Any:
+    for run_id in HOSTILE_RUN_IDS:
+        with steptrace.agent_run(agent="hostile", run_id=run_id):
+            search(Client("x"), run_id)
+    return HOSTILE_RUN_IDS
+
+
 SCENARIOS: dict[str, Callable[[str | None], Any]] = {
+    "fenced": fenced,
+    "hostile": hostile,
     "values": values,
     "decorators": decorators,
     "openai": openai_chat,
@@ -217,8 +271,8 @@ def main() -> None:
     steptrace.configure("rerun-processes", jsonl_path=log / "steps.jsonl", record_for_rerun=mode == "record")
     if mode == "record":
         answer = agent(None)
-        (recording,) = (log / "rerun").glob("*.jsonl")
-        print(json.dumps({"answer": answer, "run_id": recording.stem}))
+        recordings = sorted((log / "rerun").glob("*.jsonl"))
+        print(json.dumps({"answer": answer, "run_id": recordings[0].stem}))
         return
     try:
         with steptrace.rerun(sys.argv[4], log=log) as rerun:

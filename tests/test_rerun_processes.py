@@ -92,3 +92,60 @@ def test_what_is_served_is_exactly_what_was_returned(tmp_path: Path) -> None:
     report = rerun["report"]
     assert report["reproduced"] is False
     assert report["divergence"].startswith("step 2: card_lookup")
+
+
+FENCED = "made inside capture_content(False): its content was not recorded"
+
+
+def test_calls_inside_capture_content_false_are_not_recorded(tmp_path: Path) -> None:
+    """The user's fence held in the step log but not in rerun/<run_id>.jsonl: arguments and
+    results of fenced calls were written there. Now they are recorded as not replayable."""
+    log = tmp_path / "logs"
+    recorded, rerun = record_then_rerun("fenced", log)
+    assert recorded["answer"][1] == "the vault entry at /vault/patient-4471: patient-4471"
+    text = (log / "rerun" / f"{recorded['run_id']}.jsonl").read_text()
+    assert "4471" not in text and "private" not in text
+    calls = [json.loads(line) for line in text.splitlines()]
+    fenced = [
+        (c.get("name") or "model", c.get("unreplayable")) for c in calls if c["recording"] in ("llm", "tool")
+    ]
+    assert fenced == [
+        ("search", None),
+        ("read_vault", FENCED),
+        ("model", FENCED),
+        ("search", None),  # capture_content(True) inside the fence: the user opted back in
+        ("lookup_patient", FENCED),
+    ]
+    served = rerun["answer"]
+    assert served[0] == recorded["answer"][0] and served[3] == recorded["answer"][3]
+    for index in (1, 2, 4):
+        assert served[index].startswith("RerunDivergence: ") and FENCED in served[index], served[index]
+    assert rerun["report"]["reproduced"] is False
+
+
+def test_hostile_run_ids_record_inside_the_folder_and_rerun(tmp_path: Path) -> None:
+    """A run id like ../../../x wrote outside the log directory; now every recording is a file
+    of log/rerun, found again by its run id."""
+    import steptrace
+
+    work = tmp_path / "deep" / "er" / "work"
+    log = work / "logs"
+    log.mkdir(parents=True)
+    recorded = run_script("hostile", "record", str(log))
+    outside = [p for p in tmp_path.rglob("*") if p.is_file() and log not in p.parents]
+    assert outside == []
+    assert not Path("/tmp/steptrace-hostile-absolute.jsonl").exists()
+    files = sorted(p.name for p in (log / "rerun").iterdir())
+    assert len(files) == len(recorded["answer"]) and all(len(name) < 100 for name in files), files
+    assert "ok-id.jsonl" in files
+    telemetry = steptrace.configure("hostile-rerun", jsonl_path=tmp_path / "rerun-log" / "steps.jsonl")
+    try:
+        import rerun_processes as agent
+
+        for run_id in recorded["answer"]:
+            with steptrace.rerun(run_id, log=log) as rerun, steptrace.agent_run(agent="hostile"):
+                agent.search(agent.Client("x"), run_id)
+            assert rerun.report is not None and rerun.report.reproduced, (run_id, rerun.report)
+            assert rerun.report.original_run_id == run_id
+    finally:
+        telemetry.shutdown()
