@@ -19,7 +19,7 @@ from typing import Any
 
 from steptrace._content import ContentPolicy
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: exact values ({"value": ...}), unmatched_args, not replayable marks
 RECORDING_KEY = "recording"
 RECORDING_DIR = "rerun"
 
