@@ -108,7 +108,7 @@ def google_genai(url: str | None) -> Any:
         return reply.text
 
 
-def agents_sdk(url: str | None) -> Any:
+def agents_sdk(url: str | None, streamed: bool = False) -> Any:
     import openai
     from agents import Agent, Runner, function_tool, set_tracing_disabled
     from agents.models.openai_responses import OpenAIResponsesModel
@@ -132,8 +132,17 @@ def agents_sdk(url: str | None) -> Any:
         model = OpenAIResponsesModel("gpt-4.1", client)
         weather = Agent(name="weather", instructions="Answer.", tools=[get_weather], model=model)
         triage = Agent(name="triage", instructions="Route.", handoffs=[weather], model=model)
-        result = asyncio.run(Runner.run(triage, "What's the weather in Paris?"))
-        return result.final_output
+        if not streamed:
+            result = asyncio.run(Runner.run(triage, "What's the weather in Paris?"))
+            return result.final_output
+
+        async def stream() -> Any:
+            result = Runner.run_streamed(triage, "What's the weather in Paris?")
+            async for _event in result.stream_events():
+                pass
+            return result.final_output
+
+        return asyncio.run(stream())
 
 
 @steptrace.tool
@@ -244,6 +253,7 @@ SCENARIOS: dict[str, Callable[[str | None], Any]] = {
     "anthropic": anthropic_messages,
     "google_genai": google_genai,
     "agents_sdk": agents_sdk,
+    "agents_sdk_streamed": lambda url: agents_sdk(url, streamed=True),
 }
 
 
