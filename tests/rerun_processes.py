@@ -36,7 +36,9 @@ class Client:
 
 
 @steptrace.tool
-def search(client: Client, query: str, on_done: Callable[[], None] | None = None) -> dict[str, Any]:
+def search(
+    client: Client, query: str, on_done: Callable[[], None] | None = None, tags: Any = None
+) -> dict[str, Any]:
     return client.lookup(query)
 
 
@@ -55,7 +57,9 @@ def decorators(url: str | None) -> Any:
             reply = model(client, messages)
             if "answer" in reply:
                 return reply["answer"]
-            messages.append(search(client, reply["query"], on_done=lambda: None))
+            # A set's order differs between processes (PYTHONHASHSEED); its hash must not.
+            tags = {"finance", "q3", "revenue", "eu"}
+            messages.append(search(client, reply["query"], on_done=lambda: None, tags=tags))
 
 
 def openai_chat(url: str | None) -> Any:

@@ -214,10 +214,60 @@ def encode_tagged(value: Any) -> Any:
     return _Encoder(None, ()).encode(value)
 
 
+_PROBE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_PROBE_NODES = 1_000
+_PROBE_CHARS = 64 * 1024
+
+
+def _plain_exact(value: Any) -> bool:
+    """Small JSON data that JSON gives back as it was: dicts with string keys, lists, strings,
+    64-bit ints, finite floats (checked by the encoder), bools, None. No tuple: it comes back a list."""
+    stack = [value]
+    nodes = chars = 0
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        nodes += 1
+        if kind is str:
+            chars += len(item)
+        elif kind is int:
+            if not -(2**63) <= item < 2**63:
+                return False
+        elif kind is dict:
+            if TAG in item:
+                return False
+            for key in item:
+                if type(key) is not str:
+                    return False
+                chars += len(key)
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif not (kind is float or kind is bool or item is None):
+            return False
+        if nodes > _PROBE_NODES or chars > _PROBE_CHARS:
+            return False
+    return True
+
+
+def _fast_plain(redactor: Redactor, value: Any, secrets: Sequence[str]) -> bool:
+    """True when ``value`` is recorded as it is: plain data one scan of its JSON clears of every
+    detector (sensitive key names are among ``may_hold_secret``'s triggers)."""
+    if secrets or redactor.has_custom_patterns or redactor.has_user_callable or not _plain_exact(value):
+        return False
+    try:
+        text = _PROBE.encode(value)
+    except ValueError:  # NaN or infinity
+        return False
+    return not may_hold_secret(text) and _SURROGATE.search(text) is None
+
+
 def encode_value(policy: ContentPolicy, value: Any, secrets: Sequence[str] = ()) -> dict[str, Any]:
     """A recorded value (see the module docstring); never raises."""
     try:
         redactor = policy.redactor
+        if _fast_plain(redactor, value, secrets):
+            return {"value": value}
         encoder = _Encoder(redactor, secrets)
         why: str | None = None
         try:
