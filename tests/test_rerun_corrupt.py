@@ -121,3 +121,23 @@ def test_the_cli_says_in_one_line_that_a_recording_is_unreadable(
     assert main(["rerun", str(garbage), "--", sys.executable, AGENT]) == 2
     err = capfd.readouterr().err.strip()
     assert err.count("\n") == 0 and "not a steptrace recording (no run line)" in err, err
+
+
+def test_the_cli_reports_a_damaged_call_as_the_divergence(
+    recording: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A model call line with fields of the wrong type: the agent's rerun stops there with
+    RerunDivergence naming it, and the report says where (no int('x') traceback from configure())."""
+    lines = [json.loads(line) for line in recording.read_text().splitlines()]
+    first = next(line for line in lines if line["recording"] == "llm")
+    first["number"], first["response"] = "one", 5
+    damaged = tmp_path / "damaged.jsonl"
+    damaged.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert main(["rerun", str(damaged), "--json", "--", sys.executable, AGENT]) == 0
+    out, err = capfd.readouterr()
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["divergence"] == (
+        "step 1: model call 1 was recorded as not replayable "
+        "(the recording is corrupt here (number, response))"
+    )
+    assert "RerunDivergence" in err and "ValueError" not in err
