@@ -80,7 +80,7 @@ def test_recording_holds_every_call_in_a_private_file(recording: Capture) -> Non
     assert kinds.count("llm") == 6 and kinds.count("tool") == 6
     first_llm = next(line for line in recorded if line["recording"] == "llm")
     assert first_llm["request"] == {"messages": [QUESTION]}
-    assert first_llm["response"] == {"json": {"tool": "search", "arguments": {"query": "Q3 revenue"}}}
+    assert first_llm["response"] == {"value": {"tool": "search", "arguments": {"query": "Q3 revenue"}}}
     failures = [line for line in recorded if line["recording"] == "tool" and "error" in line]
     assert len(failures) == 4
     assert failures[0]["error"] == {
@@ -88,7 +88,7 @@ def test_recording_holds_every_call_in_a_private_file(recording: Capture) -> Non
         "name": "ValueError",
         "message": "no exchange rate for EUR",
     }
-    assert failures[0]["arguments"] == {"json": {"amount": 1_200_000.0, "to": "EUR"}}
+    assert failures[0]["arguments"] == {"amount": 1_200_000.0, "to": "EUR"}
     end = recorded[-1]
     assert end["run_id"] == run_id
     assert end["outcome"] == {
@@ -115,7 +115,8 @@ def test_secrets_are_redacted_as_in_the_step_log(recording: Capture) -> None:
     assert secret not in text and "hunter2-long" not in text
     (tool_line,) = [line for line in lines(path) if line["recording"] == "tool"]
     (record,) = [r for r in recording.records if r["type"] == "tool_call"]
-    assert tool_line["result"]["json"] == record["output"]
+    assert tool_line["result"]["shown"] == record["output"]
+    assert tool_line["unreplayable"] == "a secret was redacted from it at recording"
 
 
 def test_values_over_one_mebibyte_are_recorded_as_not_replayable(recording: Capture) -> None:

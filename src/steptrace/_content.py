@@ -42,7 +42,7 @@ _MAX_REPR_CHARS = 1_000
 _MAX_KEY_CHARS = 256
 # Integers beyond 64 bits are kept as decimal text up to this size, then summarised.
 _MAX_INT_BITS = 1_024
-_CARD_DIGITS_FIRST = "23456"  # card networks' first digits; spares ns timestamps and snowflake ids
+CARD_DIGITS_FIRST = "23456"  # card networks' first digits; spares ns timestamps and snowflake ids
 
 
 def truncation_marker(original_length: int) -> str:
@@ -60,6 +60,22 @@ def bounded_repr(value: object, limit: int = _MAX_REPR_CHARS) -> str:
     if len(text) > limit:
         return text[:limit] + truncation_marker(len(text))
     return text
+
+
+# A memory address in a repr (``<Client object at 0x7f22...>``, ``<function f at 0x...>``).
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
+
+
+def is_stable_repr(value: object) -> bool:
+    """Whether ``repr(value)`` reads the same in every process (no memory address in it)."""
+    text = bounded_repr(value)
+    return not text.startswith("<unrepresentable ") and _ADDRESS.search(text) is None
+
+
+def stable_text(value: object) -> str:
+    """``repr(value)`` when it is the same in every process, else ``<TypeName>``: what an
+    argument hash sees of an object (a client object, a function) it cannot compare."""
+    return bounded_repr(value) if is_stable_repr(value) else f"<{_type_name(value)}>"
 
 
 def _type_name(value: object) -> str:
@@ -85,7 +101,7 @@ class _Walk:
     strings are cut and containers end with a ``[truncated: ...]`` entry.
     """
 
-    __slots__ = ("budget", "nodes_left", "redactor", "scan_text", "secrets", "string_limit")
+    __slots__ = ("budget", "nodes_left", "redactor", "scan_text", "secrets", "stable", "string_limit")
 
     def __init__(
         self,
@@ -93,8 +109,11 @@ class _Walk:
         string_limit: int,
         scan_text: bool = True,
         secrets: Sequence[str] = (),
+        stable: bool = False,
     ) -> None:
         self.redactor = redactor
+        # True for hashing: an object is written as something the same in every process.
+        self.stable = stable
         # False when a scan of the whole value found nothing any text detector could match.
         self.scan_text = scan_text and redactor is not None
         # Literal secret values to scrub from every string (a tool's secret-named arguments).
@@ -164,13 +183,15 @@ class _Walk:
             finally:
                 path.discard(identity)
         # Records before sequences: a NamedTuple is a tuple, but its field names decide redaction.
-        converted = _as_plain_data(value)
+        converted = as_plain_data(value)
         if converted is not None:
             path.add(identity)
             try:
                 return self.value(converted, depth + 1, path)
             finally:
                 path.discard(identity)
+        if self.stable and isinstance(value, Set):  # iteration order differs between processes
+            value = sorted(value, key=bounded_repr)
         if isinstance(value, (list, tuple, Set)) or (
             isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))
         ):
@@ -179,14 +200,14 @@ class _Walk:
                 return self.sequence(value, depth, path)
             finally:
                 path.discard(identity)
-        return self.text(bounded_repr(value))
+        return self.text(stable_text(value) if self.stable else bounded_repr(value))
 
     def integer(self, value: int) -> int | str:
         if -(2**63) <= value < 2**63:
             if (
                 self.redactor is not None
                 and 10**12 <= abs(value) < 10**19
-                and str(abs(value))[0] in _CARD_DIGITS_FIRST
+                and str(abs(value))[0] in CARD_DIGITS_FIRST
                 and is_card_number(str(abs(value)))
             ):
                 self.budget -= 24
@@ -279,7 +300,7 @@ def _size(value: Any) -> str:
         return "more"
 
 
-def _as_plain_data(value: Any) -> Any:
+def as_plain_data(value: Any) -> Any:
     """A record-like object as ``{field: value}`` (a pydantic model as its dump), else None.
 
     NamedTuples, dataclasses, attrs classes, msgspec Structs, pydantic models,
@@ -431,7 +452,15 @@ _LONG_DIGITS = re.compile(r"[0-9]{19}")
 
 
 def _hash_default(value: Any) -> Any:
-    return bounded_repr(value)
+    """An object in a hashed value: its fields, a set sorted, or text the same in every process."""
+    fields = as_plain_data(value)
+    if fields is not None:
+        return fields
+    if isinstance(value, Set):
+        return sorted(value, key=_CANONICAL.encode)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return stable_text(value)
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_hash_default)
@@ -467,7 +496,7 @@ def _without_secrets(value: Any, depth: int, path: set[int], found: list[str] | 
     elif isinstance(value, Mapping):
         items = value.items()
     else:
-        fields = _as_plain_data(value)
+        fields = as_plain_data(value)
         if fields is not None:
             new = _without_secrets(fields, depth, path, found)
             return value if new is fields else new
@@ -527,7 +556,7 @@ def _collect_secrets(value: Any, found: list[str], depth: int) -> None:
         for item in itertools.islice(value.values(), _MAX_ITEMS_PER_CONTAINER):
             _collect_secrets(item, found, depth + 1)
         return
-    fields = _as_plain_data(value) if type(value) is not list and type(value) is not tuple else None
+    fields = as_plain_data(value) if type(value) is not list and type(value) is not tuple else None
     if fields is not None:
         _collect_secrets(fields, found, depth + 1)
     elif isinstance(value, (list, tuple, Set)):
@@ -584,7 +613,7 @@ def arguments_digest(arguments: Any, collect: bool = True) -> tuple[str, tuple[s
         try:
             arguments = _without_secrets(arguments, 0, set(), found)
         except Exception:  # a container that cannot be read: the safe form, sensitive keys redacted
-            arguments = _Walk(_KEYS_ONLY, 1 << 20, scan_text=False).value(arguments, 0, set())
+            arguments = _Walk(_KEYS_ONLY, 1 << 20, scan_text=False, stable=True).value(arguments, 0, set())
         if found:
             # Longest first: a token inside a longer secret is never matched on its own first.
             secrets = (found[0],) if len(found) == 1 else tuple(sorted(set(found), key=len, reverse=True))
@@ -598,7 +627,7 @@ def arguments_digest(arguments: Any, collect: bool = True) -> tuple[str, tuple[s
         try:
             canonical = _CANONICAL.encode(arguments)
         except Exception:  # cycles, unsortable keys, huge ints, deep nesting: hash the safe form
-            safe = _Walk(None, 1 << 20).value(arguments, 0, set())
+            safe = _Walk(None, 1 << 20, stable=True).value(arguments, 0, set())
             canonical = json.dumps(safe, sort_keys=True, separators=(",", ":"))
         data = canonical.encode("utf-8", "replace")
     return hashlib.blake2b(data, digest_size=8).hexdigest(), secrets

@@ -1030,6 +1030,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         raise _Exit(EXIT_USAGE, "rerun needs a command after --: steptrace rerun 45d5 -- python agent.py")
     try:
         path = rerun_module.find_recording(args.run_id, args.log[0] if args.log else None)
+        sys.modules["steptrace.rerun._serving"].RecordedRun.read(path)  # corrupt: one line, exit 2
     except rerun_module.RecordingNotFound as exc:
         raise _Exit(EXIT_USAGE, str(exc)) from exc
     with tempfile.TemporaryDirectory() as directory:

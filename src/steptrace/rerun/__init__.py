@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from steptrace.rerun._hook import set_recording, set_session
-from steptrace.rerun._recording import RECORDING_DIR
+from steptrace.rerun._recording import RECORDING_DIR, is_plain_name, recording_name
 from steptrace.rerun._report import Outcome, RerunReport, build_report
 from steptrace.rerun._serving import MODES, RecordedRun, RecordingNotFound, RerunDivergence, RerunSession
 
@@ -55,11 +55,14 @@ def log_directory(log: str | os.PathLike[str] | None) -> Path:
 def find_recording(run: str | os.PathLike[str], log: str | os.PathLike[str] | None = None) -> Path:
     """The recording file of ``run`` (a run id or a unique prefix, or an exported file's path)."""
     path = Path(os.fspath(run)).expanduser()
-    if path.is_file():
+    if _is_file(path):
         return path
     run_id = os.fspath(run)
     directory = log_directory(log) / RECORDING_DIR
-    matches = sorted(directory.glob(f"{run_id}*.jsonl")) if run_id and "/" not in run_id else []
+    exact = directory / f"{recording_name(run_id)}.jsonl"
+    if run_id and _is_file(exact):  # also a run id that is no file name (see recording_name)
+        return exact
+    matches = sorted(directory.glob(f"{run_id}*.jsonl")) if is_plain_name(run_id) else []
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
@@ -70,6 +73,14 @@ def find_recording(run: str | os.PathLike[str], log: str | os.PathLike[str] | No
     raise RecordingNotFound(f"no recording of run {run_id!r} in {directory}")
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a name no file can have (too long, a NUL in it)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 VERDICTS_DIR = "verdicts"  # <log dir>/rerun/verdicts/<run id>.jsonl: one report per rerun
 
 
@@ -78,7 +89,7 @@ def _keep_report(recording: Path, report: RerunReport) -> None:
     run finds it. An exported recording (an incident file in a test folder) keeps nothing."""
     if recording.parent.name != RECORDING_DIR or not _safe_name(report.original_run_id):
         return
-    target = recording.parent / VERDICTS_DIR / f"{report.original_run_id}.jsonl"
+    target = recording.parent / VERDICTS_DIR / f"{recording_name(report.original_run_id)}.jsonl"
     line = json.dumps({"ts": time.time(), **report.to_dict()}, default=str) + "\n"
     try:
         target.parent.mkdir(mode=0o700, exist_ok=True)
@@ -92,7 +103,7 @@ def _keep_report(recording: Path, report: RerunReport) -> None:
 
 
 def _safe_name(run_id: str) -> bool:
-    return bool(run_id) and "/" not in run_id and "\\" not in run_id and not run_id.startswith(".")
+    return isinstance(run_id, str) and bool(run_id)  # any id: files are named by recording_name
 
 
 def rerun_reports(run_id: str, log: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
@@ -100,7 +111,7 @@ def rerun_reports(run_id: str, log: str | os.PathLike[str] | None = None) -> lis
     first: what ``steptrace debug`` shows under the run. Unreadable lines are skipped."""
     if not _safe_name(run_id):
         return []
-    path = log_directory(log) / RECORDING_DIR / VERDICTS_DIR / f"{run_id}.jsonl"
+    path = log_directory(log) / RECORDING_DIR / VERDICTS_DIR / f"{recording_name(run_id)}.jsonl"
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):

@@ -16,43 +16,87 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import context as otel_context
+
 from steptrace import _attributes as A
 from steptrace import _spans
 from steptrace._content import ContentPolicy, arguments_hash
-from steptrace._context import RunState
+from steptrace._context import CAPTURE_KEY, RunState
 from steptrace._internal import report_internal_error
 from steptrace._spans import AgentRun, LlmRequest, ToolCall
 from steptrace.rerun._codec import (
+    Unrecordable,
     decode_error,
     decode_value,
     encode_error,
     encode_value,
+    match_form,
     recording_policy,
+    to_plain,
 )
 from steptrace.rerun._recording import FORMAT_VERSION, RECORDING_KEY, Recorder, recording_dir
-from steptrace.rerun._serving import RerunDivergence, RerunSession, compare_tool_outcome
+from steptrace.rerun._serving import RerunDivergence, RerunSession, compare_tool_outcome, step_label
 from steptrace.rerun._streams import AsyncRecordedStream, RecordedStream
 
 _TRANSPORT_KWARGS = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
 
 
-class _ToolState:
-    __slots__ = ("args_hash", "arguments")
+_FENCED = "made inside capture_content(False): its content was not recorded"
 
-    def __init__(self, args_hash: str | None, arguments: Any) -> None:
+
+def _fenced() -> bool:
+    """Inside a ``capture_content(False)`` block (or function): nothing of the call is recorded.
+    ``configure(capture_content=False)`` alone is no fence: ``record_for_rerun`` opted in."""
+    return otel_context.get_value(CAPTURE_KEY) is False
+
+
+def _compared(policy: ContentPolicy, value: Any) -> tuple[Any, list[str]]:
+    """What a rerun compares of a request or of arguments (redacted, the same in every process),
+    and the paths left out of it (``unmatched_args``)."""
+    form, left_out = match_form(value)
+    plain, _ = to_plain(policy, form)
+    return plain, left_out
+
+
+class _ToolState:
+    __slots__ = ("args_hash", "arguments", "secrets", "unmatched")
+
+    def __init__(self, args_hash: str | None, arguments: Any, secrets: Any) -> None:
         self.args_hash = args_hash
         self.arguments = arguments
+        self.secrets = secrets
+        self.unmatched: list[str] = []
 
 
 class _LlmState:
     """One model call being recorded/served; marks the handle as taken care of by its runner."""
 
-    __slots__ = ("chunks", "line", "recorder")
+    __slots__ = ("chunks", "fenced", "line", "recorder")
 
     def __init__(self) -> None:
         self.recorder: Recorder | None = None
         self.line: dict[str, Any] | None = None
         self.chunks: list[Any] | None = None
+        self.fenced = False
+
+
+def _items(policy: ContentPolicy, items: Any, secrets: Any = ()) -> list[dict[str, Any]]:
+    return [encode_value(policy, item, secrets) for item in items]
+
+
+def _with_outcome(line: dict[str, Any], key: str, encoded: Any) -> dict[str, Any]:
+    """``line`` with its outcome (a value, an error or the items); a part that cannot be served
+    exactly makes the whole call not replayable (the rerun reaching it raises RerunDivergence)."""
+    out = dict(line)
+    out[key] = encoded
+    if "unreplayable" not in out:
+        parts = encoded if isinstance(encoded, list) else [encoded]
+        for part in parts:
+            why = part.get("unreplayable") if isinstance(part, dict) else None
+            if why is not None:
+                out["unreplayable"] = f"an item it yielded: {why}" if key == "chunks" else str(why)
+                break
+    return out
 
 
 class _RecordingObserver:
@@ -229,9 +273,20 @@ def _observed(
 
 
 def _produce_entry(entry: dict[str, Any], kind: str, sdk_hooks: Any = None) -> Callable[[], Any]:
-    """What serves one recorded call: its value (rebuilt), its items or chunks, or its error."""
+    """What serves one recorded call: its value (rebuilt), its items or chunks, or its error.
+    A value that cannot be rebuilt exactly raises ``RerunDivergence`` naming the call."""
 
     def produce() -> Any:
+        try:
+            return rebuild()
+        except Unrecordable as exc:
+            where = step_label(entry)
+            name = entry.get("name") or f"model call {entry.get('number')}"
+            label = f"step {where}: " if where is not None else ""
+            text = f"{label}{name}'s recorded outcome cannot be served ({exc})"
+            raise RerunDivergence(text, where) from None
+
+    def rebuild() -> Any:
         error = entry.get("error")
         if "chunks" in entry:
             chunks = [decode_value(chunk) for chunk in entry["chunks"]]
@@ -354,7 +409,7 @@ class RerunHook:
         digest = attrs.get(A.TOOL_ARGS_HASH)
         if digest is None and arguments is not None:
             digest = arguments_hash(arguments)
-        handle._rerun = _ToolState(digest, arguments)
+        handle._rerun = _ToolState(digest, arguments, handle._secrets)
 
     # --- invoke ---------------------------------------------------------------------------------
     def substitute(self, handle: Any, hooks: Any, fn: Callable[..., Any], kind: str) -> Callable[..., Any]:
@@ -376,6 +431,8 @@ class RerunHook:
 
         @functools.wraps(fn)
         def record_arguments(*args: Any, **kwargs: Any) -> Any:
+            if _fenced():
+                return fn(*args, **kwargs)
             try:
                 arguments = _named_arguments(fn, args, kwargs)
                 recorder.write(
@@ -398,8 +455,12 @@ class RerunHook:
         if session is None and recorder is None:
             return fn
         state = getattr(handle, "_rerun", None)
-        args_hash = state.args_hash if isinstance(state, _ToolState) else None
+        state = state if isinstance(state, _ToolState) else None
+        args_hash = state.args_hash if state is not None else None
+        secrets = state.secrets if state is not None else ()
         seq, step = _steps(handle)
+        fenced = _fenced()
+        policy = recorder.policy if recorder is not None else self._policy(handle)
         line: dict[str, Any] = {
             RECORDING_KEY: "tool",
             "run_id": run.run_id if run is not None else None,
@@ -408,7 +469,14 @@ class RerunHook:
             "name": handle.name,
             "args_hash": args_hash,
         }
-        policy = recorder.policy if recorder is not None else self._policy(handle)
+        if fenced:
+            line["unreplayable"] = _FENCED
+        elif state is not None and state.arguments is not None:
+            shown, unmatched = _compared(policy, state.arguments)
+            if recorder is not None:
+                line["arguments"] = shown
+            if unmatched:
+                line["unmatched_args"] = unmatched
         live_entry: dict[str, Any] | None = None
 
         def before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[..., Any]:
@@ -428,36 +496,47 @@ class RerunHook:
 
         def outcome(result: Any, error: dict[str, Any] | None) -> None:
             if session is not None and live_entry is not None:
-                difference = compare_tool_outcome(live_entry, result, error)
+                recorded = live_entry
+                if "result" not in recorded and "chunks" in recorded and "error" not in recorded:
+                    recorded = dict(recorded, result=recorded["chunks"])
+                difference = compare_tool_outcome(recorded, result, error)
                 if difference is not None:
                     where = step if step is not None else seq
                     session.note(where, f"step {where}: {difference}")
 
-        def on_result(value: Any) -> None:
-            encoded: dict[str, Any] | None = None
-            if recorder is not None or live_entry is not None:
-                encoded = encode_value(policy, value)
-            outcome(encoded, None)
-            if recorder is not None and encoded is not None:
-                out = dict(line, result=encoded)
-                if state is not None and state.arguments is not None:
-                    out["arguments"] = encode_value(policy, state.arguments)
-                if "unreplayable" in encoded:
-                    out["unreplayable"] = encoded["unreplayable"]
+        def write(out: dict[str, Any]) -> None:
+            if recorder is not None:
                 recorder.count_tool(handle.name)
                 recorder.write(out)
+
+        def on_result(value: Any) -> None:
+            if recorder is None and live_entry is None:
+                return
+            if fenced:
+                outcome(None, None)
+                write(dict(line))
+                return
+            if kind in ("generator", "async_generator"):
+                items = _items(policy, value, secrets)
+                outcome(items, None)
+                write(_with_outcome(line, "chunks", items))
+                return
+            encoded = encode_value(policy, value, secrets)
+            outcome(encoded, None)
+            write(_with_outcome(line, "result", encoded))
 
         def on_error(exc: BaseException, items: list[Any] | None) -> None:
             if isinstance(exc, RerunDivergence):
                 return
-            error = encode_error(policy, exc)
+            error = encode_error(policy, exc, secrets) if not fenced else {"name": type(exc).__name__}
             outcome(None, error)
-            if recorder is not None:
-                out = dict(line, error=error)
-                if state is not None and state.arguments is not None:
-                    out["arguments"] = encode_value(policy, state.arguments)
-                recorder.count_tool(handle.name)
-                recorder.write(out)
+            if fenced:
+                write(dict(line))
+                return
+            out = _with_outcome(line, "error", error)
+            if items is not None:  # a generator that failed: the items it yielded first
+                out = _with_outcome(out, "chunks", [encode_value(policy, item, secrets) for item in items])
+            write(out)
 
         return _observed(kind, fn, before, on_result, on_error)
 
@@ -474,6 +553,8 @@ class RerunHook:
         handle._rerun = state
         sdk = _is_sdk_call(hooks)
         seq, step = _steps(handle)
+        fenced = _fenced()
+        state.fenced = fenced
         policy = recorder.policy if recorder is not None else self._policy(handle)
         number = recorder.next_llm_number() if recorder is not None else 0
         line: dict[str, Any] = {
@@ -493,15 +574,21 @@ class RerunHook:
                     line["stream_helper"] = True
             else:
                 raw = _named_arguments(fn, args, kwargs)
-            encoded = encode_value(policy, raw)
-            request = encoded.get("json")
-            line["request"] = request
-            if "unreplayable" in encoded:
-                line["unreplayable"] = encoded["unreplayable"]
+            if fenced:  # compared as nothing on both sides: the rerun then says why it cannot serve
+                line["request"] = None
+                line["unreplayable"] = _FENCED
+            else:
+                request, unmatched = _compared(policy, raw)
+                line["request"] = request
+                if unmatched:
+                    line["unmatched_args"] = unmatched
+                if request is None:
+                    line["unreplayable"] = "its request could not be recorded (over 1 MiB)"
             if session is None:
                 return fn
             session.observe(line)
-            decision, entry, text = session.llm_decision(step if step is not None else seq, request, sdk)
+            where = step if step is not None else seq
+            decision, entry, text = session.llm_decision(where, line["request"], sdk)
             if decision == "serve" and entry is not None:
                 return _served(kind, _produce_entry(entry, kind, hooks if sdk else None))
             if decision == "raise":
@@ -514,20 +601,22 @@ class RerunHook:
             if sdk and _is_stream_result(hooks, value):
                 state.chunks = []  # the observer collects them; written when the stream ends
                 return
-            if kind in ("generator", "async_generator"):
-                out = dict(line, chunks=[encode_value(policy, item) for item in value])
+            if fenced:
+                recorder.write(dict(line))
+            elif kind in ("generator", "async_generator"):
+                recorder.write(_with_outcome(line, "chunks", _items(policy, value)))
             else:
-                out = dict(line, response=encode_value(policy, value))
-                if "unreplayable" in out["response"]:
-                    out["unreplayable"] = out["response"]["unreplayable"]
-            recorder.write(out)
+                recorder.write(_with_outcome(line, "response", encode_value(policy, value)))
 
         def on_error(exc: BaseException, items: list[Any] | None) -> None:
             if recorder is None or isinstance(exc, RerunDivergence):
                 return
-            out = dict(line, error=encode_error(policy, exc))
+            if fenced:
+                recorder.write(dict(line))
+                return
+            out = _with_outcome(line, "error", encode_error(policy, exc))
             if items is not None:
-                out["chunks"] = [encode_value(policy, item) for item in items]
+                out = _with_outcome(out, "chunks", [encode_value(policy, item) for item in items])
             recorder.write(out)
 
         return _observed(kind, fn, before, on_result, on_error)
@@ -548,11 +637,13 @@ class RerunHook:
             if recorder is None or line is None:
                 return
             policy = recorder.policy
-            out = dict(
-                line, chunks=[encode_value(policy, chunk) for chunk in observer.chunks], completed=completed
-            )
+            if state.fenced:
+                recorder.write(dict(line))
+                return
+            out = _with_outcome(line, "chunks", _items(policy, observer.chunks))
+            out["completed"] = completed
             if exc is not None and not isinstance(exc, (GeneratorExit, RerunDivergence)):
-                out["error"] = encode_error(policy, exc)
+                out = _with_outcome(out, "error", encode_error(policy, exc))
             recorder.write(out)
         except Exception as internal:
             report_internal_error("rerun.stream_ended", internal)

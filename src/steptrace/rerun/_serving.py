@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from steptrace._context import RunState
-from steptrace.rerun._recording import RECORDING_KEY
+from steptrace.rerun._recording import RECORDING_KEY, read_lines
 
 MODES = ("recorded", "until-divergence", "live")
 # What of an SDK request is compared: what the model is asked, not transport options.
@@ -102,21 +102,12 @@ class RecordedRun:
 
     @classmethod
     def read(cls, path: Path) -> RecordedRun:
-        """Read a recording file (or an exported run); torn or foreign lines are skipped."""
-        lines: list[dict[str, Any]] = []
-        exported = False
-        with path.open("rb") as handle:
-            for raw in handle:
-                try:
-                    line = json.loads(raw)
-                except ValueError:
-                    continue
-                if not isinstance(line, dict):
-                    continue
-                if RECORDING_KEY in line:
-                    lines.append(line)
-                elif "type" in line and "run_id" in line:
-                    exported = True
+        """Read a recording file (or an exported run); torn or foreign lines are skipped, corrupt
+        calls cannot be served (``_recording.read_lines``)."""
+        try:
+            lines, exported = read_lines(path)
+        except OSError as exc:
+            raise RecordingNotFound(f"{path}: cannot read the recording ({exc.strerror or exc})") from None
         runs = [line for line in lines if line.get(RECORDING_KEY) == "run"]
         if not runs:
             raise RecordingNotFound(f"{path}: not a steptrace recording (no run line)")
