@@ -137,7 +137,7 @@ def test_azure_openai_error_echoing_the_api_key_header_is_redacted(
             max_retries=0,
             http_client=HTTP.Client(),
         )
-        with pytest.raises(openai.AuthenticationError), steptrace.agent_run(agent="a"):
+        with client, pytest.raises(openai.AuthenticationError), steptrace.agent_run(agent="a"):
             client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     finally:
         steptrace.uninstrument_openai()
