@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from steptrace._pricing import cost_available
 from steptrace.analysis import (
@@ -44,6 +44,7 @@ from steptrace.analysis._logs import (
     warning_summary,
 )
 from steptrace.analysis._runs import parse_duration_ms, parse_time
+from steptrace.analysis._terminal import TerminalStream, terminal_text, unescaped
 
 DEFAULT_LOG = "./steptrace-logs"
 LOG_ENV = "STEPTRACE_JSONL_PATH"
@@ -129,7 +130,7 @@ def _load(args: argparse.Namespace) -> RunSet:
     for source in find_sources(paths):
         with contextlib.suppress(OSError):
             total += source.stat().st_size
-    progress = Progress(total, sys.stderr)
+    progress = Progress(total, unescaped(sys.stderr))  # its own \r redraws the bar
     started = time.monotonic()
     try:
         runs = load(*paths, progress=progress, prices=getattr(args, "prices", None))
@@ -196,6 +197,7 @@ def _print_json(value: Any) -> None:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> str:
+    rows = [[terminal_text(cell) for cell in row] for row in rows]  # widths of what is shown
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=False)]
@@ -211,7 +213,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int
 
 def _one_line(value: Any, limit: int | None) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    text = text.replace("\n", "\\n")
+    text = terminal_text(text.replace("\n", "\\n"))
     if limit is not None and len(text) > limit:
         if "[truncated: " in text:  # the marker _content writes: the log never held the rest
             return text[:limit] + (
@@ -1077,6 +1079,11 @@ def main(argv: list[str] | None = None) -> int:
     # per run); the cyclic collector would only rescan it, costing ~1 s on a million records.
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    # Everything a command prints goes through terminal_text: a logged error message or captured
+    # content holding ESC/BEL sequences is shown escaped, never run by the terminal.
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout = cast(TextIO, TerminalStream(stdout))
+    sys.stderr = cast(TextIO, TerminalStream(stderr))
     try:
         return handler(args)
     except _Exit as exc:
@@ -1090,7 +1097,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # `steptrace runs | head` closed the pipe early; that is not an error.
-        sys.stderr.close()
+        stderr.close()
         return EXIT_OK
     except Exception as exc:
         # Never a traceback, and never exit 1 (which means "nothing matched") for a bug of ours.
@@ -1105,6 +1112,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_INTERNAL
     finally:
+        sys.stdout, sys.stderr = stdout, stderr
         if gc_was_enabled:
             gc.enable()
 
