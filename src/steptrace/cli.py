@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import gc
 import json
+import math
 import os
 import re
 import subprocess
@@ -539,8 +540,10 @@ def _print_debug(report: DebugReport, warning: dict[str, Any] | None = None) -> 
 
 
 def cmd_debug(args: argparse.Namespace) -> int:
-    if args.slo_ms is not None and args.slo_ms <= 0:
-        raise _Exit(EXIT_USAGE, "--slo-ms must be a positive number of milliseconds")
+    if args.slo_ms is not None and not (math.isfinite(args.slo_ms) and args.slo_ms > 0):
+        raise _Exit(
+            EXIT_USAGE, f"--slo-ms {args.slo_ms:g}: give a positive number of milliseconds, e.g. 5000"
+        )
     from steptrace.rerun import rerun_reports
 
     runs = _load(args)
@@ -997,11 +1000,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     run = _find_run(_load(args), recording.stem)
     records = run.records()
     output = Path(args.output)
-    with output.open("w", encoding="utf-8") as out:
-        for record in records:
-            out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-        out.write(recording.read_text(encoding="utf-8"))
-    output.chmod(0o600)
+    try:
+        with output.open("w", encoding="utf-8") as out:
+            for record in records:
+                out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            out.write(recording.read_text(encoding="utf-8"))
+        output.chmod(0o600)
+    except OSError as exc:  # a missing directory, a directory given as the file, a full disk
+        raise _Exit(EXIT_USAGE, f"{args.output}: cannot write ({exc.strerror or exc})") from exc
     print(f"wrote {len(records)} step records and the recording of run {run.run_id} to {output}")
     return EXIT_OK
 
