@@ -16,6 +16,7 @@ import os
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
@@ -318,22 +319,13 @@ def max_line_bytes() -> int:
     return int(value)
 
 
-def _lines(reader: IO[bytes], limit: int) -> Iterator[bytes | None]:
-    """The lines of ``reader``, each with its newline; ``None`` for a line longer than ``limit``
-    bytes, which is read on in chunks and dropped as it goes."""
-    readline = reader.readline
-    while True:
-        line = readline(limit + 1)
-        if len(line) <= limit:
-            if not line:
-                return
-            yield line
-            continue
-        while not line.endswith(b"\n"):
-            line = readline(_DISCARD_CHUNK_BYTES)
-            if not line:
-                break
-        yield None
+def _skip_rest_of_line(reader: IO[bytes], start: bytes) -> None:
+    """Read on past the line ``start`` began (over the limit), in chunks, dropping them."""
+    line = start
+    while not line.endswith(b"\n"):
+        line = reader.readline(_DISCARD_CHUNK_BYTES)
+        if not line:
+            return
 
 
 def _open(path: Path) -> tuple[IO[bytes], IO[bytes]]:
@@ -516,11 +508,13 @@ def _iter(
     line_number = 0
     try:
         try:
-            for line in _lines(reader, limit):
+            # Lines of at most ``limit`` bytes: a longer one is never held whole (C-level loop).
+            for line in iter(partial(reader.readline, limit + 1), b""):
                 line_number += 1
                 if not line_number % _PROGRESS_EVERY_LINES and progress is not None:
                     progress(raw.tell())
-                if line is None:
+                if len(line) > limit:
+                    _skip_rest_of_line(reader, line)
                     issue.add_long_line(line_number)
                     continue
                 if otlp is None:
