@@ -211,3 +211,26 @@ def test_redaction_cost_is_linear_on_repeated_prefixes_of_every_pattern() -> Non
         else:
             slow.append(f"{unit!r}: {small * 1e3:.1f} ms at 16 KB, {large * 1e3:.1f} ms at 128 KB")
     assert slow == []
+
+
+def test_tool_result_of_repeated_header_names_is_captured_quickly(steptrace_capture: Capture) -> None:
+    """A 64 KB tool result ``X-Api-Key-X-Api-Key-...``: capturing it held the GIL for seconds."""
+
+    @steptrace.tool
+    def headers() -> str:
+        return _repeated("X-Api-Key-", 65_536) + ": s3cr3t-value"
+
+    with steptrace.agent_run(agent="a"):
+        started = time.perf_counter()
+        headers()
+        elapsed = time.perf_counter() - started
+    assert elapsed < 0.5  # was ~8 s
+    assert "s3cr3t-value" not in _all_outputs(steptrace_capture)
+
+
+@pytest.mark.parametrize(
+    "key", ["x" * 300 + "_password", "Y-" * 200 + "X-Api-Key", "a.b-c_" * 100 + "clientSecret"]
+)
+def test_a_long_key_is_judged_by_its_last_words(key: str) -> None:
+    """A key longer than 200 characters ending in a secret's name: its value reached the log."""
+    assert Redactor().redact_text(f"{key}=hunter2 next") == f"{key}=[REDACTED:sensitive-key] next"

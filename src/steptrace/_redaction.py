@@ -270,14 +270,14 @@ def _assignment_spans(text: str, lowered: str, out: list[Span]) -> None:
             continue
         after_key = _NOT_KEY_CHAR.search(text, position)
         run_end = after_key.start() if after_key is not None else len(text)
-        key_start = position
-        floor = max(0, run_end - _KEY_TAIL_CHARS)
-        while key_start > floor and text[key_start - 1] in _KEY_CHARS:
-            key_start -= 1
         assignment = _ASSIGNMENT.match(text, run_end)
         if assignment is None:
             continue
-        key = text[key_start:run_end]
+        key_start = position  # walked back no further than the key's last words, which decide
+        floor = max(0, run_end - _KEY_TAIL_CHARS)
+        while key_start > floor and text[key_start - 1] in _KEY_CHARS:
+            key_start -= 1
+        key = text[max(key_start, floor) : run_end]
         if sensitive_key_kind(key) is None and not (
             key.lower() in _QUERY_SECRET_KEYS and key_start > 0 and text[key_start - 1] in "?&"
         ):
