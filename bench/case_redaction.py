@@ -40,6 +40,7 @@ SHAPES = {
     "key=key=...": "key=",
     "eyJeyJ...": "eyJ",
     "digit groups (4111 1111 ...)": "4111 ",
+    "single digits (1 2 1 2 ...)": "1 2 ",
 }
 
 
