@@ -42,6 +42,7 @@ CASES: dict[str, list[str]] = {
     "openai-agents": ["case_openai_agents.py"],
     "cost": ["case_cost.py"],
     "clickhouse": ["case_clickhouse.py"],
+    "redaction": ["case_redaction.py"],
 }
 QUICK_ENV = {
     "BENCH_NUMBER": "300",
@@ -500,6 +501,24 @@ def cost_tables(result: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def redaction_tables(result: dict[str, Any] | None) -> list[str]:
+    """What redacting captured text costs per KB, ordinary and adversarial, at two sizes."""
+    if result is None:
+        return ["(not run)"]
+    sizes = list(next(iter(result["us_per_kb"].values())))
+    lines = [
+        f"{result['batches']} batches per variant, interleaved; {load(result)}. `Redactor().redact_text` "
+        "(the built-in detectors) on text of each shape; linear cost shows as the same µs per KB at "
+        "both sizes (the adversarial shapes were quadratic before issue 21).",
+        "",
+        "| text | " + " | ".join(f"µs per KB at {size} KB" for size in sizes) + " |",
+        "|---|" + "---:|" * len(sizes),
+    ]
+    for name, row in result["us_per_kb"].items():
+        lines.append(f"| {name} | " + " | ".join(us(row[size]) for size in sizes) + " |")
+    return lines
+
+
 def rerun_tables(result: dict[str, Any] | None) -> list[str]:
     """What ``record_for_rerun=True`` adds to a tool call and a model call inside a run."""
     if result is None:
@@ -764,6 +783,10 @@ def render(results: dict[str, dict[str, Any]], command: str) -> str:
         "## 11. Model-call cost on the span (`bench/case_cost.py`)",
         "",
         *cost_tables(results.get("cost")),
+        "",
+        "## 12. Redaction per KB of captured text (`bench/case_redaction.py`)",
+        "",
+        *redaction_tables(results.get("redaction")),
         "",
     ]
     return "\n".join(out)

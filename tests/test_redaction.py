@@ -309,7 +309,9 @@ def _card(draw: st.DrawFn) -> tuple[str, str]:
 @st.composite
 def _sensitive_assignment(draw: st.DrawFn) -> tuple[str, str]:
     key = draw(
-        st.sampled_from(["password", "api_key", "client_secret", "access_token", "X-Api-Key", "db_passwd"])
+        st.sampled_from(
+            ["password", "api_key", "client_secret", "access_token", "X-Api-Key", "db_passwd", "api-key"]
+        )
     )
     value = draw(_body(_ALNUM + "!#$%*+./:=?@^_~", 6, 30))
     shape = draw(
@@ -322,6 +324,8 @@ def _sensitive_assignment(draw: st.DrawFn) -> tuple[str, str]:
 _SECRETS = st.one_of(
     _body(_B64URL, 20, 60).map(lambda b: ("sk-proj-" + b, b)),
     _body(_B64URL, 20, 60).map(lambda b: ("sk-ant-api03-" + b, b)),
+    _body(_B64URL, 35, 35).map(lambda b: ("AIza" + b, b)),
+    _body(_ALNUM + "-_.~", 12, 40).map(lambda b: (f"https://maps.example.com/api?address=x&key={b}", b)),
     st.tuples(st.sampled_from(["AKIA", "ASIA"]), _body(string.ascii_uppercase + string.digits, 16, 16)).map(
         lambda t: (t[0] + t[1], t[1])
     ),

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import gc
 import json
+import math
 import os
 import re
 import subprocess
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from steptrace._pricing import cost_available
 from steptrace.analysis import (
@@ -44,6 +45,7 @@ from steptrace.analysis._logs import (
     warning_summary,
 )
 from steptrace.analysis._runs import parse_duration_ms, parse_time
+from steptrace.analysis._terminal import TerminalStream, terminal_text, unescaped
 
 DEFAULT_LOG = "./steptrace-logs"
 LOG_ENV = "STEPTRACE_JSONL_PATH"
@@ -129,7 +131,7 @@ def _load(args: argparse.Namespace) -> RunSet:
     for source in find_sources(paths):
         with contextlib.suppress(OSError):
             total += source.stat().st_size
-    progress = Progress(total, sys.stderr)
+    progress = Progress(total, unescaped(sys.stderr))  # its own \r redraws the bar
     started = time.monotonic()
     try:
         runs = load(*paths, progress=progress, prices=getattr(args, "prices", None))
@@ -191,11 +193,12 @@ def _find_run(runs: RunSet, run_id: str) -> Run:
 
 
 def _print_json(value: Any) -> None:
-    json.dump(value, sys.stdout, indent=2, ensure_ascii=False, default=str)
-    sys.stdout.write("\n")
+    # One write: json.dump would make thousands of small ones through the terminal's escaping.
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> str:
+    rows = [[terminal_text(cell) for cell in row] for row in rows]  # widths of what is shown
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=False)]
@@ -211,7 +214,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int
 
 def _one_line(value: Any, limit: int | None) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    text = text.replace("\n", "\\n")
+    text = terminal_text(text.replace("\n", "\\n"))
     if limit is not None and len(text) > limit:
         if "[truncated: " in text:  # the marker _content writes: the log never held the rest
             return text[:limit] + (
@@ -537,8 +540,10 @@ def _print_debug(report: DebugReport, warning: dict[str, Any] | None = None) -> 
 
 
 def cmd_debug(args: argparse.Namespace) -> int:
-    if args.slo_ms is not None and args.slo_ms <= 0:
-        raise _Exit(EXIT_USAGE, "--slo-ms must be a positive number of milliseconds")
+    if args.slo_ms is not None and not (math.isfinite(args.slo_ms) and args.slo_ms > 0):
+        raise _Exit(
+            EXIT_USAGE, f"--slo-ms {args.slo_ms:g}: give a positive number of milliseconds, e.g. 5000"
+        )
     from steptrace.rerun import rerun_reports
 
     runs = _load(args)
@@ -995,11 +1000,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     run = _find_run(_load(args), recording.stem)
     records = run.records()
     output = Path(args.output)
-    with output.open("w", encoding="utf-8") as out:
-        for record in records:
-            out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-        out.write(recording.read_text(encoding="utf-8"))
-    output.chmod(0o600)
+    try:
+        with output.open("w", encoding="utf-8") as out:
+            for record in records:
+                out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            out.write(recording.read_text(encoding="utf-8"))
+        output.chmod(0o600)
+    except OSError as exc:  # a missing directory, a directory given as the file, a full disk
+        raise _Exit(EXIT_USAGE, f"{args.output}: cannot write ({exc.strerror or exc})") from exc
     print(f"wrote {len(records)} step records and the recording of run {run.run_id} to {output}")
     return EXIT_OK
 
@@ -1078,6 +1086,11 @@ def main(argv: list[str] | None = None) -> int:
     # per run); the cyclic collector would only rescan it, costing ~1 s on a million records.
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    # Everything a command prints goes through terminal_text: a logged error message or captured
+    # content holding ESC/BEL sequences is shown escaped, never run by the terminal.
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout = cast(TextIO, TerminalStream(stdout))
+    sys.stderr = cast(TextIO, TerminalStream(stderr))
     try:
         return handler(args)
     except _Exit as exc:
@@ -1091,7 +1104,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # `steptrace runs | head` closed the pipe early; that is not an error.
-        sys.stderr.close()
+        stderr.close()
         return EXIT_OK
     except Exception as exc:
         # Never a traceback, and never exit 1 (which means "nothing matched") for a bug of ours.
@@ -1106,6 +1119,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_INTERNAL
     finally:
+        sys.stdout, sys.stderr = stdout, stderr
         if gc_was_enabled:
             gc.enable()
 

@@ -16,6 +16,7 @@ import os
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
@@ -36,6 +37,12 @@ _DEEP_LINE_BYTES = 1600
 _DEEP_BRACKETS = 800
 
 ProgressCallback = Callable[[int], None]
+
+MIB = 1024 * 1024
+DEFAULT_MAX_LINE_BYTES = 64 * MIB
+MAX_LINE_BYTES_ENV = "STEPTRACE_MAX_LINE_BYTES"
+# A line past the limit is read on in pieces this big and dropped: memory stays bounded by the limit.
+_DISCARD_CHUNK_BYTES = MIB
 
 LOG_RECORD_TYPE = "log"
 """``type`` of a captured log line (``configure(capture_logs=...)``): not a span, so the aggregate
@@ -166,6 +173,11 @@ class LoadIssue:
     first_bad_run_id_line_numbers: list[int] = field(default_factory=list)
     duplicate_records: int = 0
     """Records of spans already read (same trace and span id), from this or another file."""
+    bad_spans: int = 0
+    """OTLP JSON spans that could not be read (an out-of-range timestamp): skipped one by one."""
+    long_lines: int = 0
+    """Lines longer than ``max_line_bytes()``: skipped as they were read, never held whole."""
+    first_long_line_numbers: list[int] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -174,6 +186,8 @@ class LoadIssue:
             or self.truncated_gzip
             or self.bad_run_id_records
             or self.duplicate_records
+            or self.bad_spans
+            or self.long_lines
         )
 
     def add_corrupt(self, line_number: int) -> None:
@@ -185,6 +199,11 @@ class LoadIssue:
         self.bad_run_id_records += 1
         if len(self.first_bad_run_id_line_numbers) < _FIRST_CORRUPT_SHOWN:
             self.first_bad_run_id_line_numbers.append(line_number)
+
+    def add_long_line(self, line_number: int) -> None:
+        self.long_lines += 1
+        if len(self.first_long_line_numbers) < _FIRST_CORRUPT_SHOWN:
+            self.first_long_line_numbers.append(line_number)
 
     def message(self) -> str:
         """One line for a person, e.g. ``steps.jsonl: skipped 2 corrupt lines (lines 4, 9)``."""
@@ -200,6 +219,19 @@ class LoadIssue:
             noun = "record" if self.bad_run_id_records == 1 else "records"
             what = f"{noun} whose run_id is not a string"
             parts.append(f"skipped {self.bad_run_id_records} {what} (line {numbers}{more})")
+        if self.long_lines:
+            numbers = ", ".join(str(n) for n in self.first_long_line_numbers)
+            more = ", ..." if self.long_lines > len(self.first_long_line_numbers) else ""
+            noun = "line" if self.long_lines == 1 else "lines"
+            limit = max_line_bytes()
+            size = f"{limit // MIB} MiB" if limit % MIB == 0 else f"{limit:,} bytes"
+            parts.append(
+                f"skipped {self.long_lines} {noun} longer than {size} (line {numbers}{more}; "
+                f"{MAX_LINE_BYTES_ENV} raises the limit)"
+            )
+        if self.bad_spans:
+            noun = "span" if self.bad_spans == 1 else "spans"
+            parts.append(f"skipped {self.bad_spans} unreadable OTLP {noun} (e.g. a timestamp out of range)")
         if self.torn_last_line:
             parts.append("skipped a torn last line (the writer probably stopped mid-write)")
         if self.truncated_gzip:
@@ -221,6 +253,8 @@ class LoadIssue:
             "truncated_gzip": self.truncated_gzip,
             "bad_run_id_records": self.bad_run_id_records,
             "duplicate_records": self.duplicate_records,
+            "bad_spans": self.bad_spans,
+            "long_lines": self.long_lines,
         }
 
 
@@ -268,6 +302,30 @@ def find_sources(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     for file in found:
         unique.setdefault(file.resolve(), file)
     return list(unique.values())
+
+
+def max_line_bytes() -> int:
+    """The longest line a reader takes, newline included: 64 MiB, or ``$STEPTRACE_MAX_LINE_BYTES``.
+
+    A longer line (a corrupt file, a decompression bomb) is skipped and counted, never held whole.
+    """
+    value = os.environ.get(MAX_LINE_BYTES_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_LINE_BYTES
+    if not value.isdecimal() or int(value) <= 0:
+        raise LogError(
+            f"{MAX_LINE_BYTES_ENV}={value!r}: give a number of bytes, e.g. {DEFAULT_MAX_LINE_BYTES}"
+        )
+    return int(value)
+
+
+def _skip_rest_of_line(reader: IO[bytes], start: bytes) -> None:
+    """Read on past the line ``start`` began (over the limit), in chunks, dropping them."""
+    line = start
+    while not line.endswith(b"\n"):
+        line = reader.readline(_DISCARD_CHUNK_BYTES)
+        if not line:
+            return
 
 
 def _open(path: Path) -> tuple[IO[bytes], IO[bytes]]:
@@ -327,29 +385,43 @@ def _hex_id(value: Any) -> str | None:
         return text
 
 
-def records_from_otlp(document: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+# What one malformed span raises while it is turned into a record (an out-of-range timestamp:
+# OverflowError or OSError from the platform's time functions).
+_BAD_SPAN_ERRORS = (AttributeError, KeyError, TypeError, ValueError, OverflowError, OSError, RecursionError)
+
+
+def records_from_otlp(
+    document: Mapping[str, Any], issue: LoadIssue | None = None
+) -> Iterator[dict[str, Any]]:
     """Step records for the spans of one OTLP JSON ``ExportTraceServiceRequest``.
 
-    Spans outside any agent run (no ``steptrace.run_id``) are skipped, as the JSONL exporter does.
+    Spans outside any agent run (no ``steptrace.run_id``) are skipped, as the JSONL exporter does;
+    so is a malformed span (counted in ``issue``), not the spans next to it.
     """
     for resource_spans in document.get("resourceSpans") or []:
         resource = _otlp_attributes((resource_spans.get("resource") or {}).get("attributes") or [])
         service = resource.get("service.name")
         for scope_spans in resource_spans.get("scopeSpans") or []:
             for span in scope_spans.get("spans") or []:
-                status = span.get("status") or {}
-                record = build_record(
-                    name=span.get("name", ""),
-                    trace_id=_hex_id(span.get("traceId")) or "",
-                    span_id=_hex_id(span.get("spanId")) or "",
-                    parent_span_id=_hex_id(span.get("parentSpanId")),
-                    start_ns=int(span.get("startTimeUnixNano") or 0),
-                    end_ns=int(span.get("endTimeUnixNano") or 0),
-                    status=_OTLP_STATUS.get(status.get("code", 0), STATUS_UNSET),
-                    status_description=status.get("message") or None,
-                    attributes=_otlp_attributes(span.get("attributes") or []),
-                    service=service if isinstance(service, str) else None,
-                )
+                try:
+                    status = span.get("status") or {}
+                    record = build_record(
+                        name=span.get("name", ""),
+                        trace_id=_hex_id(span.get("traceId")) or "",
+                        span_id=_hex_id(span.get("spanId")) or "",
+                        parent_span_id=_hex_id(span.get("parentSpanId")),
+                        start_ns=int(span.get("startTimeUnixNano") or 0),
+                        end_ns=int(span.get("endTimeUnixNano") or 0),
+                        status=_OTLP_STATUS.get(status.get("code", 0), STATUS_UNSET),
+                        status_description=status.get("message") or None,
+                        attributes=_otlp_attributes(span.get("attributes") or []),
+                        service=service if isinstance(service, str) else None,
+                    )
+                except _BAD_SPAN_ERRORS:
+                    if issue is None:
+                        raise
+                    issue.bad_spans += 1
+                    continue
                 if record is not None:
                     yield record
 
@@ -394,8 +466,8 @@ def _decode_line(
             issue.add_corrupt(line_number)
             return []
         try:
-            records = list(records_from_otlp(document))
-        except (AttributeError, KeyError, TypeError, ValueError, RecursionError):
+            records = list(records_from_otlp(document, issue))
+        except _BAD_SPAN_ERRORS:
             issue.add_corrupt(line_number)
             return []
         if not all(type(r["run_id"]) is str for r in records):
@@ -429,16 +501,22 @@ def _iter(
 ) -> Iterator[Any]:
     """Records of one file in file order, as dicts or (``fields``) as StepFields; with ``logs``,
     only the log-line records (as dicts)."""
+    limit = max_line_bytes()
     reader, raw = _open(path)
     fields_decode = _FIELDS_DECODE if fields else None
     otlp: bool | None = None  # decided by the first non-blank line
     line_number = 0
     try:
         try:
-            for line in reader:
+            # Lines of at most ``limit`` bytes: a longer one is never held whole (C-level loop).
+            for line in iter(partial(reader.readline, limit + 1), b""):
                 line_number += 1
                 if not line_number % _PROGRESS_EVERY_LINES and progress is not None:
                     progress(raw.tell())
+                if len(line) > limit:
+                    _skip_rest_of_line(reader, line)
+                    issue.add_long_line(line_number)
+                    continue
                 if otlp is None:
                     # The format is that of the first line holding a JSON object: garbage or a
                     # torn line before it must not decide it.

@@ -53,14 +53,36 @@ def run_logs(runs: RunSet, run: Run | str) -> list[Record]:
     """
     run_id = run if isinstance(run, str) else run.run_id
     needle = run_id.encode() if run_id.isascii() and run_id.isprintable() and '"' not in run_id else None
-    found = [
-        _clean(record)
-        for source in runs.sources
-        for record in iter_log_records(source, LoadIssue(source), needle=needle)
-        if record.get("run_id") == run_id
-    ]
+    # One line reaches several files (the step log and an archived copy, the spill file): each
+    # counts once. A line repeated within one file (the same message twice in a microsecond) is
+    # kept as often as the file that holds it most often.
+    kept: dict[tuple[Any, ...], list[Record]] = {}
+    for source in runs.sources:
+        in_file: dict[tuple[Any, ...], list[Record]] = {}
+        for record in iter_log_records(source, LoadIssue(source), needle=needle):
+            if record.get("run_id") == run_id:
+                log = _clean(record)
+                in_file.setdefault(_identity(log), []).append(log)
+        for key, copies in in_file.items():
+            if len(copies) > len(kept.get(key, ())):
+                kept[key] = copies
+    found = [log for copies in kept.values() for log in copies]
     found.sort(key=lambda log: log["ts"])
     return found
+
+
+def _identity(log: Record) -> tuple[Any, ...]:
+    """What tells two captured lines apart: where and when, at which level, saying what."""
+    exception = log.get("exception")
+    return (
+        log["trace_id"],
+        log["span_id"],
+        log["ts"],
+        log["levelno"],
+        log["logger"],
+        log["message"],
+        exception if exception is None or type(exception) is str else str(exception),
+    )
 
 
 def _start_s(record: Record) -> float:

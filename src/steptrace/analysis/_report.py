@@ -25,7 +25,15 @@ from steptrace.analysis._debug import format_ms
 from steptrace.analysis._diff import MetricChange, diff
 from steptrace.analysis._html import _SCRIPT as _VIEW_SCRIPT
 from steptrace.analysis._html import _script_json, render_html
-from steptrace.analysis._runs import Record, Run, RunSet, clean_record, most_complete_copies, sort_records
+from steptrace.analysis._runs import (
+    Record,
+    Run,
+    RunSet,
+    clean_record,
+    most_complete_copies,
+    sort_records,
+    span_key,
+)
 from steptrace.analysis._stats import percentile
 
 DEFAULT_TIMELINE_BYTES = 8_000_000
@@ -207,8 +215,8 @@ def _scan(
         if run_id in wanted:
             records.setdefault(run_id, []).append(record)
         if record.get("type") == "tool_call" and record.get("status") == "error" and run_id in selected_ids:
-            key = (record.get("trace_id"), record.get("span_id"))
-            if type(key[1]) is str:
+            key = span_key(record)
+            if type(record.get("span_id")) is str:
                 if key in seen_failures:
                     continue
                 seen_failures.add(key)

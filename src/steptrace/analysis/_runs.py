@@ -69,6 +69,14 @@ def _text(value: Any) -> str | None:
     return None if value is None else value if type(value) is str else str(value)
 
 
+def span_key(record: Record) -> tuple[str | None, str | None]:
+    """(trace id, span id) of a record as text: a hand-edited log's list or object ids still key."""
+    trace_id, span_id = record.get("trace_id"), record.get("span_id")
+    if type(trace_id) is not str:
+        trace_id = _text(trace_id)
+    return trace_id, span_id if type(span_id) is str else _text(span_id)
+
+
 def clean_record(record: Record) -> Record:
     """The record with its common fields of the schema's types, so a hand-edited or foreign log
     cannot break debug, replay or view: bad numbers become 0, bad ids and names text."""
@@ -78,6 +86,7 @@ def clean_record(record: Record) -> Record:
         step=step if type(step) is int else None,
         type=_text(record.get("type")) or "span",
         name=_text(record.get("name")) or "",
+        trace_id=_text(record.get("trace_id")),
         span_id=_text(record.get("span_id")),
         parent_span_id=_text(record.get("parent_span_id")),
         started_at=record.get("started_at") if type(record.get("started_at")) is str else "",
@@ -114,8 +123,7 @@ def most_complete_copies(records: Iterable[Record]) -> list[Record]:
     """
     kept: dict[Any, Record] = {}
     for number, record in enumerate(records):
-        span_id = record.get("span_id")
-        key: Any = (record.get("trace_id"), span_id) if type(span_id) is str else number
+        key: Any = span_key(record) if type(record.get("span_id")) is str else number
         current = kept.get(key)
         if current is None or _completeness(record) > _completeness(current):
             kept[key] = record
@@ -323,7 +331,10 @@ def _accumulate(
                     continue
                 # A 64-bit hash, not the tuple: keeping a million id strings alive would double
                 # the memory of `steptrace runs`; a false match within one log is ~n²/2⁶⁴.
-                span_key = hash((run_id, record.trace_id, span_id))
+                try:
+                    span_key = hash((run_id, record.trace_id, span_id))
+                except TypeError:  # a trace id that is a list or an object: keyed by its text
+                    span_key = hash((run_id, str(record.trace_id), span_id))
                 if span_key in seen:
                     issue.duplicate_records += 1
                     continue
