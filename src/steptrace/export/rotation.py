@@ -1,12 +1,13 @@
 """Size-based rotation for the append-only JSONL files (the step log, the OTLP spill file).
 
-``RotatingFile.append(data)`` writes one whole chunk with one ``O_APPEND`` write. With a size
-limit, every append holds an ``flock`` on ``<file>.lock`` while it checks that the file it holds
-is still the one at the path (another process may have rotated it) and how big it is; past the
-limit it renames the file to ``<stem>.<UTC time>.jsonl`` and starts a new one, so no record is
-lost or torn at the switch, whatever the number of processes appending. A background thread then
-compresses the renamed file to ``<stem>.<UTC time>.jsonl.gz`` and keeps the newest ``backups``.
-Every name ends in ``.jsonl`` or ``.jsonl.gz``: reading the directory reads the whole set.
+``RotatingFile.append(data)`` writes one whole chunk with one ``O_APPEND`` write. Every append,
+whatever its own limit (rotation off too), holds an ``flock`` on ``<file>.lock`` while it checks
+that the file it holds is still the one at the path (another process may have rotated it) and
+how big it is; past the limit it renames the file to ``<stem>.<UTC time>.jsonl`` and starts a
+new one, so no record is lost or torn at the switch, whatever the number of processes appending
+and their limits. A background thread then compresses the renamed file to
+``<stem>.<UTC time>.jsonl.gz`` and keeps the newest ``backups``. Every name ends in ``.jsonl`` or
+``.jsonl.gz``: reading the directory reads the whole set.
 """
 
 from __future__ import annotations
@@ -156,7 +157,9 @@ class RotatingFile:
 
     # --- writing ----------------------------------------------------------------------------------
     #
-    # With rotation on, every append holds the flock on ``<file>.lock``. That file's size is also a
+    # Every append holds the flock on ``<file>.lock``, with rotation off too: a process with
+    # another limit may rotate the path, and a record written to the renamed file after its
+    # compression would be lost. That file's size is also a
     # rotation counter: a rotating process grows it by one byte (sparse, so even a full disk takes
     # it; a memory map could SIGBUS there). A writer compares it with the size it last saw, one
     # fstat (a stat of the path costs three times as much), and reopens the path when it changed.
@@ -192,9 +195,7 @@ class RotatingFile:
         with self._lock:
             if self._closed:
                 raise OSError("the file was closed")
-            if not self.max_bytes:
-                _write_all(self._checked_fd(), data)
-                return
+            # With rotation off too: another process may rotate this path (mixed settings).
             lock_fd = self._lock_fd
             if lock_fd is None:
                 try:
@@ -209,8 +210,9 @@ class RotatingFile:
                     self._seen_rotation = seen
                     self._open()
                 fd = self._checked_fd()
-                if self._size + self._unmeasured + len(data) > self.max_bytes or (
-                    self._unmeasured > self._measure_every
+                if self.max_bytes and (
+                    self._size + self._unmeasured + len(data) > self.max_bytes
+                    or self._unmeasured > self._measure_every
                 ):
                     self._size, self._unmeasured = os.fstat(fd).st_size, 0  # others' writes too
                     if self._size and self._size + len(data) > self.max_bytes:

@@ -1,0 +1,115 @@
+"""Several processes, one log: whatever each writer's settings, and whoever reads it meanwhile,
+no record is lost, torn into another or counted twice."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from steptrace._config import reset_for_tests
+from steptrace.export.rotation import RotatingFile, rotated_files
+
+# A worker process: waits for ``go``, then writes RUNS runs of 25 tool calls (27 records each) to
+# the step log, rotating past MAX_BYTES (0: never).
+WRITER = textwrap.dedent(
+    """
+    import os, sys, time
+    import steptrace
+
+    log, worker, runs, max_bytes, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+
+    @steptrace.tool
+    def fetch(index, worker):
+        return f"{worker}:{index} " + "y" * (index % 7) * 40
+
+    steptrace.configure(worker, jsonl_path=log, jsonl_max_bytes=max_bytes, jsonl_backups=100000)
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    for run in range(runs):
+        with steptrace.agent_run(agent=worker), steptrace.agent_step():
+            for index in range(25):
+                fetch(index, worker)
+    """
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_configuration() -> object:
+    yield
+    reset_for_tests()
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "STEPTRACE_"))}
+
+
+def _records(files: list[Path]) -> list[dict[str, object]]:
+    """Every line of every file, parsed: a torn or corrupt line fails the test."""
+    records = []
+    for path in files:
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as lines:  # type: ignore[operator]
+            for line in lines:
+                assert line.endswith("\n"), f"torn line in {path.name}"
+                records.append(json.loads(line))
+    return records
+
+
+def _worker(record: dict[str, object]) -> object:
+    """Which worker wrote ``record``: a tool call's result starts with it, the others name it."""
+    output = record.get("output")
+    return output.split(":")[0] if isinstance(output, str) else record.get("agent")
+
+
+def _write_together(log: Path, settings: dict[str, str], runs: int) -> None:
+    """One worker process per entry of ``settings`` (name -> jsonl_max_bytes), started together."""
+    go = log.parent / "go"
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(log), name, str(runs), max_bytes, str(go)], env=_env()
+        )
+        for name, max_bytes in settings.items()
+    ]
+    time.sleep(0.5)  # both configured (most of the time): then they start at once
+    go.touch()
+    assert [w.wait(timeout=240) for w in workers] == [0] * len(workers)
+
+
+def _assert_every_record_once(log: Path, workers: list[str], runs: int) -> list[Path]:
+    RotatingFile(log, max_bytes=1, backups=100000).close()  # finishes any pending compression
+    files = rotated_files(log)
+    records = _records(files)
+    for worker in workers:
+        mine = [r for r in records if _worker(r) == worker]
+        ids = {(r["trace_id"], r["span_id"]) for r in mine}
+        assert len(mine) == len(ids) == runs * 27, (worker, len(mine), len(ids))
+    return files
+
+
+@pytest.mark.torture
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"rotating": "16KiB", "never": "0"},
+        {"small": "8KiB", "large": "64KiB", "never": "0"},
+    ],
+    ids=["rotating+off", "8KiB+64KiB+off"],
+)
+def test_a_writer_with_rotation_off_loses_nothing_beside_one_that_rotates(
+    tmp_path: Path, settings: dict[str, str]
+) -> None:
+    """A process with jsonl_max_bytes=0 beside one rotating at 16 KiB lost most of its records: it
+    kept writing into the renamed file, which the other then compressed and removed."""
+    log = tmp_path / "steps.jsonl"
+    runs = 100  # 2,700 records each, about 0.8 MB each: dozens of rotations while all write
+    _write_together(log, settings, runs)
+    files = _assert_every_record_once(log, list(settings), runs)
+    assert len(files) > 20
