@@ -113,3 +113,60 @@ def test_a_writer_with_rotation_off_loses_nothing_beside_one_that_rotates(
     _write_together(log, settings, runs)
     files = _assert_every_record_once(log, list(settings), runs)
     assert len(files) > 20
+
+
+def _run_writer(log: Path, worker: str, runs: int, max_bytes: str = "0") -> None:
+    go = log.parent / "go"
+    go.touch()
+    command = [sys.executable, "-c", WRITER, str(log), worker, str(runs), max_bytes, str(go)]
+    subprocess.run(command, env=_env(), check=True, timeout=120)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "steptrace", *args]
+    return subprocess.run(command, check=False, env=_env(), capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("separators", ["steptrace", "spaced"])
+def test_a_record_appended_after_a_torn_line_counts_in_every_command(tmp_path: Path, separators: str) -> None:
+    """A writer killed mid-line, then a new process appends on the same line: read_steps recovered
+    that record, `steptrace runs` and load() dropped it (the run lost its run record)."""
+    from steptrace import read_steps
+    from steptrace.analysis import load
+
+    log = tmp_path / "steps.jsonl"
+    _run_writer(log, "first", 1)
+    whole = log.read_bytes().splitlines(keepends=True)
+    torn = whole[5][: len(whole[5]) // 2]
+    if separators == "spaced":  # another JSON writer's spelling: `{"run_id": "...", ...}`
+        torn = json.dumps(json.loads(whole[5])).encode()[:60]
+    with log.open("ab") as file:
+        file.write(torn)  # what a writer killed inside write() leaves
+    _run_writer(log, "second", 2)
+    if separators == "spaced":  # the record after the fragment, spelt the other way too
+        lines = log.read_bytes().split(b"\n")
+        lines[len(whole)] = torn + json.dumps(json.loads(lines[len(whole)][len(torn) :])).encode()
+        log.write_bytes(b"\n".join(lines))
+
+    expected = 3 * 27  # the torn record's whole copy is on line 6
+    steps = list(read_steps(log))
+    assert len(steps) == expected
+    recovered = steps[len(whole)]  # the second process's first record, after the fragment
+    runs = load(log)
+    assert len(runs) == 3 and sum(run.record_count for run in runs) == expected
+    assert all(run.total_steps == 1 and run.tool_call_count == 25 for run in runs)
+    [issue] = runs.issues
+    assert issue.torn_records == 1 and issue.corrupt_lines == 0 and not issue.torn_last_line
+    assert f"line {len(whole) + 1}" in issue.message()
+
+    listed = _cli("runs", "--log", str(log), "--json")
+    assert listed.returncode == 0, listed.stderr
+    shown = [(run["tool_call_count"], run["complete"]) for run in json.loads(listed.stdout)]
+    assert shown == [(25, True)] * 3
+    assert "torn" in listed.stderr
+    summary = _cli("summary", "--log", str(log), "--json", str(recovered["run_id"]))
+    assert summary.returncode == 0, summary.stderr
+    assert json.loads(summary.stdout)["tools_used"] == {"fetch": 25}
+    replay = _cli("replay", "--log", str(log), "--json", str(recovered["run_id"]))
+    assert replay.returncode == 0, replay.stderr
+    assert recovered["span_id"] in replay.stdout

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
 from steptrace._errors import LogError
-from steptrace._records import STATUS_ERROR, STATUS_OK, STATUS_UNSET, build_record
+from steptrace._records import (
+    STATUS_ERROR,
+    STATUS_OK,
+    STATUS_UNSET,
+    build_record,
+    record_after_torn_prefix,
+)
 
 # Suffixes a directory is searched for. ``.json`` too: the Collector's file exporter is often
 # pointed at ``traces.json``.
@@ -166,6 +172,10 @@ class LoadIssue:
     first_bad_run_id_line_numbers: list[int] = field(default_factory=list)
     duplicate_records: int = 0
     """Records of spans already read (same trace and span id), from this or another file."""
+    torn_records: int = 0
+    """Halves of records a writer killed mid-line left, with the next whole record on their line
+    (that record is read)."""
+    first_torn_record_line_numbers: list[int] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -174,12 +184,18 @@ class LoadIssue:
             or self.truncated_gzip
             or self.bad_run_id_records
             or self.duplicate_records
+            or self.torn_records
         )
 
     def add_corrupt(self, line_number: int) -> None:
         self.corrupt_lines += 1
         if len(self.first_corrupt_line_numbers) < _FIRST_CORRUPT_SHOWN:
             self.first_corrupt_line_numbers.append(line_number)
+
+    def add_torn_record(self, line_number: int) -> None:
+        self.torn_records += 1
+        if len(self.first_torn_record_line_numbers) < _FIRST_CORRUPT_SHOWN:
+            self.first_torn_record_line_numbers.append(line_number)
 
     def add_bad_run_id(self, line_number: int) -> None:
         self.bad_run_id_records += 1
@@ -202,6 +218,14 @@ class LoadIssue:
             parts.append(f"skipped {self.bad_run_id_records} {what} (line {numbers}{more})")
         if self.torn_last_line:
             parts.append("skipped a torn last line (the writer probably stopped mid-write)")
+        if self.torn_records:
+            numbers = ", ".join(str(n) for n in self.first_torn_record_line_numbers)
+            more = ", ..." if self.torn_records > len(self.first_torn_record_line_numbers) else ""
+            noun = "record" if self.torn_records == 1 else "records"
+            parts.append(
+                f"skipped {self.torn_records} torn {noun} (line {numbers}{more}: a writer stopped"
+                " mid-line; the whole record after each was read)"
+            )
         if self.truncated_gzip:
             parts.append("the gzip stream ends early (file cut off); read what was there")
         if self.duplicate_records:
@@ -221,6 +245,7 @@ class LoadIssue:
             "truncated_gzip": self.truncated_gzip,
             "bad_run_id_records": self.bad_run_id_records,
             "duplicate_records": self.duplicate_records,
+            "torn_records": self.torn_records,
         }
 
 
@@ -380,12 +405,17 @@ def _decode_line(
         except (ValueError, RecursionError):
             if not line.strip():
                 return []
+            # A writer killed mid-write, then another process's whole record on the same line.
+            document = None if otlp else record_after_torn_prefix(line)
+            if document is not None:
+                issue.add_torn_record(line_number)
             # Only the last line can lack its newline: a writer killed mid-write.
-            if line.endswith(b"\n"):
+            elif line.endswith(b"\n"):
                 issue.add_corrupt(line_number)
+                return []
             else:
                 issue.torn_last_line = True
-            return []
+                return []
     if type(document) is not dict:
         issue.add_corrupt(line_number)
         return []
