@@ -170,3 +170,63 @@ def test_a_record_appended_after_a_torn_line_counts_in_every_command(tmp_path: P
     replay = _cli("replay", "--log", str(log), "--json", str(recovered["run_id"]))
     assert replay.returncode == 0, replay.stderr
     assert recovered["span_id"] in replay.stdout
+
+
+# A service writing runs of 25 tool calls (about 16 KB) until ``stop`` exists, some 20 runs a
+# second, rotating at MAX_BYTES.
+LIVE_WRITER = textwrap.dedent(
+    """
+    import os, sys, time
+    import steptrace
+
+    log, max_bytes, backups, stop = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+
+    @steptrace.tool
+    def fetch(index):
+        return f"{index} " + "y" * (index % 7) * 40
+
+    steptrace.configure("live", jsonl_path=log, jsonl_max_bytes=max_bytes, jsonl_backups=backups)
+    while not os.path.exists(stop):
+        with steptrace.agent_run(agent="live"), steptrace.agent_step():
+            for index in range(25):
+                fetch(index)
+        time.sleep(0.05)
+    """
+)
+
+
+@pytest.mark.torture
+@pytest.mark.parametrize("backups", [200, 2])
+def test_commands_read_a_directory_while_the_service_rotates_it(tmp_path: Path, backups: int) -> None:
+    """`steptrace runs` on a live log directory failed in 77 of 78 tries ("cannot read ... No such
+    file or directory"): a rotated file was compressed and removed between listing and reading."""
+    from steptrace.analysis import load
+
+    log = tmp_path / "logs" / "steps.jsonl"
+    stop = tmp_path / "stop"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", LIVE_WRITER, str(log), "16KiB", str(backups), str(stop)], env=_env()
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(rotated_files(log)) < 3:
+            assert time.monotonic() < deadline and writer.poll() is None
+            time.sleep(0.05)
+        for attempt in range(5):
+            listed = _cli("runs", "--log", str(log.parent), "--json", "--limit", "0")
+            assert listed.returncode == 0, (attempt, listed.stderr)
+            shown = json.loads(listed.stdout)
+            assert shown and all(run["tool_call_count"] <= 25 for run in shown)
+            assert "duplicate" not in listed.stderr
+            if backups > 2:  # the newest run listed a moment ago is still there
+                summary = _cli("summary", "--log", str(log.parent), "--json", shown[-1]["run_id"])
+                assert summary.returncode == 0, (attempt, summary.stderr)
+                assert json.loads(summary.stdout)["tool_call_count"] <= 25
+            for _ in range(3):
+                runs = load(log.parent)
+                assert len(runs) > 0
+                assert all(run.record_count <= 27 and run.tool_call_count <= 25 for run in runs)
+                assert not any(issue.duplicate_records for issue in runs.issues)
+    finally:
+        stop.touch()
+        assert writer.wait(timeout=60) == 0

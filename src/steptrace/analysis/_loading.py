@@ -13,6 +13,7 @@ import gzip
 import importlib
 import json
 import os
+import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ _DEEP_LINE_BYTES = 1600
 _DEEP_BRACKETS = 800
 
 ProgressCallback = Callable[[int], None]
+# A step log's rotated name (steptrace.export.rotation): ``<stem>.<UTC time>.jsonl``.
+_ROTATED_NAME = re.compile(r".+\.\d{8}T\d{6}\.\d{6}Z(-\d+)?\.jsonl")
 
 LOG_RECORD_TYPE = "log"
 """``type`` of a captured log line (``configure(capture_logs=...)``): not a span, so the aggregate
@@ -172,6 +175,9 @@ class LoadIssue:
     first_bad_run_id_line_numbers: list[int] = field(default_factory=list)
     duplicate_records: int = 0
     """Records of spans already read (same trace and span id), from this or another file."""
+    vanished: bool = False
+    """The file was rotated away and removed before it could be read (not even its ``.gz`` was
+    there): a live log past its backups."""
     torn_records: int = 0
     """Halves of records a writer killed mid-line left, with the next whole record on their line
     (that record is read)."""
@@ -185,6 +191,7 @@ class LoadIssue:
             or self.bad_run_id_records
             or self.duplicate_records
             or self.torn_records
+            or self.vanished
         )
 
     def add_corrupt(self, line_number: int) -> None:
@@ -218,6 +225,8 @@ class LoadIssue:
             parts.append(f"skipped {self.bad_run_id_records} {what} (line {numbers}{more})")
         if self.torn_last_line:
             parts.append("skipped a torn last line (the writer probably stopped mid-write)")
+        if self.vanished:
+            parts.append("removed before it could be read (rotated away); its records are not counted")
         if self.torn_records:
             numbers = ", ".join(str(n) for n in self.first_torn_record_line_numbers)
             more = ", ..." if self.torn_records > len(self.first_torn_record_line_numbers) else ""
@@ -246,6 +255,7 @@ class LoadIssue:
             "bad_run_id_records": self.bad_run_id_records,
             "duplicate_records": self.duplicate_records,
             "torn_records": self.torn_records,
+            "vanished": self.vanished,
         }
 
 
@@ -291,14 +301,32 @@ def find_sources(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     # The same file named twice (a directory and a file in it) must not count its runs twice.
     unique: dict[Path, Path] = {}
     for file in found:
+        # A rotated file seen while it was being compressed: the .gz is whole, read only that.
+        if _ROTATED_NAME.fullmatch(file.name) and file.with_name(file.name + ".gz") in found:
+            continue
         unique.setdefault(file.resolve(), file)
     return list(unique.values())
 
 
-def _open(path: Path) -> tuple[IO[bytes], IO[bytes]]:
-    """(reader, raw file); the raw file's position measures progress, also under gzip."""
+def _open(path: Path, issue: LoadIssue) -> tuple[IO[bytes], IO[bytes]] | None:
+    """(reader, raw file); the raw file's position measures progress, also under gzip.
+
+    A log rotated while its directory is read: a ``.jsonl`` compressed and removed since it was
+    listed is read from its ``.jsonl.gz``; a file gone for good is None (``issue.vanished``).
+    """
     try:
         raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    except FileNotFoundError:
+        try:
+            if path.name.endswith(".gz"):
+                raise
+            path = path.with_name(path.name + ".gz")
+            raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
+        except FileNotFoundError:
+            issue.vanished = True
+            return None
+        except OSError as exc:
+            raise LogError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     except OSError as exc:
         raise LogError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     if path.name.endswith(".gz"):
@@ -459,7 +487,10 @@ def _iter(
 ) -> Iterator[Any]:
     """Records of one file in file order, as dicts or (``fields``) as StepFields; with ``logs``,
     only the log-line records (as dicts)."""
-    reader, raw = _open(path)
+    opened = _open(path, issue)
+    if opened is None:
+        return
+    reader, raw = opened
     fields_decode = _FIELDS_DECODE if fields else None
     otlp: bool | None = None  # decided by the first non-blank line
     line_number = 0

@@ -832,7 +832,8 @@ def load(
             if deferred:
                 cut_copies.append((issue, deferred))
             if progress is not None:
-                done += source.stat().st_size
+                with contextlib.suppress(OSError):  # rotated away meanwhile
+                    done += source.stat().st_size
         for issue, deferred in cut_copies:
             _accumulate(deferred, accumulators, issue, seen, pricer=pricer)
         runs = [_finish(run_id, acc, read_run, pricer) for run_id, acc in accumulators.items()]
