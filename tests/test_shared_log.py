@@ -230,3 +230,92 @@ def test_commands_read_a_directory_while_the_service_rotates_it(tmp_path: Path, 
     finally:
         stop.touch()
         assert writer.wait(timeout=60) == 0
+
+
+# A worker thread keeps making tool calls in an open run while the main thread calls shutdown()
+# with the collector down (nothing listens on port 9); the worker's run ends after shutdown()
+# returns, as a thread finishing while the process exits does. The SDK's in-memory exporter,
+# beside steptrace on the same provider, lists every span that ended.
+ENDING_DURING_SHUTDOWN = textwrap.dedent(
+    """
+    import json, logging, sys, threading, time
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    import steptrace
+
+    warnings = []
+    logging.getLogger("steptrace").addHandler(logging.Handler())
+    logging.getLogger("steptrace").handlers[-1].emit = lambda record: warnings.append(record.getMessage())
+    seen = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(seen))
+    telemetry = steptrace.configure(
+        "closing",
+        jsonl_path=sys.argv[1],
+        otlp_endpoint=sys.argv[2] or None,
+        otlp_protocol="http/protobuf",
+        tracer_provider=provider,
+        meter_provider=MeterProvider(),
+    )
+
+    @steptrace.tool
+    def fetch(index):
+        time.sleep(0.0002)
+        return index
+
+    running, stop = threading.Event(), threading.Event()
+
+    def worker():
+        with steptrace.agent_run(agent="worker"), steptrace.agent_step():
+            index = 0
+            while not stop.is_set():
+                fetch(index)
+                index += 1
+                running.set()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    running.wait()
+    time.sleep(0.1)
+    telemetry.shutdown()
+    stop.set()
+    thread.join()
+    print(json.dumps({
+        "ended": [
+            format(span.context.span_id, "016x") for span in seen.get_finished_spans()
+            if span.attributes.get("steptrace.run_id")
+        ],
+        "warnings": warnings,
+    }))
+    """
+)
+
+
+@pytest.mark.parametrize("collector", ["down", "none"])
+def test_spans_ending_while_shutdown_runs_are_written(tmp_path: Path, collector: str) -> None:
+    """A worker thread finishing its run while the process shuts down steptrace (the collector
+    down): the spans it ended reached no exporter, no spill file and no counter."""
+    from steptrace import read_steps
+
+    log = tmp_path / "steps.jsonl"
+    endpoint = "http://127.0.0.1:9" if collector == "down" else ""
+    result = subprocess.run(
+        [sys.executable, "-c", ENDING_DURING_SHUTDOWN, str(log), endpoint],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    written = {record["span_id"] for record in read_steps(log)}
+    spill = tmp_path / "otlp-spill.jsonl"
+    spilled = {record["span_id"] for record in read_steps(spill)} if spill.exists() else set()
+    ended = outcome["ended"]
+    assert len(ended) > 10 and len(set(ended)) == len(ended)
+    assert set(ended) <= written, f"{len(set(ended) - written)} of {len(ended)} spans not in the step log"
+    if collector == "down":  # and OTLP's share: each one spilled, as promised
+        assert set(ended) <= spilled, f"{len(set(ended) - spilled)} of {len(ended)} spans not spilled"

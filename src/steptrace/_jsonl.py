@@ -223,15 +223,21 @@ class JsonlSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
         ok = True
         for span in spans:
-            try:
-                record = span_to_record(span)
-            except Exception as exc:
-                record = None
-                self._fail(exc)
-                ok = False
-            if record is not None and not self.write_record(record):
-                ok = False
+            ok = self.write_span(span) and ok
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def write_span(self, span: ReadableSpan) -> bool:
+        """Append the span's step record; False if it could not be written (one warning).
+
+        Unlike ``export`` this works after ``shutdown()`` too (the file is opened for that one
+        record): steptrace's processor writes a span another thread ends while the program exits.
+        """
+        try:
+            record = span_to_record(span)
+        except Exception as exc:
+            self._fail(exc)
+            return False
+        return record is None or self.write_record(record)
 
     def write_record(self, record: Mapping[str, Any]) -> bool:
         """Append one record; False (and one warning per failure streak) if the disk failed."""

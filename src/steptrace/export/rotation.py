@@ -191,10 +191,14 @@ class RotatingFile:
                 os.close(fd)
 
     def append(self, data: bytes) -> None:
-        """Append ``data`` (whole lines) in one write, rotating first if it would pass the limit."""
+        """Append ``data`` (whole lines) in one write, rotating first if it would pass the limit.
+
+        After ``close()`` it still appends (a record of a span ending while the program exits),
+        opening the file for that write alone, never rotating."""
         with self._lock:
             if self._closed:
-                raise OSError("the file was closed")
+                self._append_after_close(data)
+                return
             # With rotation off too: another process may rotate this path (mixed settings).
             lock_fd = self._lock_fd
             if lock_fd is None:
@@ -222,6 +226,24 @@ class RotatingFile:
                 self._unmeasured += len(data)
             finally:
                 fcntl.flock(lock_fd, fcntl.LOCK_UN)
+
+    def _append_after_close(self, data: bytes) -> None:
+        """One append after close(): under the protocol's lock, to the path's file of the moment."""
+        try:
+            lock_fd: int | None = self._open_lock()
+        except OSError:
+            lock_fd = None
+        try:
+            if lock_fd is not None:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, _FLAGS, 0o600)
+            try:
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
+        finally:
+            self._close_lock()  # releases the flock
 
     def _checked_fd(self) -> int:
         """The descriptor, reopened (at most once a second) if the file was moved or removed."""
