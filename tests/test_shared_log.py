@@ -115,6 +115,64 @@ def test_a_writer_with_rotation_off_loses_nothing_beside_one_that_rotates(
     assert len(files) > 20
 
 
+# A writer from before every writer followed the rotation protocol (steptrace with rotation off
+# did this): one O_APPEND write per record, the path re-checked at most once a second.
+OLD_WRITER = textwrap.dedent(
+    """
+    import json, os, sys, time
+
+    log, count, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+    def open_log():
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        stat = os.fstat(fd)
+        return fd, (stat.st_dev, stat.st_ino)
+
+    fd, inode = open_log()
+    next_check = 0.0
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    for index in range(count):
+        now = time.monotonic()
+        if now >= next_check:
+            next_check = now + 1.0
+            try:
+                stat = os.stat(log)
+                current = (stat.st_dev, stat.st_ino)
+            except OSError:
+                current = None
+            if current != inode:
+                os.close(fd)
+                fd, inode = open_log()
+        record = {"run_id": "old-deploy", "type": "tool_call", "trace_id": "0" * 32,
+                  "span_id": format(index, "016x"), "status": "ok", "output": "x" * 300}
+        os.write(fd, (json.dumps(record) + "\\n").encode())
+        time.sleep(0.0005)
+    """
+)
+
+
+@pytest.mark.torture
+def test_an_older_writer_with_rotation_off_loses_nothing_beside_one_that_rotates(tmp_path: Path) -> None:
+    """A fleet upgraded one process at a time: an older non-rotating writer keeps its descriptor
+    for up to a second after another process renames the file; the renamed file must not be
+    compressed and removed while such a writer may still append to it."""
+    log = tmp_path / "steps.jsonl"
+    go = tmp_path / "go"
+    count = 3000
+    old = subprocess.Popen([sys.executable, "-c", OLD_WRITER, str(log), str(count), str(go)], env=_env())
+    new = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(log), "rotating", "100", "16KiB", str(go)], env=_env()
+    )
+    time.sleep(0.5)
+    go.touch()
+    assert [new.wait(timeout=120), old.wait(timeout=120)] == [0, 0]
+    files = _assert_every_record_once(log, ["rotating"], 100)
+    assert len(files) > 20
+    olds = [r["span_id"] for r in _records(files) if r["run_id"] == "old-deploy"]
+    assert len(olds) == len(set(olds)) == count, f"{count - len(set(olds))} of {count} records lost"
+
+
 def _run_writer(log: Path, worker: str, runs: int, max_bytes: str = "0") -> None:
     go = log.parent / "go"
     go.touch()

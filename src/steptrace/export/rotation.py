@@ -6,8 +6,9 @@ that the file it holds is still the one at the path (another process may have ro
 how big it is; past the limit it renames the file to ``<stem>.<UTC time>.jsonl`` and starts a
 new one, so no record is lost or torn at the switch, whatever the number of processes appending
 and their limits. A background thread then compresses the renamed file to
-``<stem>.<UTC time>.jsonl.gz`` and keeps the newest ``backups``. Every name ends in ``.jsonl`` or
-``.jsonl.gz``: reading the directory reads the whole set.
+``<stem>.<UTC time>.jsonl.gz``, once nothing has written to it for 1.5 s (an older writer that
+ignores the lock still appends there for up to a second), and keeps the newest ``backups``.
+Every name ends in ``.jsonl`` or ``.jsonl.gz``: reading the directory reads the whole set.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ DEFAULT_BACKUPS = 5
 # Level 1: ~4x faster than gzip's default for ~25% bigger files; rotated logs are read rarely.
 COMPRESS_LEVEL = 1
 _REOPEN_CHECK_INTERVAL_S = 1.0
+# A renamed file is compressed and removed only once nothing has written to it for this long: a
+# writer that does not take the lock (an older steptrace with rotation off) re-checks the path
+# once a second (_REOPEN_CHECK_INTERVAL_S) and may append to the renamed file until then.
+_QUIET_BEFORE_COMPRESS_S = 1.5
 _SHUTDOWN_WAIT_S = 5.0
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _CLOEXEC
@@ -90,6 +95,18 @@ def rotated_files(path: str | os.PathLike[str]) -> list[Path]:
     if live.exists():
         files.append(live)
     return files
+
+
+def _not_quiet_for(path: Path) -> float:
+    """Seconds until ``path`` has gone ``_QUIET_BEFORE_COMPRESS_S`` unchanged (renamed or written:
+    ctime and mtime); 0.0 if it has, is gone, or carries a time far in the future (a clock set
+    back: waiting for it would keep the file uncompressed for good)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return 0.0
+    left = _QUIET_BEFORE_COMPRESS_S - (time.time() - max(stat.st_mtime, stat.st_ctime))
+    return min(left, _QUIET_BEFORE_COMPRESS_S) if 0 < left < _QUIET_BEFORE_COMPRESS_S + 60 else 0.0
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -298,9 +315,14 @@ class RotatingFile:
                     self._work.wait()
                 target = self._requests
             try:
-                self.compress_pending()
+                wait = self.compress_pending()
             except OSError as exc:
                 self.compress_error = exc
+                wait = 0.0
+            if wait > 0:  # a renamed file still written to, or just renamed: come back then
+                with self._work:
+                    self._work.wait(wait)
+                continue
             with self._work:
                 self._done = target
                 self._work.notify_all()
@@ -316,15 +338,23 @@ class RotatingFile:
                 self._work.wait(left)
         return True
 
-    def compress_pending(self) -> None:
-        """Compress every renamed file of this log (any process's), then keep ``backups`` gzips."""
+    def compress_pending(self) -> float:
+        """Compress every renamed file of this log (any process's) nothing wrote to for
+        ``_QUIET_BEFORE_COMPRESS_S``, then keep ``backups`` gzips; returns the seconds until the
+        next renamed file left is quiet (0.0: none left)."""
+        wait = 0.0
         for path in rotated_files(self.path):
             if path != self.path and path.suffix != ".gz":
-                self._compress_one(path)
+                left = _not_quiet_for(path)
+                if left > 0:
+                    wait = min(wait, left) if wait else left
+                else:
+                    self._compress_one(path)
         backups = [p for p in rotated_files(self.path) if p.suffix == ".gz"]
         for old in backups[: max(0, len(backups) - self.backups)]:
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()
+        return wait
 
     def _compress_one(self, path: Path) -> None:
         try:
