@@ -174,6 +174,7 @@ def test_an_older_writer_with_rotation_off_loses_nothing_beside_one_that_rotates
 
 
 def _run_writer(log: Path, worker: str, runs: int, max_bytes: str = "0") -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
     go = log.parent / "go"
     go.touch()
     command = [sys.executable, "-c", WRITER, str(log), worker, str(runs), max_bytes, str(go)]
@@ -377,3 +378,32 @@ def test_spans_ending_while_shutdown_runs_are_written(tmp_path: Path, collector:
     assert set(ended) <= written, f"{len(set(ended) - written)} of {len(ended)} spans not in the step log"
     if collector == "down":  # and OTLP's share: each one spilled, as promised
         assert set(ended) <= spilled, f"{len(set(ended) - spilled)} of {len(ended)} spans not spilled"
+
+
+def test_the_live_file_rotated_while_the_directory_is_read_still_counts(tmp_path: Path) -> None:
+    """`steptrace runs` lists the directory, reads the backups, then the live file: if the
+    service rotated it meanwhile, the renamed file was never read and its runs were missing."""
+    from steptrace.analysis import load
+
+    log = tmp_path / "logs" / "steps.jsonl"
+    _run_writer(log, "first", 3, max_bytes="16KiB")  # one run a file, more or less
+    RotatingFile(log, max_bytes=16 * 1024, backups=100).close()  # compress the backups
+    _run_writer(log, "second", 1, max_bytes="0")  # a run whose records are all in the live file
+    expected = {run.run_id for run in load(log.parent)}
+    assert len(expected) == 4
+
+    service = RotatingFile(log, max_bytes=16 * 1024, backups=100)
+    rotated: list[int] = []
+
+    def rotate_once(position: int) -> None:  # called by load() as it reads: the service rotates
+        if not rotated:
+            rotated.append(position)
+            service.append(b"x" * 17 * 1024 + b"\n")  # past the limit: rename, then a new file
+
+    try:
+        runs = load(log.parent, progress=rotate_once)
+    finally:
+        service.close()
+    assert rotated and service.rotations == 1
+    assert {run.run_id for run in runs} == expected
+    assert not runs.issues or all(not issue.duplicate_records for issue in runs.issues)

@@ -329,9 +329,36 @@ def _open(path: Path, issue: LoadIssue) -> tuple[IO[bytes], IO[bytes]] | None:
             raise LogError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     except OSError as exc:
         raise LogError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    return _reader(path, raw)
+
+
+def _reader(path: Path, raw: IO[bytes]) -> tuple[IO[bytes], IO[bytes]]:
     if path.name.endswith(".gz"):
         return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb")), raw
     return raw, raw
+
+
+# Files held open from the listing on, at most: a file descriptor each.
+_MAX_HELD_OPEN = 64
+
+
+def hold_open(sources: Sequence[Path]) -> dict[Path, IO[bytes]]:
+    """The plain (not compressed) files of ``sources`` opened now, right after listing them.
+
+    A live log rotates while it is read: the file listed as ``steps.jsonl`` may be renamed before
+    its turn comes; read from the descriptor opened here it is still the file that was listed
+    (compressed files are never renamed). Pass each to the reader as ``file=``; close the rest.
+    """
+    held: dict[Path, IO[bytes]] = {}
+    for path in sources:
+        if len(held) == _MAX_HELD_OPEN:
+            break
+        if not path.name.endswith(".gz"):
+            try:
+                held[path] = open(path, "rb")  # noqa: SIM115 - closed by the reader or the caller
+            except OSError:  # the reader says what is wrong, in its turn
+                continue
+    return held
 
 
 def _otlp_value(value: Mapping[str, Any]) -> Any:
@@ -484,10 +511,11 @@ def _iter(
     needle: bytes | None = None,
     progress: ProgressCallback | None = None,
     logs: bool = False,
+    file: IO[bytes] | None = None,
 ) -> Iterator[Any]:
     """Records of one file in file order, as dicts or (``fields``) as StepFields; with ``logs``,
-    only the log-line records (as dicts)."""
-    opened = _open(path, issue)
+    only the log-line records (as dicts). ``file``: ``path`` already open (see hold_open)."""
+    opened = _open(path, issue) if file is None else _reader(path, file)
     if opened is None:
         return
     reader, raw = opened
@@ -552,10 +580,14 @@ def iter_records(path: Path, issue: LoadIssue, *, needle: bytes | None = None) -
 
 
 def iter_step_fields(
-    path: Path, issue: LoadIssue, *, progress: ProgressCallback | None = None
+    path: Path,
+    issue: LoadIssue,
+    *,
+    progress: ProgressCallback | None = None,
+    file: IO[bytes] | None = None,
 ) -> Iterator[StepFields]:
     """Every record of one file reduced to :data:`STEP_FIELDS`: the aggregate pass's input."""
-    return cast(Iterator[StepFields], _iter(path, issue, fields=True, progress=progress))
+    return cast(Iterator[StepFields], _iter(path, issue, fields=True, progress=progress, file=file))
 
 
 def iter_log_records(
