@@ -130,7 +130,10 @@ class Telemetry:
         return ok
 
     def shutdown(self) -> None:
-        """Flush and detach this configuration's exporters; steptrace then traces nothing."""
+        """Flush and close this configuration's exporters; steptrace then traces nothing new.
+
+        A span started before and ended later (another thread, the program exiting) still gets
+        its step record, and with OTLP on is counted and spilled."""
         global _current
         with _lock:
             if _current is self:
