@@ -1,5 +1,6 @@
 """What rotation costs the step log's writer: records/s without rotation, with the 100 MiB default
-(one flock and one stat per record) and rotating every 1 MiB (rename + gzip in the background).
+(one flock and one fstat per record, rotation off too: another process may rotate the file) and
+rotating every 1 MiB (rename + gzip in the background).
 
     .venv/bin/python tests/rotation_bench.py [--records 50000] [--rounds 5]
 """

@@ -130,7 +130,10 @@ class Telemetry:
         return ok
 
     def shutdown(self) -> None:
-        """Flush and detach this configuration's exporters; steptrace then traces nothing."""
+        """Flush and close this configuration's exporters; steptrace then traces nothing new.
+
+        A span started before and ended later (another thread, the program exiting) still gets
+        its step record, and with OTLP on is counted and spilled."""
         global _current
         with _lock:
             if _current is self:
@@ -147,13 +150,14 @@ class Telemetry:
         self._closed = True
         if self._logs is not None:
             self._logs.close()
-        # Flush and shut down while still attached: a span ending meanwhile (another thread)
-        # is exported, or counted and spilled by the closing processor, never silently lost.
+        # Flush and shut down while still attached, and stay attached until the next configure():
+        # a span started before and ending meanwhile or later (another thread, the program
+        # exiting) gets its step record and is counted and spilled by the closed OTLP processor,
+        # never silently lost.
         if self._delegates is not None:
+            self._delegates.close()
             self._delegates.force_flush(5_000)
             self._delegates.shutdown()
-        if self._switch is not None and self._switch.delegates is self._delegates:
-            self._switch.delegates = Delegates(None, ())
         if self._owned_meter_provider is not None:
             try:
                 self._owned_meter_provider.shutdown(timeout_millis=5_000)

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
 
 from steptrace._content import bounded_repr, make_utf8_safe
-from steptrace._records import STATUS_ERROR, STATUS_OK, build_record
+from steptrace._records import STATUS_ERROR, STATUS_OK, build_record, record_after_torn_prefix
 
 logger = logging.getLogger("steptrace")
 
@@ -223,15 +223,21 @@ class JsonlSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
         ok = True
         for span in spans:
-            try:
-                record = span_to_record(span)
-            except Exception as exc:
-                record = None
-                self._fail(exc)
-                ok = False
-            if record is not None and not self.write_record(record):
-                ok = False
+            ok = self.write_span(span) and ok
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def write_span(self, span: ReadableSpan) -> bool:
+        """Append the span's step record; False if it could not be written (one warning).
+
+        Unlike ``export`` this works after ``shutdown()`` too (the file is opened for that one
+        record): steptrace's processor writes a span another thread ends while the program exits.
+        """
+        try:
+            record = span_to_record(span)
+        except Exception as exc:
+            self._fail(exc)
+            return False
+        return record is None or self.write_record(record)
 
     def write_record(self, record: Mapping[str, Any]) -> bool:
         """Append one record; False (and one warning per failure streak) if the disk failed."""
@@ -277,24 +283,6 @@ def _open_text(path: Path) -> IO[str]:
     return open(path, encoding="utf-8", errors="replace")
 
 
-_RECORD_START = '{"run_id":'
-
-
-def _record_after_torn_prefix(line: str) -> dict[str, Any] | None:
-    """The whole record ending ``line`` after a torn one (the line's only other content)."""
-    decoder = json.JSONDecoder()
-    start = line.find(_RECORD_START, 1)
-    while start > 0:
-        try:
-            value, end = decoder.raw_decode(line, start)
-        except (ValueError, RecursionError):
-            value, end = None, 0
-        if isinstance(value, dict) and not line[end:].strip():
-            return value
-        start = line.find(_RECORD_START, start + 1)
-    return None
-
-
 def read_steps(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """Yield the step records of a JSONL log (``.jsonl`` or ``.jsonl.gz``).
 
@@ -309,7 +297,7 @@ def read_steps(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
             try:
                 record = json.loads(line)
             except (ValueError, RecursionError):  # RecursionError: nested ~1,000 levels deep
-                record = _record_after_torn_prefix(line)
+                record = record_after_torn_prefix(line)
                 if record is not None:  # a killed writer's half line, then another's whole record
                     logger.warning("steptrace: %s:%d: skipped a torn record", source, number)
                     yield record

@@ -9,6 +9,7 @@ and writes the step log synchronously at span end — never through a queue that
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from opentelemetry import context as otel_context
@@ -21,13 +22,25 @@ from steptrace._jsonl import JsonlSpanExporter
 
 
 class Delegates:
-    """What one configure() call attached: the step log and other processors (OTLP)."""
+    """What one configure() call attached: the step log and other processors (OTLP).
 
-    __slots__ = ("processors", "step_log")
+    Once closed they stay attached until the next configure(): a span started before
+    ``closed_at_ns`` that ends later (another thread, while the program exits) still gets its
+    step record, and the closed OTLP processor counts and spills it; spans started later are
+    not ours.
+    """
+
+    __slots__ = ("closed_at_ns", "processors", "step_log")
 
     def __init__(self, step_log: JsonlSpanExporter | None, processors: Sequence[SpanProcessor]) -> None:
         self.step_log = step_log
         self.processors = tuple(processors)
+        self.closed_at_ns: int | None = None
+
+    def close(self) -> None:
+        """From now on, only spans started before this moment are delegated."""
+        if self.closed_at_ns is None:
+            self.closed_at_ns = time.time_ns()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         ok = True
@@ -88,8 +101,11 @@ class SteptraceSpanProcessor(SpanProcessor):
         delegates = self.delegates
         step_log = delegates.step_log
         try:
+            closed_at = delegates.closed_at_ns
+            if closed_at is not None and (span.start_time or 0) > closed_at:
+                return  # started after shutdown(): steptrace traces nothing then
             if step_log is not None:
-                step_log.export((span,))
+                step_log.write_span(span)
             for processor in delegates.processors:
                 processor.on_end(span)
         except Exception as exc:
@@ -99,5 +115,5 @@ class SteptraceSpanProcessor(SpanProcessor):
         return self.delegates.force_flush(timeout_millis)
 
     def shutdown(self) -> None:
+        self.delegates.close()
         self.delegates.shutdown()
-        self.delegates = Delegates(None, ())

@@ -271,3 +271,31 @@ def build_record(
     else:
         record.update(agent_step=get(A.AGENT_STEP_NUMBER), attributes=_foreign_attributes(attributes))
     return record
+
+
+_RECORD_START = re.compile(r'\{\s*"run_id"\s*:')
+# Where a record may start, tried at most this often per line: a hostile line cannot make a
+# reader quadratic.
+_MAX_RECORD_STARTS = 64
+
+
+def record_after_torn_prefix(line: bytes | str) -> dict[str, Any] | None:
+    """The whole record ending ``line`` after a torn one, or None.
+
+    A writer killed inside ``write()`` leaves half a record without its newline; the next process
+    appends a whole record right after it, on the same line. That record is the first JSON object
+    after the line's start that begins like a record (``{"run_id":``) and runs to the line's end.
+    Every reader (``read_steps`` and the analysis) applies this one rule to a line it cannot decode.
+    """
+    text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+    decoder = json.JSONDecoder()
+    for tried, match in enumerate(_RECORD_START.finditer(text, 1)):
+        if tried == _MAX_RECORD_STARTS:
+            break
+        try:
+            value, end = decoder.raw_decode(text, match.start())
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(value, dict) and not text[end:].strip():
+            return value
+    return None

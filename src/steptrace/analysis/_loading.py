@@ -13,6 +13,7 @@ import gzip
 import importlib
 import json
 import os
+import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,13 @@ from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
 from steptrace._errors import LogError
-from steptrace._records import STATUS_ERROR, STATUS_OK, STATUS_UNSET, build_record
+from steptrace._records import (
+    STATUS_ERROR,
+    STATUS_OK,
+    STATUS_UNSET,
+    build_record,
+    record_after_torn_prefix,
+)
 
 # Suffixes a directory is searched for. ``.json`` too: the Collector's file exporter is often
 # pointed at ``traces.json``.
@@ -37,6 +44,8 @@ _DEEP_LINE_BYTES = 1600
 _DEEP_BRACKETS = 800
 
 ProgressCallback = Callable[[int], None]
+# A step log's rotated name (steptrace.export.rotation): ``<stem>.<UTC time>.jsonl``.
+_ROTATED_NAME = re.compile(r".+\.\d{8}T\d{6}\.\d{6}Z(-\d+)?\.jsonl")
 
 MIB = 1024 * 1024
 DEFAULT_MAX_LINE_BYTES = 64 * MIB
@@ -178,6 +187,13 @@ class LoadIssue:
     long_lines: int = 0
     """Lines longer than ``max_line_bytes()``: skipped as they were read, never held whole."""
     first_long_line_numbers: list[int] = field(default_factory=list)
+    vanished: bool = False
+    """The file was rotated away and removed before it could be read (not even its ``.gz`` was
+    there): a live log past its backups."""
+    torn_records: int = 0
+    """Halves of records a writer killed mid-line left, with the next whole record on their line
+    (that record is read)."""
+    first_torn_record_line_numbers: list[int] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -188,12 +204,19 @@ class LoadIssue:
             or self.duplicate_records
             or self.bad_spans
             or self.long_lines
+            or self.torn_records
+            or self.vanished
         )
 
     def add_corrupt(self, line_number: int) -> None:
         self.corrupt_lines += 1
         if len(self.first_corrupt_line_numbers) < _FIRST_CORRUPT_SHOWN:
             self.first_corrupt_line_numbers.append(line_number)
+
+    def add_torn_record(self, line_number: int) -> None:
+        self.torn_records += 1
+        if len(self.first_torn_record_line_numbers) < _FIRST_CORRUPT_SHOWN:
+            self.first_torn_record_line_numbers.append(line_number)
 
     def add_bad_run_id(self, line_number: int) -> None:
         self.bad_run_id_records += 1
@@ -234,6 +257,16 @@ class LoadIssue:
             parts.append(f"skipped {self.bad_spans} unreadable OTLP {noun} (e.g. a timestamp out of range)")
         if self.torn_last_line:
             parts.append("skipped a torn last line (the writer probably stopped mid-write)")
+        if self.vanished:
+            parts.append("removed before it could be read (rotated away); its records are not counted")
+        if self.torn_records:
+            numbers = ", ".join(str(n) for n in self.first_torn_record_line_numbers)
+            more = ", ..." if self.torn_records > len(self.first_torn_record_line_numbers) else ""
+            noun = "record" if self.torn_records == 1 else "records"
+            parts.append(
+                f"skipped {self.torn_records} torn {noun} (line {numbers}{more}: a writer stopped"
+                " mid-line; the whole record after each was read)"
+            )
         if self.truncated_gzip:
             parts.append("the gzip stream ends early (file cut off); read what was there")
         if self.duplicate_records:
@@ -255,6 +288,8 @@ class LoadIssue:
             "duplicate_records": self.duplicate_records,
             "bad_spans": self.bad_spans,
             "long_lines": self.long_lines,
+            "torn_records": self.torn_records,
+            "vanished": self.vanished,
         }
 
 
@@ -300,6 +335,9 @@ def find_sources(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     # The same file named twice (a directory and a file in it) must not count its runs twice.
     unique: dict[Path, Path] = {}
     for file in found:
+        # A rotated file seen while it was being compressed: the .gz is whole, read only that.
+        if _ROTATED_NAME.fullmatch(file.name) and file.with_name(file.name + ".gz") in found:
+            continue
         unique.setdefault(file.resolve(), file)
     return list(unique.values())
 
@@ -328,15 +366,57 @@ def _skip_rest_of_line(reader: IO[bytes], start: bytes) -> None:
             return
 
 
-def _open(path: Path) -> tuple[IO[bytes], IO[bytes]]:
-    """(reader, raw file); the raw file's position measures progress, also under gzip."""
+def _open(path: Path, issue: LoadIssue) -> tuple[IO[bytes], IO[bytes]] | None:
+    """(reader, raw file); the raw file's position measures progress, also under gzip.
+
+    A log rotated while its directory is read: a ``.jsonl`` compressed and removed since it was
+    listed is read from its ``.jsonl.gz``; a file gone for good is None (``issue.vanished``).
+    """
     try:
         raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    except FileNotFoundError:
+        try:
+            if path.name.endswith(".gz"):
+                raise
+            path = path.with_name(path.name + ".gz")
+            raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
+        except FileNotFoundError:
+            issue.vanished = True
+            return None
+        except OSError as exc:
+            raise LogError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     except OSError as exc:
         raise LogError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    return _reader(path, raw)
+
+
+def _reader(path: Path, raw: IO[bytes]) -> tuple[IO[bytes], IO[bytes]]:
     if path.name.endswith(".gz"):
         return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb")), raw
     return raw, raw
+
+
+# Files held open from the listing on, at most: a file descriptor each.
+_MAX_HELD_OPEN = 64
+
+
+def hold_open(sources: Sequence[Path]) -> dict[Path, IO[bytes]]:
+    """The plain (not compressed) files of ``sources`` opened now, right after listing them.
+
+    A live log rotates while it is read: the file listed as ``steps.jsonl`` may be renamed before
+    its turn comes; read from the descriptor opened here it is still the file that was listed
+    (compressed files are never renamed). Pass each to the reader as ``file=``; close the rest.
+    """
+    held: dict[Path, IO[bytes]] = {}
+    for path in sources:
+        if len(held) == _MAX_HELD_OPEN:
+            break
+        if not path.name.endswith(".gz"):
+            try:
+                held[path] = open(path, "rb")  # noqa: SIM115 - closed by the reader or the caller
+            except OSError:  # the reader says what is wrong, in its turn
+                continue
+    return held
 
 
 def _otlp_value(value: Mapping[str, Any]) -> Any:
@@ -452,12 +532,17 @@ def _decode_line(
         except (ValueError, RecursionError):
             if not line.strip():
                 return []
+            # A writer killed mid-write, then another process's whole record on the same line.
+            document = None if otlp else record_after_torn_prefix(line)
+            if document is not None:
+                issue.add_torn_record(line_number)
             # Only the last line can lack its newline: a writer killed mid-write.
-            if line.endswith(b"\n"):
+            elif line.endswith(b"\n"):
                 issue.add_corrupt(line_number)
+                return []
             else:
                 issue.torn_last_line = True
-            return []
+                return []
     if type(document) is not dict:
         issue.add_corrupt(line_number)
         return []
@@ -498,11 +583,15 @@ def _iter(
     needle: bytes | None = None,
     progress: ProgressCallback | None = None,
     logs: bool = False,
+    file: IO[bytes] | None = None,
 ) -> Iterator[Any]:
     """Records of one file in file order, as dicts or (``fields``) as StepFields; with ``logs``,
-    only the log-line records (as dicts)."""
+    only the log-line records (as dicts). ``file``: ``path`` already open (see hold_open)."""
+    opened = _open(path, issue) if file is None else _reader(path, file)
+    if opened is None:
+        return
+    reader, raw = opened
     limit = max_line_bytes()
-    reader, raw = _open(path)
     fields_decode = _FIELDS_DECODE if fields else None
     otlp: bool | None = None  # decided by the first non-blank line
     line_number = 0
@@ -569,10 +658,14 @@ def iter_records(path: Path, issue: LoadIssue, *, needle: bytes | None = None) -
 
 
 def iter_step_fields(
-    path: Path, issue: LoadIssue, *, progress: ProgressCallback | None = None
+    path: Path,
+    issue: LoadIssue,
+    *,
+    progress: ProgressCallback | None = None,
+    file: IO[bytes] | None = None,
 ) -> Iterator[StepFields]:
     """Every record of one file reduced to :data:`STEP_FIELDS`: the aggregate pass's input."""
-    return cast(Iterator[StepFields], _iter(path, issue, fields=True, progress=progress))
+    return cast(Iterator[StepFields], _iter(path, issue, fields=True, progress=progress, file=file))
 
 
 def iter_log_records(

@@ -25,6 +25,7 @@ from steptrace.analysis._loading import (
     ProgressCallback,
     StepFields,
     find_sources,
+    hold_open,
     iter_records,
     iter_step_fields,
 )
@@ -828,6 +829,7 @@ def load(
     # cyclic collector would only rescan them over and over (about 15% of the load time).
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    held = hold_open(sources)  # a live log may rotate before each file's turn
     try:
         for source, issue in zip(sources, issues, strict=True):
             file_progress: ProgressCallback | None = None
@@ -838,12 +840,13 @@ def load(
                     progress(base + position)
 
             deferred: list[StepFields] = []
-            records = iter_step_fields(source, issue, progress=file_progress)
+            records = iter_step_fields(source, issue, progress=file_progress, file=held.pop(source, None))
             _accumulate(records, accumulators, issue, seen, deferred, pricer)
             if deferred:
                 cut_copies.append((issue, deferred))
             if progress is not None:
-                done += source.stat().st_size
+                with contextlib.suppress(OSError):  # rotated away meanwhile
+                    done += source.stat().st_size
         for issue, deferred in cut_copies:
             _accumulate(deferred, accumulators, issue, seen, pricer=pricer)
         runs = [_finish(run_id, acc, read_run, pricer) for run_id, acc in accumulators.items()]
@@ -853,5 +856,7 @@ def load(
         runs.sort(key=lambda r: (r.started_at, r.run_id))
         return RunSet(runs, sources, issues)
     finally:
+        for file in held.values():
+            file.close()
         if gc_was_enabled:
             gc.enable()

@@ -1,11 +1,13 @@
 """Size-based rotation for the append-only JSONL files (the step log, the OTLP spill file).
 
-``RotatingFile.append(data)`` writes one whole chunk with one ``O_APPEND`` write. With a size
-limit, every append holds an ``flock`` on ``<file>.lock`` while it checks that the file it holds
-is still the one at the path (another process may have rotated it) and how big it is; past the
-limit it renames the file to ``<stem>.<UTC time>.jsonl`` and starts a new one, so no record is
-lost or torn at the switch, whatever the number of processes appending. A background thread then
-compresses the renamed file to ``<stem>.<UTC time>.jsonl.gz`` and keeps the newest ``backups``.
+``RotatingFile.append(data)`` writes one whole chunk with one ``O_APPEND`` write. Every append,
+whatever its own limit (rotation off too), holds an ``flock`` on ``<file>.lock`` while it checks
+that the file it holds is still the one at the path (another process may have rotated it) and
+how big it is; past the limit it renames the file to ``<stem>.<UTC time>.jsonl`` and starts a
+new one, so no record is lost or torn at the switch, whatever the number of processes appending
+and their limits. A background thread then compresses the renamed file to
+``<stem>.<UTC time>.jsonl.gz``, once nothing has written to it for 1.5 s (an older writer that
+ignores the lock still appends there for up to a second), and keeps the newest ``backups``.
 Every name ends in ``.jsonl`` or ``.jsonl.gz``: reading the directory reads the whole set.
 """
 
@@ -31,6 +33,10 @@ DEFAULT_BACKUPS = 5
 # Level 1: ~4x faster than gzip's default for ~25% bigger files; rotated logs are read rarely.
 COMPRESS_LEVEL = 1
 _REOPEN_CHECK_INTERVAL_S = 1.0
+# A renamed file is compressed and removed only once nothing has written to it for this long: a
+# writer that does not take the lock (an older steptrace with rotation off) re-checks the path
+# once a second (_REOPEN_CHECK_INTERVAL_S) and may append to the renamed file until then.
+_QUIET_BEFORE_COMPRESS_S = 1.5
 _SHUTDOWN_WAIT_S = 5.0
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _CLOEXEC
@@ -89,6 +95,18 @@ def rotated_files(path: str | os.PathLike[str]) -> list[Path]:
     if live.exists():
         files.append(live)
     return files
+
+
+def _not_quiet_for(path: Path) -> float:
+    """Seconds until ``path`` has gone ``_QUIET_BEFORE_COMPRESS_S`` unchanged (renamed or written:
+    ctime and mtime); 0.0 if it has, is gone, or carries a time far in the future (a clock set
+    back: waiting for it would keep the file uncompressed for good)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return 0.0
+    left = _QUIET_BEFORE_COMPRESS_S - (time.time() - max(stat.st_mtime, stat.st_ctime))
+    return min(left, _QUIET_BEFORE_COMPRESS_S) if 0 < left < _QUIET_BEFORE_COMPRESS_S + 60 else 0.0
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -156,7 +174,9 @@ class RotatingFile:
 
     # --- writing ----------------------------------------------------------------------------------
     #
-    # With rotation on, every append holds the flock on ``<file>.lock``. That file's size is also a
+    # Every append holds the flock on ``<file>.lock``, with rotation off too: a process with
+    # another limit may rotate the path, and a record written to the renamed file after its
+    # compression would be lost. That file's size is also a
     # rotation counter: a rotating process grows it by one byte (sparse, so even a full disk takes
     # it; a memory map could SIGBUS there). A writer compares it with the size it last saw, one
     # fstat (a stat of the path costs three times as much), and reopens the path when it changed.
@@ -188,13 +208,15 @@ class RotatingFile:
                 os.close(fd)
 
     def append(self, data: bytes) -> None:
-        """Append ``data`` (whole lines) in one write, rotating first if it would pass the limit."""
+        """Append ``data`` (whole lines) in one write, rotating first if it would pass the limit.
+
+        After ``close()`` it still appends (a record of a span ending while the program exits),
+        opening the file for that write alone, never rotating."""
         with self._lock:
             if self._closed:
-                raise OSError("the file was closed")
-            if not self.max_bytes:
-                _write_all(self._checked_fd(), data)
+                self._append_after_close(data)
                 return
+            # With rotation off too: another process may rotate this path (mixed settings).
             lock_fd = self._lock_fd
             if lock_fd is None:
                 try:
@@ -209,8 +231,9 @@ class RotatingFile:
                     self._seen_rotation = seen
                     self._open()
                 fd = self._checked_fd()
-                if self._size + self._unmeasured + len(data) > self.max_bytes or (
-                    self._unmeasured > self._measure_every
+                if self.max_bytes and (
+                    self._size + self._unmeasured + len(data) > self.max_bytes
+                    or self._unmeasured > self._measure_every
                 ):
                     self._size, self._unmeasured = os.fstat(fd).st_size, 0  # others' writes too
                     if self._size and self._size + len(data) > self.max_bytes:
@@ -220,6 +243,24 @@ class RotatingFile:
                 self._unmeasured += len(data)
             finally:
                 fcntl.flock(lock_fd, fcntl.LOCK_UN)
+
+    def _append_after_close(self, data: bytes) -> None:
+        """One append after close(): under the protocol's lock, to the path's file of the moment."""
+        try:
+            lock_fd: int | None = self._open_lock()
+        except OSError:
+            lock_fd = None
+        try:
+            if lock_fd is not None:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, _FLAGS, 0o600)
+            try:
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
+        finally:
+            self._close_lock()  # releases the flock
 
     def _checked_fd(self) -> int:
         """The descriptor, reopened (at most once a second) if the file was moved or removed."""
@@ -274,9 +315,14 @@ class RotatingFile:
                     self._work.wait()
                 target = self._requests
             try:
-                self.compress_pending()
+                wait = self.compress_pending()
             except OSError as exc:
                 self.compress_error = exc
+                wait = 0.0
+            if wait > 0:  # a renamed file still written to, or just renamed: come back then
+                with self._work:
+                    self._work.wait(wait)
+                continue
             with self._work:
                 self._done = target
                 self._work.notify_all()
@@ -292,15 +338,23 @@ class RotatingFile:
                 self._work.wait(left)
         return True
 
-    def compress_pending(self) -> None:
-        """Compress every renamed file of this log (any process's), then keep ``backups`` gzips."""
+    def compress_pending(self) -> float:
+        """Compress every renamed file of this log (any process's) nothing wrote to for
+        ``_QUIET_BEFORE_COMPRESS_S``, then keep ``backups`` gzips; returns the seconds until the
+        next renamed file left is quiet (0.0: none left)."""
+        wait = 0.0
         for path in rotated_files(self.path):
             if path != self.path and path.suffix != ".gz":
-                self._compress_one(path)
+                left = _not_quiet_for(path)
+                if left > 0:
+                    wait = min(wait, left) if wait else left
+                else:
+                    self._compress_one(path)
         backups = [p for p in rotated_files(self.path) if p.suffix == ".gz"]
         for old in backups[: max(0, len(backups) - self.backups)]:
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()
+        return wait
 
     def _compress_one(self, path: Path) -> None:
         try:
