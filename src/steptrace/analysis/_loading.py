@@ -587,11 +587,11 @@ def _iter(
 ) -> Iterator[Any]:
     """Records of one file in file order, as dicts or (``fields``) as StepFields; with ``logs``,
     only the log-line records (as dicts). ``file``: ``path`` already open (see hold_open)."""
+    limit = max_line_bytes()
     opened = _open(path, issue) if file is None else _reader(path, file)
     if opened is None:
         return
     reader, raw = opened
-    limit = max_line_bytes()
     fields_decode = _FIELDS_DECODE if fields else None
     otlp: bool | None = None  # decided by the first non-blank line
     line_number = 0

@@ -28,6 +28,7 @@ from steptrace.analysis._loading import (
     hold_open,
     iter_records,
     iter_step_fields,
+    max_line_bytes,
 )
 from steptrace.analysis._stats import percentile
 
@@ -829,6 +830,7 @@ def load(
     # cyclic collector would only rescan them over and over (about 15% of the load time).
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    max_line_bytes()  # a bad $STEPTRACE_MAX_LINE_BYTES is a usage error before any file is held open
     held = hold_open(sources)  # a live log may rotate before each file's turn
     try:
         for source, issue in zip(sources, issues, strict=True):
