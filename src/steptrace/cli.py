@@ -1055,10 +1055,12 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data))
         return EXIT_OK
-    print(f"rerun {data['run_id']} of {data['original_run_id']}")
+    print(f"rerun {data['run_id']} of {data['original_run_id']} (llm {args.llm}, tools {args.tools})")
     print(data["verdict"])
     if data.get("divergence"):
         print(f"divergence: {data['divergence']}")
+    for warning in data.get("warnings") or []:
+        print(f"warning: {warning}")
     return EXIT_OK
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from steptrace.rerun._hook import set_recording, set_session
+from steptrace.rerun._hook import enter_session, leave_session, set_recording
 from steptrace.rerun._recording import RECORDING_DIR
 from steptrace.rerun._report import Outcome, RerunReport, build_report
 from steptrace.rerun._serving import MODES, RecordedRun, RecordingNotFound, RerunDivergence, RerunSession
@@ -134,7 +134,9 @@ class Rerun:
     def __init__(self, session: RerunSession) -> None:
         self.session = session
         self.report: RerunReport | None = None
-        self._previous: RerunSession | None = None
+        self._token: Any = None
+        self._entered = False
+        self._process = False
 
     @property
     def original_run_id(self) -> str:
@@ -150,13 +152,16 @@ class Rerun:
         """Stop serving and build the report (``__exit__`` does this); kept for ``debug``."""
         if self.report is not None:
             return self.report
-        set_session(self._previous)
+        if self._entered:
+            self._entered = False
+            leave_session(self.session, self._token)
         self.report = build_report(self.session)
         _keep_report(self.session.recorded.path, self.report)
         return self.report
 
     def __enter__(self) -> Rerun:
-        self._previous = set_session(self.session)
+        self._token = enter_session(self.session, process=self._process)
+        self._entered = True
         return self
 
     def __exit__(
@@ -201,7 +206,9 @@ def start_from_environment() -> None:
     session = RerunSession(
         recorded, os.environ.get(ENV_LLM, "recorded"), os.environ.get(ENV_TOOLS, "recorded")
     )
-    _env_rerun = Rerun(session).__enter__()
+    active = Rerun(session)
+    active._process = True  # the command is the rerun: every context of the process serves it
+    _env_rerun = active.__enter__()
     atexit.register(_write_environment_report)
 
 
@@ -242,4 +249,6 @@ def report_from_dict(data: dict[str, Any]) -> RerunReport:
         data["verdict"],
         data.get("llm", "recorded"),
         data.get("tools", "recorded"),
+        dict(data.get("ran") or {}),
+        [str(text) for text in data.get("warnings") or []],
     )
