@@ -25,10 +25,17 @@ def _readme_test() -> str:
     return match.group(1)
 
 
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+CLOSED = "http://127.0.0.1:9/v1/chat"  # the model's address with nothing listening: CI's network
+
+
+def _run(args: list[str], cwd: Path, offline: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run in the project; ``offline``: any call to the model fails with a connection error."""
     env = {**os.environ, "PYTHONPATH": str(cwd)}
     for name in ("STEPTRACE_JSONL_PATH", "OTEL_EXPORTER_OTLP_ENDPOINT", "STEPTRACE_RECORD_FOR_RERUN"):
         env.pop(name, None)
+    env.pop("RERUN_AGENT_MODEL_URL", None)
+    if offline:
+        env["RERUN_AGENT_MODEL_URL"] = CLOSED
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -46,6 +53,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "import os; os.environ['STEPTRACE_RECORD_FOR_RERUN'] = 'true'; import my_agent; my_agent.main()",
         ],
         root,
+        offline=False,  # production: the model answered
     )
     assert recorded.returncode == 0, recorded.stderr
     (recording,) = (root / "steptrace-logs" / "rerun").glob("*.jsonl")
@@ -73,4 +81,12 @@ def test_the_readme_incident_test_fails_while_the_bug_is_there(project: Path) ->
     agent.write_text(AGENT.read_text(encoding="utf-8"), encoding="utf-8")  # the bug is back
     result = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], project)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "1 failed" in result.stdout and "assert None == '1104000.0 EUR'" in result.stdout
+    assert "1 failed" in result.stdout
+    assert "assert None == {'amount': 1104000.0, 'currency': 'EUR'}" in result.stdout
+    assert "URLError" not in result.stdout and "Connection refused" not in result.stdout
+
+
+def test_the_network_is_closed_for_the_incident_test(project: Path) -> None:
+    """The guard is real: the agent calling its model in the project's tests fails to connect."""
+    result = _run([sys.executable, "-c", "import my_agent; my_agent.model(['hi'])"], project)
+    assert result.returncode == 1 and "Connection refused" in result.stderr

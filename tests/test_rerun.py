@@ -189,6 +189,7 @@ def test_fixed_tool_live_reports_the_divergence_and_the_new_outcome(recording: C
     assert report.verdict == (
         "changed: diverged at step 3 (convert_currency returned a result instead of ValueError); "
         "the run now ends with end_turn after 4 steps instead of max_steps after 6 steps; "
+        "0 errors instead of 4; "
         "model calls: 3 served from the recording, 1 live; tools: 0 served from the recording, "
         "3 ran your code"
     )

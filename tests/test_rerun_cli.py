@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,3 +66,111 @@ def test_export_then_rerun_from_the_file(
     report = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
     assert report["reproduced"] is True
     assert report["original_run_id"].startswith(recorded)
+
+
+# --- never a silent live call (issue 22) ---------------------------------------------------------
+def test_cli_rerun_after_a_fix_serves_the_recorded_model_offline(
+    recorded: str, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--tools live after the fix, llm left at recorded: the fixed tool runs, the model's recorded
+    decisions are served after the divergence (out of match), and the model is never called —
+    its address is closed, as in CI."""
+    monkeypatch.setenv("RERUN_AGENT_MODEL_URL", "http://127.0.0.1:9/closed")
+    assert main(["rerun", recorded, "--tools", "live", "--", sys.executable, AGENT, "--fixed"]) == 0
+    out = capfd.readouterr().out
+    assert "calls: {'model': 0, 'search': 2, 'convert_currency': 4}" in out
+    assert (
+        "changed: diverged at step 3 (convert_currency returned a result instead of ValueError); "
+        "the run still ends with max_steps after 6 steps; 0 errors instead of 4; "
+        "model calls: 6 served from the recording (3 out of match, from model call 4 on), 0 live; "
+        "tools: 0 served from the recording, 6 ran your code"
+    ) in out
+
+
+def _record_sdk_run(log: Path, script: Any) -> str:
+    import sdk_fakes as F
+
+    environment = {
+        **os.environ,
+        "STEPTRACE_JSONL_PATH": str(log / "steps.jsonl"),
+        "STEPTRACE_RECORD_FOR_RERUN": "true",
+    }
+    with F.FakeServer(script) as server:
+        subprocess.run(
+            [sys.executable, SDK_AGENT, server.url("/v1"), "--instrument"],
+            env=environment,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+    (path,) = (log / "rerun").glob("*.jsonl")
+    return path.stem
+
+
+SDK_AGENT = str(Path(__file__).parent / "rerun_sdk_agent.py")
+
+
+@pytest.fixture
+def recorded_sdk_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Two openai chat calls recorded by another process against a local server, now stopped."""
+    import sdk_fakes as F
+
+    monkeypatch.setenv("STEPTRACE_JSONL_PATH", str(tmp_path / "logs" / "steps.jsonl"))
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    script = F.Script(
+        F.json_reply(F.chat_completion("Let me check the weather.")),
+        F.json_reply(F.chat_completion("21.1 °C in Paris.")),
+    )
+    run_id = _record_sdk_run(tmp_path / "logs", script)
+    assert len(script.requests) == 2
+    return run_id
+
+
+def test_cli_rerun_of_an_sdk_run_in_a_process_that_does_not_instrument_the_sdk(
+    recorded_sdk_run: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The agent forgot instrument_openai() in the rerun's process: the rerun instruments it at
+    its start and says so, and the recorded calls are served (the server is stopped)."""
+    closed = "http://127.0.0.1:9/v1"
+    assert main(["rerun", recorded_sdk_run[:8], "--", sys.executable, SDK_AGENT, closed]) == 0
+    captured = capfd.readouterr()
+    assert "answer: 21.1 °C in Paris." in captured.out
+    assert "APIConnectionError" not in captured.err
+    assert "model calls: 2 served from the recording, 0 live; tools: 1 served" in captured.out
+    warning = (
+        "the recording has 2 openai model calls, but openai was not instrumented in this process: "
+        "steptrace instrumented it so they are served from the recording, not sent"
+    )
+    assert f"warning: {warning}" in captured.out
+    assert warning in captured.err  # said at the rerun's start too, by the agent's process
+
+
+def test_cli_rerun_of_a_fixed_sdk_agent_stays_offline_and_counts_live_calls_when_asked(
+    recorded_sdk_run: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """After the fix the second request differs: recorded serves the recorded answer out of
+    match (server stopped); until-divergence, asked for explicitly, calls the model and the
+    report counts that call."""
+    import sdk_fakes as F
+
+    closed = "http://127.0.0.1:9/v1"
+    argv = ["rerun", recorded_sdk_run[:8], "--tools", "live", "--json", "--"]
+    assert main([*argv, sys.executable, SDK_AGENT, closed, "--instrument", "--fixed"]) == 0
+    captured = capfd.readouterr()
+    report = json.loads(captured.out.strip().splitlines()[-1])
+    assert report["ran"]["llm"] == {"served": 2, "out_of_match": 1, "out_of_match_from": 2, "live": 0}
+    assert report["divergence"] == "step 2: weather returned a different result"
+    assert report["rerun"]["stop_reason"] != "error"  # the agent got its answer, offline
+    assert "APIConnectionError" not in captured.err
+
+    script = F.Script(F.json_reply(F.chat_completion("21.1 °C, live.")))
+    with F.FakeServer(script) as server:
+        argv = ["rerun", recorded_sdk_run[:8], "--llm", "until-divergence", "--tools", "live", "--json", "--"]
+        assert main([*argv, sys.executable, SDK_AGENT, server.url("/v1"), "--instrument", "--fixed"]) == 0
+    report = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
+    assert len(script.requests) == 1
+    assert report["ran"]["llm"] == {"served": 1, "out_of_match": 0, "out_of_match_from": None, "live": 1}
+    assert report["verdict"].endswith(
+        "model calls: 1 served from the recording, 1 live; "
+        "tools: 0 served from the recording, 1 ran your code"
+    )

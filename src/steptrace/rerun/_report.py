@@ -159,6 +159,8 @@ def build_report(session: RerunSession) -> RerunReport:
             parts.append(f"the run now ends with {_ends(rerun)} instead of {_ends(original)}")
         else:
             parts.append(f"the run still ends with {_ends(rerun)}")
+        if rerun.errors != original.errors:
+            parts.append(f"{rerun.errors} errors instead of {original.errors}")
         verdict = "changed: " + "; ".join(parts)
     ran = {
         "llm": {
