@@ -74,6 +74,20 @@ def test_the_readme_incident_test_passes_once_the_agent_is_fixed(project: Path) 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
     assert not (project / "tests" / "steptrace-logs").exists()  # the fixture kept the test folder clean
+    (recording,) = (project / "steptrace-logs" / "rerun").glob("*.jsonl")
+    debug = _run(
+        [
+            sys.executable,
+            "-m",
+            "steptrace",
+            "debug",
+            recording.stem[:4],
+            "--log",
+            "tests/incident-d157.jsonl",
+        ],
+        project,
+    )
+    assert "(recorded/live): changed: diverged at step 3" in debug.stdout  # the verdict, kept beside it
 
 
 def test_the_readme_incident_test_fails_while_the_bug_is_there(project: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from steptrace.cli import main
+from steptrace.testing import Capture
 
 AGENT = str(Path(__file__).parent / "rerun_agents.py")
 
@@ -66,6 +67,32 @@ def test_export_then_rerun_from_the_file(
     report = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
     assert report["reproduced"] is True
     assert report["original_run_id"].startswith(recorded)
+
+
+def test_a_rerun_of_an_exported_file_keeps_its_verdict_beside_it(
+    recorded: str, tmp_path: Path, capfd: pytest.CaptureFixture[str], steptrace_capture: Capture
+) -> None:
+    """The incident file re-run by another process (and by steptrace.rerun in this one): `debug`
+    of the run from that file lists both verdicts, and the CLI says where they went."""
+    incidents = tmp_path / "tests"
+    incidents.mkdir()
+    exported = incidents / "incident.jsonl"
+    assert main(["export", recorded, "-o", str(exported)]) == 0
+    assert main(["rerun", str(exported), "--", sys.executable, AGENT]) == 0
+    out = capfd.readouterr().out
+    kept = incidents / "rerun" / "verdicts"
+    assert f"verdict kept in {kept}" in out and f"--log {exported})" in out
+    import rerun_agents
+    import steptrace
+
+    with steptrace.rerun(exported, tools="live") as active:
+        rerun_agents.run_agent("What was our Q3 revenue, in euros?")
+    assert active.kept_in is not None and active.kept_in.parent == kept
+    assert main(["debug", recorded, "--log", str(exported)]) == 0
+    shown = [line for line in capfd.readouterr().out.splitlines() if line.startswith("rerun:")]
+    assert len(shown) == 2
+    assert "(recorded/recorded): reproduced: 6 steps" in shown[0]
+    assert "(recorded/live): reproduced: 6 steps" in shown[1]
 
 
 # --- never a silent live call (issue 22) ---------------------------------------------------------

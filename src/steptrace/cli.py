@@ -1061,6 +1061,13 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         print(f"divergence: {data['divergence']}")
     for warning in data.get("warnings") or []:
         print(f"warning: {warning}")
+    if path.parent.name != rerun_module.RECORDING_DIR:  # an exported file: say where the verdict went
+        kept = data.get("kept_in")
+        print(
+            f"verdict kept in {kept} (steptrace debug {str(data['original_run_id'])[:8]} --log {path})"
+            if kept
+            else "verdict not kept (see the command's warnings)"
+        )
     return EXIT_OK
 
 

@@ -73,15 +73,24 @@ def find_recording(run: str | os.PathLike[str], log: str | os.PathLike[str] | No
 VERDICTS_DIR = "verdicts"  # <log dir>/rerun/verdicts/<run id>.jsonl: one report per rerun
 
 
-def _keep_report(recording: Path, report: RerunReport) -> None:
-    """Append the report beside the log's recordings, where ``steptrace debug`` of the original
-    run finds it. An exported recording (an incident file in a test folder) keeps nothing."""
-    if recording.parent.name != RECORDING_DIR or not _safe_name(report.original_run_id):
-        return
-    target = recording.parent / VERDICTS_DIR / f"{report.original_run_id}.jsonl"
+def verdicts_path(recording: Path, run_id: str) -> Path | None:
+    """Where the reports of reruns of ``recording`` are kept: ``<dir>/rerun/verdicts/<run id>.jsonl``
+    beside the log's recordings, or beside an exported file (``tests/incident.jsonl`` ->
+    ``tests/rerun/verdicts/``), where ``debug RUN --log tests/incident.jsonl`` finds them."""
+    if not _safe_name(run_id):
+        return None
+    base = recording.parent if recording.parent.name == RECORDING_DIR else recording.parent / RECORDING_DIR
+    return base / VERDICTS_DIR / f"{run_id}.jsonl"
+
+
+def _keep_report(recording: Path, report: RerunReport) -> Path | None:
+    """Append the report where ``steptrace debug`` of the original run finds it; returns where."""
+    target = verdicts_path(recording, report.original_run_id)
+    if target is None:
+        return None
     line = json.dumps({"ts": time.time(), **report.to_dict()}, default=str) + "\n"
     try:
-        target.parent.mkdir(mode=0o700, exist_ok=True)
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, line.encode("utf-8"))
@@ -89,6 +98,8 @@ def _keep_report(recording: Path, report: RerunReport) -> None:
             os.close(fd)
     except OSError as exc:  # the rerun itself succeeded; debug will just not show it
         logger.warning("steptrace: could not keep the rerun report in %s (%s)", target, exc)
+        return None
+    return target
 
 
 def _safe_name(run_id: str) -> bool:
@@ -137,6 +148,8 @@ class Rerun:
         self._token: Any = None
         self._entered = False
         self._process = False
+        self.kept_in: Path | None = None
+        """Where the report was kept for ``steptrace debug`` (None: it could not be)."""
 
     @property
     def original_run_id(self) -> str:
@@ -156,7 +169,7 @@ class Rerun:
             self._entered = False
             leave_session(self.session, self._token)
         self.report = build_report(self.session)
-        _keep_report(self.session.recorded.path, self.report)
+        self.kept_in = _keep_report(self.session.recorded.path, self.report)
         return self.report
 
     def __enter__(self) -> Rerun:
@@ -219,7 +232,8 @@ def _write_environment_report() -> None:
         return
     report = active.finish()
     if destination:
-        Path(destination).write_text(json.dumps(report.to_dict()), encoding="utf-8")
+        data = {**report.to_dict(), "kept_in": str(active.kept_in) if active.kept_in else None}
+        Path(destination).write_text(json.dumps(data), encoding="utf-8")
 
 
 def report_from_dict(data: dict[str, Any]) -> RerunReport:
