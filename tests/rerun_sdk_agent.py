@@ -27,7 +27,7 @@ def weather(city: str) -> dict[str, Any]:
 
 
 def run_agent(client: openai.OpenAI) -> str:
-    with steptrace.agent_run(agent="weather-sdk"):
+    with steptrace.agent_run(agent="weather-sdk", release="1.0"):
         messages: list[Any] = [{"role": "user", "content": "Weather in Paris?"}]
         first = client.chat.completions.create(model="gpt-4o", messages=messages)
         messages.append({"role": "assistant", "content": first.choices[0].message.content})

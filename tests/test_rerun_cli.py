@@ -201,3 +201,44 @@ def test_cli_rerun_of_a_fixed_sdk_agent_stays_offline_and_counts_live_calls_when
         "model calls: 1 served from the recording, 1 live; "
         "tools: 0 served from the recording, 1 ran your code"
     )
+
+
+# --- reruns are not production runs ------------------------------------------------------------
+def test_reruns_are_left_out_of_runs_diff_and_report_and_served_calls_cost_nothing(
+    recorded_sdk_run: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A production run (priced gpt-4o calls) and its rerun by another process, in one log:
+    runs, diff and report leave the rerun out; --reruns shows it marked, at $0 for the served
+    calls; summary of the rerun names the run it re-ran."""
+    closed = "http://127.0.0.1:9/v1"
+    assert main(["rerun", recorded_sdk_run[:8], "--json", "--", sys.executable, SDK_AGENT, closed]) == 0
+    rerun_id = json.loads(capfd.readouterr().out.strip().splitlines()[-1])["run_id"]
+
+    assert main(["runs", "--json"]) == 0
+    (production,) = json.loads(capfd.readouterr().out)
+    assert production["run_id"] == recorded_sdk_run and "rerun_of" not in production
+    assert production["cost_usd"] > 0
+    assert main(["runs", "--reruns", "--json"]) == 0
+    both = {run["run_id"]: run for run in json.loads(capfd.readouterr().out)}
+    assert set(both) == {recorded_sdk_run, rerun_id}
+    assert both[rerun_id]["rerun_of"] == recorded_sdk_run
+    assert both[rerun_id]["cost_usd"] == 0.0 and both[rerun_id]["unpriced_llm_calls"] == 0
+    assert main(["runs", "--reruns"]) == 0
+    table = capfd.readouterr().out
+    assert f"end_turn (rerun of {recorded_sdk_run[:8]})" in table
+
+    assert main(["diff", "--baseline", "1.0", "--candidate", "1.0", "--json"]) == 0
+    assert '"runs": 1' in capfd.readouterr().out
+    assert main(["diff", "--baseline", "1.0", "--candidate", "1.0", "--reruns", "--json"]) == 0
+    assert '"runs": 2' in capfd.readouterr().out
+
+    assert main(["report", "-o", str(tmp_path / "r.html"), "--json"]) == 0
+    assert json.loads(capfd.readouterr().out)["runs"] == 1
+    assert main(["report", "-o", str(tmp_path / "all.html"), "--reruns", "--json"]) == 0
+    assert json.loads(capfd.readouterr().out)["runs"] == 2
+    assert "end_turn (rerun)" in (tmp_path / "all.html").read_text(encoding="utf-8")
+
+    assert main(["summary", rerun_id]) == 0
+    summary = capfd.readouterr().out
+    assert f"(a rerun of {recorded_sdk_run})" in summary
+    assert "cost         $0  (model calls served from the recording cost nothing)" in summary

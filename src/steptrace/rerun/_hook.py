@@ -426,6 +426,7 @@ class RerunHook:
                 handle.name, args_hash, step if step is not None else seq
             )
             if decision == "serve" and entry is not None:
+                handle.span.set_attribute(A.RERUN_SERVED, True)
                 return _served(kind, _produce_entry(entry, kind))
             if decision == "raise":
                 return _raiser(kind, str(text), step if step is not None else seq)
@@ -510,6 +511,7 @@ class RerunHook:
             session.observe(line)
             decision, entry, text = session.llm_decision(step if step is not None else seq, request, sdk)
             if decision == "serve" and entry is not None:
+                handle.span.set_attribute(A.RERUN_SERVED, True)  # priced at $0
                 return _served(kind, _produce_entry(entry, kind, hooks if sdk else None))
             if decision == "raise":
                 return _raiser(kind, str(text), step if step is not None else seq)
