@@ -444,3 +444,23 @@ def test_two_reruns_in_two_asyncio_tasks_keep_their_own_sessions(
     assert agents.CALLS == {"model": 0, "search": 0, "convert_currency": 0}
     assert first is not None and first.reproduced and first.original.stop_reason == "max_steps"
     assert second is not None and second.reproduced and second.original.stop_reason == "end_turn"
+
+
+def test_a_rerun_that_serves_nothing_says_so(recording: Capture) -> None:
+    """The agent's model call no longer goes through steptrace (the decorator was removed): the
+    report says none of the recorded model calls were made through it, instead of a silent
+    "changed"."""
+    run_id = record_looping_run(recording)
+
+    def undecorated_agent() -> None:
+        with steptrace.agent_run(agent="accountant") as run:
+            run.stop_reason = "end_turn"
+
+    with steptrace.rerun(run_id, log=recording.jsonl_path) as rerun:
+        undecorated_agent()
+    assert rerun.report is not None
+    assert rerun.report.warnings == [
+        "the rerun made none of the 6 recorded model calls through steptrace: nothing was served "
+        "(is the SDK instrumented, and the same decorated function called?)"
+    ]
+    assert rerun.report.ran["llm"] == {"served": 0, "out_of_match": 0, "out_of_match_from": None, "live": 0}
