@@ -464,3 +464,17 @@ def test_a_rerun_that_serves_nothing_says_so(recording: Capture) -> None:
         "(is the SDK instrumented, and the same decorated function called?)"
     ]
     assert rerun.report.ran["llm"] == {"served": 0, "out_of_match": 0, "out_of_match_from": None, "live": 0}
+
+
+def test_a_thread_started_without_the_context_is_still_served(recording: Capture) -> None:
+    """A plain thread (no bind_context) inside the one active rerun: its tool call is served,
+    not run for real."""
+    run_id = record_looping_run(recording)
+    agents.reset()
+    results: list[Any] = []
+    with steptrace.rerun(run_id, log=recording.jsonl_path):
+        thread = threading.Thread(target=lambda: results.append(agents.search("Q3 revenue")))
+        thread.start()
+        thread.join()
+    assert agents.CALLS["search"] == 0
+    assert results == [{"query": "Q3 revenue", "hits": ["Q3 revenue: 1.2M USD"]}]

@@ -417,15 +417,21 @@ def _instrumentor(provider: str) -> tuple[Any, str] | None:
 # --- which session is active: the context's ---------------------------------------------------
 _SESSION: ContextVar[RerunSession | None] = ContextVar("steptrace_rerun_session", default=None)
 _process_session: RerunSession | None = None  # ``steptrace rerun -- COMMAND``: the whole process
-_active = 0  # sessions entered and not left, in any context: the runners' hook stays installed
+_entered: list[RerunSession] = []  # entered and not left, in any context: the hook stays installed
 _by_run: dict[str, RerunSession] = {}  # the runs a session claimed (and their nested runs)
 
 
 def current_session() -> RerunSession | None:
     """The rerun of this context (a ``with steptrace.rerun(...)`` block, and the threads and
-    tasks it starts with the context copied), else the process's (the CLI's), else None."""
+    tasks it starts with the context copied), else the process's (the CLI's), else the one
+    rerun active in the process (a thread started without the context), else None."""
     session = _SESSION.get()
-    return session if session is not None else _process_session
+    if session is not None:
+        return session
+    if _process_session is not None:
+        return _process_session
+    entered = _entered
+    return entered[0] if len(entered) == 1 else None
 
 
 def session_for(run: Any) -> RerunSession | None:
@@ -439,22 +445,22 @@ def session_for(run: Any) -> RerunSession | None:
 
 
 def sessions_active() -> bool:
-    return _active > 0 or _process_session is not None
+    return bool(_entered) or _process_session is not None
 
 
 def activate(session: RerunSession, *, process: bool = False) -> Token[RerunSession | None] | None:
     """Make ``session`` this context's rerun (``process``: the process's); the caller holds
     the hook's lock, and undoes it with ``deactivate``."""
-    global _active, _process_session
+    global _process_session
     if process:
         _process_session = session
         return None
-    _active += 1
+    _entered.append(session)
     return _SESSION.set(session)
 
 
 def deactivate(session: RerunSession, token: Token[RerunSession | None] | None) -> None:
-    global _active, _process_session
+    global _process_session
     for run_id in session.run_ids:
         if _by_run.get(run_id) is session:
             del _by_run[run_id]
@@ -462,7 +468,8 @@ def deactivate(session: RerunSession, token: Token[RerunSession | None] | None) 
         if _process_session is session:
             _process_session = None
         return
-    _active = max(0, _active - 1)
+    if session in _entered:
+        _entered.remove(session)
     try:
         _SESSION.reset(token)
     except ValueError:  # left in another context than it was entered in: clear this one's
