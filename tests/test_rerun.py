@@ -478,3 +478,22 @@ def test_a_thread_started_without_the_context_is_still_served(recording: Capture
         thread.join()
     assert agents.CALLS["search"] == 0
     assert results == [{"query": "Q3 revenue", "hits": ["Q3 revenue: 1.2M USD"]}]
+
+
+def test_the_report_names_arguments_left_out_of_the_match(recording: Capture) -> None:
+    """A recorded call whose recording lists unmatched_args (no stable form across processes):
+    the report names them, per call."""
+    run_id = record_looping_run(recording)
+    (path,) = recordings(recording)
+    edited = []
+    for line in lines(path):
+        if line["recording"] == "tool" and line.get("agent_step") == 1:
+            line["unmatched_args"] = ["client"]
+        edited.append(json.dumps(line))
+    path.write_text("\n".join(edited) + "\n")
+    agents.reset()
+    with steptrace.rerun(run_id, log=recording.jsonl_path) as rerun:
+        agents.run_agent(QUESTION)
+    assert rerun.report is not None and rerun.report.reproduced
+    assert rerun.report.unmatched_args == ["step 1 search: client"]
+    assert rerun.report.to_dict()["unmatched_args"] == ["step 1 search: client"]

@@ -1071,6 +1071,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         print(f"divergence: {data['divergence']}")
     for warning in data.get("warnings") or []:
         print(f"warning: {warning}")
+    for unmatched in data.get("unmatched_args") or []:
+        print(f"left out of the match: {unmatched}")
     if path.parent.name != rerun_module.RECORDING_DIR:  # an exported file: say where the verdict went
         kept = data.get("kept_in")
         print(

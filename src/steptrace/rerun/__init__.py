@@ -265,4 +265,5 @@ def report_from_dict(data: dict[str, Any]) -> RerunReport:
         data.get("tools", "recorded"),
         dict(data.get("ran") or {}),
         [str(text) for text in data.get("warnings") or []],
+        [str(text) for text in data.get("unmatched_args") or []],
     )

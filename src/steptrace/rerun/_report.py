@@ -54,6 +54,9 @@ class RerunReport:
     "out_of_match_from", "live"}, "tools": {"served", "live"}}`` (counts; a call number)."""
     warnings: list[str] = field(default_factory=list)
     """What the rerun said at the time (an SDK it had to instrument, nothing to serve from)."""
+    unmatched_args: list[str] = field(default_factory=list)
+    """Arguments left out of the match (no stable form across processes), per call:
+    ``"step 1 model call: tools[0].on_invoke_tool"``, from the recording's ``unmatched_args``."""
 
     @property
     def ran_text(self) -> str:
@@ -86,6 +89,7 @@ class RerunReport:
             "tools": self.tools,
             "ran": {key: dict(value) for key, value in self.ran.items()},
             "warnings": list(self.warnings),
+            "unmatched_args": list(self.unmatched_args),
         }
 
 
@@ -178,6 +182,18 @@ def build_report(session: RerunSession) -> RerunReport:
             f"the rerun made none of the {len(recorded.llm)} recorded model calls through steptrace: "
             "nothing was served (is the SDK instrumented, and the same decorated function called?)"
         )
+    unmatched: list[str] = []
+    for line in recorded.calls:
+        paths = line.get("unmatched_args")
+        if isinstance(paths, list) and paths:
+            step = line.get("agent_step") if isinstance(line.get("agent_step"), int) else line.get("seq")
+            what = "model call" if line.get("recording") == "llm" else str(line.get("name"))
+            unmatched.append(f"step {step} {what}: {', '.join(str(path) for path in paths)}")
+    if unmatched:
+        warnings.append(
+            f"{len(unmatched)} recorded call{'s' if len(unmatched) != 1 else ''} matched without "
+            "arguments that have no stable form (see unmatched_args)"
+        )
     report = RerunReport(
         recorded.run_id,
         run_id,
@@ -191,6 +207,7 @@ def build_report(session: RerunSession) -> RerunReport:
         session.tools_mode,
         ran,
         warnings,
+        unmatched,
     )
     if rerun is not None:  # the verdict says what ran: a tool served from the recording proves nothing
         report.verdict = f"{verdict}; {report.ran_text}"
