@@ -223,6 +223,8 @@ def test_reruns_are_left_out_of_runs_diff_and_report_and_served_calls_cost_nothi
     assert set(both) == {recorded_sdk_run, rerun_id}
     assert both[rerun_id]["rerun_of"] == recorded_sdk_run
     assert both[rerun_id]["cost_usd"] == 0.0 and both[rerun_id]["unpriced_llm_calls"] == 0
+    assert main(["runs", "--agent", "weather-sdk", "--min-steps", "4"]) == 1  # 3 steps each
+    assert "(1 rerun left out: --reruns includes them)" in capfd.readouterr().err
     assert main(["runs", "--reruns"]) == 0
     table = capfd.readouterr().out
     assert f"end_turn (rerun of {recorded_sdk_run[:8]})" in table

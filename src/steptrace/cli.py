@@ -259,6 +259,10 @@ def _no_match_hint(args: argparse.Namespace, runs: RunSet) -> str:
         hints.append(
             "agents present: " + (", ".join(agents[:10]) or "none") + (", ..." if len(agents) > 10 else "")
         )
+    if not getattr(args, "reruns", True):
+        reruns = sum(1 for r in runs if r.rerun_of is not None)
+        if reruns:
+            hints.append(f"{reruns} rerun{'s' if reruns != 1 else ''} left out: --reruns includes them")
     return f" ({'; '.join(hints)})" if hints else ""
 
 
