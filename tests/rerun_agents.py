@@ -9,9 +9,11 @@ python tests/rerun_agents.py``) it configures steptrace from the environment, li
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import threading
+import urllib.request
 from typing import Any
 
 import steptrace
@@ -47,6 +49,9 @@ def convert_currency(amount: float, to: str) -> dict[str, Any]:
 @steptrace.llm_request(model="scripted-1", provider="scripted")
 def model(messages: list[Any]) -> dict[str, Any]:
     CALLS["model"] += 1
+    url = os.environ.get("RERUN_AGENT_MODEL_URL")  # the model "over the network": a closed one in CI
+    if url:
+        urllib.request.urlopen(url, data=json.dumps(messages).encode(), timeout=5).close()
     last = messages[-1]
     if isinstance(last, dict) and "currency" in last:
         return {"answer": f"{last['amount']} {last['currency']}", "stop_reason": "end_turn"}

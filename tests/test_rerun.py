@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -151,7 +152,9 @@ def test_looping_run_reruns_as_reproduced_without_calling_model_or_tools(recordi
     assert report is not None
     assert report.reproduced
     assert report.verdict == (
-        "reproduced: 6 steps, max_steps, convert_currency x4, search x2 (same as the original)"
+        "reproduced: 6 steps, max_steps, convert_currency x4, search x2 (same as the original); "
+        "model calls: 6 served from the recording, 0 live; tools: 6 served from the recording, "
+        "0 ran your code"
     )
     data = report.to_dict()
     assert data["original_run_id"] == run_id
@@ -186,29 +189,50 @@ def test_fixed_tool_live_reports_the_divergence_and_the_new_outcome(recording: C
     assert report.diverged_at == 3
     assert report.verdict == (
         "changed: diverged at step 3 (convert_currency returned a result instead of ValueError); "
-        "the run now ends with end_turn after 4 steps instead of max_steps after 6 steps"
+        "the run now ends with end_turn after 4 steps instead of max_steps after 6 steps; "
+        "0 errors instead of 4; "
+        "model calls: 3 served from the recording, 1 live; tools: 0 served from the recording, "
+        "3 ran your code"
     )
+    assert report.ran["llm"]["live"] == 1  # asked for: until-divergence
     assert report.to_dict()["rerun"]["stop_reason"] == "end_turn"
 
 
-def test_recorded_mode_raises_divergence_into_the_agent(recording: Capture) -> None:
-    """A model request that differs from the recording raises RerunDivergence naming the step."""
+def test_recorded_mode_keeps_serving_the_recorded_model_after_a_divergence(recording: Capture) -> None:
+    """llm="recorded" never calls the model: a request that differs is a divergence (named in
+    the report), and the recorded responses keep coming, in order, out of match."""
     run_id = record_looping_run(recording)
     agents.reset()
-    with (
-        steptrace.rerun(run_id, log=recording.jsonl_path) as rerun,
-        pytest.raises(steptrace.RerunDivergence) as raised,
-    ):
-        agents.run_agent("What was our Q4 revenue?")
-    message = str(raised.value)
-    assert message.startswith("step 1: model call 1 asked for something else")
+    with steptrace.rerun(run_id, log=recording.jsonl_path) as rerun:
+        assert agents.run_agent("What was our Q4 revenue?") is None
+    assert agents.CALLS == {"model": 0, "search": 0, "convert_currency": 0}
+    report = rerun.report
+    assert report is not None and not report.reproduced and report.diverged_at == 1
+    assert report.divergence is not None
+    assert report.divergence.startswith("step 1: model call 1 asked for something else")
     assert (
         "messages[0]: expected 'What was our Q3 revenue, in euros?', got 'What was our Q4 revenue?'"
-        in message
+        in report.divergence
     )
-    assert rerun.report is not None and rerun.report.diverged_at == 1
-    assert rerun.report.rerun is not None and rerun.report.rerun.stop_reason == "error"
+    assert report.ran["llm"] == {"served": 6, "out_of_match": 6, "out_of_match_from": 1, "live": 0}
+    assert report.verdict.endswith(
+        "model calls: 6 served from the recording (6 out of match, from model call 1 on), 0 live; "
+        "tools: 6 served from the recording, 0 ran your code"
+    )
+    assert report.rerun is not None and report.rerun.stop_reason == "max_steps"
+
+
+def test_recorded_mode_raises_when_the_recording_has_nothing_left(recording: Capture) -> None:
+    """A 7th model call where the original made 6: RerunDivergence naming the call, no live call."""
+    run_id = record_looping_run(recording)
+    agents.reset(fixed=False)
+    with (
+        steptrace.rerun(run_id, log=recording.jsonl_path) as rerun,
+        pytest.raises(steptrace.RerunDivergence, match="model call 7 has no recorded counterpart"),
+    ):
+        agents.run_agent(QUESTION, max_steps=8)
     assert agents.CALLS["model"] == 0
+    assert rerun.report is not None and rerun.report.diverged_at == 7
 
 
 def test_tool_called_with_other_arguments_diverges(recording: Capture) -> None:
@@ -344,3 +368,133 @@ def test_missing_recording_says_why(steptrace_capture: Capture) -> None:
     run_id = record_looping_run(steptrace_capture)
     with pytest.raises(ValueError, match="llm='replay': use one of recorded, until-divergence, live"):
         steptrace.rerun(run_id, log=steptrace_capture.jsonl_path, llm="replay")
+
+
+# --- two reruns at once ------------------------------------------------------------------------
+def record_in_another_process(log: Path, *options: str) -> Path:
+    """One run of tests/rerun_agents.py recorded by its own process; its recording file."""
+    environment = {
+        **os.environ,
+        "STEPTRACE_JSONL_PATH": str(log / "steps.jsonl"),
+        "STEPTRACE_RECORD_FOR_RERUN": "true",
+        "PYTHONPATH": str(Path(__file__).parent),
+    }
+    subprocess.run(
+        [sys.executable, str(Path(agents.__file__)), *options],
+        env=environment,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    (path,) = (log / "rerun").glob("*.jsonl")
+    return path
+
+
+def test_two_reruns_in_two_threads_keep_their_own_sessions(
+    tmp_path: Path, steptrace_capture: Capture
+) -> None:
+    """Two threads, each re-running another recording (made by other processes) at the same
+    time: no tool or model body runs, and each report is its own run's."""
+    looping = record_in_another_process(tmp_path / "looping")
+    fixed = record_in_another_process(tmp_path / "fixed", "--fixed")
+    agents.reset()
+    both_inside = threading.Barrier(2, timeout=10)
+
+    def rerun(path: Path) -> steptrace.RerunReport | None:
+        with steptrace.rerun(path) as active:
+            both_inside.wait()  # both sessions are active before either agent starts
+            agents.run_agent(QUESTION)
+            both_inside.wait()
+        return active.report
+
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(rerun, [looping, fixed])
+    assert agents.CALLS == {"model": 0, "search": 0, "convert_currency": 0}
+    assert first is not None and second is not None
+    assert first.original_run_id == looping.stem and second.original_run_id == fixed.stem
+    assert first.verdict.startswith("reproduced: 6 steps, max_steps, convert_currency x4, search x2")
+    assert second.verdict.startswith("reproduced: 4 steps, end_turn, search x2, convert_currency x1")
+    assert first.ran["tools"] == {"served": 6, "live": 0}
+    assert second.ran["tools"] == {"served": 3, "live": 0}
+
+
+def test_two_reruns_in_two_asyncio_tasks_keep_their_own_sessions(
+    tmp_path: Path, steptrace_capture: Capture
+) -> None:
+    """The same with asyncio tasks in one loop: each task's rerun serves only its own run."""
+    looping = record_in_another_process(tmp_path / "looping")
+    fixed = record_in_another_process(tmp_path / "fixed", "--fixed")
+    agents.reset()
+
+    inside: list[str] = []
+
+    async def rerun(path: Path, both_inside: asyncio.Event) -> steptrace.RerunReport | None:
+        with steptrace.rerun(path) as active:
+            inside.append(path.stem)
+            if len(inside) == 2:
+                both_inside.set()
+            await both_inside.wait()  # both sessions are active before either agent starts
+            await asyncio.to_thread(steptrace.bind_context(agents.run_agent), QUESTION)
+        return active.report
+
+    async def main() -> list[steptrace.RerunReport | None]:
+        both_inside = asyncio.Event()
+        return list(await asyncio.gather(rerun(looping, both_inside), rerun(fixed, both_inside)))
+
+    first, second = asyncio.run(main())
+    assert agents.CALLS == {"model": 0, "search": 0, "convert_currency": 0}
+    assert first is not None and first.reproduced and first.original.stop_reason == "max_steps"
+    assert second is not None and second.reproduced and second.original.stop_reason == "end_turn"
+
+
+def test_a_rerun_that_serves_nothing_says_so(recording: Capture) -> None:
+    """The agent's model call no longer goes through steptrace (the decorator was removed): the
+    report says none of the recorded model calls were made through it, instead of a silent
+    "changed"."""
+    run_id = record_looping_run(recording)
+
+    def undecorated_agent() -> None:
+        with steptrace.agent_run(agent="accountant") as run:
+            run.stop_reason = "end_turn"
+
+    with steptrace.rerun(run_id, log=recording.jsonl_path) as rerun:
+        undecorated_agent()
+    assert rerun.report is not None
+    assert rerun.report.warnings == [
+        "the rerun made none of the 6 recorded model calls through steptrace: nothing was served "
+        "(is the SDK instrumented, and the same decorated function called?)"
+    ]
+    assert rerun.report.ran["llm"] == {"served": 0, "out_of_match": 0, "out_of_match_from": None, "live": 0}
+
+
+def test_a_thread_started_without_the_context_is_still_served(recording: Capture) -> None:
+    """A plain thread (no bind_context) inside the one active rerun: its tool call is served,
+    not run for real."""
+    run_id = record_looping_run(recording)
+    agents.reset()
+    results: list[Any] = []
+    with steptrace.rerun(run_id, log=recording.jsonl_path):
+        thread = threading.Thread(target=lambda: results.append(agents.search("Q3 revenue")))
+        thread.start()
+        thread.join()
+    assert agents.CALLS["search"] == 0
+    assert results == [{"query": "Q3 revenue", "hits": ["Q3 revenue: 1.2M USD"]}]
+
+
+def test_the_report_names_arguments_left_out_of_the_match(recording: Capture) -> None:
+    """A recorded call whose recording lists unmatched_args (no stable form across processes):
+    the report names them, per call."""
+    run_id = record_looping_run(recording)
+    (path,) = recordings(recording)
+    edited = []
+    for line in lines(path):
+        if line["recording"] == "tool" and line.get("agent_step") == 1:
+            line["unmatched_args"] = ["client"]
+        edited.append(json.dumps(line))
+    path.write_text("\n".join(edited) + "\n")
+    agents.reset()
+    with steptrace.rerun(run_id, log=recording.jsonl_path) as rerun:
+        agents.run_agent(QUESTION)
+    assert rerun.report is not None and rerun.report.reproduced
+    assert rerun.report.unmatched_args == ["step 1 search: client"]
+    assert rerun.report.to_dict()["unmatched_args"] == ["step 1 search: client"]

@@ -169,3 +169,31 @@ def test_async_openai_and_anthropic_rerun_offline(steptrace_capture: Capture) ->
         assert asyncio.run(agent(url)) == ["Paris.", "Lyon."]
     assert len(script.requests) == 2
     assert rerun.report is not None and rerun.report.reproduced, rerun.report
+
+
+def test_a_rerun_instruments_an_sdk_the_process_did_not_and_says_so(
+    steptrace_capture: Capture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """llm="recorded" after uninstrument_openai(): the recorded calls are still served (the
+    server is stopped), and a warning at the rerun's start says openai was instrumented for it."""
+    script = F.Script(
+        F.json_reply(F.chat_completion("Paris.")),
+        F.sse_reply(F.openai_sse(F.chat_chunks(["Par", "is", "!"]))),
+    )
+    with F.FakeServer(script) as server:
+        client = openai.OpenAI(api_key=F.API_KEY, base_url=server.url("/v1"), max_retries=0)
+        assert openai_agent(client) == ("Paris.", "Paris!")
+    steptrace.uninstrument_openai()
+    with (
+        caplog.at_level("WARNING", logger="steptrace.rerun"),
+        steptrace.rerun(only_recording(steptrace_capture), log=steptrace_capture.jsonl_path) as rerun,
+    ):
+        assert openai_agent(client) == ("Paris.", "Paris!")
+    client.close()
+    assert len(script.requests) == 2
+    warning = (
+        "the recording has 2 openai model calls, but openai was not instrumented in this process: "
+        "steptrace instrumented it so they are served from the recording, not sent"
+    )
+    assert any(warning in message for message in caplog.messages)
+    assert rerun.report is not None and rerun.report.reproduced and rerun.report.warnings == [warning]

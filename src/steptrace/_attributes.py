@@ -81,6 +81,7 @@ PREFIX: Final = "steptrace."
 RUN_ID: Final = "steptrace.run_id"
 PARENT_RUN_ID: Final = "steptrace.parent_run_id"
 RERUN_OF: Final = "steptrace.rerun_of"  # on a rerun's run span: the run id it re-ran
+RERUN_SERVED: Final = "steptrace.rerun.served"  # a call a rerun served from its recording (not paid)
 STEP: Final = "steptrace.step"  # sequence number of a span within its run: 1, 2, 3 ...
 AGENT_STEP_NUMBER: Final = "steptrace.agent_step.number"  # loop iteration of the agent_step
 AGENT_STEP_ID: Final = "steptrace.agent_step.id"

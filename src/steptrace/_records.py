@@ -230,6 +230,9 @@ def build_record(
         cost = get(A.LLM_COST_USD)
         if cost is not None:  # configure(record_cost=True); absent otherwise, as in older logs
             record["cost_usd"] = cost
+        if get(A.RERUN_SERVED):  # served by a rerun from its recording: nothing was paid
+            record["served"] = True
+            record["cost_usd"] = 0.0
     elif record_type == "tool_call":
         record.update(
             agent_step=get(A.AGENT_STEP_NUMBER),
@@ -239,6 +242,8 @@ def build_record(
             input=_content(get(A.GEN_AI_TOOL_CALL_ARGUMENTS)),
             output=_content(get(A.GEN_AI_TOOL_CALL_RESULT)),
         )
+        if get(A.RERUN_SERVED):  # served by a rerun from its recording: the tool did not run
+            record["served"] = True
     elif record_type == "agent_step":
         record.update(
             agent_step=get(A.AGENT_STEP_NUMBER),

@@ -262,6 +262,10 @@ def _no_match_hint(args: argparse.Namespace, runs: RunSet) -> str:
         hints.append(
             "agents present: " + (", ".join(agents[:10]) or "none") + (", ..." if len(agents) > 10 else "")
         )
+    if not getattr(args, "reruns", True):
+        reruns = sum(1 for r in runs if r.rerun_of is not None)
+        if reruns:
+            hints.append(f"{reruns} rerun{'s' if reruns != 1 else ''} left out: --reruns includes them")
     return f" ({'; '.join(hints)})" if hints else ""
 
 
@@ -294,6 +298,11 @@ def add_run_filter_arguments(parser: argparse.ArgumentParser, *, release: bool =
         metavar="P",
         help="only runs slower than the P-th percentile of the matching runs",
     )
+    parser.add_argument(
+        "--reruns",
+        action="store_true",
+        help="include reruns (steptrace rerun; left out by default: they are not production runs)",
+    )
 
 
 def _duration_filter(option: str, value: str | None) -> float | None:
@@ -325,6 +334,7 @@ def run_filter_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "status": args.status,
         "min_duration": _duration_filter("--min-duration", args.min_duration),
         "max_duration": _duration_filter("--max-duration", args.max_duration),
+        "reruns": True if getattr(args, "reruns", False) else None,
     }
 
 
@@ -414,7 +424,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             ("≥" if r.unpriced_llm_calls and r.cost_usd is not None else "") + format_usd(r.cost_usd),
             str(r.error_count),
             format_ms(r.duration_ms),
-            r.stop_reason,
+            r.stop_reason + (f" (rerun of {r.rerun_of[:8]})" if r.rerun_of else ""),
         ]
         for r in shown
     ]
@@ -443,7 +453,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
         return EXIT_OK
     tools = ", ".join(f"{name} ×{count}" for name, count in summary.tools_used.items()) or "-"
     rows = [
-        ("run", summary.run_id),
+        ("run", summary.run_id + (f"  (a rerun of {summary.rerun_of})" if summary.rerun_of else "")),
         ("agent", f"{summary.agent or '-'}  (release {summary.release or '-'})"),
         ("started", summary.started_at),
         (
@@ -462,7 +472,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
             + _cached_text(summary.cache_read_input_tokens, summary.cache_creation_input_tokens)
             + f", {summary.output_tokens:,} out)",
         ),
-        ("cost", _cost_text(summary.cost_usd, summary.unpriced_llm_calls)),
+        (
+            "cost",
+            _cost_text(summary.cost_usd, summary.unpriced_llm_calls)
+            + ("  (model calls served from the recording cost nothing)" if summary.rerun_of else ""),
+        ),
         ("errors", str(summary.error_count)),
         ("tools used", tools),
     ]
@@ -771,7 +785,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return format_ms(value).replace(" ", "") if name.endswith("_duration") else str(value)
 
     selection = " ".join(
-        f"--{name.replace('_', '-')} {shown(name, value)}"
+        f"--{name.replace('_', '-')}" + ("" if value is True else f" {shown(name, value)}")
         for name, given in filters.items()
         if given is not None
         for value in (given if isinstance(given, list) else [given])
@@ -1064,10 +1078,21 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data))
         return EXIT_OK
-    print(f"rerun {data['run_id']} of {data['original_run_id']}")
+    print(f"rerun {data['run_id']} of {data['original_run_id']} (llm {args.llm}, tools {args.tools})")
     print(data["verdict"])
     if data.get("divergence"):
         print(f"divergence: {data['divergence']}")
+    for warning in data.get("warnings") or []:
+        print(f"warning: {warning}")
+    for unmatched in data.get("unmatched_args") or []:
+        print(f"left out of the match: {unmatched}")
+    if path.parent.name != rerun_module.RECORDING_DIR:  # an exported file: say where the verdict went
+        kept = data.get("kept_in")
+        print(
+            f"verdict kept in {kept} (steptrace debug {str(data['original_run_id'])[:8]} --log {path})"
+            if kept
+            else "verdict not kept (see the command's warnings)"
+        )
     return EXIT_OK
 
 

@@ -86,14 +86,28 @@ _FLOAT_KEYS = frozenset(
     {A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, A.GEN_AI_REQUEST_TEMPERATURE, A.GEN_AI_REQUEST_TOP_P}
 )
 _BOOL_KEYS = frozenset(
-    {A.GEN_AI_REQUEST_STREAM, A.AGENT_STEP_ENDS_RUN, A.LLM_USAGE_MISSING, A.LLM_STREAM_COMPLETED, A.CANCELLED}
+    {
+        A.GEN_AI_REQUEST_STREAM,
+        A.AGENT_STEP_ENDS_RUN,
+        A.LLM_USAGE_MISSING,
+        A.LLM_STREAM_COMPLETED,
+        A.CANCELLED,
+        A.RERUN_SERVED,
+    }
 )
 _ARRAY_KEYS = frozenset({A.GEN_AI_RESPONSE_FINISH_REASONS, A.GEN_AI_REQUEST_STOP_SEQUENCES})
 # The run span's attributes a run is made of (what _runs._accumulate reads of a run record:
 # agent, release, conversation, stop reason, the errors the core counted): only these cross the
 # wire with the per-run aggregates; debug/replay/view fetch a run's spans whole.
 _RUN_RECORD_KEYS = frozenset(
-    {A.GEN_AI_AGENT_NAME, A.GEN_AI_AGENT_VERSION, A.GEN_AI_CONVERSATION_ID, A.STOP_REASON, A.RUN_ERRORS}
+    {
+        A.GEN_AI_AGENT_NAME,
+        A.GEN_AI_AGENT_VERSION,
+        A.GEN_AI_CONVERSATION_ID,
+        A.STOP_REASON,
+        A.RUN_ERRORS,
+        A.RERUN_OF,
+    }
 )
 # Older exporter versions copied the scope into the span attributes; it is not the span's.
 _EXPORTER_ADDED_KEYS = frozenset({"otel.scope.name", "otel.scope.version"})
@@ -405,7 +419,7 @@ _RUN_AGGREGATES_SQL = """    SELECT
         groupArrayIf((tool_name, Duration), is_tool) AS tool_call_durations,
         -- What pricing reads of each model call, in end order (the JSONL pass adds the costs up
         -- in that order): the start minute (prices change by date), provider, model, usage.
-        arrayMap(x -> tuple(intDiv(x.2, 60000000000), x.3, x.4, x.5, x.6, x.7, x.8, x.9),
+        arrayMap(x -> tuple(intDiv(x.2, 60000000000), x.3, x.4, x.5, x.6, x.7, x.8, x.9, x.10),
         arraySort(x -> x.1, groupArrayIf(tuple(end_ns, start_ns,
             if(mapContains(SpanAttributes, 'gen_ai.provider.name'),
                SpanAttributes['gen_ai.provider.name'], NULL),
@@ -415,7 +429,9 @@ _RUN_AGGREGATES_SQL = """    SELECT
             toInt64OrNull(SpanAttributes['gen_ai.usage.output_tokens']),
             toInt64OrNull(SpanAttributes['gen_ai.usage.cache_read.input_tokens']),
             toInt64OrNull(SpanAttributes['gen_ai.usage.cache_creation.input_tokens']),
-            toInt64OrNull(SpanAttributes['gen_ai.usage.reasoning.output_tokens'])),
+            toInt64OrNull(SpanAttributes['gen_ai.usage.reasoning.output_tokens']),
+            -- served by a rerun from its recording: not paid for
+            SpanAttributes['steptrace.rerun.served'] = 'true'),
             SpanName = 'llm_request'))) AS llm_calls_by_end,
         -- A run without a run span (crashed, still going) takes its agent from the first step.
         argMinIf(SpanAttributes['gen_ai.agent.name'], end_ns,
@@ -488,6 +504,7 @@ _RUN_METRICS_SQL = """    SELECT
         if(run_spans > 0, run_span.2 / 1e6,
            greatest(0., last_end_ns / 1e9 * 1000. - started_us / 1000000 * 1000.)) AS duration_ms,
         input_tokens + output_tokens AS tokens,
+        run_spans > 0 AND mapContains(run_span.4, $rerun_key) AS is_rerun,
         -- The run record's error count when it is a count; else (a crash) the root causes.
         if(run_spans > 0 AND (NOT mapContains(run_span.4, $errors_key)
                               OR toInt64OrNull(run_span.4[$errors_key]) >= 0),
@@ -688,6 +705,7 @@ class ClickHouseSource:
             agent_key=literal(A.GEN_AI_AGENT_NAME),
             conversation_key=literal(A.GEN_AI_CONVERSATION_ID),
             stop_key=literal(A.STOP_REASON),
+            rerun_key=literal(A.RERUN_OF),
             errors_key=literal(A.RUN_ERRORS),
             incomplete=literal(STOP_INCOMPLETE),
         )
@@ -747,7 +765,10 @@ class ClickHouseSource:
         """(USD, priced calls, unpriced calls) of a run's model calls, given in end order."""
         price, stamps = self.pricer.price, self._stamps
         cost, priced, unpriced = 0.0, 0, 0
-        for minute, provider, model, inputs, outputs, read, written, reasoning in llm_calls:
+        for minute, provider, model, inputs, outputs, read, written, reasoning, served in llm_calls:
+            if served:  # a rerun served it from its recording: nothing was paid
+                priced += 1
+                continue
             # The same call, in the same order, as the JSONL pass prices it. Prices change by
             # date, read to the minute: one ISO stamp per minute, not one per call.
             stamp = stamps.get(minute)
@@ -1041,6 +1062,7 @@ def _sql_plan(filters: Mapping[str, Any]) -> tuple[list[str], str, str] | None:
     known = {
         "stop_reason", "min_steps", "max_steps", "tool", "release", "since", "until", "agent",
         "conversation", "status", "min_duration", "max_duration", "order_by", "ascending", "limit",
+        "reruns",
     }  # fmt: skip
     given = {name: value for name, value in filters.items() if value is not None}
     if not set(given) <= known or given.get("status") not in (None, "ok", "error"):
@@ -1050,7 +1072,7 @@ def _sql_plan(filters: Mapping[str, Any]) -> tuple[list[str], str, str] | None:
     limit = given.get("limit")
     if limit is not None and (type(limit) is not int or limit < 0):
         return None
-    where: list[str] = []
+    where: list[str] = [] if given.get("reruns") else ["NOT is_rerun"]  # reruns only when asked
     for name, column in (
         ("stop_reason", "stop_reason"), ("release", "release"), ("conversation", "conversation_id"),
         ("status", "status"),

@@ -90,6 +90,9 @@ STEP_FIELDS = (
     "conversation_id",
     # The run record's own error count: the one definition every command shows.
     "errors",
+    # Reruns (steptrace.rerun): a run record's rerun_of; a call served from the recording.
+    "rerun_of",
+    "served",
 )
 
 
@@ -123,6 +126,8 @@ class StepFields(Protocol):
     reasoning_tokens: Any
     conversation_id: Any
     errors: Any
+    rerun_of: Any
+    served: Any
 
 
 class _DictFields:

@@ -546,6 +546,11 @@ def _charts(report: FleetReport) -> str:
     )
 
 
+def _stop_text(run: Run) -> str:
+    """The stop reason, a rerun marked (reruns are in a report only with ``--reruns``)."""
+    return run.stop_reason + (" (rerun)" if run.rerun_of else "")
+
+
 def _run_list(list_id: str, title: str, runs: Sequence[Run], empty: str, total: int | None = None) -> str:
     if not runs:
         return (
@@ -554,7 +559,7 @@ def _run_list(list_id: str, title: str, runs: Sequence[Run], empty: str, total: 
         )
     rows = "".join(
         f"<tr><td>{_run_link(run.run_id, run.run_id[:16])}</td><td>{esc(run.agent or '-')}</td>"
-        f"<td>{esc(run.release or '-')}</td><td>{esc(run.stop_reason)}</td>"
+        f"<td>{esc(run.release or '-')}</td><td>{esc(_stop_text(run))}</td>"
         f'<td class="num">{esc(format_ms(run.duration_ms))}</td><td class="num">{run.total_steps}</td></tr>'
         for run in runs
     )
@@ -817,7 +822,7 @@ def _table_data(report: FleetReport) -> dict[str, Any]:
                 round(run.started_at.timestamp() * 1000),
                 index(agents, run.agent),
                 index(releases, run.release),
-                index(stops, run.stop_reason),
+                index(stops, _stop_text(run)),
                 run.total_steps,
                 run.total_tokens,
                 run_cost(run),

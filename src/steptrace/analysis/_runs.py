@@ -188,6 +188,8 @@ class Run:
     conventions count cache reads and writes in the input tokens)."""
     cache_creation_input_tokens: int = 0
     """The part of ``input_tokens`` written to the prompt cache."""
+    rerun_of: str | None = None
+    """A rerun (``steptrace.rerun``): the run it re-ran. Left out of ``runs()`` unless asked."""
 
     @property
     def status(self) -> RunStatus | None:
@@ -216,7 +218,8 @@ class Run:
             if pricer is not None:
                 for record in records:
                     if record["type"] == "llm_call":
-                        record["cost_usd"] = pricer.price_record(record)
+                        # a call a rerun served from its recording was not paid for
+                        record["cost_usd"] = 0.0 if record.get("served") else pricer.price_record(record)
             self._records = records
         return self._records
 
@@ -245,6 +248,7 @@ class Run:
             "unpriced_llm_calls": self.unpriced_llm_calls,
             "cache_read_input_tokens": self.cache_read_input_tokens,
             "cache_creation_input_tokens": self.cache_creation_input_tokens,
+            **({"rerun_of": self.rerun_of} if self.rerun_of else {}),  # only a rerun has it
         }
 
 
@@ -390,7 +394,9 @@ def _accumulate(
             if type(cached) is int:
                 acc.cache_write += cached
             cost = (
-                price(
+                0.0  # served by a rerun from its recording: not paid
+                if record.served is True
+                else price(
                     record.provider,
                     record.model or record.request_model,
                     record.input_tokens,
@@ -426,6 +432,7 @@ def _accumulate(
                 "conversation_id": record.conversation_id,
                 "failed": record.status == "error",
                 "errors": record.errors,
+                "rerun_of": record.rerun_of,
             }
         elif kind == "span":
             # A crashed run has no run record; a foreign span may still name the agent.
@@ -503,6 +510,7 @@ def _finish(
         _pricer=pricer,
         cache_read_input_tokens=acc.cache_read,
         cache_creation_input_tokens=acc.cache_write,
+        rerun_of=_text(head["rerun_of"]) if head is not None else None,
     )
 
 
@@ -607,6 +615,7 @@ class RunSet:
         after: str | None = None,
         before: str | None = None,
         limit: int | None = None,
+        reruns: bool = False,
     ) -> list[Run]:
         """The runs matching every given filter: see :func:`filter_runs`.
 
@@ -633,6 +642,7 @@ class RunSet:
             after=after,
             before=before,
             limit=limit,
+            reruns=reruns,
         )
 
 
@@ -704,6 +714,7 @@ def filter_runs(
     after: str | None = None,
     before: str | None = None,
     limit: int | None = None,
+    reruns: bool = False,
 ) -> list[Run]:
     """The runs matching every given filter, in order, one page of them with ``limit``.
 
@@ -718,6 +729,8 @@ def filter_runs(
       percentile of the runs the other filters kept.
     - ``order_by="started"`` lists oldest first, ``"duration"`` slowest first;
       ``ascending=False``/``True`` turns either around (newest first, fastest first).
+    - ``reruns``: reruns (``steptrace.rerun``, a run record with ``rerun_of``) are not production
+      runs and are left out unless ``reruns=True``.
     - Cursor pagination: ``after``/``before`` take a run id (or unique prefix) and keep the runs
       after/before it in that order (the cursor run itself may be filtered out). ``limit`` keeps
       the first ``limit`` runs, or, given ``before`` without ``after``, the last ``limit``: the page
@@ -758,6 +771,7 @@ def filter_runs(
         and (status is None or run.status == status)
         and (low is None or run.duration_ms >= low)
         and (high is None or run.duration_ms <= high)
+        and (reruns or run.rerun_of is None)
     ]
     if slower_than_percentile is not None:
         threshold = percentile([r.duration_ms for r in selected], slower_than_percentile)

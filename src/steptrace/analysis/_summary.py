@@ -36,6 +36,8 @@ class RunSummary:
     read from the prompt cache."""
     cache_creation_input_tokens: int = 0
     """Of ``input_tokens``: written to the prompt cache."""
+    rerun_of: str | None = None
+    """A rerun: the run it re-ran (its served model calls cost $0)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +60,7 @@ class RunSummary:
             "unpriced_llm_calls": self.unpriced_llm_calls,
             "cache_read_input_tokens": self.cache_read_input_tokens,
             "cache_creation_input_tokens": self.cache_creation_input_tokens,
+            **({"rerun_of": self.rerun_of} if self.rerun_of else {}),  # only a rerun has it
         }
 
 
@@ -86,4 +89,5 @@ def summarize(run: Run) -> RunSummary:
         unpriced_llm_calls=run.unpriced_llm_calls,
         cache_read_input_tokens=run.cache_read_input_tokens,
         cache_creation_input_tokens=run.cache_creation_input_tokens,
+        rerun_of=run.rerun_of,
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from steptrace.rerun._hook import set_recording, set_session
+from steptrace.rerun._hook import enter_session, leave_session, set_recording
 from steptrace.rerun._recording import RECORDING_DIR, is_plain_name, recording_name
 from steptrace.rerun._report import Outcome, RerunReport, build_report
 from steptrace.rerun._serving import MODES, RecordedRun, RecordingNotFound, RerunDivergence, RerunSession
@@ -84,15 +84,24 @@ def _is_file(path: Path) -> bool:
 VERDICTS_DIR = "verdicts"  # <log dir>/rerun/verdicts/<run id>.jsonl: one report per rerun
 
 
-def _keep_report(recording: Path, report: RerunReport) -> None:
-    """Append the report beside the log's recordings, where ``steptrace debug`` of the original
-    run finds it. An exported recording (an incident file in a test folder) keeps nothing."""
-    if recording.parent.name != RECORDING_DIR or not _safe_name(report.original_run_id):
-        return
-    target = recording.parent / VERDICTS_DIR / f"{recording_name(report.original_run_id)}.jsonl"
+def verdicts_path(recording: Path, run_id: str) -> Path | None:
+    """Where the reports of reruns of ``recording`` are kept: ``<dir>/rerun/verdicts/<run id>.jsonl``
+    beside the log's recordings, or beside an exported file (``tests/incident.jsonl`` ->
+    ``tests/rerun/verdicts/``), where ``debug RUN --log tests/incident.jsonl`` finds them."""
+    if not _safe_name(run_id):
+        return None
+    base = recording.parent if recording.parent.name == RECORDING_DIR else recording.parent / RECORDING_DIR
+    return base / VERDICTS_DIR / f"{recording_name(run_id)}.jsonl"
+
+
+def _keep_report(recording: Path, report: RerunReport) -> Path | None:
+    """Append the report where ``steptrace debug`` of the original run finds it; returns where."""
+    target = verdicts_path(recording, report.original_run_id)
+    if target is None:
+        return None
     line = json.dumps({"ts": time.time(), **report.to_dict()}, default=str) + "\n"
     try:
-        target.parent.mkdir(mode=0o700, exist_ok=True)
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, line.encode("utf-8"))
@@ -100,6 +109,8 @@ def _keep_report(recording: Path, report: RerunReport) -> None:
             os.close(fd)
     except OSError as exc:  # the rerun itself succeeded; debug will just not show it
         logger.warning("steptrace: could not keep the rerun report in %s (%s)", target, exc)
+        return None
+    return target
 
 
 def _safe_name(run_id: str) -> bool:
@@ -145,7 +156,11 @@ class Rerun:
     def __init__(self, session: RerunSession) -> None:
         self.session = session
         self.report: RerunReport | None = None
-        self._previous: RerunSession | None = None
+        self._token: Any = None
+        self._entered = False
+        self._process = False
+        self.kept_in: Path | None = None
+        """Where the report was kept for ``steptrace debug`` (None: it could not be)."""
 
     @property
     def original_run_id(self) -> str:
@@ -161,13 +176,16 @@ class Rerun:
         """Stop serving and build the report (``__exit__`` does this); kept for ``debug``."""
         if self.report is not None:
             return self.report
-        set_session(self._previous)
+        if self._entered:
+            self._entered = False
+            leave_session(self.session, self._token)
         self.report = build_report(self.session)
-        _keep_report(self.session.recorded.path, self.report)
+        self.kept_in = _keep_report(self.session.recorded.path, self.report)
         return self.report
 
     def __enter__(self) -> Rerun:
-        self._previous = set_session(self.session)
+        self._token = enter_session(self.session, process=self._process)
+        self._entered = True
         return self
 
     def __exit__(
@@ -212,7 +230,9 @@ def start_from_environment() -> None:
     session = RerunSession(
         recorded, os.environ.get(ENV_LLM, "recorded"), os.environ.get(ENV_TOOLS, "recorded")
     )
-    _env_rerun = Rerun(session).__enter__()
+    active = Rerun(session)
+    active._process = True  # the command is the rerun: every context of the process serves it
+    _env_rerun = active.__enter__()
     atexit.register(_write_environment_report)
 
 
@@ -223,7 +243,8 @@ def _write_environment_report() -> None:
         return
     report = active.finish()
     if destination:
-        Path(destination).write_text(json.dumps(report.to_dict()), encoding="utf-8")
+        data = {**report.to_dict(), "kept_in": str(active.kept_in) if active.kept_in else None}
+        Path(destination).write_text(json.dumps(data), encoding="utf-8")
 
 
 def report_from_dict(data: dict[str, Any]) -> RerunReport:
@@ -253,4 +274,7 @@ def report_from_dict(data: dict[str, Any]) -> RerunReport:
         data["verdict"],
         data.get("llm", "recorded"),
         data.get("tools", "recorded"),
+        dict(data.get("ran") or {}),
+        [str(text) for text in data.get("warnings") or []],
+        [str(text) for text in data.get("unmatched_args") or []],
     )

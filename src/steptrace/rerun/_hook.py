@@ -24,6 +24,7 @@ from steptrace._content import ContentPolicy, arguments_hash
 from steptrace._context import CAPTURE_KEY, RunState
 from steptrace._internal import report_internal_error
 from steptrace._spans import AgentRun, LlmRequest, ToolCall
+from steptrace.rerun import _serving
 from steptrace.rerun._codec import (
     Unrecordable,
     decode_error,
@@ -336,12 +337,16 @@ class RerunHook:
         self.directory: Path | None = None
         self.policy: ContentPolicy | None = None
         self.recorders: dict[str, Recorder] = {}
-        self.session: RerunSession | None = None
         self._lock = threading.Lock()
 
     @property
+    def session(self) -> RerunSession | None:
+        """The rerun of the calling context (``_serving.current_session``)."""
+        return _serving.current_session()
+
+    @property
     def idle(self) -> bool:
-        return self.directory is None and self.session is None
+        return self.directory is None and not _serving.sessions_active()
 
     def _policy(self, handle: Any) -> ContentPolicy:
         if self.policy is not None:
@@ -356,7 +361,7 @@ class RerunHook:
     # --- runs -----------------------------------------------------------------------------------
     def run_opening(self, run: AgentRun, attrs: dict[str, Any], parent_run: Any) -> None:
         try:
-            session = self.session
+            session = _serving.session_for(parent_run)
             if session is not None:
                 session.claim(run, attrs, parent_run, A.RERUN_OF)
             directory = self.directory
@@ -450,7 +455,8 @@ class RerunHook:
 
     def _tool(self, handle: ToolCall, fn: Callable[..., Any], kind: str) -> Callable[..., Any]:
         run = handle._run
-        session = self.session if self.session is not None and self.session.serves(run) else None
+        session = _serving.session_for(run)
+        session = session if session is not None and session.serves(run) else None
         recorder = self._recorder(run)
         if session is None and recorder is None:
             return fn
@@ -488,6 +494,7 @@ class RerunHook:
                 handle.name, args_hash, step if step is not None else seq
             )
             if decision == "serve" and entry is not None:
+                handle.span.set_attribute(A.RERUN_SERVED, True)
                 return _served(kind, _produce_entry(entry, kind))
             if decision == "raise":
                 return _raiser(kind, str(text), step if step is not None else seq)
@@ -544,7 +551,8 @@ class RerunHook:
         if isinstance(getattr(handle, "_rerun", None), _LlmState):
             return fn  # an SDK call inside a decorated llm_request the runner records or serves
         run = handle._run
-        session = self.session if self.session is not None and self.session.serves(run) else None
+        session = _serving.session_for(run)
+        session = session if session is not None and session.serves(run) else None
         recorder = self._recorder(run)
         if session is None and recorder is None:
             return fn
@@ -590,6 +598,7 @@ class RerunHook:
             where = step if step is not None else seq
             decision, entry, text = session.llm_decision(where, line["request"], sdk)
             if decision == "serve" and entry is not None:
+                handle.span.set_attribute(A.RERUN_SERVED, True)  # priced at $0
                 return _served(kind, _produce_entry(entry, kind, hooks if sdk else None))
             if decision == "raise":
                 return _raiser(kind, str(text), step if step is not None else seq)
@@ -668,9 +677,16 @@ def set_recording(directory: Path | None, policy: ContentPolicy | None) -> None:
         _install()
 
 
-def set_session(session: RerunSession | None) -> RerunSession | None:
-    """Make ``session`` the active rerun (None: none); returns the previous one."""
+def enter_session(session: RerunSession, *, process: bool = False) -> Any:
+    """Make ``session`` the rerun of this context (``process``: of the whole process, the CLI's
+    rerun); returns what ``leave_session`` needs to undo it."""
     with HOOK._lock:
-        previous, HOOK.session = HOOK.session, session
+        token = _serving.activate(session, process=process)
         _install()
-    return previous
+    return token
+
+
+def leave_session(session: RerunSession, token: Any) -> None:
+    with HOOK._lock:
+        _serving.deactivate(session, token)
+        _install()

@@ -49,6 +49,31 @@ class RerunReport:
     verdict: str
     llm: str = "recorded"
     tools: str = "recorded"
+    ran: dict[str, Any] = field(default_factory=dict)
+    """What was served and what ran for real: ``{"llm": {"served", "out_of_match",
+    "out_of_match_from", "live"}, "tools": {"served", "live"}}`` (counts; a call number)."""
+    warnings: list[str] = field(default_factory=list)
+    """What the rerun said at the time (an SDK it had to instrument, nothing to serve from)."""
+    unmatched_args: list[str] = field(default_factory=list)
+    """Arguments left out of the match (no stable form across processes), per call:
+    ``"step 1 model call: tools[0].on_invoke_tool"``, from the recording's ``unmatched_args``."""
+
+    @property
+    def ran_text(self) -> str:
+        """``model calls: 6 served from the recording, 0 live; tools: 6 served from the
+        recording, 0 ran your code``, with the call from which model calls were out of match."""
+        llm, tools = self.ran.get("llm") or {}, self.ran.get("tools") or {}
+        served = int(llm.get("served") or 0)
+        model = f"model calls: {served} served from the recording"
+        if llm.get("out_of_match"):
+            model += (
+                f" ({llm['out_of_match']} out of match, from model call {llm.get('out_of_match_from')} on)"
+            )
+        model += f", {int(llm.get('live') or 0)} live"
+        return (
+            f"{model}; tools: {int(tools.get('served') or 0)} served from the recording, "
+            f"{int(tools.get('live') or 0)} ran your code"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +87,9 @@ class RerunReport:
             "verdict": self.verdict,
             "llm": self.llm,
             "tools": self.tools,
+            "ran": {key: dict(value) for key, value in self.ran.items()},
+            "warnings": list(self.warnings),
+            "unmatched_args": list(self.unmatched_args),
         }
 
 
@@ -135,8 +163,38 @@ def build_report(session: RerunSession) -> RerunReport:
             parts.append(f"the run now ends with {_ends(rerun)} instead of {_ends(original)}")
         else:
             parts.append(f"the run still ends with {_ends(rerun)}")
+        if rerun.errors != original.errors:
+            parts.append(f"{rerun.errors} errors instead of {original.errors}")
         verdict = "changed: " + "; ".join(parts)
-    return RerunReport(
+    ran = {
+        "llm": {
+            "served": session.llm_served,
+            "out_of_match": session.llm_out_of_match,
+            "out_of_match_from": session.llm_out_of_match_from,
+            "live": session.llm_live_calls,
+        },
+        "tools": {"served": session.tools_served, "live": session.tools_ran},
+    }
+    warnings = list(session.warnings)
+    model_calls = sum(1 for line in session.observed if line.get("recording") == "llm")
+    if rerun is not None and recorded.llm and model_calls == 0:
+        warnings.append(
+            f"the rerun made none of the {len(recorded.llm)} recorded model calls through steptrace: "
+            "nothing was served (is the SDK instrumented, and the same decorated function called?)"
+        )
+    unmatched: list[str] = []
+    for line in recorded.calls:
+        paths = line.get("unmatched_args")
+        if isinstance(paths, list) and paths:
+            step = line.get("agent_step") if isinstance(line.get("agent_step"), int) else line.get("seq")
+            what = "model call" if line.get("recording") == "llm" else str(line.get("name"))
+            unmatched.append(f"step {step} {what}: {', '.join(str(path) for path in paths)}")
+    if unmatched:
+        warnings.append(
+            f"{len(unmatched)} recorded call{'s' if len(unmatched) != 1 else ''} matched without "
+            "arguments that have no stable form (see unmatched_args)"
+        )
+    report = RerunReport(
         recorded.run_id,
         run_id,
         reproduced,
@@ -147,4 +205,10 @@ def build_report(session: RerunSession) -> RerunReport:
         verdict,
         session.llm_mode,
         session.tools_mode,
+        ran,
+        warnings,
+        unmatched,
     )
+    if rerun is not None:  # the verdict says what ran: a tool served from the recording proves nothing
+        report.verdict = f"{verdict}; {report.ran_text}"
+    return report

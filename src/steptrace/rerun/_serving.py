@@ -4,12 +4,20 @@ Model calls match by order (the k-th model call gets the k-th recorded response)
 requests are compared (model, messages, system, input, instructions, tools — as redacted in the
 recording); tool calls match by tool name and ``args_hash``, by occurrence, so parallel calls in
 threads find their own result whatever order they start in.
+
+In ``recorded`` mode nothing is ever called for real: after a divergence the recorded model
+responses are still served, in order ("out of match": the model's recorded decisions), and a call
+the recording has nothing left for raises ``RerunDivergence``. A session belongs to the context
+that entered it (a ``ContextVar``), so two reruns in two threads or tasks never share one.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import threading
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +26,7 @@ from steptrace._context import RunState
 from steptrace.rerun._recording import RECORDING_KEY, read_lines
 
 MODES = ("recorded", "until-divergence", "live")
+logger = logging.getLogger("steptrace.rerun")
 # What of an SDK request is compared: what the model is asked, not transport options.
 COMPARED_REQUEST_KEYS = ("model", "messages", "system", "input", "instructions", "tools")
 
@@ -153,16 +162,71 @@ class RerunSession:
         self.divergence: tuple[int | None, str] | None = None
         self.observed: list[dict[str, Any]] = []
         self.tool_counts: dict[str, int] = {}
+        # What ran: served from the recording (model: in match / out of match) or for real.
+        self.llm_served = 0
+        self.llm_out_of_match = 0
+        self.llm_out_of_match_from: int | None = None  # the first model call served out of match
+        self.llm_live_calls = 0
+        self.tools_served = 0
+        self.tools_ran = 0
+        self.warnings: list[str] = []
 
     # --- which calls are the rerun's ------------------------------------------------------------
     def claim(self, run: Any, attrs: dict[str, Any], parent_run: Any, rerun_of_key: str) -> None:
         with self._lock:
-            if self.run is None:
+            first = self.run is None
+            if first:
                 self.run = run
                 self.run_ids.add(run.run_id)
                 attrs[rerun_of_key] = self.recorded.run_id
             elif isinstance(parent_run, RunState) and parent_run.run_id in self.run_ids:
                 self.run_ids.add(run.run_id)
+            else:
+                return
+            _by_run[run.run_id] = self  # threads given the run's context (bind_context) find it
+        if first:
+            self.check_sources()
+
+    def warn(self, text: str) -> None:
+        """Said once, at the time: in the log (``steptrace.rerun``) and in the report."""
+        with self._lock:
+            if text in self.warnings:
+                return
+            self.warnings.append(text)
+        logger.warning("steptrace rerun: %s", text)
+
+    def check_sources(self) -> None:
+        """At the rerun's start: a recorded SDK's model calls can only be served through its
+        instrumentation. Without it they would reach the network unseen, so an uninstrumented
+        SDK is instrumented now (``recorded``/``until-divergence``), and the rerun says so."""
+        if self.llm_mode == "live":
+            return
+        providers: dict[str, int] = {}
+        for entry in self.recorded.llm:
+            provider = entry.get("sdk")
+            if isinstance(provider, str):
+                providers[provider] = providers.get(provider, 0) + 1
+        for provider, count in sorted(providers.items()):
+            calls = f"{count} {provider} model call{'s' if count != 1 else ''}"
+            found = _instrumentor(provider)
+            if found is None:
+                continue
+            instrumentor, module = found
+            if instrumentor.is_instrumented_by_opentelemetry or len(instrumentor._clients):
+                continue
+            if module not in sys.modules:
+                self.warn(
+                    f"the recording has {calls}, but {module} is not imported: nothing to serve them from"
+                )
+                continue
+            instrumentor.instrument()
+            if instrumentor.is_instrumented_by_opentelemetry:
+                self.warn(
+                    f"the recording has {calls}, but {module} was not instrumented in this process: "
+                    f"steptrace instrumented it so they are served from the recording, not sent"
+                )
+            else:
+                self.warn(f"the recording has {calls}, but {module} could not be instrumented")
 
     def serves(self, run: Any) -> bool:
         """Calls of the rerun's run (and nested runs), and calls outside any run, are served."""
@@ -184,8 +248,14 @@ class RerunSession:
     def llm_decision(
         self, step: int | None, request: Any, sdk: bool
     ) -> tuple[str, dict[str, Any] | None, str | None]:
-        """("serve", entry, None), ("live", None, divergence or None) or ("raise", None, text)."""
+        """("serve", entry, None), ("live", None, divergence or None) or ("raise", None, text).
+
+        ``recorded``: a request that matches gets its response; one that does not is a
+        divergence, and still gets the next recorded response in order (served out of match);
+        nothing left to serve raises. ``until-divergence``: live from the first difference on.
+        """
         view = request_view(request, sdk)
+        out_of_match: dict[str, Any] | None = None
         with self._lock:
             self._llm_count += 1
             number = self._llm_count
@@ -208,8 +278,14 @@ class RerunSession:
                     ):
                         chosen = entry
                         break
-            if chosen is not None and not live:
-                self._llm_used.add(int(chosen.get("number") or 0))
+            if chosen is None and not live and self.llm_mode == "recorded":
+                # the model's recorded decision, in order: the first response not served yet
+                out_of_match = next(
+                    (e for e in entries if int(e.get("number") or 0) not in self._llm_used), None
+                )
+            served = chosen if chosen is not None else out_of_match
+            if served is not None and not live and not served.get("unreplayable"):
+                self._llm_used.add(int(served.get("number") or 0))
         where = f"step {step}" if step is not None else f"model call {number}"
         text: str | None = None
         if chosen is None:
@@ -228,13 +304,42 @@ class RerunSession:
         if live:
             if text is not None:
                 self.note(step, text)
+            with self._lock:
+                self.llm_live_calls += 1
             return "live", None, text
-        if text is None:
+        if text is None and chosen is not None:
+            with self._lock:
+                self.llm_served += 1
             return "serve", chosen, None
-        self.note(step, text)
+        self.note(step, text or where)
         if self.llm_mode == "until-divergence":
-            self.llm_live = True
+            with self._lock:
+                self.llm_live = True
+                self.llm_live_calls += 1
             return "live", None, text
+        if out_of_match is not None and chosen is None:
+            if out_of_match.get("unreplayable"):
+                return (
+                    "raise",
+                    None,
+                    (
+                        f"{where}: model call {number} would get recorded model call "
+                        f"{out_of_match.get('number')}, which was recorded as not replayable "
+                        f"({out_of_match['unreplayable']})"
+                    ),
+                )
+            with self._lock:
+                self.llm_served += 1
+                self.llm_out_of_match += 1
+                if self.llm_out_of_match_from is None:
+                    self.llm_out_of_match_from = number
+            return "serve", out_of_match, None
+        if chosen is None and expected is not None:  # every recorded response was served already
+            text = (
+                f"{where}: model call {number} has nothing left to serve "
+                f"(the original run made {len(entries)} model call{'s' if len(entries) != 1 else ''}"
+                f"{', all served' if entries else ''}); llm='recorded' never calls the model"
+            )
         return "raise", None, text
 
     # --- tool calls -------------------------------------------------------------------------------
@@ -267,14 +372,100 @@ class RerunSession:
         if live:
             if entry is None and text is not None:
                 self.note(step, text)
+            with self._lock:
+                self.tools_ran += 1
             return "live", entry, None
         if text is None:
+            with self._lock:
+                self.tools_served += 1
             return "serve", entry, None
         self.note(step, text)
         if self.tools_mode == "until-divergence":
-            self.tools_live = True
+            with self._lock:
+                self.tools_live = True
+                self.tools_ran += 1
             return "live", None, text
         return "raise", None, text
+
+
+def _instrumentor(provider: str) -> tuple[Any, str] | None:
+    """The SDK instrumentor that serves a recorded provider's calls, and the module it patches."""
+    if provider == "openai":
+        from steptrace.instrumentation.openai import OpenAIInstrumentor
+
+        return OpenAIInstrumentor(), "openai"
+    if provider == "anthropic":
+        from steptrace.instrumentation.anthropic import AnthropicInstrumentor
+
+        return AnthropicInstrumentor(), "anthropic"
+    if provider.startswith("gcp."):
+        from steptrace.instrumentation.google_genai import GoogleGenAIInstrumentor
+
+        return GoogleGenAIInstrumentor(), "google.genai"
+    return None
+
+
+# --- which session is active: the context's ---------------------------------------------------
+_SESSION: ContextVar[RerunSession | None] = ContextVar("steptrace_rerun_session", default=None)
+_process_session: RerunSession | None = None  # ``steptrace rerun -- COMMAND``: the whole process
+_entered: list[RerunSession] = []  # entered and not left, in any context: the hook stays installed
+_by_run: dict[str, RerunSession] = {}  # the runs a session claimed (and their nested runs)
+
+
+def current_session() -> RerunSession | None:
+    """The rerun of this context (a ``with steptrace.rerun(...)`` block, and the threads and
+    tasks it starts with the context copied), else the process's (the CLI's), else the one
+    rerun active in the process (a thread started without the context), else None."""
+    session = _SESSION.get()
+    if session is not None:
+        return session
+    if _process_session is not None:
+        return _process_session
+    entered = _entered
+    return entered[0] if len(entered) == 1 else None
+
+
+def session_for(run: Any) -> RerunSession | None:
+    """The rerun a call belongs to: its run's (wherever the run's context was carried, threads
+    included), else the calling context's."""
+    if isinstance(run, RunState):
+        found = _by_run.get(run.run_id)
+        if found is not None:
+            return found
+    return current_session()
+
+
+def sessions_active() -> bool:
+    return bool(_entered) or _process_session is not None
+
+
+def activate(session: RerunSession, *, process: bool = False) -> Token[RerunSession | None] | None:
+    """Make ``session`` this context's rerun (``process``: the process's); the caller holds
+    the hook's lock, and undoes it with ``deactivate``."""
+    global _process_session
+    if process:
+        _process_session = session
+        return None
+    _entered.append(session)
+    return _SESSION.set(session)
+
+
+def deactivate(session: RerunSession, token: Token[RerunSession | None] | None) -> None:
+    global _process_session
+    for run_id in session.run_ids:
+        if _by_run.get(run_id) is session:
+            del _by_run[run_id]
+    if token is None:
+        if _process_session is session:
+            _process_session = None
+        return
+    if session in _entered:
+        _entered.remove(session)
+    try:
+        _SESSION.reset(token)
+    except ValueError:  # left in another context than it was entered in: clear this one's
+        if _SESSION.get() is session:
+            _SESSION.set(None)
 
 
 def _ordinal(number: int) -> str:
