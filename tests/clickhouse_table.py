@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
+from clickhouse_connect.driver.binding import bind_query
 
 TRACES_DDL = """CREATE TABLE IF NOT EXISTS {table} (
     Timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
@@ -173,21 +174,32 @@ def rows_from_readable_spans(spans: Iterable[Any]) -> list[dict[str, Any]]:
 
 
 class ChdbDatabase:
-    """steptrace's ``Database`` interface over one chdb session (the engine, in this process)."""
+    """steptrace's ``Database`` interface over one chdb session (the engine, in this process).
+
+    The parameters go the way clickhouse-connect sends them over HTTP: its own binding turns
+    each into the ``param_NAME`` text the server parses (and chdb takes that text as is)."""
 
     def __init__(self, session: Any) -> None:
         self.session = session
         self.queries: list[str] = []
+        self.parameters: list[dict[str, str]] = []
+        """What each query sent as ``param_NAME`` values (name without the prefix)."""
 
-    def query(self, sql: str) -> list[list[Any]]:
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[list[Any]]:
         self.queries.append(sql)
+        wire: dict[str, str] = {}
+        if parameters:
+            sql, bound = bind_query(sql, dict(parameters))
+            assert isinstance(sql, str)
+            wire = {name.removeprefix("param_"): value for name, value in bound.items()}
+        self.parameters.append(wire)
         text = sql.rstrip().rstrip(";")
         marker = "\nSETTINGS "
         if marker in text:
             text += ", output_format_json_quote_64bit_integers = 0"
         else:
             text += "\nSETTINGS output_format_json_quote_64bit_integers = 0"
-        result = self.session.query(text, "JSONCompact")
+        result = self.session.query(text, "JSONCompact", params=wire or None)
         data = result.data()
         # msgspec (a steptrace dependency): the result of a fleet's aggregate is large JSON.
         if not data:
