@@ -250,17 +250,15 @@ class RunFilter:
 def page_query(table: str, window: Window, run_filter: RunFilter, order: str, limit: int | None) -> Query:
     """The runs ``run_filter`` selects, in ``order``, ``limit`` of them, and how many match."""
     metrics = metrics_query(table, window)
-    parameters = merged(metrics.parameters, run_filter.parameters)
-    if limit is not None:
-        parameters = merged(parameters, {"limit": limit})
     sql = string.Template(_RUNS_PAGE_SQL).substitute(
         columns=RUN_COLUMNS,
         metrics=indented(metrics.sql),
         predicates="\n  AND ".join(run_filter.predicates) or "1",
         order=order,
-        limit="\nLIMIT {limit:UInt64}" if limit is not None else "",
+        # A number, not a parameter: servers before 23.x take no parameter in LIMIT.
+        limit=f"\nLIMIT {int(limit):d}" if limit is not None else "",
     )
-    return Query(sql, parameters)
+    return Query(sql, merged(metrics.parameters, run_filter.parameters))
 
 
 _FILTERS = {

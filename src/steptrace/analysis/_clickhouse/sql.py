@@ -41,8 +41,9 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 COLUMNS_SQL = """SELECT name, type FROM system.columns
 WHERE database = {database:String} AND table = {table:String}"""
 
-ONE_COPY_PER_SPAN = "LIMIT 1 BY TraceId, SpanId"
-"""A span the collector inserted twice (a retried batch) counts once, as in the JSONL reader."""
+ONE_COPY_PER_SPAN = "LIMIT 1 BY SpanAttributes['steptrace.run_id'], TraceId, SpanId"
+"""A span the collector inserted twice (a retried batch) counts once: one row per run, trace and
+span id, the JSONL reader's key."""
 
 # The columns record_from_row reads, in its order.
 RECORD_COLUMNS = """    SpanName,
@@ -115,11 +116,11 @@ class Window:
 
     @property
     def first(self) -> datetime:
-        return max(self.since, EARLIEST)
+        return min(max(self.since, EARLIEST), LATEST)
 
     @property
     def last(self) -> datetime | None:
-        return self.until if self.until is not None and self.until < LATEST else None
+        return max(self.until, EARLIEST) if self.until is not None and self.until < LATEST else None
 
     def span_range(self) -> tuple[datetime, datetime | None]:
         """The spans read for the window's runs: ``RUN_MARGIN`` either side, within the range."""
@@ -133,8 +134,10 @@ class Window:
         service: the predicates that prune partitions and the sort key's first column."""
         if lower is None:
             lower, upper = self.span_range()
-        clauses, parameters = [f"Timestamp >= {{lower:{TIME}}}"], {"lower": time_text(max(lower, EARLIEST))}
+        lower = min(max(lower, EARLIEST), LATEST)
+        clauses, parameters = [f"Timestamp >= {{lower:{TIME}}}"], {"lower": time_text(lower)}
         if upper is not None and upper < LATEST:
+            upper = max(upper, EARLIEST)
             clauses.append(f"Timestamp < {{upper:{TIME}}}")
             parameters["upper"] = time_text(upper)
         if self.service is not None:
