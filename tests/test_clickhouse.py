@@ -688,6 +688,19 @@ def test_hostile_run_ids_and_services(
 ) -> None:
     """Run ids and --service values holding SQL keywords, quotes, newlines, backslashes and
     placeholders reach ClickHouse as bound parameters: every command finds exactly their rows."""
+    spans = hostile_spans()
+    for service in ("weather-svc", "svc\nwith 'newline' \\ ORDER BY Timestamp, SpanId"):
+        log, url = small_table(engine, "hostile", spans, tmp_path, service=service)
+        same_answers(capsys, log, url, HOSTILE_VALUES, tmp_path, source_args=("--service", service))
+        for other in HOSTILE_VALUES:
+            assert len(load_clickhouse(url, since=SINCE, service=other)) == 0
+    statements = "\n".join(database.queries)
+    for value in HOSTILE_VALUES[1:]:  # the first is also text of steptrace's own SQL
+        assert value not in statements  # parameters, never text of the statement
+
+
+def hostile_spans() -> list[logs.Span]:
+    """Runs whose ids are HOSTILE_VALUES (and those with a suffix), of every kind; one crashed."""
     spans: list[logs.Span] = []
     for i, run_id in enumerate(HOSTILE_VALUES * 2):
         spans += logs.make_run(
@@ -698,14 +711,30 @@ def test_hostile_run_ids_and_services(
             start_ns=logs.T0_NS + i * 30_000 * logs.MS,
             complete=i != 3,
         )
-    for service in ("weather-svc", "svc\nwith 'newline' \\ ORDER BY Timestamp, SpanId"):
-        log, url = small_table(engine, "hostile", spans, tmp_path, service=service)
-        same_answers(capsys, log, url, HOSTILE_VALUES, tmp_path, source_args=("--service", service))
-        for other in HOSTILE_VALUES:
-            assert len(load_clickhouse(url, since=SINCE, service=other)) == 0
-    statements = "\n".join(database.queries)
-    for value in HOSTILE_VALUES[1:]:  # the first is also text of steptrace's own SQL
-        assert value not in statements  # parameters, never text of the statement
+    return spans
+
+
+def test_the_client_over_http(
+    engine: table.ChdbDatabase, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The real clickhouse-connect client over HTTP (the engine behind ClickHouse's HTTP
+    interface): hostile run ids and service as param_ values, a batch inserted twice, tuples
+    named by the server (dicts from the client): every command answers as from JSONL."""
+    pytest.importorskip("clickhouse_connect", reason="the clickhouse extra")
+    service = "svc 'quoted'\nORDER BY Timestamp, SpanId \\"
+    spans = hostile_spans()
+    retried = table.rows_from_spans(spans[:40], service)
+    log, url = small_table(engine, "overhttp", spans, tmp_path, service=service, retried=retried)
+    engine.execute("SET enable_named_columns_in_function_tuple = 1")
+    try:
+        with table.ChdbHttpServer(engine.session) as server:
+            url = url.replace("@localhost/", f"@127.0.0.1:{server.port}/")
+            same_answers(capsys, log, url, HOSTILE_VALUES[:4], tmp_path, source_args=("--service", service))
+    finally:
+        engine.execute("SET enable_named_columns_in_function_tuple = 0")
+    statements = [sql for sql, _ in server.requests if "FROM overhttp.otel_traces" in sql]
+    assert statements and all(service not in sql for sql in statements)
+    assert any(parameters.get("run_id") == "line\\\nbreak" for _, parameters in server.requests)
 
 
 def test_extreme_windows(
