@@ -11,12 +11,17 @@ and kind as words, and every attribute as text (pcommon ``Value.AsString``).
 
 from __future__ import annotations
 
+import http.server
 import json
+import re
+import threading
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 import msgspec
+from clickhouse_connect.driver.binding import bind_query
 
 TRACES_DDL = """CREATE TABLE IF NOT EXISTS {table} (
     Timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
@@ -173,21 +178,32 @@ def rows_from_readable_spans(spans: Iterable[Any]) -> list[dict[str, Any]]:
 
 
 class ChdbDatabase:
-    """steptrace's ``Database`` interface over one chdb session (the engine, in this process)."""
+    """steptrace's ``Database`` interface over one chdb session (the engine, in this process).
+
+    The parameters go the way clickhouse-connect sends them over HTTP: its own binding turns
+    each into the ``param_NAME`` text the server parses (and chdb takes that text as is)."""
 
     def __init__(self, session: Any) -> None:
         self.session = session
         self.queries: list[str] = []
+        self.parameters: list[dict[str, str]] = []
+        """What each query sent as ``param_NAME`` values (name without the prefix)."""
 
-    def query(self, sql: str) -> list[list[Any]]:
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[list[Any]]:
         self.queries.append(sql)
+        wire: dict[str, str] = {}
+        if parameters:
+            sql, bound = bind_query(sql, dict(parameters))
+            assert isinstance(sql, str)
+            wire = {name.removeprefix("param_"): value for name, value in bound.items()}
+        self.parameters.append(wire)
         text = sql.rstrip().rstrip(";")
         marker = "\nSETTINGS "
         if marker in text:
             text += ", output_format_json_quote_64bit_integers = 0"
         else:
             text += "\nSETTINGS output_format_json_quote_64bit_integers = 0"
-        result = self.session.query(text, "JSONCompact")
+        result = self.session.query(text, "JSONCompact", params=wire or None)
         data = result.data()
         # msgspec (a steptrace dependency): the result of a fleet's aggregate is large JSON.
         if not data:
@@ -209,6 +225,73 @@ class ChdbDatabase:
 
     def close(self) -> None:
         pass
+
+
+class ChdbHttpServer:
+    """A chdb session behind ClickHouse's HTTP interface, as far as clickhouse-connect uses it:
+    the statement in the body (or ``query=``), each bound value as a ``param_NAME`` of the URL,
+    the answer in the format the statement asks for (Native, or TabSeparated). So the real
+    client, its binding and its decoding (named tuples as dicts) run against the real engine.
+
+    >>> with ChdbHttpServer(session) as server:  # doctest: +SKIP
+    ...     url = f"clickhouse://reader@127.0.0.1:{server.port}/otel?table=otel_traces"
+    """
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                parts = urllib.parse.urlsplit(self.path)
+                arguments = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+                length = int(self.headers.get("Content-Length") or 0)
+                sql = arguments.pop("query", "") + self.rfile.read(length).decode()
+                parameters = {
+                    k.removeprefix("param_"): v for k, v in arguments.items() if k.startswith("param_")
+                }
+                owner.requests.append((sql, parameters))
+                text = sql.rstrip().rstrip(";")
+                fmt = "TabSeparated"
+                if re.search(r"\sFORMAT\s+Native$", text):
+                    text, fmt = re.sub(r"\sFORMAT\s+Native$", "", text), "Native"
+                code = ""
+                try:
+                    body = owner.session.query(text, fmt, params=parameters or None).bytes()
+                    status = 200
+                except Exception as exc:  # as the server does: the text, and the code in a header
+                    body, status = str(exc).encode(), 500
+                    found = re.search(r"Code: (\d+)", str(exc))
+                    code = found.group(1) if found else "1"
+                self.send_response(status)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("X-ClickHouse-Format", fmt)
+                self.send_header("X-ClickHouse-Timezone", "UTC")
+                if code:
+                    self.send_header("X-ClickHouse-Exception-Code", code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        # One request at a time: a chdb session is not shared between threads.
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> ChdbHttpServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
 
 
 def create_table(database: ChdbDatabase, name: str = "otel.otel_traces") -> None:

@@ -24,6 +24,7 @@ chdb_session = pytest.importorskip("chdb.session", reason="chdb (the test extra)
 import analysis_logs as logs  # noqa: E402
 import clickhouse_table as table  # noqa: E402
 from steptrace import cli  # noqa: E402
+from steptrace._pricing import Pricer  # noqa: E402
 from steptrace.analysis import _clickhouse as ch  # noqa: E402
 from steptrace.analysis import debug_run, diff, load, load_clickhouse, summarize  # noqa: E402
 from steptrace.analysis._diff import side_stats  # noqa: E402
@@ -77,6 +78,7 @@ def database(engine: table.ChdbDatabase) -> Iterator[table.ChdbDatabase]:
     """Every ClickHouse URL goes to the engine for the test's duration."""
     ch.use_database(lambda url: engine)
     engine.queries.clear()
+    engine.parameters.clear()
     yield engine
     ch.use_database(None)
 
@@ -97,6 +99,12 @@ def both(capsys: pytest.CaptureFixture[str], log: Path, *argv: str) -> tuple[Any
     code_b, from_table, err_b = run_cli(capsys, *argv, "--source", URL, "--since", SINCE)
     assert (code_a, code_b) == (0, 0), (err_a, err_b)
     return from_log, from_table
+
+
+def sent(database: table.ChdbDatabase) -> list[tuple[str, dict[str, str]]]:
+    """(SQL, parameters as sent) of each query that read the spans table."""
+    pairs = zip(database.queries, database.parameters, strict=True)
+    return [(sql, parameters) for sql, parameters in pairs if "FROM otel.otel_traces" in sql]
 
 
 def sample_run_ids() -> list[str]:
@@ -169,13 +177,17 @@ def test_runs_filters_order_and_page_run_in_sql(
         assert expected or "conversation" in filters
     selects = [q for q in database.queries if "FROM otel.otel_traces" in q]
     assert len(selects) == 6 and all("count() OVER ()" in q for q in selects)
-    assert "LIMIT 7" in selects[1] and "ORDER BY started_us DESC, run_id DESC" in selects[1]
+    sql, parameters = sent(database)[1]
+    assert "\nLIMIT 7\n" in sql
+    assert "ORDER BY started_us DESC, run_id DESC" in sql
     # The CLI's default page, the 20 most recent matching runs: 20 rows cross the wire.
     database.queries.clear()
+    database.parameters.clear()
     from_log_out, from_table_out = both(capsys, fleet, "runs", "--json", "--status", "error")
     assert from_log_out == from_table_out and len(from_table_out) == 20
-    selects = [q for q in database.queries if "FROM otel.otel_traces" in q]
-    assert len(selects) == 1 and "LIMIT 20" in selects[0] and "status = 'error'" in selects[0]
+    ((sql, parameters),) = sent(database)
+    assert "status = {filter_status:String}" in sql and parameters["filter_status"] == "error"
+    assert "\nLIMIT 20\n" in sql
 
 
 def test_diff_is_one_group_by_release(fleet: Path, database: table.ChdbDatabase) -> None:
@@ -197,7 +209,10 @@ def test_diff_is_one_group_by_release(fleet: Path, database: table.ChdbDatabase)
         narrowed = from_table.side_stats(release="1.5.0", **narrow)
         assert narrowed == side_stats(from_log.runs(release="1.5.0", **narrow)), narrow  # type: ignore[arg-type]
         assert 0 < narrowed.runs < from_table.side_stats(release="1.5.0").runs
-    assert any("total_steps >= 3" in q and "GROUP BY release" in q for q in database.queries)
+    assert any(
+        "total_steps >= {filter_min_steps:Int64}" in sql and parameters["filter_min_steps"] == "3"
+        for sql, parameters in sent(database)
+    )
     slow = from_table.side_stats(release="1.4.0", slower_than_percentile=90)
     assert slow == side_stats(from_log.runs(release="1.4.0", slower_than_percentile=90))
 
@@ -245,13 +260,14 @@ def test_one_run_fetches_only_its_spans(
     code, report, err = run_cli(capsys, "debug", "run-00007", "--json", "--source", URL, "--since", SINCE)
     assert code == 0, err
     assert [h["kind"] for h in report["hypotheses"]] == ["loop"]
-    selects = [q for q in database.queries if "FROM otel.otel_traces" in q]
-    assert len(selects) == 2
-    aggregate, spans = selects
-    assert "SpanAttributes['steptrace.run_id'] = 'run-00007'" in aggregate
-    assert "SpanAttributes['steptrace.run_id'] = 'run-00007'" in spans and "GROUP BY" not in spans
+    (aggregate, aggregate_values), (spans, span_values) = sent(database)
+    for sql, parameters in ((aggregate, aggregate_values), (spans, span_values)):
+        assert "SpanAttributes['steptrace.run_id'] = {run_id:String}" in sql
+        assert parameters["run_id"] == "run-00007"
+    assert "GROUP BY" not in spans
     # The spans query is bounded by the run's own time range (one partition, not the window).
-    assert "Timestamp >= toDateTime64('2026-11-18 11:10:10" in spans
+    assert "Timestamp >= {lower:DateTime64(9, 'UTC')}" in spans
+    assert span_values["lower"].startswith("2026-11-18 11:10:10")
 
 
 def test_explain_prints_the_sql(
@@ -265,8 +281,9 @@ def test_explain_prints_the_sql(
     assert code == 0
     assert "-- steptrace: SQL sent to clickhouse://reader@clickhouse.internal:8123/otel" in err
     assert "FROM system.columns" in err
-    assert "Timestamp >= toDateTime64('2026-11-18 23:00:00.000000', 9, 'UTC')" in err  # 1 h margin
-    assert "ServiceName = 'weather-svc'" in err
+    assert "Timestamp >= {lower:DateTime64(9, 'UTC')}" in err
+    assert '-- {lower} = "2026-11-18 23:00:00.000000"' in err  # 1 h margin
+    assert "ServiceName = {service:String}" in err and '-- {service} = "weather-svc"' in err
     assert "GROUP BY run_id" in err and "SETTINGS max_execution_time = 60" in err
     code, _, err = run_cli(capsys, "runs", "--log", str(fleet), "--explain")
     assert code == 2 and "--explain" in err
@@ -465,7 +482,7 @@ def test_query_over_its_time_limit(engine: table.ChdbDatabase) -> None:
         until=None,
         service=None,
         database=engine,
-        pricer=ch.Pricer(),
+        pricer=Pricer(),
     )
     with pytest.raises(ch.ClickHouseError, match="max_execution_time=1s; narrow it with --since"):
         source.run_sql("SELECT count() FROM numbers(100000000000) WHERE sipHash64(number) % 7 = 3")
@@ -513,3 +530,255 @@ def test_readonly_users_and_the_server_limit(
     )
     assert code == 0, err
     assert "GROUP BY run_id" in err and "max_execution_time" not in err.split("\n", 1)[1]
+
+
+# --- the table as a collector fills it, values as users pass them ------------------------------
+
+
+def small_table(
+    engine: table.ChdbDatabase,
+    database_name: str,
+    spans: list[logs.Span],
+    tmp_path: Path,
+    *,
+    service: str = "weather-svc",
+    retried: list[dict[str, Any]] | None = None,
+) -> tuple[Path, str]:
+    """(the JSONL log, the table's URL) of ``spans``; ``retried`` rows are inserted once more,
+    in a batch of their own (a collector retrying a batch the server had already written)."""
+    log = tmp_path / f"{database_name}.jsonl"
+    log.write_text("".join(json.dumps(record) + "\n" for record in logs.records(spans, service)))
+    name = f"{database_name}.otel_traces"
+    engine.execute(f"DROP TABLE IF EXISTS {name}")
+    table.create_table(engine, name)
+    table.insert_rows(engine, table.rows_from_spans(spans, service), name)
+    if retried:
+        table.insert_rows(engine, retried, name)
+    return log, f"clickhouse://reader@localhost/{database_name}?table=otel_traces"
+
+
+def same_answers(
+    capsys: pytest.CaptureFixture[str],
+    log: Path,
+    url: str,
+    run_ids: list[str],
+    tmp_path: Path,
+    *,
+    source_args: tuple[str, ...] = (),
+    releases: tuple[str, str] = ("1.4.0", "1.5.0"),
+) -> None:
+    """runs (all, a page, filtered), diff, summary/debug/replay/view of ``run_ids`` and the
+    report print the same from the log and from the table."""
+
+    def answer(where: tuple[str, ...], *argv: str) -> Any:
+        code, out, err = run_cli(capsys, *argv, *where)
+        assert code == 0, (argv, where, err)
+        return out
+
+    jsonl, clickhouse = ("--log", str(log)), ("--source", url, "--since", SINCE, *source_args)
+    for argv in (
+        ("runs", "--json", "--limit", "0"),
+        ("runs", "--json", "--limit", "5"),
+        ("runs", "--json", "--status", "error", "--limit", "3"),
+        ("runs", "--json", "--stop-reason", "incomplete"),
+        ("diff", "--json", "--baseline", releases[0], "--candidate", releases[1]),
+        *((command, run_id, "--json") for run_id in run_ids for command in ("summary", "debug", "replay")),
+    ):
+        assert answer(jsonl, *argv) == answer(clickhouse, *argv), argv
+    for run_id in run_ids[:2]:
+        pages = [tmp_path / "view-log.html", tmp_path / "view-table.html"]
+        for where, page in zip((jsonl, clickhouse), pages, strict=True):
+            answer(where, "view", run_id, "-o", str(page))
+        assert pages[0].read_bytes() == pages[1].read_bytes(), run_id
+    pages = [tmp_path / "report-log.html", tmp_path / "report-table.html"]
+    answer((*jsonl, "--since", SINCE), "report", "-o", str(pages[0]))
+    answer(clickhouse, "report", "-o", str(pages[1]))
+    assert pages[0].read_bytes() == pages[1].read_bytes()
+
+
+def test_a_span_inserted_twice_counts_once(
+    engine: table.ChdbDatabase,
+    database: table.ChdbDatabase,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """A collector retry writes a batch twice: steps, tokens, errors, loops, cost and tool
+    durations must not double (each trace id and span id counts once, as from JSONL)."""
+    spans = fleet_spans(300)
+    rows = table.rows_from_spans(spans)
+    retried = [row for start in range(0, len(rows), 500) for row in rows[start : start + 500][:120]]
+    log, url = small_table(engine, "retried", spans, tmp_path, retried=retried)
+    twice = {row["SpanAttributes"]["steptrace.run_id"] for row in retried}
+    assert len(twice) > 20
+    from_log, from_table = load(log), load_clickhouse(url, since=SINCE)
+    assert [r.to_dict() for r in from_log] == [r.to_dict() for r in from_table]
+    assert [r.tool_durations_ms for r in from_log] == [r.tool_durations_ms for r in from_table]
+    for release in ("1.4.0", "1.5.0"):
+        assert load_clickhouse(url, since=SINCE).side_stats(release=release) == side_stats(
+            from_log.runs(release=release)
+        )
+    run_ids = [*sorted(twice)[:3], "run-00005"]  # run-00005 crashed: no run span
+    for run_id in run_ids:
+        assert from_table.get(run_id).records() == from_log.get(run_id).records()  # type: ignore[union-attr]
+    same_answers(capsys, log, url, run_ids, tmp_path)
+
+
+def test_recorded_cost_is_a_number(
+    engine: table.ChdbDatabase,
+    database: table.ChdbDatabase,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """configure(record_cost=True) puts steptrace.llm.cost_usd on model calls: it comes back a
+    float (report waterfalls, debug's costliest call), not the exporter's text."""
+    spans = fleet_spans(30)
+    for number, span in enumerate(spans):
+        if span.name == "llm_request":
+            span.attributes["steptrace.llm.cost_usd"] = [0.000123, 1e-7, 0.5, 2.0][number % 4]
+    log, url = small_table(engine, "costs", spans, tmp_path)
+    run = load_clickhouse(url, since=SINCE).get("run-00003")
+    assert run is not None
+    (record,) = [r for r in run.records() if r["type"] == "llm_call"][:1]
+    assert type(record["cost_usd"]) is float
+    same_answers(capsys, log, url, ["run-00003", "run-00005"], tmp_path)
+
+
+def test_server_returning_named_tuples(
+    fleet: Path,
+    engine: table.ChdbDatabase,
+    database: table.ChdbDatabase,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """enable_named_columns_in_function_tuple=1 (a profile setting; the default in some 24.x
+    releases) makes tuples named, and the client returns them as dicts: runs, diff and debug
+    must still answer as from JSONL (errors of crashed runs, tool calls, model calls)."""
+    engine.execute("SET enable_named_columns_in_function_tuple = 1")
+    try:
+        for argv in (
+            ("runs", "--json", "--limit", "0"),
+            ("runs", "--json", "--status", "error"),
+            ("diff", "--json", "--baseline", "1.4.0", "--candidate", "1.5.0"),
+            ("debug", "run-00005", "--json"),
+            ("summary", "run-00007", "--json"),
+        ):
+            from_log, from_table = both(capsys, fleet, *argv)
+            assert from_log == from_table, argv
+    finally:
+        engine.execute("SET enable_named_columns_in_function_tuple = 0")
+    assert any("Tuple(" in q or "tuple(" in q for q in database.queries)
+
+
+HOSTILE_VALUES = [
+    "ORDER BY Timestamp, SpanId",
+    "x' OR 1=1 --",
+    "line\nbreak",
+    "back\\slash\\'",
+    "tab\there\r\n",
+    "{run_id:String} $since $$",
+    "\\N",
+    "élan 🙂 \u2028",
+]
+
+
+def test_hostile_run_ids_and_services(
+    engine: table.ChdbDatabase,
+    database: table.ChdbDatabase,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Run ids and --service values holding SQL keywords, quotes, newlines, backslashes and
+    placeholders reach ClickHouse as bound parameters: every command finds exactly their rows."""
+    spans = hostile_spans()
+    for service in ("weather-svc", "svc\nwith 'newline' \\ ORDER BY Timestamp, SpanId"):
+        log, url = small_table(engine, "hostile", spans, tmp_path, service=service)
+        same_answers(capsys, log, url, HOSTILE_VALUES, tmp_path, source_args=("--service", service))
+        for other in HOSTILE_VALUES:
+            assert len(load_clickhouse(url, since=SINCE, service=other)) == 0
+    statements = "\n".join(database.queries)
+    for value in HOSTILE_VALUES[1:]:  # the first is also text of steptrace's own SQL
+        assert value not in statements  # parameters, never text of the statement
+
+
+def hostile_spans() -> list[logs.Span]:
+    """Runs whose ids are HOSTILE_VALUES (and those with a suffix), of every kind; one crashed."""
+    spans: list[logs.Span] = []
+    for i, run_id in enumerate(HOSTILE_VALUES * 2):
+        spans += logs.make_run(
+            run_id if i < len(HOSTILE_VALUES) else f"{run_id}-{i}",
+            KINDS[i % len(KINDS)],
+            release=("1.4.0", "1.5.0")[i % 2],
+            seed=i,
+            start_ns=logs.T0_NS + i * 30_000 * logs.MS,
+            complete=i != 3,
+        )
+    return spans
+
+
+def test_the_client_over_http(
+    engine: table.ChdbDatabase, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The real clickhouse-connect client over HTTP (the engine behind ClickHouse's HTTP
+    interface): hostile run ids and service as param_ values, a batch inserted twice, tuples
+    named by the server (dicts from the client): every command answers as from JSONL."""
+    pytest.importorskip("clickhouse_connect", reason="the clickhouse extra")
+    service = "svc 'quoted'\nORDER BY Timestamp, SpanId \\"
+    spans = hostile_spans()
+    retried = table.rows_from_spans(spans[:40], service)
+    log, url = small_table(engine, "overhttp", spans, tmp_path, service=service, retried=retried)
+    engine.execute("SET enable_named_columns_in_function_tuple = 1")
+    try:
+        with table.ChdbHttpServer(engine.session) as server:
+            url = url.replace("@localhost/", f"@127.0.0.1:{server.port}/")
+            same_answers(capsys, log, url, HOSTILE_VALUES[:4], tmp_path, source_args=("--service", service))
+    finally:
+        engine.execute("SET enable_named_columns_in_function_tuple = 0")
+    statements = [sql for sql, _ in server.requests if "FROM overhttp.otel_traces" in sql]
+    assert statements and all(service not in sql for sql in statements)
+    assert any(parameters.get("run_id") == "line\\\nbreak" for _, parameters in server.requests)
+
+
+def test_extreme_windows(
+    fleet: Path, database: table.ChdbDatabase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--since/--until outside what ClickHouse's DateTime64 holds (1900..2262) read the whole
+    table, as from JSONL, instead of failing."""
+    for window in (
+        ("--since", "0001-01-01"),
+        ("--since", "0001-01-01", "--until", "9999-12-31T23:59Z"),
+        ("--since", "1899-12-31T23:30Z", "--until", "2262-04-12"),
+    ):
+        code, from_table, err = run_cli(capsys, "runs", "--json", "--limit", "0", "--source", URL, *window)
+        assert code == 0, (window, err)
+        code, from_log, err = run_cli(capsys, "runs", "--json", "--limit", "0", "--log", str(fleet), *window)
+        assert code == 0, err
+        assert from_table == from_log and len(from_table) == FLEET_RUNS, window
+    code, _, err = run_cli(capsys, "debug", "run-00007", "--json", "--source", URL, "--since", "0001-01-01")
+    assert code == 0, err
+    for window in (("--since", "2300-01-01"), ("--since", "0001-01-01", "--until", "1800-01-01")):
+        answers = [
+            run_cli(capsys, "runs", "--json", *where, *window)[:2]
+            for where in (("--source", URL), ("--log", str(fleet)))
+        ]
+        assert answers[0] == answers[1] and answers[0][0] != 3, (window, answers)
+
+
+def test_bad_url_parameters(capsys: pytest.CaptureFixture[str]) -> None:
+    """A URL parameter that is not a number, out of range, unknown or empty: exit 2, one line."""
+    base = "clickhouse://reader@localhost/otel"
+    for url, words in (
+        (base + "?max_execution_time=\u00b2", "max_execution_time"),
+        (base + "?max_execution_time=\uff11\uff10", "max_execution_time"),
+        (base + "?max_execution_time=-1", "max_execution_time"),
+        (base + "?max_execution_time=1e3", "max_execution_time"),
+        (base + "?max_execution_time=99999999999999999999999", "max_execution_time"),
+        (base + "?table=", "table"),
+        (base + "?tabel=otel_traces", "tabel"),
+        (base + "?table=otel_traces&table=x%0Ay", "table"),
+        ("clickhouse://reader@[::1/otel", "not a ClickHouse URL"),
+        ("clickhouse://reader@localhost:99999/otel", "port"),
+        ("clickhouse://reader@localhost:\u00b2/otel", "port"),
+        ("clickhouse://reader@/otel", "host"),
+        ("clickhouse://reader@localhost/ot%0Ael", "database"),
+    ):
+        code, _, err = run_cli(capsys, "runs", "--source", url, "--since", SINCE)
+        assert code == 2 and words in err and err.count("\n") == 1, (url, err)
