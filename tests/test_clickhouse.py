@@ -782,3 +782,40 @@ def test_bad_url_parameters(capsys: pytest.CaptureFixture[str]) -> None:
     ):
         code, _, err = run_cli(capsys, "runs", "--source", url, "--since", SINCE)
         assert code == 2 and words in err and err.count("\n") == 1, (url, err)
+
+
+def test_reruns_are_left_out_and_served_calls_cost_nothing(
+    engine: table.ChdbDatabase,
+    database: table.ChdbDatabase,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """A rerun's run span carries steptrace.rerun_of and its served model calls
+    steptrace.rerun.served: the table leaves it out of runs/diff unless --reruns and prices its
+    served calls at $0, exactly as the log does."""
+    spans = fleet_spans(40)
+    reruns = {f"run-{i:05d}" for i in (3, 11, 22)}
+    for span in spans:
+        if span.attributes.get("steptrace.run_id") in reruns:
+            if span.name == "agent_run":
+                span.attributes["steptrace.rerun_of"] = "run-00000"
+            elif span.name == "llm_request":
+                span.attributes["steptrace.rerun.served"] = True
+    log, url = small_table(engine, "reruns", spans, tmp_path)
+    answers = {}
+    for argv in (
+        ("runs", "--json", "--limit", "0"),
+        ("runs", "--json", "--limit", "0", "--reruns"),
+        ("diff", "--json", "--baseline", "1.4.0", "--candidate", "1.5.0"),
+        ("diff", "--json", "--baseline", "1.4.0", "--candidate", "1.5.0", "--reruns"),
+    ):
+        code_a, from_log, err_a = run_cli(capsys, *argv, "--log", str(log))
+        code_b, from_table, err_b = run_cli(capsys, *argv, "--source", url, "--since", SINCE)
+        assert (code_a, code_b) == (0, 0), (err_a, err_b)
+        assert from_table == from_log, argv
+        answers[argv[:1] + argv[-1:]] = from_table
+    assert not reruns & {run["run_id"] for run in answers["runs", "0"]}
+    shown = {run["run_id"]: run for run in answers["runs", "--reruns"]}
+    assert reruns <= set(shown)
+    assert all(shown[run_id]["cost_usd"] in (0.0, None) for run_id in reruns)
+    assert answers["diff", "1.5.0"] != answers["diff", "--reruns"]
