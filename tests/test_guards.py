@@ -469,3 +469,20 @@ def test_no_guard_configured_records_nothing(steptrace_capture: Capture) -> None
     assert loop_of_five() == (["Paris"] * 5, ["sunny"] * 5)
     assert all("guard" not in r and "guards" not in r for r in steptrace_capture.records)
     assert json.dumps(steptrace_capture.records)  # plain JSON, as before
+
+
+def test_a_high_limit_trips_at_its_count(steptrace_capture: Capture) -> None:
+    """repeat_calls above the remembered span numbers would never trip."""
+    steptrace_capture.configure(guards=steptrace.Guards(repeat_calls=100))
+
+    @steptrace.tool
+    def ping() -> str:
+        return "pong"
+
+    with steptrace.agent_run(agent="a"):
+        for _ in range(99):
+            ping()
+        with pytest.raises(steptrace.LoopDetected) as caught:
+            ping()
+    assert caught.value.count == 100 and len(caught.value.steps) == 16
+    assert caught.value.steps == tuple(range(84, 100))

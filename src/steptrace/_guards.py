@@ -9,13 +9,15 @@ A trip records a ``guard`` event and, under ``on_guard="raise"``, the runner rai
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
 import os
 import threading
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from steptrace import _attributes as A
@@ -44,7 +46,8 @@ class GuardEvent:
 
     ``step`` is the span sequence number of the tripped call (``#7``), ``agent_step`` its loop
     iteration; for ``repeat_calls``, ``tool``, ``args_hash`` and ``earlier_steps`` (the span
-    numbers of the earlier successful identical calls). ``action`` is ``"raise"`` or ``"warn"``.
+    numbers of the last ``repeat_calls - 1`` earlier successful identical calls, at most 16).
+    ``action`` is ``"raise"`` or ``"warn"``.
     """
 
     guard: str
@@ -107,11 +110,12 @@ class LoopDetected(GuardTripped):
     @property
     def count(self) -> int:
         """How many identical calls, this one included."""
-        return len(self.event.earlier_steps) + 1
+        return int(self.event.value)
 
     @property
     def steps(self) -> tuple[int, ...]:
-        """The span numbers (``step`` in the step log) of the earlier identical calls."""
+        """The span numbers (``step`` in the step log) of the last ``repeat_calls - 1`` earlier
+        identical calls (at most 16)."""
         return self.event.earlier_steps
 
 
@@ -254,37 +258,58 @@ def _format_limit(value: float) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-@dataclass
 class RunGuard:
     """One run's guards: the counts they watch and the trips so far. Thread-safe."""
 
-    guards: Guards
-    on_guard: OnGuard
-    run_id: str
-    run_span: Span | None = None
-    trips: list[dict[str, Any]] = field(default_factory=list)
-    _calls: dict[tuple[str, str], list[int]] = field(default_factory=dict)
-    _pending: dict[str, tuple[float, float]] = field(default_factory=dict)  # guard -> (value, limit)
-    _warned: set[str] = field(default_factory=set)  # guards recorded once under "warn"
-    _cost: float = 0.0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    __slots__ = (
+        "_calls",
+        "_cost",
+        "_keep",
+        "_lock",
+        "_max_tokens",
+        "_pending",
+        "_repeat_calls",
+        "_warned",
+        "guards",
+        "on_guard",
+        "run_id",
+        "run_span",
+        "trips",
+        "wants_cost",
+    )
 
-    @property
-    def wants_cost(self) -> bool:
-        return self.guards.max_cost_usd is not None
+    def __init__(self, guards: Guards, on_guard: OnGuard, run_id: str, run_span: Span | None = None) -> None:
+        self.guards = guards
+        self.on_guard = on_guard
+        self.run_id = run_id
+        self.run_span = run_span
+        self.trips: list[dict[str, Any]] = []
+        self.wants_cost = guards.max_cost_usd is not None
+        self._repeat_calls = guards.repeat_calls
+        self._keep = min((guards.repeat_calls or 1) - 1, 16)
+        self._max_tokens = guards.max_tokens
+        # (tool, args_hash) -> [counter, successful calls so far, span numbers of the last
+        # repeat_calls - 1]. No lock on this path (a lock costs ~150 ns): the counter's __next__,
+        # the deque's append and the dict's setdefault are atomic; two identical calls ending at
+        # the same moment may store their counts out of order, for one call at most.
+        self._calls: dict[tuple[str, str], list[Any]] = {}
+        self._pending: dict[str, tuple[float, float]] = {}  # guard -> (value, limit)
+        self._warned: set[str] = set()  # guards recorded once under "warn"
+        self._cost = 0.0
+        self._lock = threading.Lock()
 
     # --- checks as a call opens: return the exception the runner raises, or None ---------------
     def tool_opening(
         self, span: Span, name: str, args_hash: str | None, step: int | None, agent_step: int | None
     ) -> BaseException | None:
-        limit = self.guards.repeat_calls
+        limit = self._repeat_calls
         if limit is None or args_hash is None:
             return None
         earlier = self._calls.get((name, args_hash))
-        if earlier is None or len(earlier) < limit - 1:
+        if earlier is None or earlier[1] < limit - 1:
             return None
-        earlier_steps = tuple(earlier[-(limit - 1) :]) if limit > 1 else ()
-        count = len(earlier) + 1
+        earlier_steps = tuple(earlier[2])
+        count = earlier[1] + 1
         shown = ", ".join(f"#{s}" for s in earlier_steps)
         event = GuardEvent(
             REPEAT_CALLS,
@@ -337,30 +362,32 @@ class RunGuard:
 
     # --- counts as a call finishes ------------------------------------------------------------
     def tool_succeeded(self, name: str, args_hash: str | None, step: int | None) -> None:
-        if self.guards.repeat_calls is None or args_hash is None:
+        if self._repeat_calls is None or args_hash is None:
             return
-        with self._lock:
-            calls = self._calls.setdefault((name, args_hash), [])
-            calls.append(step if step is not None else 0)
-            if len(calls) > 64:
-                del calls[:-64]
+        key = (name, args_hash)
+        calls = self._calls.get(key)
+        if calls is None:
+            calls = self._calls.setdefault(key, [itertools.count(1), 0, deque(maxlen=self._keep)])
+        calls[1] = next(calls[0])
+        calls[2].append(step if step is not None else 0)
 
     def llm_finished(
         self, total_tokens: int, cost: float | None, priced: bool, provider: str | None, model: str | None
     ) -> None:
-        guards = self.guards
+        max_tokens = self._max_tokens
+        if max_tokens is not None and total_tokens >= max_tokens:
+            self._pending[MAX_TOKENS] = (total_tokens, max_tokens)  # one dict store: atomic
+        limit = self.guards.max_cost_usd
+        if limit is None:
+            return
+        if cost is None:
+            if priced:  # usage reported, no price: never counted as $0
+                _warn_unpriced(provider, model, limit)
+            return
         with self._lock:
-            if guards.max_tokens is not None and total_tokens >= guards.max_tokens:
-                self._pending[MAX_TOKENS] = (total_tokens, guards.max_tokens)
-            limit = guards.max_cost_usd
-            if limit is None:
-                return
-            if cost is not None:
-                self._cost += cost
-                if self._cost >= limit:
-                    self._pending[MAX_COST_USD] = (self._cost, limit)
-        if limit is not None and cost is None and priced:
-            _warn_unpriced(provider, model, limit)
+            self._cost += cost
+            if self._cost >= limit:
+                self._pending[MAX_COST_USD] = (self._cost, limit)
 
     # --- a trip: decide, record ----------------------------------------------------------------
     def _trip(self, event: GuardEvent, span: Span, *, once: bool) -> BaseException | None:
