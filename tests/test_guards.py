@@ -486,3 +486,37 @@ def test_a_high_limit_trips_at_its_count(steptrace_capture: Capture) -> None:
             ping()
     assert caught.value.count == 100 and len(caught.value.steps) == 16
     assert caught.value.steps == tuple(range(84, 100))
+
+
+@pytest.mark.filterwarnings("ignore:create_react_agent has been moved")
+@pytest.mark.parametrize("handle_tool_errors", [True, "default"])
+def test_langgraph_tool_loop_reaches_the_caller(steptrace_capture: Capture, handle_tool_errors: Any) -> None:
+    """ToolNode would hand LoopDetected to the model as an error message, and the graph go on."""
+    from langchain_core.messages import HumanMessage
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+    from langgraph.prebuilt import ToolNode, create_react_agent
+
+    steptrace_capture.configure(guards=LOOP)
+    ran: list[str] = []
+
+    @tool
+    def lookup(query: str) -> str:
+        """Search the documents."""
+        ran.append(query)
+        return "nothing found"
+
+    script = ModelTurns(call_turn("lookup", '{"query": "refund policy"}'), repeat_last=True)
+    steptrace.instrument_langchain()
+    try:
+        with F.FakeServer(script) as server:
+            model = ChatOpenAI(model="gpt-4o", base_url=server.url("/v1"), api_key=F.API_KEY, max_retries=0)
+            options = {} if handle_tool_errors == "default" else {"handle_tool_errors": handle_tool_errors}
+            agent = create_react_agent(model, ToolNode([lookup], **options))
+            with pytest.raises(steptrace.LoopDetected):
+                agent.invoke({"messages": [HumanMessage("Refunds?")]}, {"recursion_limit": 8})
+            model_turns = len(script.model_requests)
+    finally:
+        steptrace.uninstrument_langchain()
+    assert ran == ["refund policy"] * 2 and model_turns == 3
+    assert_stopped_by_loop(steptrace_capture, "lookup")
