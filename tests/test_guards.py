@@ -520,3 +520,49 @@ def test_langgraph_tool_loop_reaches_the_caller(steptrace_capture: Capture, hand
         steptrace.uninstrument_langchain()
     assert ran == ["refund policy"] * 2 and model_turns == 3
     assert_stopped_by_loop(steptrace_capture, "lookup")
+
+
+def test_budget_stops_async_anthropic_calls(steptrace_capture: Capture) -> None:
+    """An async Anthropic client would slip past the budget the OpenAI one keeps."""
+    steptrace_capture.configure(guards=steptrace.Guards(max_cost_usd=0.01))
+    steptrace.instrument_anthropic()
+    # claude-sonnet-4-5: $3 / M input, $15 / M output: 1,000 + 300 tokens is $0.0075 a call.
+    body = F.anthropic_message(input_tokens=1000, output_tokens=300)
+    script = F.Script(*[F.json_reply(body) for _ in range(3)])
+    client = F.async_anthropic_client(script)
+
+    async def agent() -> None:
+        with steptrace.agent_run(agent="spender"):
+            for _ in range(3):
+                await client.messages.create(
+                    model="claude-sonnet-4-5", max_tokens=300, messages=[{"role": "user", "content": "Hi"}]
+                )
+
+    try:
+        with pytest.raises(steptrace.BudgetExceeded):
+            asyncio.run(agent())
+    finally:
+        steptrace.uninstrument_anthropic()
+    assert len(script.requests) == 2
+    assert run_record(steptrace_capture)["stop_reason"] == "budget"
+
+
+def test_agents_sdk_streamed_run_raises_loop_from_stream_events(
+    steptrace_capture: Capture, agents_sdk: None
+) -> None:
+    """A streamed Agents SDK run would report the loop as a UserError, or not at all."""
+    steptrace_capture.configure(guards=LOOP)
+    searches.clear()
+    script = ModelTurns(call_turn("search", '{"query": "weather in Paris"}'), repeat_last=True)
+
+    async def consume(agent: Agent[Any]) -> None:
+        result = Runner.run_streamed(agent, "Weather in Paris?", max_turns=10)
+        async for _ in result.stream_events():
+            pass
+
+    with F.FakeServer(script) as server:
+        agent = Agent(name="looper", tools=[search], model=model_for("chat", server))
+        with pytest.raises(steptrace.LoopDetected):
+            asyncio.run(consume(agent))
+    assert searches == ["weather in Paris"] * 2
+    assert run_record(steptrace_capture)["stop_reason"] == "loop"
