@@ -566,3 +566,23 @@ def test_agents_sdk_streamed_run_raises_loop_from_stream_events(
             asyncio.run(consume(agent))
     assert searches == ["weather in Paris"] * 2
     assert run_record(steptrace_capture)["stop_reason"] == "loop"
+
+
+def test_guard_exceptions_pickle_and_rebuild_from_their_message(steptrace_capture: Capture) -> None:
+    """A LoopDetected crossing a process (multiprocessing, a rerun serving it) would fail to rebuild."""
+    import pickle
+
+    steptrace_capture.configure(guards=LOOP)
+    _, outcomes = loop_of_five()
+    assert outcomes[2] == "LoopDetected"
+    with steptrace.agent_run(agent="a"):
+        try:
+            for _ in range(3):
+                steptrace.tool(lambda query: query)("Paris")
+        except steptrace.LoopDetected as exc:
+            caught = exc
+    again = pickle.loads(pickle.dumps(caught))
+    assert type(again) is steptrace.LoopDetected and str(again) == str(caught)
+    assert (again.tool, again.count, again.steps) == (caught.tool, 3, caught.steps)
+    rebuilt = steptrace.BudgetExceeded("max_cost_usd=0.01: the run has spent $0.0150")
+    assert rebuilt.guard == "max_cost_usd" and str(rebuilt).startswith("max_cost_usd=0.01")

@@ -9,6 +9,7 @@ A trip records a ``guard`` event and, under ``on_guard="raise"``, the runner rai
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -85,9 +86,16 @@ class GuardTripped(Exception):
 
     stop_reason: ClassVar[str] = STOP_BUDGET
 
-    def __init__(self, event: GuardEvent) -> None:
-        super().__init__(f"{event.message}; the call did not run")
+    def __init__(self, event: GuardEvent | str) -> None:
+        if isinstance(event, str):  # rebuilt from its message (a rerun serving a recorded error)
+            event = GuardEvent(_GUARD_OF.get(type(self), ""), 0, 0, event, "")
+            super().__init__(event.message)
+        else:
+            super().__init__(f"{event.message}; the call did not run")
         self.event = event
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.event,))
 
     @property
     def guard(self) -> str:
@@ -139,6 +147,7 @@ _EXCEPTIONS: dict[str, type[GuardTripped]] = {
     MAX_TOKENS: TokenLimit,
     MAX_COST_USD: BudgetExceeded,
 }
+_GUARD_OF: dict[type[GuardTripped], str] = {cls: guard for guard, cls in _EXCEPTIONS.items()}
 
 
 def _check_count(name: str, value: object, minimum: int) -> None:
@@ -403,7 +412,7 @@ class RunGuard:
             except Exception as exc:  # the callable's own exception: raised from the call site
                 raising, raised = True, exc
         action = "raise" if raising else "warn"
-        event = GuardEvent(**{**event.__dict__, "action": action})
+        event = dataclasses.replace(event, action=action)
         if not raising:
             if once:
                 with self._lock:
