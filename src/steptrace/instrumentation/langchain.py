@@ -770,13 +770,14 @@ class LangChainInstrumentor(SdkInstrumentor):
         for manager in (CallbackManagerForLLMRun, AsyncCallbackManagerForLLMRun):
             if "on_stream_event" in vars(manager):  # langchain-core 1.4 and later
                 patches.wrap(manager, "on_stream_event", _stream_event_wrapper)
-        _optional_wrap(
-            patches,
-            _optional_module("langgraph.prebuilt.tool_node"),
-            "_handle_tool_error",
-            _guard_passthrough,
-            "guards' exceptions kept from the model",
-        )
+        tool_node = _optional_module("langgraph.prebuilt.tool_node")
+        if tool_node is not None and "_handle_tool_error" in vars(tool_node):
+            patches.wrap(tool_node, "_handle_tool_error", _guard_passthrough)
+        else:
+            logger.warning(
+                "steptrace: this langgraph-prebuilt has no ToolNode _handle_tool_error: a ToolNode with "
+                "handle_tool_errors=True hands a guard's exception (LoopDetected) to the model as a message"
+            )
         patches.wrap(Pregel, "stream", _stream_wrapper(source, is_async=False))
         patches.wrap(Pregel, "astream", _stream_wrapper(source, is_async=True))
         # LangGraph's internals: one that moved in another version is skipped with a warning.
