@@ -229,6 +229,9 @@ def on_variants(directory: Path) -> tuple[list[Variant], dict[str, Any]]:
         return wrapper
 
     step_log_add = step_log_tool(add)
+    # Guards (issue 26) that never trip: the checks and counts of every call, the repeat count of
+    # one (tool, args_hash) growing by one per call.
+    never_trip = steptrace.Guards(repeat_calls=10**9, max_steps=10**9, max_tokens=10**12)
 
     variants = [
         Variant("bare function", lambda: add(1, 2)),
@@ -247,6 +250,8 @@ def on_variants(directory: Path) -> tuple[list[Variant], dict[str, Any]]:
         Variant("steptrace @tool, metrics off (no-op meter)", lambda: traced_add(1, 2),
                 *with_options(meter_provider=_noop_meter_provider())),
         Variant("steptrace @tool, JSONL off", lambda: traced_add(1, 2), *with_options(jsonl_path=False)),
+        Variant("steptrace @tool, guards on (repeat_calls, max_steps, max_tokens)", lambda: traced_add(1, 2),
+                *with_options(guards=never_trip)),
         Variant("agent-step-log approach (open/append/close + json.dumps)", lambda: step_log_add(1, 2)),
     ]  # fmt: skip
     variants += peer_variants(info)

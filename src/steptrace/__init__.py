@@ -21,6 +21,15 @@ from steptrace._context import current_run_state as current_run
 from steptrace._context import current_step_state as current_step
 from steptrace._decorators import agent_run, agent_step, llm_request, tool, tool_executor
 from steptrace._errors import ConfigError
+from steptrace._guards import (
+    BudgetExceeded,
+    GuardEvent,
+    Guards,
+    GuardTripped,
+    LoopDetected,
+    StepLimit,
+    TokenLimit,
+)
 from steptrace._jsonl import JsonlSpanExporter, read_steps
 from steptrace._logs import structlog_processor
 from steptrace._spans import AgentRun, AgentStep, LlmRequest, ToolCall, bind_context
@@ -36,14 +45,21 @@ from steptrace.rerun import RerunDivergence, RerunReport, rerun
 __all__ = [
     "AgentRun",
     "AgentStep",
+    "BudgetExceeded",
     "ConfigError",
+    "GuardEvent",
+    "GuardTripped",
+    "Guards",
     "JsonlSpanExporter",
     "LlmRequest",
+    "LoopDetected",
     "RerunDivergence",
     "RerunReport",
     "RunState",
+    "StepLimit",
     "StepState",
     "Telemetry",
+    "TokenLimit",
     "ToolCall",
     "__version__",
     "agent_run",

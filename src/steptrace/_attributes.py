@@ -103,6 +103,16 @@ LLM_COST_USD: Final = "steptrace.llm.cost_usd"  # USD of the call (genai-prices)
 LLM_STREAM_COMPLETED: Final = "steptrace.llm.stream_completed"
 LLM_EMBEDDINGS_INPUT_COUNT: Final = "steptrace.llm.embeddings.input_count"  # texts (or token lists) embedded
 CANCELLED: Final = "steptrace.cancelled"
+# Guards (configure(guards=...)): on a tripped call's span, the guard that fired; the run span
+# carries the trips as JSON. Each trip is also a ``guard`` event on both spans.
+GUARD_NAME: Final = "steptrace.guard.name"
+GUARD_LIMIT: Final = "steptrace.guard.limit"
+GUARD_VALUE: Final = "steptrace.guard.value"
+GUARD_ACTION: Final = "steptrace.guard.action"
+GUARD_MESSAGE: Final = "steptrace.guard.message"
+GUARD_EARLIER_STEPS: Final = "steptrace.guard.earlier_steps"
+RUN_GUARDS: Final = "steptrace.run.guards"
+EVENT_GUARD: Final = "guard"
 
 # --- metric instruments ------------------------------------------------------------------------------
 METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
@@ -127,4 +137,6 @@ STOP_ERROR: Final = "error"
 STOP_CANCELLED: Final = "cancelled"
 STOP_MAX_STEPS: Final = "max_steps"
 STOP_GUARDRAIL: Final = "guardrail"  # a guardrail tripwire stopped the run (OpenAI Agents SDK)
+STOP_LOOP: Final = "loop"  # a repeat_calls guard stopped the run (configure(guards=...))
+STOP_BUDGET: Final = "budget"  # a max_tokens or max_cost_usd guard stopped the run
 STOP_INTERRUPTED: Final = "interrupted"  # paused for a human (LangGraph interrupt); resumed as a new run

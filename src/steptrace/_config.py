@@ -28,6 +28,7 @@ from opentelemetry.trace import ProxyTracerProvider, TracerProvider
 from steptrace import _state
 from steptrace._content import DEFAULT_MAX_CONTENT_BYTES, ContentPolicy
 from steptrace._errors import ConfigError
+from steptrace._guards import GuardPolicy, Guards, OnGuard, check_on_guard
 from steptrace._jsonl import JsonlSpanExporter
 from steptrace._logs import LogSettings, configure_logs, parse_capture_logs
 from steptrace._logs import uninstall as uninstall_log_hooks
@@ -252,6 +253,8 @@ def configure(
     meter_provider: MeterProvider | None = None,
     correlate_logs: bool | None = None,
     capture_logs: bool | str | int | None = None,
+    guards: Guards | None = None,
+    on_guard: OnGuard | None = None,
 ) -> Telemetry:
     """Set up steptrace; returns a handle with ``force_flush() -> bool`` and ``shutdown()``.
 
@@ -284,6 +287,14 @@ def configure(
       ``type: "log"`` records, redacted and bounded like error messages. With an OTLP endpoint
       and ``OTEL_LOGS_EXPORTER`` not ``none``, log records made inside runs are also exported
       as OTLP logs (whatever ``capture_logs`` says).
+    - ``guards=steptrace.Guards(repeat_calls=3, max_steps=30, max_tokens=200_000,
+      max_cost_usd=0.50)`` (``STEPTRACE_GUARD_REPEAT_CALLS``, ``_MAX_STEPS``, ``_MAX_TOKENS``,
+      ``_MAX_COST_USD``; off by default) limits every run; ``agent_run(guards=...)`` overrides
+      them for one run. A trip records a ``guard`` event; ``on_guard`` says what else happens:
+      ``"raise"`` (the default) raises ``LoopDetected``, ``StepLimit``, ``TokenLimit`` or
+      ``BudgetExceeded`` from the call site before the call starts, ``"warn"`` logs a warning and
+      lets the run go on, and a callable receives the ``GuardEvent`` and returns whether to raise
+      (an exception it raises itself is raised from the call site instead).
     - ``OTEL_SDK_DISABLED=true`` makes every steptrace call a cheap no-op.
     """
     global _current, _atexit_registered
@@ -337,6 +348,7 @@ def configure(
     except TypeError as exc:  # a bytes pattern, a non-pattern entry, a non-callable redact=
         raise ConfigError(str(exc)) from exc
 
+    guard_policy = _guard_policy(guards, on_guard)
     if record_for_rerun is None:
         record_for_rerun = bool(env_flag("STEPTRACE_RECORD_FOR_RERUN"))
     if record_cost is None:
@@ -411,7 +423,7 @@ def configure(
         previous, _current = _current, telemetry
         old_delegates = switch.delegates
         switch.delegates = delegates
-        _state.set_active(_state.make_active_config(provider, meters, content, record_cost))
+        _state.set_active(_state.make_active_config(provider, meters, content, record_cost, guard_policy))
         log_dir = step_log.path.parent if step_log is not None else DEFAULT_JSONL_PATH.parent
         _configure_rerun(record_for_rerun, log_dir, content)
         configure_logs(logs)
@@ -423,6 +435,27 @@ def configure(
     elif old_delegates.step_log is not None or old_delegates.processors:
         old_delegates.shutdown()
     return telemetry
+
+
+def _guard_policy(guards: Guards | None, on_guard: OnGuard | None) -> GuardPolicy | None:
+    """The configured guards (the argument, else the STEPTRACE_GUARD_* variables), or None."""
+    if guards is None:
+        guards = Guards.from_env()
+    elif not isinstance(guards, Guards):
+        raise ConfigError(f"guards= takes a steptrace.Guards, not {type(guards).__name__}")
+    action = check_on_guard(on_guard) if on_guard is not None else "raise"
+    if (guards is None or not guards.enabled) and on_guard is None:
+        return None
+    guards = guards or Guards()
+    if guards.max_cost_usd is not None:
+        from steptrace._pricing import cost_available, warm_up_runtime_pricing
+
+        if not cost_available():
+            raise ConfigError(
+                "Guards(max_cost_usd=...) prices model calls with genai-prices: pip install 'steptrace[cost]'"
+            )
+        warm_up_runtime_pricing()  # load the price data now, not inside the first model call
+    return GuardPolicy(guards, action)
 
 
 def _configure_rerun(record: bool, directory: Path | None, content: ContentPolicy | None) -> None:

@@ -18,6 +18,7 @@ from opentelemetry import context as otel_context
 
 if TYPE_CHECKING:
     from steptrace._content import ContentPolicy
+    from steptrace._guards import RunGuard
 
 RUN_KEY = otel_context.create_key("steptrace.run")
 STEP_KEY = otel_context.create_key("steptrace.agent_step")
@@ -43,6 +44,7 @@ class RunState:
         "_next_step",
         "agent",
         "errors",
+        "guard",
         "input_tokens",
         "llm_calls",
         "llm_calls_without_usage",
@@ -79,6 +81,8 @@ class RunState:
         # Values of the run's tools' secret-named arguments: an error carrying one out of the tool
         # (or quoting it later) is scrubbed on the step and run spans too, not only the tool's.
         self.secrets: tuple[str, ...] = ()
+        # The run's guards (configure(guards=...), agent_run(guards=...)), or None: off.
+        self.guard: RunGuard | None = None
 
     def add_secrets(self, secrets: tuple[str, ...]) -> None:
         with self._lock:

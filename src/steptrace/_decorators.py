@@ -22,6 +22,7 @@ from opentelemetry.trace import NoOpTracer
 
 from steptrace import _attributes as A
 from steptrace._content import ContentPolicy
+from steptrace._guards import Guards
 from steptrace._internal import report_internal_error
 from steptrace._metrics import Instruments
 from steptrace._spans import (
@@ -38,6 +39,7 @@ from steptrace._spans import (
     run_generator,
     run_in_context,
     run_sync,
+    tripped,
 )
 from steptrace._state import ActiveConfig, active
 
@@ -196,6 +198,8 @@ class _Spec(Generic[H]):
             handle = run_in_context(otel_context.Context(), opener, _inert_config(), (), {})
             block = Block(otel_context.get_current(), self, handle, frame)
         else:
+            if handle._trip is not None:  # a guard stopped the block before its body runs
+                raise tripped(handle)
             block = Block(handle.context, self, handle, frame)
         # Made on first use (the subclasses' __init__ stay plain); setdefault keeps one per spec
         # when threads race to make it.
@@ -238,18 +242,20 @@ class AgentRunSpec(_Spec[AgentRun]):
         run_id: str | None,
         conversation_id: str | None,
         attributes: Mapping[str, Any] | None,
+        guards: Guards | None = None,
     ) -> None:
         self.agent, self.release, self.run_id = agent, release, run_id
         self.conversation_id, self.attributes = conversation_id, attributes
+        self.guards = guards
 
     def _opener(self, fn: Callable[..., Any] | None = None) -> Opener[AgentRun]:
         # ``@steptrace.agent_run()`` names the agent after the function it decorates.
         agent = self.agent if self.agent is not None or fn is None else function_name(fn)
         release, run_id = self.release, self.run_id
-        conversation_id, attributes = self.conversation_id, self.attributes
+        conversation_id, attributes, guards = self.conversation_id, self.attributes, self.guards
 
         def open_run(config: ActiveConfig, args: tuple[Any, ...], kwargs: dict[str, Any]) -> AgentRun:
-            return AgentRun(config, agent, release, run_id, conversation_id, attributes)
+            return AgentRun(config, agent, release, run_id, conversation_id, attributes, guards)
 
         return open_run
 
@@ -264,6 +270,7 @@ def agent_run(
     run_id: str | None = None,
     conversation_id: str | None = None,
     attributes: Mapping[str, Any] | None = None,
+    guards: Guards | None = None,
 ) -> AgentRunSpec: ...
 def agent_run(
     agent: str | Callable[P, R] | None = None,
@@ -272,6 +279,7 @@ def agent_run(
     run_id: str | None = None,
     conversation_id: str | None = None,
     attributes: Mapping[str, Any] | None = None,
+    guards: Guards | None = None,
 ) -> AgentRunSpec | Callable[P, R]:
     """An agent run: the ``agent_run`` span every other span of the run nests in.
 
@@ -279,10 +287,12 @@ def agent_run(
     with ``run.run_id`` (generated unless ``run_id=`` is given) and a settable
     ``run.stop_reason``; if never set it ends as ``end_turn``, ``error`` (an exception escaped)
     or ``cancelled``. As a decorator, ``@steptrace.agent_run`` names the agent after the function.
+    ``guards=steptrace.Guards(...)`` replaces the configured guards for this run (``Guards()``
+    turns them off); ``configure(on_guard=...)`` still says what a trip does.
     """
     if callable(agent):
-        return AgentRunSpec(None, release, run_id, conversation_id, attributes)(agent)
-    return AgentRunSpec(agent, release, run_id, conversation_id, attributes)
+        return AgentRunSpec(None, release, run_id, conversation_id, attributes, guards)(agent)
+    return AgentRunSpec(agent, release, run_id, conversation_id, attributes, guards)
 
 
 # --- agent_step ------------------------------------------------------------------------------------

@@ -273,8 +273,15 @@ def build_record(
         rerun_of = get(A.RERUN_OF)
         if rerun_of is not None:  # a rerun (steptrace.rerun): the run it re-ran
             record["rerun_of"] = rerun_of
+        guards = get(A.RUN_GUARDS)
+        if guards is not None:  # configure(guards=...): the trips of the run, oldest first
+            record["guards"] = _content(guards)
     else:
         record.update(agent_step=get(A.AGENT_STEP_NUMBER), attributes=_foreign_attributes(attributes))
+        return record
+    guard = get(A.GUARD_NAME)
+    if guard is not None:  # a guard tripped at this call (raised: the call did not run)
+        record["guard"] = guard
     return record
 
 

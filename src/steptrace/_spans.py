@@ -39,6 +39,7 @@ from steptrace._context import (
     with_run_baggage,
     with_step_baggage,
 )
+from steptrace._guards import GuardPolicy, Guards, RunGuard, guard_cause
 from steptrace._internal import internal_errors, report_internal_error
 from steptrace._metrics import NO_EXEMPLAR
 from steptrace._redaction import DEFAULT_REDACTOR
@@ -287,6 +288,20 @@ async def await_in_context(context: otel_context.Context, awaitable: Awaitable[R
 
 
 # --- the handles -------------------------------------------------------------------------------
+def _run_guard(
+    policy: GuardPolicy | None, override: Guards | None, run_id: str, span: Span
+) -> RunGuard | None:
+    """The run's guards: ``override`` (agent_run(guards=...)) or the configured ones; None if none."""
+    guards = override if override is not None else policy.guards if policy is not None else None
+    if guards is None or not guards.enabled:
+        return None
+    if override is not None and override.max_cost_usd is not None:
+        from steptrace._pricing import warm_up_runtime_pricing
+
+        warm_up_runtime_pricing()  # once per process; warns if genai-prices is missing
+    return RunGuard(guards, policy.on_guard if policy is not None else "raise", run_id, span)
+
+
 def _is_cancellation(exc: BaseException) -> bool:
     return isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit))
 
@@ -294,7 +309,7 @@ def _is_cancellation(exc: BaseException) -> bool:
 class _Operation:
     """Shared lifecycle: a started span, the context that makes it current, the clock."""
 
-    __slots__ = ("_config", "_context", "_finished", "_rerun", "_run", "_started", "span")
+    __slots__ = ("_config", "_context", "_finished", "_rerun", "_run", "_started", "_trip", "span")
     _rerun: Any  # unset unless rerun_hook keeps its state for this call here
 
     def _start(
@@ -309,6 +324,8 @@ class _Operation:
         self._config = config
         self._run = run
         self._finished = False
+        # What a guard raises instead of the call (the runners raise it before invoking), or None.
+        self._trip: BaseException | None = None
         if run is not None:
             attributes[A.RUN_ID] = run.run_id
             attributes[A.STEP] = run.next_step()
@@ -424,7 +441,9 @@ class AgentRun(_Operation):
         run_id: str | None = None,
         conversation_id: str | None = None,
         attributes: Mapping[str, Any] | None = None,
+        guards: Guards | None = None,
     ) -> None:
+        """``guards``: this run's limits instead of the configured ones (``Guards()``: none)."""
         self.run_id = run_id or new_run_id()
         self.agent = agent
         self.release = release
@@ -451,6 +470,9 @@ class AgentRun(_Operation):
         if rerun_hook is not None:
             rerun_hook.run_opening(self, attrs, parent_run)
         self.span = config.tracer.start_span(A.SPAN_AGENT_RUN, parent, SpanKind.INTERNAL, attrs)
+        policy = config.guards
+        if policy is not None or guards is not None:
+            self.state.guard = _run_guard(policy, guards, self.run_id, self.span)
         # A nested run starts a fresh step and LLM scope.
         ctx = trace.set_span_in_context(self.span, parent)
         ctx = otel_context.set_value(RUN_KEY, self.state, ctx)
@@ -459,6 +481,7 @@ class AgentRun(_Operation):
         self._context = with_run_baggage(ctx, self.run_id)
         self._run = None
         self._finished = False
+        self._trip = None
         self._started = time.perf_counter()
 
     def _scrubbed(self) -> tuple[str, ...]:
@@ -476,6 +499,14 @@ class AgentRun(_Operation):
         state = self.state
         if error is not None:
             state.add_body_failure(error)  # raised in the run's own body, outside any step
+            if state.stop_reason is None and state.guard is not None:
+                tripped = guard_cause(error)
+                if tripped is not None:  # a guard's exception ended the run: loop, max_steps, budget
+                    state.stop_reason = tripped.stop_reason
+        if state.guard is not None:
+            trips = state.guard.trips_json()
+            if trips is not None:
+                self.span.set_attribute(A.RUN_GUARDS, trips)
         if state.stop_reason is None:
             state.stop_reason = (
                 A.STOP_CANCELLED if cancelled else A.STOP_ERROR if error_type else A.STOP_END_TURN
@@ -536,6 +567,8 @@ class AgentStep(_Operation):
         if agent is not None:
             attrs[A.GEN_AI_AGENT_NAME] = agent
         self._start(config, A.SPAN_AGENT_STEP, SpanKind.INTERNAL, attrs, parent, run)
+        if run is not None and run.guard is not None:
+            self._trip = run.guard.step_opening(self.span, self.number, attrs.get(A.STEP))
         context = otel_context.set_value(STEP_KEY, self._state, self._context)
         self._context = with_step_baggage(context, self.number) if run is not None else context
 
@@ -583,6 +616,7 @@ class LlmRequest(_Operation):
         "_finish_held",
         "_first_chunk_at",
         "_stream_open",
+        "cost_usd",
         "input_tokens",
         "model",
         "operation",
@@ -611,6 +645,7 @@ class LlmRequest(_Operation):
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
         self.stop_reason: str | None = None
+        self.cost_usd: float | None = None
         self._first_chunk_at: float | None = None
         self._chunk_at: float | None = None
         self._stream_open = False
@@ -632,6 +667,8 @@ class LlmRequest(_Operation):
         if isinstance(step, StepState):
             attrs[A.AGENT_STEP_NUMBER] = step.number
         self._start(config, A.SPAN_LLM_REQUEST, SpanKind.CLIENT, attrs, parent, run)
+        if run is not None and run.guard is not None:
+            self._trip = run.guard.llm_opening(self.span, attrs.get(A.STEP), attrs.get(A.AGENT_STEP_NUMBER))
         self._context = otel_context.set_value(LLM_KEY, self, self._context)
 
     @property
@@ -716,7 +753,11 @@ class LlmRequest(_Operation):
             if response_model is not None:
                 self.response_model = response_model
                 attrs[A.GEN_AI_RESPONSE_MODEL] = response_model
-            if self._config.record_cost and (input_tokens is not None or output_tokens is not None):
+            run = self._run
+            guard_prices = run is not None and run.guard is not None and run.guard.wants_cost
+            if (self._config.record_cost or guard_prices) and (
+                input_tokens is not None or output_tokens is not None
+            ):
                 from steptrace._pricing import price_now
 
                 cost = price_now(
@@ -728,7 +769,8 @@ class LlmRequest(_Operation):
                     cache_creation_input_tokens,
                     reasoning_tokens,
                 )
-                if cost is not None:
+                self.cost_usd = cost
+                if cost is not None and self._config.record_cost:
                     attrs[A.LLM_COST_USD] = cost
             if attrs:
                 self.span.set_attributes(attrs)
@@ -844,6 +886,15 @@ class LlmRequest(_Operation):
             if error is not None:
                 run.note_failure(error)
             run.add_llm_call(self.input_tokens, self.output_tokens, self._failed)
+            guard = run.guard
+            if guard is not None:
+                guard.llm_finished(
+                    run.input_tokens + run.output_tokens,
+                    self.cost_usd,
+                    self.input_tokens is not None or self.output_tokens is not None,
+                    self.provider,
+                    self.response_model or self.model,
+                )
 
     def _record(self, duration: float, error_type: str | None) -> None:
         instruments = self._config.instruments
@@ -872,7 +923,7 @@ class LlmRequest(_Operation):
 class ToolCall(_Operation):
     """One tool execution. ``record_result`` captures the result (when capture is on)."""
 
-    __slots__ = ("_metric_attributes", "_secrets", "call_id", "name")
+    __slots__ = ("_args_hash", "_metric_attributes", "_secrets", "_seq", "call_id", "name")
 
     def __init__(
         self,
@@ -911,6 +962,12 @@ class ToolCall(_Operation):
             A.GEN_AI_TOOL_NAME: name,
         }
         self._start(config, A.SPAN_TOOL_EXECUTION, SpanKind.INTERNAL, attrs, parent, run)
+        self._args_hash: str | None = attrs.get(A.TOOL_ARGS_HASH)
+        self._seq: int | None = attrs.get(A.STEP)
+        if run is not None and run.guard is not None:
+            self._trip = run.guard.tool_opening(
+                self.span, name, self._args_hash, self._seq, attrs.get(A.AGENT_STEP_NUMBER)
+            )
 
     def record_result(self, result: Any) -> None:
         """The tool's result, recorded (redacted, bounded) only when content capture is on."""
@@ -924,7 +981,10 @@ class ToolCall(_Operation):
         if run is not None:
             if error is not None:
                 run.note_failure(error)
-            run.add_tool_call(error_type is not None or self._failed)
+            failed = error_type is not None or self._failed
+            run.add_tool_call(failed)
+            if run.guard is not None and not failed and not cancelled:
+                run.guard.tool_succeeded(self.name, self._args_hash, self._seq)
 
     def _record(self, duration: float, error_type: str | None) -> None:
         attrs = self._metric_attributes
@@ -960,6 +1020,16 @@ class Hooks(Generic[H]):
         """A generator finished (``completed``) or was closed early; ``last_item`` may be _NO_ITEM."""
 
 
+def tripped(handle: _Operation) -> BaseException:
+    """A guard stopped this call before it started: its span ends failed by the exception the
+    caller gets (``GuardTripped``, or what an ``on_guard`` callable raised)."""
+    exc = handle._trip
+    assert exc is not None
+    handle._trip = None
+    handle.finish(exc)
+    return exc
+
+
 def _returned(handle: H, hooks: Hooks[H], result: Any) -> Any:
     try:
         result = hooks.on_return(handle, result)
@@ -982,6 +1052,8 @@ def run_sync(handle: H, hooks: Hooks[H], fn: Callable[..., Any], args: Any, kwar
     A sync callable that returns an awaitable (a coroutine, a future) is traced until the
     awaitable completes: the caller gets an awaitable that ends the span after the await.
     """
+    if handle._trip is not None:
+        raise tripped(handle)
     if rerun_hook is not None:
         fn = rerun_hook.substitute(handle, hooks, fn, "sync")
     token = otel_context.attach(handle._context)
@@ -1084,6 +1156,8 @@ def run_coroutine(
     handle: H, hooks: Hooks[H], fn: Callable[..., Awaitable[Any]], args: Any, kwargs: Any
 ) -> Any:
     """Await ``fn(*args, **kwargs)`` with the handle's span current (returns a coroutine)."""
+    if handle._trip is not None:
+        raise tripped(handle)
     if rerun_hook is not None:
         fn = rerun_hook.substitute(handle, hooks, fn, "coroutine")
     token = otel_context.attach(handle._context)
@@ -1102,6 +1176,8 @@ def run_generator(
 ) -> Generator[Any, Any, Any]:
     """Drive ``fn``'s generator with the span current only while the generator body runs, so it
     never leaks into the consumer's context; a consumer that stops early is a normal exit."""
+    if handle._trip is not None:
+        raise tripped(handle)
     if rerun_hook is not None:
         fn = rerun_hook.substitute(handle, hooks, fn, "generator")
     ctx = handle._context
@@ -1155,6 +1231,8 @@ async def run_async_generator(
     handle: H, hooks: Hooks[H], fn: Callable[..., AsyncGenerator[Any, Any]], args: Any, kwargs: Any
 ) -> AsyncGenerator[Any, Any]:
     """The async twin of ``run_generator``."""
+    if handle._trip is not None:
+        raise tripped(handle)
     if rerun_hook is not None:
         fn = rerun_hook.substitute(handle, hooks, fn, "async_generator")
     ctx = handle._context

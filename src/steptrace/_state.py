@@ -15,6 +15,7 @@ from opentelemetry.trace import ProxyTracerProvider, Tracer, TracerProvider
 
 from steptrace import _attributes as A
 from steptrace._content import ContentPolicy
+from steptrace._guards import GuardPolicy
 from steptrace._metrics import Instruments, create_instruments
 from steptrace._settings import capture_content_from_env
 from steptrace._version import __version__
@@ -22,17 +23,24 @@ from steptrace._version import __version__
 
 class ActiveConfig:
     """What a span needs at call time: the tracer, the histograms and the content policy;
-    ``record_cost``: price each model call onto its span (configure(record_cost=True))."""
+    ``record_cost``: price each model call onto its span (configure(record_cost=True));
+    ``guards``: each run's limits and what a trip does (configure(guards=...)), or None."""
 
-    __slots__ = ("content", "instruments", "record_cost", "tracer")
+    __slots__ = ("content", "guards", "instruments", "record_cost", "tracer")
 
     def __init__(
-        self, tracer: Tracer, instruments: Instruments, content: ContentPolicy, record_cost: bool = False
+        self,
+        tracer: Tracer,
+        instruments: Instruments,
+        content: ContentPolicy,
+        record_cost: bool = False,
+        guards: GuardPolicy | None = None,
     ) -> None:
         self.tracer = tracer
         self.instruments = instruments
         self.content = content
         self.record_cost = record_cost
+        self.guards = guards
 
 
 def make_active_config(
@@ -40,9 +48,10 @@ def make_active_config(
     meter_provider: MeterProvider | None,
     content: ContentPolicy,
     record_cost: bool = False,
+    guards: GuardPolicy | None = None,
 ) -> ActiveConfig:
     tracer = tracer_provider.get_tracer(A.INSTRUMENTATION_SCOPE, __version__)
-    return ActiveConfig(tracer, create_instruments(meter_provider), content, record_cost)
+    return ActiveConfig(tracer, create_instruments(meter_provider), content, record_cost, guards)
 
 
 _current: ActiveConfig | None = None

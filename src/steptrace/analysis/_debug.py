@@ -100,10 +100,11 @@ class RepeatedToolCall:
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """A likely cause. ``kind`` is one of ``tool_failure``, ``flaky_tool``, ``model_failure``,
-    ``code_failure``, ``loop``, ``latency``, ``incomplete``; ``culprit`` names the tool, model or
-    span it blames; ``score`` (0..1) is how much of the run it explains: its share of the run's
-    failures, steps or time. ``evidence`` are the spans that support it."""
+    """A likely cause. ``kind`` is one of ``guard`` (a guard stopped the run, or warned),
+    ``tool_failure``, ``flaky_tool``, ``model_failure``, ``code_failure``, ``loop``, ``latency``,
+    ``incomplete``; ``culprit`` names the tool, model or span (or guard) it blames; ``score``
+    (0..1) is how much of the run it explains: its share of the run's failures, steps or time.
+    ``evidence`` are the spans that support it."""
 
     kind: str
     title: str
@@ -255,6 +256,9 @@ class _Facts:
     run: Run
     causes: list[Record]  # root-cause failures in start order (causes[0]: the first error)
     owners: dict[int, Record | None]  # id(cause) -> the tool or model call it happened in
+    # Calls a guard stopped before they ran (configure(guards=...)): the guard hypothesis
+    # explains them; they are no tool, model or code failure.
+    guarded: set[int] = field(default_factory=set)
 
     @classmethod
     def of(cls, run: Run) -> _Facts:
@@ -269,7 +273,8 @@ class _Facts:
                     break
                 current = by_id.get(current.get("parent_span_id"))
             owners[id(cause)] = current
-        return cls(records, run, causes, owners)
+        guarded = {id(r) for r in records if r.get("guard") and r.get("status") == "error"}
+        return cls(records, run, causes, owners, guarded)
 
     def causes_in(self, calls: Sequence[Record]) -> list[Record]:
         """The root causes that happened in ``calls`` (the call itself or a span under it)."""
@@ -281,7 +286,7 @@ class _Facts:
 
 
 def _tool_failures(facts: _Facts) -> list[Hypothesis]:
-    tools = [r for r in facts.records if r.get("type") == "tool_call"]
+    tools = [r for r in facts.records if r.get("type") == "tool_call" and id(r) not in facts.guarded]
     failed = [r for r in tools if r.get("status") == "error"]
     if not failed:
         return []
@@ -346,7 +351,7 @@ def _tool_failures(facts: _Facts) -> list[Hypothesis]:
 
 
 def _model_failure(facts: _Facts) -> Hypothesis | None:
-    llm = [r for r in facts.records if r.get("type") == "llm_call"]
+    llm = [r for r in facts.records if r.get("type") == "llm_call" and id(r) not in facts.guarded]
     failed = [r for r in llm if r.get("status") == "error"]
     if failed:
         first = failed[0]
@@ -381,7 +386,7 @@ def _model_failure(facts: _Facts) -> Hypothesis | None:
 def _code_failure(facts: _Facts) -> Hypothesis | None:
     """Failures that began outside any tool or model call: the agent's own code, or another
     library's span (an HTTP client, a database) that is not one of our calls."""
-    own = [c for c in facts.causes if facts.owners.get(id(c)) is None]
+    own = [c for c in facts.causes if facts.owners.get(id(c)) is None and id(c) not in facts.guarded]
     if not own:
         return None
     first = own[0]
@@ -401,6 +406,63 @@ def _code_failure(facts: _Facts) -> Hypothesis | None:
         culprit=span_label(first),
         score=facts.share_of_failures(own),
         share_of="failures",
+    )
+
+
+_GUARD_STOPS = frozenset({"loop", "max_steps", "budget"})
+
+
+def _guard_text(trip: dict[str, Any]) -> str:
+    """``repeat_calls=3: search ×3 with the same arguments (#2, #4, #6)``: what the guard saw."""
+    guard, limit, value = trip.get("guard"), trip.get("limit"), trip.get("value")
+    if guard == "repeat_calls":
+        steps = [s for s in (trip.get("earlier_steps") or []) if type(s) is int]
+        if type(trip.get("step")) is int:
+            steps.append(trip["step"])
+        shown = f" ({', '.join(f'#{s}' for s in steps)})" if steps else ""
+        count = int(value) if isinstance(value, (int, float)) else "?"
+        return f"repeat_calls={limit}: {trip.get('tool')} ×{count} with the same arguments{shown}"
+    if guard == "max_steps":
+        return f"max_steps={limit}: step {value} would have been one too many"
+    if guard == "max_tokens":
+        return f"max_tokens={limit}: the run had used {value} tokens"
+    if guard == "max_cost_usd":
+        spent = f"${value:.4f}" if isinstance(value, (int, float)) else "its budget"
+        return f"max_cost_usd={limit}: the run had spent {spent}"
+    return str(trip.get("message") or guard)
+
+
+def _guard(facts: _Facts) -> Hypothesis | None:
+    """A guard (configure(guards=...)) that stopped the run, or warned and let it go on."""
+    run_record = next((r for r in facts.records if r.get("type") == "run"), None)
+    trips = run_record.get("guards") if run_record is not None else None
+    trips = [t for t in trips if isinstance(t, dict)] if isinstance(trips, list) else []
+    at = [r for r in facts.records if r.get("guard") and r.get("type") != "run"]
+    if not trips and not at:
+        return None
+    by_step = {r.get("step"): r for r in facts.records if type(r.get("step")) is int}
+    raised = [t for t in trips if t.get("action") == "raise"]
+    stopped = facts.run.stop_reason in _GUARD_STOPS or (not facts.run.complete and bool(raised))
+    if trips:
+        trip = raised[-1] if stopped and raised else trips[0]
+        text = _guard_text(trip)
+        steps = [*(trip.get("earlier_steps") or []), trip.get("step")]
+        evidence = [by_step[s] for s in steps if s in by_step]
+    else:  # no run record (the process died): the stopped call's own record
+        first = at[-1]
+        text = str(first.get("error") or first.get("guard"))
+        evidence = [first]
+    last = trips[-1] if trips else at[-1]
+    if stopped:
+        title = f"Stopped by {text}"
+    else:
+        title = f"Guard {text}: on_guard let the run go on ({len(trips)} trip(s))"
+    return Hypothesis(
+        "guard",
+        title,
+        [SpanRef.of(r) for r in evidence],
+        culprit=str(last.get("tool") or last.get("guard")),
+        score=1.0 if stopped else 0.5,
     )
 
 
@@ -560,6 +622,7 @@ def debug_run(run: Run, slo_ms: float | None = None, *, reruns: Sequence[dict[st
     priced = [r for r in records if r.get("type") == "llm_call" and r.get("cost_usd") is not None]
     costliest = max(priced, key=lambda r: float(r["cost_usd"]), default=None)
     found: list[Hypothesis] = [
+        *[h for h in (_guard(facts),) if h is not None],
         *_tool_failures(facts),
         *[h for h in (_model_failure(facts), _code_failure(facts)) if h is not None],
         *_loops(facts, repeated),

@@ -24,6 +24,7 @@ exceptions (``GraphInterrupt``, ``ParentCommand``) end a span normally, not as a
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import logging
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
@@ -33,6 +34,7 @@ from opentelemetry import trace
 
 from steptrace import _attributes as A
 from steptrace._context import RunState, current_run_state, current_step_state
+from steptrace._guards import guard_cause
 from steptrace._internal import internal_errors, report_internal_error
 from steptrace._spans import (
     AgentRun,
@@ -723,6 +725,22 @@ def _optional_wrap(patches: Patches, owner: Any, name: str, wrapper: Callable[..
     patches.wrap(owner, name, wrapper)
 
 
+def _optional_module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def _guard_passthrough(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+    """ToolNode's ``handle_tool_errors`` turning a tool's exception into a message for the model:
+    a guard's (``LoopDetected``, ...) is raised on instead, so the graph stops at the caller."""
+    error = args[0] if args else kwargs.get("e")
+    if isinstance(error, BaseException) and guard_cause(error) is not None:
+        raise error
+    return wrapped(*args, **kwargs)
+
+
 class LangChainInstrumentor(SdkInstrumentor):
     """Patches LangGraph and LangChain::
 
@@ -752,6 +770,14 @@ class LangChainInstrumentor(SdkInstrumentor):
         for manager in (CallbackManagerForLLMRun, AsyncCallbackManagerForLLMRun):
             if "on_stream_event" in vars(manager):  # langchain-core 1.4 and later
                 patches.wrap(manager, "on_stream_event", _stream_event_wrapper)
+        tool_node = _optional_module("langgraph.prebuilt.tool_node")
+        if tool_node is not None and "_handle_tool_error" in vars(tool_node):
+            patches.wrap(tool_node, "_handle_tool_error", _guard_passthrough)
+        else:
+            logger.warning(
+                "steptrace: this langgraph-prebuilt has no ToolNode _handle_tool_error: a ToolNode with "
+                "handle_tool_errors=True hands a guard's exception (LoopDetected) to the model as a message"
+            )
         patches.wrap(Pregel, "stream", _stream_wrapper(source, is_async=False))
         patches.wrap(Pregel, "astream", _stream_wrapper(source, is_async=True))
         # LangGraph's internals: one that moved in another version is skipped with a warning.

@@ -24,6 +24,7 @@ from opentelemetry import trace
 from steptrace import _attributes as A
 from steptrace import _spans
 from steptrace._context import RunState, current_run_state, current_step_state
+from steptrace._guards import guard_cause
 from steptrace._internal import internal_errors, report_internal_error
 from steptrace._response import field_of
 from steptrace._spans import (
@@ -113,12 +114,19 @@ def _enclosing_run() -> RunState | None:
 
 
 def _classifying(handle: AgentRun | RunState, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn``, setting the run's stop reason from the SDK exception that leaves it."""
+    """``fn``, setting the run's stop reason from the SDK exception that leaves it.
+
+    A guard's exception (``LoopDetected``, ...) that the SDK wrapped in its own (``UserError:
+    Error running tool ...``) reaches the caller as it was raised.
+    """
 
     async def call(*args: Any, **kwargs: Any) -> Any:
         try:
             return await fn(*args, **kwargs)
         except BaseException as exc:
+            tripped = guard_cause(exc)
+            if tripped is not None and tripped is not exc:
+                raise tripped from None
             reason = stop_reason_for(exc)
             if reason is not None:
                 handle.stop_reason = reason
@@ -525,8 +533,11 @@ async def _traced_tool(source: ConfigSource, wrapped: Callable[..., Any], args: 
 def _handled_error_wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
     """The SDK's ``failure_error_function`` turning a tool's exception into text for the model:
     the tool still failed, so its span is marked failed with that exception."""
-    open_tool = _open_tools.get(id(trace.get_current_span()))
     error = kwargs.get("error")
+    if isinstance(error, BaseException) and guard_cause(error) is not None:
+        # A guard stopped a call inside the tool: the run stops, the model is not told about it.
+        raise error
+    open_tool = _open_tools.get(id(trace.get_current_span()))
     if open_tool is None or not isinstance(error, BaseException):
         return wrapped(*args, **kwargs)
     return _noting_handled_error(open_tool, error, wrapped(*args, **kwargs))
