@@ -45,6 +45,12 @@ SDK_OLD1_PINS := openai==1.109.1 anthropic==0.125.0
 SDK_OLD2 := .venv-sdk-openai2-anthropic1
 SDK_OLD2_PINS := openai==2.54.0 anthropic==1.17.0
 SDK_TEST_DEPS := 'pytest>=8,<10' 'pytest-timeout>=2.3,<3'
+# The oldest LangGraph/LangChain the `langchain` extra admits (langgraph-prebuilt 1.0.0 warns on import
+# of a name it moved; the suite turns warnings into errors, so that one is ignored there).
+SDK_OLD3 := .venv-sdk-langgraph1-0
+SDK_OLD3_PINS := langgraph==1.0.0 langchain-core==1.0.0 langgraph-prebuilt==1.0.0 langchain-openai==1.0.0 openai==2.54.0 anthropic==2.17.0
+SDK_OLD3_STAMP := $(SDK_OLD3)/.stamp-langgraph-1.0.0
+SDK_OLD3_TESTS := tests/test_instrument_langchain.py
 SDK_OLD1_STAMP := $(SDK_OLD1)/.stamp-openai-1.109.1-anthropic-0.125.0
 SDK_OLD2_STAMP := $(SDK_OLD2)/.stamp-openai-2.54.0-anthropic-1.17.0
 
@@ -60,11 +66,19 @@ $(SDK_OLD2_STAMP): pyproject.toml requirements/$(SDK_OLD2:.venv-%=%).txt
 	$(SDK_OLD2)/bin/python -m pip install -q -c requirements/$(SDK_OLD2:.venv-%=%).txt -e . $(SDK_TEST_DEPS) $(SDK_OLD2_PINS)
 	touch $@
 
-test-sdk-majors: $(SDK_OLD1_STAMP) $(SDK_OLD2_STAMP)
+$(SDK_OLD3_STAMP): pyproject.toml requirements/$(SDK_OLD3:.venv-%=%).txt
+	$(PYTHON) -m venv $(SDK_OLD3)
+	$(SDK_OLD3)/bin/python -m pip install -q 'pip==$(PIP_VERSION)'
+	$(SDK_OLD3)/bin/python -m pip install -q -c requirements/$(SDK_OLD3:.venv-%=%).txt -e . $(SDK_TEST_DEPS) $(SDK_OLD3_PINS)
+	touch $@
+
+test-sdk-majors: $(SDK_OLD1_STAMP) $(SDK_OLD2_STAMP) $(SDK_OLD3_STAMP)
 	$(SDK_OLD1)/bin/python -m pytest -q -p no:cacheprovider $(SDK_TESTS)
 	$(SDK_OLD2)/bin/python -m pytest -q -p no:cacheprovider $(SDK_TESTS)
+	$(SDK_OLD3)/bin/python -m pytest -q -p no:cacheprovider \
+		-W "ignore:AgentStatePydantic has been moved:DeprecationWarning" $(SDK_OLD3_TESTS)
 
-test: $(VENV)/.test $(BACKENDS_STAMP) $(SDK_OLD1_STAMP) $(SDK_OLD2_STAMP)
+test: $(VENV)/.test $(BACKENDS_STAMP) $(SDK_OLD1_STAMP) $(SDK_OLD2_STAMP) $(SDK_OLD3_STAMP)
 	$(PY) -m ruff check src tests examples bench
 	$(PY) -m ruff format --check src tests examples bench
 	$(PY) -m mypy
@@ -101,6 +115,7 @@ pins:
 	$(call freeze,phoenix,'arize-phoenix==$(PHOENIX_VERSION)' 'rotel==$(ROTEL_VERSION)')
 	$(call freeze,$(SDK_OLD1:.venv-%=%),-e . $(SDK_TEST_DEPS) $(SDK_OLD1_PINS))
 	$(call freeze,$(SDK_OLD2:.venv-%=%),-e . $(SDK_TEST_DEPS) $(SDK_OLD2_PINS))
+	$(call freeze,$(SDK_OLD3:.venv-%=%),-e . $(SDK_TEST_DEPS) $(SDK_OLD3_PINS))
 	rm -rf $(PINS_WORK)
 
 # The benchmarks (bench/README.md): steptrace and its peers in a venv of their own, so the peers
@@ -123,4 +138,4 @@ lint: $(VENV)/.test
 	$(PY) -m mypy
 
 clean:
-	rm -rf $(VENV) $(BACKENDS) $(BENCH_VENV) $(SDK_OLD1) $(SDK_OLD2) $(LATEST) $(PINS_WORK) steptrace-logs build dist
+	rm -rf $(VENV) $(BACKENDS) $(BENCH_VENV) $(SDK_OLD1) $(SDK_OLD2) $(SDK_OLD3) $(LATEST) $(PINS_WORK) steptrace-logs build dist
