@@ -29,7 +29,9 @@ MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 def _header(name: str, value: str) -> bytes:
     raw_name, raw_value = name.encode(), value.encode()
     # type 7: a string, its length in two bytes
-    return struct.pack("!B", len(raw_name)) + raw_name + b"\x07" + struct.pack("!H", len(raw_value)) + raw_value
+    return (
+        struct.pack("!B", len(raw_name)) + raw_name + b"\x07" + struct.pack("!H", len(raw_value)) + raw_value
+    )
 
 
 def event_message(event_type: str, payload: Any, message_type: str = "event") -> bytes:
@@ -49,7 +51,9 @@ def event_message(event_type: str, payload: Any, message_type: str = "event") ->
 
 
 # --- canned bodies ---------------------------------------------------------------------------------
-def usage(input_tokens: int = 12, output_tokens: int = 5, cache_read: int = 0, cache_write: int = 0) -> dict[str, int]:
+def usage(
+    input_tokens: int = 12, output_tokens: int = 5, cache_read: int = 0, cache_write: int = 0
+) -> dict[str, int]:
     out = {
         "inputTokens": input_tokens,
         "outputTokens": output_tokens,
@@ -184,7 +188,7 @@ class BedrockServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     def add(self, *replies: Reply) -> None:
         self.replies.extend(replies)

@@ -39,7 +39,6 @@ from steptrace.instrumentation._common import (
     open_call,
     stop_param,
     tool_call_part,
-    tool_response_part,
 )
 
 __all__ = ["BedrockInstrumentor", "instrument_bedrock", "uninstrument_bedrock"]
@@ -95,7 +94,7 @@ def _part(block: Any) -> dict[str, Any]:
     if isinstance(result, Mapping):
         content = result.get("content")
         response = [_result_part(item) for item in content] if isinstance(content, list) else content
-        return tool_response_part(result.get("toolUseId"), response)
+        return {"type": "tool_call_response", "id": result.get("toolUseId"), "response": response}
     reasoning = block.get("reasoningContent")
     if isinstance(reasoning, Mapping):
         return {"type": "reasoning", "content": field_of(reasoning.get("reasoningText"), "text")}
@@ -335,7 +334,12 @@ class _NoStream(Observer):
 
 
 CONVERSE = Endpoint(
-    PROVIDER, _describe_converse, _converse_input, _NoStream, _converse_output, system_instructions=_converse_system
+    PROVIDER,
+    _describe_converse,
+    _converse_input,
+    _NoStream,
+    _converse_output,
+    system_instructions=_converse_system,
 )
 CONVERSE_STREAM = Endpoint(
     PROVIDER,
