@@ -358,6 +358,9 @@ INVOKE_MODEL = Endpoint(
 class _ConverseCall(Call):
     """``converse``/``converse_stream``: the response is a dict; a stream is its ``"stream"``."""
 
+    # Where the stream is in the response (a rerun records the rest of the dict around its chunks).
+    stream_key: ClassVar[str] = "stream"
+
     def on_return(self, handle: LlmRequest, result: Any) -> Any:
         if handle.stream and isinstance(result, dict):
             stream = result.get("stream")

@@ -1,0 +1,69 @@
+"""steptrace.rerun with the real boto3 bedrock-runtime client: recorded against the fake Bedrock on
+127.0.0.1, re-run after the server is stopped, so nothing can reach the network."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import bedrock_fakes as B
+import steptrace
+from steptrace.testing import Capture
+
+MESSAGES = [{"role": "user", "content": [{"text": "Capital of France?"}]}]
+INVOKE_BODY = json.dumps(
+    {
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "Hi"}],
+    }
+)
+
+
+@pytest.fixture(autouse=True)
+def instrumented(steptrace_capture: Capture) -> Iterator[None]:
+    steptrace_capture.configure(record_for_rerun=True)
+    steptrace.instrument_bedrock()
+    yield
+    steptrace.uninstrument_bedrock()
+
+
+def only_recording(capture: Capture) -> str:
+    (path,) = sorted((capture.jsonl_path.parent / "rerun").glob("*.jsonl"))
+    return path.stem
+
+
+def agent(client: Any) -> tuple[str, str, str, str]:
+    with steptrace.agent_run(agent="bedrock"):
+        reply = client.converse(modelId=B.MODEL, messages=MESSAGES)
+        stream = client.converse_stream(modelId=B.MODEL, messages=MESSAGES)
+        text = "".join(
+            e["contentBlockDelta"]["delta"]["text"] for e in stream["stream"] if "contentBlockDelta" in e
+        )
+        invoked = json.loads(client.invoke_model(modelId=B.MODEL, body=INVOKE_BODY)["body"].read())
+        return (
+            reply["output"]["message"]["content"][0]["text"],
+            text,
+            invoked["content"][0]["text"],
+            stream["ResponseMetadata"]["RequestId"],
+        )
+
+
+def test_converse_converse_stream_and_invoke_model_rerun_offline(steptrace_capture: Capture) -> None:
+    """The rerun returns botocore's converse dict, the recorded converse_stream events (under
+    "stream", with the recorded ResponseMetadata) and invoke_model's readable body, server stopped."""
+    with B.BedrockServer(
+        B.json_reply(B.converse_response("Paris.")),
+        B.stream_reply(B.converse_events(["Par", "is", "!"])),
+        B.json_reply(B.anthropic_body("Hello.")),
+    ) as server:
+        client = server.client()
+        recorded = agent(client)
+    assert recorded == ("Paris.", "Paris!", "Hello.", "req-0001")
+    with steptrace.rerun(only_recording(steptrace_capture), log=steptrace_capture.jsonl_path) as rerun:
+        assert agent(client) == recorded
+    assert len(server.requests) == 3
+    assert rerun.report is not None and rerun.report.reproduced, rerun.report
