@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import gc
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -420,3 +424,33 @@ def test_records_have_the_shape_of_the_anthropic_sdk_integration(
     same = ("type", "tool_calls", "input_tokens", "output_tokens", "stop_reason", "finish_reasons", "output")
     assert {k: bedrock[k] for k in same} == {k: anthropic[k] for k in same}
     assert bedrock["cost_usd"] > 0  # genai-prices' Bedrock data: provider aws.bedrock -> aws
+
+
+def test_example_runs_offline(tmp_path: Path) -> None:
+    """examples/bedrock_agent.py would fail offline, or its log would not show the tool turn."""
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "STEPTRACE_JSONL_PATH"}
+    done = subprocess.run(
+        [sys.executable, str(root / "examples" / "bedrock_agent.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "It is 18°C in Paris." in done.stdout
+    records = list(steptrace.read_steps(tmp_path / "steptrace-logs" / "steps.jsonl"))
+    (run,) = [r for r in records if r["type"] == "run"]
+    assert (run["agent"], run["stop_reason"], run["steps"], run["tool_calls"]) == (
+        "weather-bot",
+        "end_turn",
+        2,
+        1,
+    )
+    calls = sorted((r for r in records if r["type"] == "llm_call"), key=lambda r: r["agent_step"])
+    assert [(c["provider"], c["stop_reason"], c["stream_completed"]) for c in calls] == [
+        ("aws.bedrock", "tool_use", True),
+        ("aws.bedrock", "end_turn", True),
+    ]
+    assert calls[0]["tool_calls"] == [{"name": "get_weather", "id": "tooluse_weather"}]
