@@ -186,6 +186,8 @@ class BedrockServer:
                 outer.requests.append((self.path, body))
                 outer.reply(self, outer.replies.pop(0))
 
+            do_GET = do_POST  # the control plane's list calls
+
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
@@ -22,6 +23,7 @@ import bedrock_fakes as B
 import sdk_fakes as F
 import steptrace
 from steptrace import _attributes as A
+from steptrace.instrumentation.bedrock import BedrockInstrumentor
 from steptrace.testing import Capture
 
 ORIGINAL = BaseClient.__dict__["_make_api_call"]
@@ -454,3 +456,62 @@ def test_example_runs_offline(tmp_path: Path) -> None:
         ("aws.bedrock", "end_turn", True),
     ]
     assert calls[0]["tool_calls"] == [{"name": "get_weather", "id": "tooluse_weather"}]
+
+
+def test_entry_point_names_the_instrumentor() -> None:
+    """opentelemetry-instrument would not find the Bedrock instrumentor."""
+    from importlib.metadata import entry_points
+
+    found = {ep.name: ep for ep in entry_points(group="opentelemetry_instrumentor")}
+    assert found["steptrace_bedrock"].load() is BedrockInstrumentor
+    assert BedrockInstrumentor() is BedrockInstrumentor()
+
+
+def test_untraced_without_configuration(server: B.BedrockServer) -> None:
+    """Without steptrace configured, an instrumented client would fail or change its response."""
+    server.add(B.json_reply(B.converse_response("Paris.")), B.stream_reply(B.converse_events(["a", "b"])))
+    client = server.client()
+    assert client.converse(modelId=B.MODEL, messages=MESSAGES)["output"]["message"]["content"] == [
+        {"text": "Paris."}
+    ]
+    stream = client.converse_stream(modelId=B.MODEL, messages=MESSAGES)["stream"]
+    assert type(stream).__name__ == "EventStream" and len(list(stream)) == 6
+
+
+def test_other_services_and_operations_pass_through(capture: Capture, server: B.BedrockServer) -> None:
+    """A bedrock (control plane) client, and bedrock-runtime operations other than the three, are
+    not model calls: no span, the response untouched."""
+    server.add(B.json_reply({"modelSummaries": []}), B.json_reply({"inputTokens": 3}))
+    control = boto3.client(
+        "bedrock",
+        region_name="us-east-1",
+        endpoint_url=server.url,
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="dummy-secret",
+    )
+    assert control.list_foundation_models()["modelSummaries"] == []
+    counted = server.client().count_tokens(modelId=B.MODEL, input={"converse": {"messages": MESSAGES}})
+    assert counted["inputTokens"] == 3
+    assert capture.spans_named(A.SPAN_LLM_REQUEST) == []
+
+
+def test_instrumentor_with_providers_traces_without_configure(server: B.BedrockServer) -> None:
+    """BedrockInstrumentor().instrument(tracer_provider=...) (opentelemetry-instrument) traces to
+    that provider without steptrace.configure()."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    steptrace.uninstrument_bedrock()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    BedrockInstrumentor().instrument(tracer_provider=provider)
+    try:
+        server.add(B.json_reply(B.converse_response()))
+        server.client().converse(modelId=B.MODEL, messages=MESSAGES)
+    finally:
+        BedrockInstrumentor().uninstrument()
+        steptrace.instrument_bedrock()
+    (span,) = exporter.get_finished_spans()
+    assert dict(span.attributes or {})[A.GEN_AI_PROVIDER_NAME] == "aws.bedrock"
