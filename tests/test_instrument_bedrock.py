@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
 import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
@@ -27,6 +28,11 @@ from steptrace.instrumentation.bedrock import BedrockInstrumentor
 from steptrace.testing import Capture
 
 ORIGINAL = BaseClient.__dict__["_make_api_call"]
+# botocore's model of the service decides what a reply can say: the floor the extra admits
+# (1.34.116) knows no cache token counts, and no count_tokens operation.
+_RUNTIME = botocore.session.get_session().get_service_model("bedrock-runtime")
+CACHE_TOKENS = "cacheReadInputTokens" in _RUNTIME.shape_for("TokenUsage").members
+COUNT_TOKENS = "CountTokens" in _RUNTIME.operation_names
 MESSAGES = [{"role": "user", "content": [{"text": "Weather in Paris?"}]}]
 TOOL_TURN = ("tooluse_1", "get_weather", {"city": "Paris"})
 
@@ -110,10 +116,10 @@ def test_converse_tool_turn_has_usage_cache_tokens_and_tool_call_ids(
         A.GEN_AI_REQUEST_STOP_SEQUENCES: ("STOP",),
         A.GEN_AI_REQUEST_STREAM: False,
         A.SERVER_ADDRESS: "127.0.0.1",
-        A.GEN_AI_USAGE_INPUT_TOKENS: 132,  # 12 + 100 cache read + 20 cache write
+        A.GEN_AI_USAGE_INPUT_TOKENS: 132 if CACHE_TOKENS else 12,  # 12 + 100 cache read + 20 cache write
         A.GEN_AI_USAGE_OUTPUT_TOKENS: 5,
-        A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: 100,
-        A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: 20,
+        A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: 100 if CACHE_TOKENS else None,
+        A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: 20 if CACHE_TOKENS else None,
         A.GEN_AI_RESPONSE_FINISH_REASONS: ("tool_use",),
         A.STOP_REASON: "tool_use",
     }
@@ -144,7 +150,8 @@ def test_converse_tool_turn_has_usage_cache_tokens_and_tool_call_ids(
         B.MODEL,
         "tool_use",
     )
-    assert (record["input_tokens"], record["cache_read_input_tokens"]) == (132, 100)
+    if CACHE_TOKENS:
+        assert (record["input_tokens"], record["cache_read_input_tokens"]) == (132, 100)
 
 
 def test_tool_results_in_the_next_turn_read_as_tool_call_responses(
@@ -200,8 +207,11 @@ def test_converse_stream_consumed_fully(capture: Capture, server: B.BedrockServe
     got = attrs(only_llm_span(capture))
     assert got[A.GEN_AI_REQUEST_STREAM] is True
     assert got[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
-    assert (got[A.GEN_AI_USAGE_INPUT_TOKENS], got[A.GEN_AI_USAGE_OUTPUT_TOKENS]) == (37, 9)
-    assert got[A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 7
+    assert (got[A.GEN_AI_USAGE_INPUT_TOKENS], got[A.GEN_AI_USAGE_OUTPUT_TOKENS]) == (
+        37 if CACHE_TOKENS else 30,
+        9,
+    )
+    assert got.get(A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS) == (7 if CACHE_TOKENS else None)
     assert got[A.STOP_REASON] == "tool_use"
     assert got[A.LLM_STREAM_COMPLETED] is True
     assert json.loads(got[A.LLM_TOOL_CALLS]) == [{"name": "get_weather", "id": "tooluse_2"}]
@@ -490,8 +500,9 @@ def test_other_services_and_operations_pass_through(capture: Capture, server: B.
         aws_secret_access_key="dummy-secret",
     )
     assert control.list_foundation_models()["modelSummaries"] == []
-    counted = server.client().count_tokens(modelId=B.MODEL, input={"converse": {"messages": MESSAGES}})
-    assert counted["inputTokens"] == 3
+    if COUNT_TOKENS:
+        counted = server.client().count_tokens(modelId=B.MODEL, input={"converse": {"messages": MESSAGES}})
+        assert counted["inputTokens"] == 3
     assert capture.spans_named(A.SPAN_LLM_REQUEST) == []
 
 

@@ -513,7 +513,7 @@ class BedrockInstrumentor(SdkInstrumentor):
     supported: ClassVar[str] = "botocore >= 1.34.116, < 2"
     tested_majors: ClassVar[tuple[str, ...]] = ("1",)
     minimum: ClassVar[str] = "1.34.116"
-    tested: ClassVar[str] = "botocore 1.44.18"
+    tested: ClassVar[str] = "botocore 1.34.116 and 1.44.18"
 
     def _patch_classes(self, patches: Patches, source: ConfigSource) -> None:
         from botocore.client import BaseClient
