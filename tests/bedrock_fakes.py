@@ -50,6 +50,11 @@ def event_message(event_type: str, payload: Any, message_type: str = "event") ->
     return message + struct.pack("!I", binascii.crc32(message))
 
 
+def exception_message(code: str, message: str) -> bytes:
+    """An error that arrives inside the stream (``:message-type: exception``), after a 200."""
+    return event_message(code, {"message": message}, message_type="exception")
+
+
 # --- canned bodies ---------------------------------------------------------------------------------
 def usage(
     input_tokens: int = 12, output_tokens: int = 5, cache_read: int = 0, cache_write: int = 0

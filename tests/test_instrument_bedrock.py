@@ -16,7 +16,7 @@ import boto3
 import botocore.session
 import pytest
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EventStreamError
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
@@ -260,6 +260,27 @@ def test_converse_stream_dropped_unread_ends_the_span(capture: Capture, server: 
     gc.collect()
     assert attrs(only_llm_span(capture))[A.LLM_STREAM_COMPLETED] is False
     body.close()
+
+
+def test_converse_stream_failing_mid_stream_fails_the_span(capture: Capture, server: B.BedrockServer) -> None:
+    """A throttlingException event after the first text: the caller gets botocore's
+    EventStreamError; the span ends failed with that code as error.type, stream_completed false."""
+    events = [*B.converse_events(["a", "b"])[:2], B.exception_message("throttlingException", "slow down")]
+    server.add(B.stream_reply(events))
+    stream = server.client().converse_stream(modelId=B.MODEL, messages=MESSAGES)["stream"]
+    with pytest.raises(EventStreamError) as raised:
+        for _event in stream:
+            pass
+    assert raised.value.response["Error"]["Code"] == "throttlingException"
+    span = only_llm_span(capture)
+    assert span.status.status_code is StatusCode.ERROR
+    got = attrs(span)
+    assert (got[A.ERROR_TYPE], got[A.LLM_STREAM_COMPLETED], got[A.STOP_REASON]) == (
+        "throttlingException",
+        False,
+        "error",
+    )
+    assert got[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
 
 
 def test_invoke_model_with_an_anthropic_body(capture: Capture, server: B.BedrockServer) -> None:

@@ -388,16 +388,17 @@ class _InvokeModelCall(Call):
     def on_return(self, handle: LlmRequest, result: Any) -> Any:
         if not isinstance(result, dict) or not isinstance(result.get("body"), (bytes, bytearray)):
             return result
+        from botocore.response import StreamingBody
+
         data = bytes(result["body"])
+        # The caller's body first: whatever reading it for the span does, the caller gets it.
+        result = dict(result)
+        result["body"] = StreamingBody(io.BytesIO(data), len(data))
         with internal_errors("instrumentation.response"):
             message = json.loads(data)
             handle.record_response(message)
             if self.capture:
                 handle.record_output(_invoke_output(message))
-        from botocore.response import StreamingBody
-
-        result = dict(result)
-        result["body"] = StreamingBody(io.BytesIO(data), len(data))
         return result
 
 
