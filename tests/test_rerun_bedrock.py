@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 import bedrock_fakes as B
 import steptrace
@@ -66,4 +67,30 @@ def test_converse_converse_stream_and_invoke_model_rerun_offline(steptrace_captu
     with steptrace.rerun(only_recording(steptrace_capture), log=steptrace_capture.jsonl_path) as rerun:
         assert agent(client) == recorded
     assert len(server.requests) == 3
+    assert rerun.report is not None and rerun.report.reproduced, rerun.report
+
+
+def test_a_recorded_throttling_error_is_served_as_a_client_error(steptrace_capture: Capture) -> None:
+    """A ThrottlingException the agent caught with ``except ClientError`` (reading the code) is
+    served as a ClientError with the same code and message, so the rerun takes the same branch."""
+
+    def retrying_agent(client: Any) -> tuple[str, str]:
+        with steptrace.agent_run(agent="bedrock-retry"):
+            try:
+                client.converse(modelId=B.MODEL, messages=MESSAGES)
+            except ClientError as exc:
+                code = exc.response["Error"]["Code"]
+                reply = client.converse(modelId=B.MODEL, messages=MESSAGES)
+                return code, reply["output"]["message"]["content"][0]["text"]
+            return "no error", ""
+
+    with B.BedrockServer(
+        B.error_reply("ThrottlingException", "Rate exceeded", 429),
+        B.json_reply(B.converse_response("Paris.")),
+    ) as server:
+        client = server.client()
+        recorded = retrying_agent(client)
+    assert recorded == ("ThrottlingException", "Paris.")
+    with steptrace.rerun(only_recording(steptrace_capture), log=steptrace_capture.jsonl_path) as rerun:
+        assert retrying_agent(client) == recorded
     assert rerun.report is not None and rerun.report.reproduced, rerun.report
