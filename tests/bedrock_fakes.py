@@ -9,6 +9,7 @@ Errors carry ``x-amzn-ErrorType`` as the service's do.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import json
 import struct
@@ -141,6 +142,50 @@ def anthropic_body(
         "stop_sequence": None,
         "usage": {"input_tokens": 20, "output_tokens": 7, "cache_read_input_tokens": cache_read},
     }
+
+
+def anthropic_chunks(
+    pieces: Sequence[str],
+    *,
+    tool_use: tuple[str, str, Sequence[str]] | None = None,
+    stop_reason: str = "end_turn",
+) -> list[bytes]:
+    """An InvokeModelWithResponseStream body: Anthropic stream events, each the JSON bytes of one
+    ``chunk`` event (botocore decodes the base64 ``bytes`` member)."""
+    start = {
+        "id": "msg_bdrk_02",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-3-5-sonnet-20240620",
+        "content": [],
+        "stop_reason": None,
+        "usage": {"input_tokens": 25, "output_tokens": 1},
+    }
+    items: list[dict[str, Any]] = [
+        {"type": "message_start", "message": start},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        *(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}
+            for p in pieces
+        ),
+        {"type": "content_block_stop", "index": 0},
+    ]
+    if tool_use is not None:
+        tool_id, name, inputs = tool_use
+        block = {"type": "tool_use", "id": tool_id, "name": name, "input": {}}
+        items.append({"type": "content_block_start", "index": 1, "content_block": block})
+        for piece in inputs:
+            delta = {"type": "input_json_delta", "partial_json": piece}
+            items.append({"type": "content_block_delta", "index": 1, "delta": delta})
+        items.append({"type": "content_block_stop", "index": 1})
+    items.append(
+        {"type": "message_delta", "delta": {"stop_reason": stop_reason}, "usage": {"output_tokens": 11}}
+    )
+    items.append({"type": "message_stop", "amazon-bedrock-invocationMetrics": {"inputTokenCount": 25}})
+    return [
+        event_message("chunk", {"bytes": base64.b64encode(json.dumps(item).encode()).decode()})
+        for item in items
+    ]
 
 
 # --- replies and the server ------------------------------------------------------------------------

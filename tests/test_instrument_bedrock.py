@@ -317,6 +317,42 @@ def test_invoke_model_with_an_anthropic_body(capture: Capture, server: B.Bedrock
     assert server.requests[0][0] == f"/model/{B.MODEL}/invoke".replace(":", "%3A")
 
 
+def test_invoke_model_with_response_stream_and_an_anthropic_body(
+    capture: Capture, server: B.BedrockServer
+) -> None:
+    """invoke_model_with_response_stream with an Anthropic body: TTFT, usage and stop reason from
+    the Anthropic events inside the chunks, the tool_use id; the caller reads the same chunks."""
+    chunks = B.anthropic_chunks(
+        ["It ", "is ", "sunny"],
+        tool_use=("toolu_7", "get_weather", ['{"city"', ': "Oslo"}']),
+        stop_reason="tool_use",
+    )
+    server.add(B.stream_reply(chunks))
+    response = server.client().invoke_model_with_response_stream(
+        modelId=B.MODEL, body=anthropic_invoke_body()
+    )
+    kinds = [json.loads(event["chunk"]["bytes"])["type"] for event in response["body"]]
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    got = attrs(only_llm_span(capture))
+    expected = {
+        A.GEN_AI_PROVIDER_NAME: "aws.bedrock",
+        A.GEN_AI_REQUEST_MODEL: B.MODEL,
+        A.GEN_AI_REQUEST_STREAM: True,
+        A.GEN_AI_RESPONSE_MODEL: "claude-3-5-sonnet-20240620",
+        A.GEN_AI_USAGE_INPUT_TOKENS: 25,
+        A.GEN_AI_USAGE_OUTPUT_TOKENS: 11,
+        A.STOP_REASON: "tool_use",
+        A.LLM_STREAM_COMPLETED: True,
+    }
+    assert {k: got.get(k) for k in expected} == expected
+    assert got[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    assert json.loads(got[A.LLM_TOOL_CALLS]) == [{"name": "get_weather", "id": "toolu_7"}]
+    assert json.loads(got[A.GEN_AI_OUTPUT_MESSAGES])[0]["parts"] == [
+        {"type": "text", "content": "It is sunny"},
+        {"type": "tool_call", "id": "toolu_7", "name": "get_weather", "arguments": {"city": "Oslo"}},
+    ]
+
+
 def test_invoke_model_with_another_body_is_not_traced(capture: Capture, server: B.BedrockServer) -> None:
     """invoke_model with a non-Anthropic body (Titan, Llama) passes through untraced and unread."""
     server.add(B.json_reply({"results": [{"outputText": "hi"}]}))

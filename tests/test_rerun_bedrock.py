@@ -94,3 +94,20 @@ def test_a_recorded_throttling_error_is_served_as_a_client_error(steptrace_captu
     with steptrace.rerun(only_recording(steptrace_capture), log=steptrace_capture.jsonl_path) as rerun:
         assert retrying_agent(client) == recorded
     assert rerun.report is not None and rerun.report.reproduced, rerun.report
+
+
+def test_invoke_model_with_response_stream_reruns_offline(steptrace_capture: Capture) -> None:
+    """The rerun returns the recorded chunk events under "body", server stopped."""
+
+    def streaming_agent(client: Any) -> list[str]:
+        with steptrace.agent_run(agent="bedrock-invoke-stream"):
+            response = client.invoke_model_with_response_stream(modelId=B.MODEL, body=INVOKE_BODY)
+            return [json.loads(event["chunk"]["bytes"])["type"] for event in response["body"]]
+
+    with B.BedrockServer(B.stream_reply(B.anthropic_chunks(["Par", "is"]))) as server:
+        client = server.client()
+        recorded = streaming_agent(client)
+    assert recorded[0] == "message_start" and len(recorded) == 7
+    with steptrace.rerun(only_recording(steptrace_capture), log=steptrace_capture.jsonl_path) as rerun:
+        assert streaming_agent(client) == recorded
+    assert rerun.report is not None and rerun.report.reproduced, rerun.report

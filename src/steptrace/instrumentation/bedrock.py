@@ -3,10 +3,11 @@
     steptrace.instrument_bedrock()          # every client, made before or after this call
     steptrace.instrument_bedrock(client)    # one client instance
 
-``converse``, ``converse_stream`` and ``invoke_model`` with an Anthropic body
-(``anthropic_version: bedrock-2023-05-31``) are ``llm_request`` spans; every other call a client
-makes passes through untouched. The patch is on ``BaseClient._make_api_call``, the method every
-generated client method sends its request through. ``botocore`` is imported only when instrumenting.
+``converse``, ``converse_stream``, and ``invoke_model``/``invoke_model_with_response_stream`` with
+an Anthropic body (``anthropic_version: bedrock-2023-05-31``) are ``llm_request`` spans; every
+other call a client makes passes through untouched. The patch is on ``BaseClient._make_api_call``,
+the method every generated client method sends its request through. ``botocore`` is imported only
+when instrumenting.
 """
 
 from __future__ import annotations
@@ -292,6 +293,14 @@ def _anthropic_body(kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _describe_invoke(kwargs: Mapping[str, Any]) -> Request:
+    return _describe_anthropic(kwargs, False)
+
+
+def _describe_invoke_stream(kwargs: Mapping[str, Any]) -> Request:
+    return _describe_anthropic(kwargs, True)
+
+
+def _describe_anthropic(kwargs: Mapping[str, Any], stream: bool) -> Request:
     body = _anthropic_body(kwargs) or {}
     params: dict[str, Any] = {}
     number_param(params, A.GEN_AI_REQUEST_TEMPERATURE, body.get("temperature"))
@@ -299,7 +308,7 @@ def _describe_invoke(kwargs: Mapping[str, Any]) -> Request:
     number_param(params, A.GEN_AI_REQUEST_TOP_K, body.get("top_k"))
     number_param(params, A.GEN_AI_REQUEST_MAX_TOKENS, body.get("max_tokens"))
     stop_param(params, body.get("stop_sequences"))
-    return Request(kwargs.get("modelId"), False, params)
+    return Request(kwargs.get("modelId"), stream, params)
 
 
 def _invoke_input(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -323,6 +332,93 @@ def _invoke_output(message: Any) -> list[dict[str, Any]]:
             "finish_reason": field_of(message, "stop_reason"),
         }
     ]
+
+
+class _AnthropicChunkObserver(Observer):
+    """Reads ``invoke_model_with_response_stream``'s events: each ``{"chunk": {"bytes": ...}}``
+    holds one Anthropic stream event as JSON; together they say what the whole message would."""
+
+    __slots__ = ("blocks", "message", "stop_reason", "usage")
+
+    def __init__(self, handle: LlmRequest) -> None:
+        super().__init__(handle)
+        self.message: Any = None
+        self.stop_reason: str | None = None
+        self.usage: dict[str, Any] = {}
+        # index -> [block type, id, name, text pieces]
+        self.blocks: dict[int, list[Any]] = {}
+
+    def observe(self, event: Any) -> None:
+        data = field_of(event.get("chunk"), "bytes")
+        if not isinstance(data, (bytes, bytearray)):
+            return
+        kind_mark = data[:48]
+        if b"content_block_delta" in kind_mark:
+            times = self.times
+            if times is None:
+                self.content_arrived()
+            else:
+                times.append(_now())
+            if not self.capture:
+                return  # a delta says nothing else the span keeps without content
+        item = json.loads(data)
+        kind = item.get("type")
+        if kind == "content_block_delta":
+            block = self.blocks.get(item.get("index", 0))
+            delta = item.get("delta") or {}
+            piece = delta.get("text") or delta.get("partial_json")
+            if block is not None and piece:
+                block[3].append(piece)
+        elif kind == "content_block_start":
+            new = item.get("content_block") or {}
+            self.blocks[item.get("index", 0)] = [new.get("type"), new.get("id"), new.get("name"), []]
+        elif kind == "message_delta":
+            self.stop_reason = field_of(item.get("delta"), "stop_reason")
+            self._usage(item.get("usage"))
+        elif kind == "message_start":
+            self.message = item.get("message") or {}
+            self._usage(self.message.get("usage"))
+
+    def _usage(self, usage: Any) -> None:
+        if isinstance(usage, Mapping):
+            for name in (
+                "input_tokens",
+                "output_tokens",
+                "cache_read_input_tokens",
+                "cache_creation_input_tokens",
+            ):
+                value = usage.get(name)
+                if value is not None:
+                    self.usage[name] = value
+
+    def finalize(self) -> None:
+        handle = self.handle
+        content = []
+        for _index, (kind, block_id, name, pieces) in sorted(self.blocks.items()):
+            text = "".join(pieces)
+            if kind in ("tool_use", "server_tool_use"):
+                content.append({"type": kind, "id": block_id, "name": name, "input": _json(text)})
+            elif kind == "text":
+                content.append({"type": "text", "text": text})
+            else:
+                content.append({"type": kind})
+        if self.message is not None:
+            handle.record_response(
+                {
+                    "type": "message",
+                    "role": "assistant",
+                    "id": self.message.get("id"),
+                    "model": self.message.get("model"),
+                    "stop_reason": self.stop_reason,
+                    "content": content,
+                    "usage": self.usage or None,
+                }
+            )
+        if not self.usage:
+            handle.set_attribute(A.LLM_USAGE_MISSING, True)
+        if self.capture:
+            message = {"content": content, "stop_reason": self.stop_reason}
+            handle.record_output(_invoke_output(message))
 
 
 class _NoStream(Observer):
@@ -352,6 +448,14 @@ CONVERSE_STREAM = Endpoint(
 INVOKE_MODEL = Endpoint(
     PROVIDER, _describe_invoke, _invoke_input, _NoStream, _invoke_output, system_instructions=_invoke_system
 )
+INVOKE_MODEL_STREAM = Endpoint(
+    PROVIDER,
+    _describe_invoke_stream,
+    _invoke_input,
+    _AnthropicChunkObserver,
+    _invoke_output,
+    system_instructions=_invoke_system,
+)
 
 
 # --- one call -------------------------------------------------------------------------------------
@@ -363,10 +467,11 @@ class _ConverseCall(Call):
 
     def on_return(self, handle: LlmRequest, result: Any) -> Any:
         if handle.stream and isinstance(result, dict):
-            stream = result.get("stream")
+            key = self.stream_key
+            stream = result.get(key)
             if stream is not None:
                 try:
-                    result["stream"] = self.observe_stream(_EventStreamProxy, stream)
+                    result[key] = self.observe_stream(_EventStreamProxy, stream)
                 except Exception as exc:
                     report_internal_error("instrumentation.stream_wrap", exc)
                 return result
@@ -379,6 +484,15 @@ class _ConverseCall(Call):
             _record_converse(handle, result)
             if self.capture:
                 handle.record_output(_converse_output(result))
+
+
+class _InvokeModelStreamCall(_ConverseCall):
+    """``invoke_model_with_response_stream``: the stream is the response's ``"body"``."""
+
+    stream_key: ClassVar[str] = "body"
+
+    def returned(self, result: Any) -> None:
+        """Only a stream comes back."""
 
 
 class _InvokeModelCall(Call):
@@ -455,7 +569,11 @@ _OPERATIONS: dict[str, tuple[Endpoint, type[Call]]] = {
     "Converse": (CONVERSE, _ConverseCall),
     "ConverseStream": (CONVERSE_STREAM, _ConverseCall),
     "InvokeModel": (INVOKE_MODEL, _InvokeModelCall),
+    "InvokeModelWithResponseStream": (INVOKE_MODEL_STREAM, _InvokeModelStreamCall),
 }
+
+
+_ANTHROPIC_ONLY = (_describe_invoke, _describe_invoke_stream)
 
 
 def _is_bedrock_runtime(client: Any) -> bool:
@@ -493,7 +611,7 @@ def _wrapper(source: ConfigSource) -> Callable[..., Any]:
         if known is None or not isinstance(params, dict) or not _is_bedrock_runtime(instance):
             return wrapped(*args, **kwargs)
         endpoint, call_type = known
-        if endpoint is INVOKE_MODEL and _anthropic_body(params) is None:
+        if endpoint.describe in _ANTHROPIC_ONLY and _anthropic_body(params) is None:
             return wrapped(*args, **kwargs)
         call = open_call(source, endpoint, _server(instance), params, call_type)
         if call is None:
@@ -528,7 +646,8 @@ class BedrockInstrumentor(SdkInstrumentor):
 def instrument_bedrock(client: Any = None) -> None:
     """Trace Amazon Bedrock through boto3: every ``bedrock-runtime`` client, or only ``client``.
 
-    Each ``converse``, ``converse_stream`` and Anthropic-body ``invoke_model`` call becomes an
+    Each ``converse``, ``converse_stream`` and Anthropic-body ``invoke_model`` (or
+    ``invoke_model_with_response_stream``) call becomes an
     ``llm_request`` span (provider ``aws.bedrock``) with the duration, token and
     time-to-first-chunk histograms. Instrumenting twice is a logged no-op;
     ``uninstrument_bedrock`` restores the original.
