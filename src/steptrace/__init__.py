@@ -35,6 +35,7 @@ from steptrace._logs import structlog_processor
 from steptrace._spans import AgentRun, AgentStep, LlmRequest, ToolCall, bind_context
 from steptrace._version import __version__
 from steptrace.instrumentation.anthropic import instrument_anthropic, uninstrument_anthropic
+from steptrace.instrumentation.bedrock import instrument_bedrock, uninstrument_bedrock
 from steptrace.instrumentation.google_genai import instrument_google_genai, uninstrument_google_genai
 from steptrace.instrumentation.langchain import instrument_langchain, uninstrument_langchain
 from steptrace.instrumentation.mcp import instrument_mcp, uninstrument_mcp
@@ -70,6 +71,7 @@ __all__ = [
     "current_run",
     "current_step",
     "instrument_anthropic",
+    "instrument_bedrock",
     "instrument_google_genai",
     "instrument_langchain",
     "instrument_mcp",
@@ -82,6 +84,7 @@ __all__ = [
     "tool",
     "tool_executor",
     "uninstrument_anthropic",
+    "uninstrument_bedrock",
     "uninstrument_google_genai",
     "uninstrument_langchain",
     "uninstrument_mcp",

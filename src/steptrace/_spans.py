@@ -43,7 +43,7 @@ from steptrace._guards import GuardPolicy, Guards, RunGuard, guard_cause
 from steptrace._internal import internal_errors, report_internal_error
 from steptrace._metrics import NO_EXEMPLAR
 from steptrace._redaction import DEFAULT_REDACTOR
-from steptrace._response import normalize_stop_reason, parse_response
+from steptrace._response import field_of, normalize_stop_reason, parse_response
 from steptrace._state import ActiveConfig
 
 P = ParamSpec("P")
@@ -69,6 +69,12 @@ def error_type_name(exc: BaseException) -> str:
     module = cls.__module__
     if module == "builtins":
         return cls.__qualname__
+    if module.startswith("botocore."):
+        # An AWS service error (a botocore ClientError, of a class made at run time): the
+        # service's error code, ``ThrottlingException``, says what went wrong.
+        code = field_of(field_of(getattr(exc, "response", None), "Error"), "Code")
+        if isinstance(code, str) and code:
+            return code
     public = [part for part in module.split(".") if not part.startswith("_")]
     return ".".join([*public, cls.__qualname__])
 

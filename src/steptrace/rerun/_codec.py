@@ -517,11 +517,36 @@ class _RecordedError(Exception):
     """Stands in for a recorded exception whose class cannot be imported here."""
 
 
+# botocore makes each service's error classes at run time (``client.exceptions.ThrottlingException``).
+_AWS_ERRORS = "botocore.errorfactory:"
+_AWS_OPERATION = re.compile(r"when calling the (\w+) operation(?: \([^)]*\))?: (.*)", re.S)
+
+
+def _aws_service_error(code: str, message: str) -> BaseException | None:
+    """A recorded AWS service error as a botocore ``ClientError`` of the same name, whose
+    ``response["Error"]["Code"]`` is the code, so ``except ClientError`` handlers see what they saw."""
+    try:
+        from botocore.exceptions import ClientError
+    except ImportError:
+        return None
+    cls: Any = type(code or "ClientError", (ClientError,), {"__module__": "botocore.errorfactory"})
+    error: BaseException = cls.__new__(cls)
+    BaseException.__init__(error, message)
+    found = _AWS_OPERATION.search(message)
+    error.response = {"Error": {"Code": code, "Message": found.group(2) if found else message}}  # type: ignore[attr-defined]
+    error.operation_name = found.group(1) if found else None  # type: ignore[attr-defined]
+    return error
+
+
 def decode_error(recorded: dict[str, Any]) -> BaseException:
     """The recorded exception, rebuilt: its type (when importable) and its message."""
     message = str(recorded.get("message", ""))
     path = recorded.get("type")
     cls: Any = None
+    if isinstance(path, str) and path.startswith(_AWS_ERRORS):
+        aws = _aws_service_error(path.partition(":")[2], message)
+        if aws is not None:
+            return aws
     if isinstance(path, str):
         try:
             cls = _import(path)

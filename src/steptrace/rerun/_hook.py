@@ -161,6 +161,9 @@ def _is_stream_result(hooks: Any, result: Any) -> bool:
 
     if type(result).__name__ in ("MessageStream", "AsyncMessageStream"):
         return True
+    key = getattr(hooks, "stream_key", None)
+    if key is not None:  # Bedrock's converse_stream: the stream is one value of the response dict
+        return bool(hooks.handle.stream) and isinstance(result, dict) and key in result
     if inspect.isgenerator(result) or inspect.isasyncgen(result):  # google-genai's chunk generators
         return bool(hooks.handle.stream)
     return bool(hooks.handle.stream) and _is_sdk_stream(result, hooks.is_async)
@@ -314,6 +317,11 @@ def _recorded_sdk_stream(
     hooks: Any, entry: dict[str, Any], chunks: list[Any], failure: BaseException | None
 ) -> Any:
     stream: Any = (AsyncRecordedStream if hooks.is_async else RecordedStream)(chunks, failure)
+    key = getattr(hooks, "stream_key", None)
+    if key is not None:  # the rest of the response dict, recorded with the chunks, around them
+        response = decode_value(entry["envelope"]) if "envelope" in entry else {}
+        response[key] = stream
+        return response
     if entry.get("stream_helper"):  # anthropic's messages.stream(): a MessageStream over the events
         from anthropic import NOT_GIVEN
         from anthropic.lib.streaming import AsyncMessageStream, MessageStream
@@ -609,6 +617,10 @@ class RerunHook:
                 return
             if sdk and _is_stream_result(hooks, value):
                 state.chunks = []  # the observer collects them; written when the stream ends
+                key = getattr(hooks, "stream_key", None)
+                if key is not None and not fenced:
+                    rest = {name: item for name, item in value.items() if name != key}
+                    line["envelope"] = encode_value(policy, rest)
                 return
             if fenced:
                 recorder.write(dict(line))
