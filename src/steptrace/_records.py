@@ -174,8 +174,10 @@ def build_record(
     run_id = attributes.get(A.RUN_ID)
     if run_id is None:
         return None
-    record_type = RECORD_TYPE_BY_SPAN_NAME.get(name, "span")
     get = attributes.get
+    record_type = RECORD_TYPE_BY_SPAN_NAME.get(name) or RECORD_TYPE_BY_SPAN_NAME.get(
+        get(A.SPAN_STANDS_FOR), "span"
+    )
     error_type = get(A.ERROR_TYPE)
     error: str | None = None
     if status == STATUS_ERROR:
