@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,6 +37,21 @@ def instrumented() -> Iterator[None]:
     yield
     steptrace.uninstrument_pydantic_ai()
     Agent.instrument_all(False)
+
+
+@pytest.fixture(autouse=True)
+def close_loop() -> Iterator[None]:
+    """Close the event loop ``run_sync`` leaves set for the thread (it reuses it on purpose)."""
+    yield
+    policy = asyncio.get_event_loop_policy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            loop = policy.get_event_loop()
+        except RuntimeError:  # none set (asyncio.run unset it)
+            return
+    loop.close()
+    policy.set_event_loop(None)
 
 
 @pytest.fixture
@@ -117,3 +133,120 @@ def test_run_sync_with_a_tool_is_one_run_of_steps(capture: Capture) -> None:
     steps = {r["agent_step"]: r["span_id"] for r in records if r["type"] == "agent_step"}
     assert all(r["parent_span_id"] == steps[r["agent_step"]] for r in records if r["type"] in ("llm_call", "tool_call"))
     assert all(r["parent_span_id"] == run["span_id"] for r in records if r["type"] == "agent_step")
+
+
+def test_async_run_and_iter_are_one_run_each(capture: Capture) -> None:
+    """``await agent.run(...)`` or a driven ``agent.iter(...)`` would lose its steps or split the run."""
+
+    async def main(server: F.FakeServer) -> list[str]:
+        agent = weather_agent(server)
+        first = await agent.run("Weather in Paris?")
+        kinds = []
+        async with agent.iter("Weather in Paris?") as agent_run:
+            async for node in agent_run:
+                kinds.append(type(node).__name__)
+        assert agent_run.result is not None
+        return [first.output, agent_run.result.output, *kinds]
+
+    turns = ModelTurns(
+        call_turn("get_weather", '{"city": "Paris"}', "call_w1"),
+        text_turn("Sunny in Paris."),
+        call_turn("get_weather", '{"city": "Paris"}', "call_w1"),
+        text_turn("Sunny in Paris."),
+    )
+    with F.FakeServer(turns) as server:
+        outputs = asyncio.run(main(server))
+    assert outputs[:2] == ["Sunny in Paris.", "Sunny in Paris."]
+    assert "ModelRequestNode" in outputs and "CallToolsNode" in outputs
+    records = our_records(capture)
+    runs = sorted({r["run_id"] for r in records})
+    assert len(runs) == 2
+    for run_id in runs:
+        assert shape([r for r in records if r["run_id"] == run_id]) == TWO_STEPS
+
+
+def test_run_stream_is_one_run_with_a_streamed_llm_request(capture: Capture) -> None:
+    """A streamed run would lose its model calls' tokens or end its run before the stream did."""
+
+    async def main(server: F.FakeServer) -> str:
+        agent = weather_agent(server)
+        async with agent.run_stream("Weather in Paris?") as result:
+            return "".join([chunk async for chunk in result.stream_text(delta=True)])
+
+    with F.FakeServer(two_step_turns()) as server:
+        text = asyncio.run(main(server))
+    assert text == "Sunny in Paris."
+    records = our_records(capture)
+    llm = [r for r in records if r["type"] == "llm_call"]
+    assert [r["stream"] for r in llm] == [True, True]
+    assert [r["type"] for r in sorted(records, key=lambda r: r["step"])] == [
+        "run", "agent_step", "llm_call", "tool_call", "agent_step", "llm_call"
+    ]  # fmt: skip
+    run = next(r for r in records if r["type"] == "run")
+    assert (run["stop_reason"], run["steps"], run["llm_calls"], run["tool_calls"]) == ("end_turn", 2, 2, 1)
+
+
+def test_tool_model_retry_fails_the_tool_and_the_retry_is_a_step(capture: Capture) -> None:
+    """A tool raising ModelRetry would look like a success, or its retry would hide in one step."""
+    turns = ModelTurns(
+        call_turn("lookup", '{"city": "Atlantis"}', "call_1"),
+        call_turn("lookup", '{"city": "Paris"}', "call_2"),
+        text_turn("Found Paris."),
+    )
+    with F.FakeServer(turns) as server:
+        agent: Agent[None, str] = Agent(chat_model(server), name="finder")
+
+        @agent.tool_plain
+        def lookup(city: str) -> str:
+            """Find a city."""
+            if city == "Atlantis":
+                raise ModelRetry("no such city, try a real one")
+            return "found"
+
+        assert agent.run_sync("Find a city").output == "Found Paris."
+    records = our_records(capture)
+    tools = sorted((r for r in records if r["type"] == "tool_call"), key=lambda r: r["step"])
+    assert [(t["agent_step"], t["tool_call_id"], t["status"]) for t in tools] == [
+        (1, "call_1", "error"),
+        (2, "call_2", "ok"),
+    ]
+    assert "no such city" in tools[0]["error"]
+    run = next(r for r in records if r["type"] == "run")
+    assert (run["stop_reason"], run["steps"], run["tool_calls"]) == ("end_turn", 3, 2)
+
+
+def test_output_validation_retry_shows_as_a_step(capture: Capture) -> None:
+    """An output validator's retry would be invisible: two model calls in one step, or none."""
+    turns = ModelTurns(text_turn("rainy"), text_turn("Sunny."))
+    with F.FakeServer(turns) as server:
+        agent: Agent[None, str] = Agent(chat_model(server), name="checked")
+
+        @agent.output_validator
+        def must_be_sunny(output: str) -> str:
+            if "Sunny" not in output:
+                raise ModelRetry("say it is sunny")
+            return output
+
+        assert agent.run_sync("Weather?").output == "Sunny."
+    records = our_records(capture)
+    assert shape(records) == [
+        ("run", "checked", "end_turn", 2, 2),
+        ("agent_step", 1, False),
+        ("llm_call", 1, *TOKENS, "end_turn"),
+        ("agent_step", 2, True),
+        ("llm_call", 2, *TOKENS, "end_turn"),
+    ]
+
+
+def test_usage_limit_is_max_steps(capture: Capture) -> None:
+    """A run stopped by UsageLimitExceeded would read as a plain error, not as too many steps."""
+    turns = ModelTurns(call_turn("get_weather", '{"city": "Paris"}', "call_w1"), repeat_last=True)
+    with F.FakeServer(turns) as server:
+        agent = weather_agent(server)
+        with pytest.raises(UsageLimitExceeded):
+            agent.run_sync("Weather forever", usage_limits=UsageLimits(request_limit=2))
+    records = our_records(capture)
+    run = next(r for r in records if r["type"] == "run")
+    assert (run["stop_reason"], run["status"], run["llm_calls"]) == ("max_steps", "error", 2)
+    assert run["error_type"] == "pydantic_ai.exceptions.UsageLimitExceeded"
+    assert [r["status"] for r in records if r["type"] == "llm_call"] == ["ok", "ok"]
