@@ -16,6 +16,7 @@ import pytest
 from opentelemetry.trace import StatusCode
 from pydantic_ai import Agent, ModelRetry
 from pydantic_ai.exceptions import UsageLimitExceeded
+from pydantic_ai.models.instrumented import InstrumentationSettings
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 from pydantic_ai.usage import UsageLimits
@@ -89,7 +90,13 @@ def shape(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
             out.append((kind, record["agent_step"], record["tool"], record["tool_call_id"], record["status"]))
         elif kind == "llm_call":
             out.append(
-                (kind, record["agent_step"], record["input_tokens"], record["output_tokens"], record["stop_reason"])
+                (
+                    kind,
+                    record["agent_step"],
+                    record["input_tokens"],
+                    record["output_tokens"],
+                    record["stop_reason"],
+                )
             )
         elif kind == "agent_step":
             out.append((kind, record["agent_step"], record["ends_run"]))
@@ -131,7 +138,11 @@ def test_run_sync_with_a_tool_is_one_run_of_steps(capture: Capture) -> None:
     tool = next(r for r in records if r["type"] == "tool_call")
     assert tool["input"] == {"city": "Paris"} and tool["output"] == "sunny in Paris"
     steps = {r["agent_step"]: r["span_id"] for r in records if r["type"] == "agent_step"}
-    assert all(r["parent_span_id"] == steps[r["agent_step"]] for r in records if r["type"] in ("llm_call", "tool_call"))
+    assert all(
+        r["parent_span_id"] == steps[r["agent_step"]]
+        for r in records
+        if r["type"] in ("llm_call", "tool_call")
+    )
     assert all(r["parent_span_id"] == run["span_id"] for r in records if r["type"] == "agent_step")
 
 
@@ -250,3 +261,93 @@ def test_usage_limit_is_max_steps(capture: Capture) -> None:
     assert (run["stop_reason"], run["status"], run["llm_calls"]) == ("max_steps", "error", 2)
     assert run["error_type"] == "pydantic_ai.exceptions.UsageLimitExceeded"
     assert [r["status"] for r in records if r["type"] == "llm_call"] == ["ok", "ok"]
+
+
+@pytest.mark.parametrize("how", ["agent", "instrument_all"])
+def test_with_pydantic_ai_instrumentation_its_spans_are_enriched_not_doubled(
+    capture: Capture, how: str
+) -> None:
+    """With instrument=True each call would have two spans (Pydantic AI's and ours), or none of the
+    framework's spans would carry the run id, step numbers and step records."""
+    # instrument=True with the global providers, which the capture does not replace.
+    settings = InstrumentationSettings(
+        tracer_provider=capture.tracer_provider, meter_provider=capture.meter_provider
+    )
+    with F.FakeServer(two_step_turns()) as server:
+        agent = weather_agent(server)
+        if how == "instrument_all":
+            Agent.instrument_all(settings)
+        else:
+            agent.instrument = settings
+        assert agent.run_sync("Weather in Paris?").output == "Sunny in Paris."
+    spans = capture.spans
+    ours = [
+        s
+        for s in spans
+        if s.instrumentation_scope is not None and s.instrumentation_scope.name == "steptrace"
+    ]
+    # Steps are ours (Pydantic AI has none); the run, model and tool calls are Pydantic AI's spans.
+    assert sorted(s.name for s in ours) == ["agent_step", "agent_step"]
+    framework = [s for s in spans if s not in ours]
+    chat = [s for s in framework if (s.attributes or {}).get(A.GEN_AI_OPERATION_NAME) == "chat"]
+    tools = [s for s in framework if (s.attributes or {}).get(A.GEN_AI_OPERATION_NAME) == "execute_tool"]
+    runs = [s for s in framework if (s.attributes or {}).get(A.GEN_AI_OPERATION_NAME) == "invoke_agent"]
+    assert (len(chat), len(tools), len(runs)) == (2, 1, 1)
+    assert [s.attributes[A.AGENT_STEP_NUMBER] for s in chat] == [1, 2]  # type: ignore[index]
+    assert tools[0].attributes[A.GEN_AI_TOOL_CALL_ID] == "call_w1"  # type: ignore[index]
+    records = our_records(capture)
+    assert shape(records) == TWO_STEPS
+    run = next(r for r in records if r["type"] == "run")
+    assert run["name"] == runs[0].name and run["span_id"] == f"{runs[0].context.span_id:016x}"  # type: ignore[union-attr]
+    assert {r["name"] for r in records if r["type"] == "llm_call"} == {chat[0].name}
+    assert all(s.status.status_code is not StatusCode.ERROR for s in spans)
+
+
+def test_with_openai_instrumented_too_each_model_call_is_counted_once(capture: Capture) -> None:
+    """A model call over an instrumented openai client would be two llm_requests and double tokens."""
+    steptrace.instrument_openai()
+    try:
+        with F.FakeServer(two_step_turns()) as server:
+            assert weather_agent(server).run_sync("Weather in Paris?").output == "Sunny in Paris."
+    finally:
+        steptrace.uninstrument_openai()
+    records = our_records(capture)
+    assert shape(records) == TWO_STEPS
+    assert len(capture.spans_named("llm_request")) == 2
+    llm = [r for r in records if r["type"] == "llm_call"]
+    assert [r["response_id"] for r in llm] == ["chatcmpl-1", "chatcmpl-1"]  # read from the HTTP response
+    assert [r["model"] for r in llm] == ["gpt-4o-2024-08-06"] * 2
+
+
+def test_uninstrument_restores_pydantic_ai(capture: Capture) -> None:
+    """uninstrument_pydantic_ai() would leave runs traced (or break them)."""
+    steptrace.uninstrument_pydantic_ai()
+    with F.FakeServer(two_step_turns()) as server:
+        assert weather_agent(server).run_sync("Weather in Paris?").output == "Sunny in Paris."
+    assert our_records(capture) == []
+
+
+def test_untraced_without_configuration() -> None:
+    """An instrumented Pydantic AI without steptrace configured would fail or trace somewhere."""
+    with F.FakeServer(two_step_turns()) as server:
+        assert weather_agent(server).run_sync("Weather in Paris?").output == "Sunny in Paris."
+
+
+def test_entry_point_names_the_instrumentor() -> None:
+    """opentelemetry-instrument would not find the Pydantic AI instrumentor."""
+    from importlib.metadata import entry_points
+
+    (entry,) = [
+        e for e in entry_points(group="opentelemetry_instrumentor") if e.name == "steptrace_pydantic_ai"
+    ]
+    assert entry.load() is PydanticAIInstrumentor
+
+
+def test_agent_run_inside_the_users_own_run_adds_its_steps_to_that_run(capture: Capture) -> None:
+    """An agent run inside the user's agent_run would be a second run instead of that run's steps."""
+    with F.FakeServer(two_step_turns()) as server, steptrace.agent_run(agent="mine") as run:
+        assert weather_agent(server).run_sync("Weather in Paris?").output == "Sunny in Paris."
+    records = our_records(capture)
+    assert {r["run_id"] for r in records} == {run.run_id}
+    assert [r["agent"] for r in records if r["type"] == "run"] == ["mine"]
+    assert len([r for r in records if r["type"] == "agent_step"]) == 2

@@ -175,9 +175,10 @@ def build_record(
     if run_id is None:
         return None
     get = attributes.get
-    record_type = RECORD_TYPE_BY_SPAN_NAME.get(name) or RECORD_TYPE_BY_SPAN_NAME.get(
-        get(A.SPAN_STANDS_FOR), "span"
-    )
+    record_type = RECORD_TYPE_BY_SPAN_NAME.get(name)
+    if record_type is None:  # a framework's own span may stand for one of ours (A.SPAN_STANDS_FOR)
+        stands_for = get(A.SPAN_STANDS_FOR)
+        record_type = RECORD_TYPE_BY_SPAN_NAME.get(stands_for, "span") if type(stands_for) is str else "span"
     error_type = get(A.ERROR_TYPE)
     error: str | None = None
     if status == STATUS_ERROR:

@@ -175,7 +175,9 @@ class _Run:
 
     __slots__ = ("config", "context", "owned", "state", "step")
 
-    def __init__(self, config: ActiveConfig, state: RunState, context: otel_context.Context, owned: bool) -> None:
+    def __init__(
+        self, config: ActiveConfig, state: RunState, context: otel_context.Context, owned: bool
+    ) -> None:
         self.config = config
         self.state = state
         self.context = context  # the run's context: each step opens in it
@@ -251,8 +253,8 @@ def _record_model_response(handle: LlmRequest, response: Any) -> None:
     model = getattr(response, "model_name", None)
     response_id = getattr(response, "provider_response_id", None)
     handle.record_usage(
-        input_tokens=usage.input_tokens if has_usage else None,
-        output_tokens=usage.output_tokens if has_usage else None,
+        input_tokens=getattr(usage, "input_tokens", None) if has_usage else None,
+        output_tokens=getattr(usage, "output_tokens", None) if has_usage else None,
         stop_reason=stop,
         finish_reasons=[finish] if isinstance(finish, str) else None,
         cache_read_input_tokens=getattr(usage, "cache_read_tokens", None) if has_usage else None,
@@ -360,7 +362,9 @@ def _capability_class() -> type:
                     raise
                 finally:
                     self._run = None
-                    run.release(error if error is not None and stop_reason_for(error) is None else None, ended)
+                    run.release(
+                        error if error is not None and stop_reason_for(error) is None else None, ended
+                    )
 
             if handle is None:
                 return await body()
@@ -443,7 +447,9 @@ class PydanticAIInstrumentor(SdkInstrumentor):
         from pydantic_ai import Agent
 
         if "_resolve_run_capabilities" not in vars(Agent):
-            logger.warning("steptrace: this pydantic-ai version has no Agent._resolve_run_capabilities: not traced")
+            logger.warning(
+                "steptrace: this pydantic-ai version has no Agent._resolve_run_capabilities: not traced"
+            )
             return
         patches.wrap(Agent, "_resolve_run_capabilities", _resolve_wrapper(source, _capability_class()))
 
