@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -351,3 +355,29 @@ def test_agent_run_inside_the_users_own_run_adds_its_steps_to_that_run(capture: 
     assert {r["run_id"] for r in records} == {run.run_id}
     assert [r["agent"] for r in records if r["type"] == "run"] == ["mine"]
     assert len([r for r in records if r["type"] == "agent_step"]) == 2
+
+
+def test_example_runs_offline(tmp_path: Path) -> None:
+    """examples/pydantic_ai_agent.py would fail offline, or its log would not show the agent's steps."""
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "STEPTRACE_JSONL_PATH"}
+    done = subprocess.run(
+        [sys.executable, "-W", "error", str(root / "examples" / "pydantic_ai_agent.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "In Paris: 18°C and sunny in Paris." in done.stdout
+    assert "step 1: tool get_weather (call_weather)" in done.stdout
+    assert "step 2: model gpt-4o-2024-08-06 -> end_turn" in done.stdout
+    records = list(steptrace.read_steps(tmp_path / "steptrace-logs" / "steps.jsonl"))
+    (run,) = [r for r in records if r["type"] == "run"]
+    assert (run["agent"], run["stop_reason"], run["steps"], run["tool_calls"]) == (
+        "weather",
+        "end_turn",
+        2,
+        1,
+    )
