@@ -381,3 +381,19 @@ def test_example_runs_offline(tmp_path: Path) -> None:
         2,
         1,
     )
+
+
+def test_rerun_serves_a_recorded_pydantic_ai_run_with_the_server_gone(capture: Capture) -> None:
+    """steptrace.rerun would hand Pydantic AI plain dicts (and crash it) or call the stopped server."""
+    capture.configure(record_for_rerun=True)
+    with F.FakeServer(two_step_turns()) as server:
+        agent = weather_agent(server)
+        assert agent.run_sync("Weather in Paris?").output == "Sunny in Paris."
+    (recorded,) = [r for r in our_records(capture) if r["type"] == "run"]
+    capture.clear()
+    with steptrace.rerun(recorded["run_id"], log=capture.jsonl_path.parent) as rerun:
+        assert agent.run_sync("Weather in Paris?").output == "Sunny in Paris."  # all served
+    assert rerun.report is not None and rerun.report.reproduced, rerun.report.verdict
+    (run_record,) = [r for r in our_records(capture) if r["type"] == "run"]
+    assert run_record["rerun_of"] == recorded["run_id"]
+    assert (run_record["steps"], run_record["tool_calls"]) == (2, 1)

@@ -32,6 +32,7 @@ from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.util.types import Attributes
 
 from steptrace import _attributes as A
+from steptrace import _spans
 from steptrace._context import RunState, current_run_state, current_step_state
 from steptrace._internal import internal_errors, report_internal_error
 from steptrace._spans import (
@@ -269,6 +270,29 @@ def _record_model_response(handle: LlmRequest, response: Any) -> None:
         handle.record_tool_calls(calls)
 
 
+_MESSAGE_FIELDS = ("content", "tool_name", "args", "tool_call_id", "model_name")
+
+
+def _request_form(request_context: Any) -> dict[str, Any]:
+    """What a rerun matches a model request on: the model and the messages' parts as the model
+    reads them, without what differs from run to run (timestamps, run ids)."""
+    messages = []
+    for message in getattr(request_context, "messages", None) or ():
+        parts = []
+        for part in getattr(message, "parts", None) or ():
+            form: dict[str, Any] = {"kind": getattr(part, "part_kind", type(part).__name__)}
+            for name in _MESSAGE_FIELDS:
+                value = getattr(part, name, None)
+                if value is not None:
+                    form[name] = (
+                        value if isinstance(value, (str, int, float, bool, dict, list)) else repr(value)
+                    )
+            parts.append(form)
+        messages.append({"kind": getattr(message, "kind", type(message).__name__), "parts": parts})
+    model = getattr(getattr(request_context, "model", None), "model_name", None)
+    return {"model": model, "messages": messages}
+
+
 def _open_model_call(run: _Run, step: AgentStep, request_context: Any) -> LlmRequest:
     model = getattr(request_context, "model", None)
     name = getattr(model, "model_name", None)
@@ -382,7 +406,13 @@ def _capability_class() -> type:
             except Exception as exc:
                 report_internal_error("pydantic_ai.model", exc)
                 return await handler(request_context)
-            return await run_coroutine(handle, _MODEL_HOOKS, handler, (request_context,), {})
+            if _spans.rerun_hook is None:
+                return await run_coroutine(handle, _MODEL_HOOKS, handler, (request_context,), {})
+
+            async def call(request: Any) -> Any:  # recorded or served by steptrace.rerun
+                return await handler(request_context)
+
+            return await run_coroutine(handle, _MODEL_HOOKS, call, (_request_form(request_context),), {})
 
         async def wrap_tool_execute(
             self, ctx: Any, *, call: Any, tool_def: Any, args: Any, handler: Callable[..., Any]
