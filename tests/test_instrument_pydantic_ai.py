@@ -17,6 +17,9 @@ from typing import Any
 
 import openai
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from pydantic_ai import Agent, ModelRetry
 from pydantic_ai.exceptions import UsageLimitExceeded
@@ -397,3 +400,18 @@ def test_rerun_serves_a_recorded_pydantic_ai_run_with_the_server_gone(capture: C
     (run_record,) = [r for r in our_records(capture) if r["type"] == "run"]
     assert run_record["rerun_of"] == recorded["run_id"]
     assert (run_record["steps"], run_record["tool_calls"]) == (2, 1)
+
+
+def test_pydantic_ai_instrumentation_on_another_provider_leaves_our_spans_whole(capture: Capture) -> None:
+    """Pydantic AI's spans sent to a provider steptrace does not write from would be borrowed, and
+    the run, model and tool records would never reach the step log."""
+    other = TracerProvider()
+    exporter = InMemorySpanExporter()
+    other.add_span_processor(SimpleSpanProcessor(exporter))
+    with F.FakeServer(two_step_turns()) as server:
+        agent = weather_agent(server)
+        agent.instrument = InstrumentationSettings(tracer_provider=other)
+        assert agent.run_sync("Weather in Paris?").output == "Sunny in Paris."
+    assert shape(our_records(capture)) == TWO_STEPS
+    assert len(exporter.get_finished_spans()) >= 4  # Pydantic AI's own, untouched, on its provider
+    assert not any(A.SPAN_STANDS_FOR in (s.attributes or {}) for s in exporter.get_finished_spans())

@@ -157,9 +157,15 @@ def _pydantic_span(operation: str) -> Span | None:
 
 
 def _config_for(config: ActiveConfig, operation: str, kind: str) -> ActiveConfig:
-    """``config``, or a copy whose tracer borrows Pydantic AI's current span of ``operation``."""
+    """``config``, or a copy whose tracer borrows Pydantic AI's current span of ``operation``.
+
+    Only a span of steptrace's own TracerProvider is borrowed (the same span processor): one sent
+    to another provider would never reach the step log, so steptrace opens its own span then.
+    """
     span = _pydantic_span(operation)
-    if span is None:
+    if span is None or getattr(span, "_span_processor", None) is not getattr(
+        config.tracer, "span_processor", 0
+    ):
         return config
     return ActiveConfig(
         _Borrowing(span, kind),  # type: ignore[arg-type]
