@@ -415,3 +415,24 @@ def test_pydantic_ai_instrumentation_on_another_provider_leaves_our_spans_whole(
     assert shape(our_records(capture)) == TWO_STEPS
     assert len(exporter.get_finished_spans()) >= 4  # Pydantic AI's own, untouched, on its provider
     assert not any(A.SPAN_STANDS_FOR in (s.attributes or {}) for s in exporter.get_finished_spans())
+
+
+def test_borrowed_spans_keep_pydantic_ais_content_out_of_the_log_unless_captured(
+    steptrace_capture: Capture,
+) -> None:
+    """Pydantic AI writes prompts and answers on its spans (include_content): with steptrace's
+    capture off, they would land in the step records of the spans steptrace borrowed."""
+    capture = steptrace_capture
+    capture.configure(capture_content=False)
+    settings = InstrumentationSettings(tracer_provider=capture.tracer_provider)
+    with F.FakeServer(two_step_turns()) as server:
+        agent = weather_agent(server)
+        agent.instrument = settings
+        assert agent.run_sync("Weather in Paris?").output == "Sunny in Paris."
+    records = our_records(capture)
+    assert shape(records) == TWO_STEPS
+    chat = [s for s in capture.spans if (s.attributes or {}).get(A.GEN_AI_OPERATION_NAME) == "chat"]
+    assert all(A.GEN_AI_INPUT_MESSAGES in (s.attributes or {}) for s in chat)  # Pydantic AI's, kept
+    assert [(r["input"], r["output"]) for r in records if r["type"] in ("llm_call", "tool_call")] == [
+        (None, None)
+    ] * 3
