@@ -436,3 +436,28 @@ def test_borrowed_spans_keep_pydantic_ais_content_out_of_the_log_unless_captured
     assert [(r["input"], r["output"]) for r in records if r["type"] in ("llm_call", "tool_call")] == [
         (None, None)
     ] * 3
+
+
+def test_a_tool_raising_fails_its_tool_step_and_run_once(capture: Capture) -> None:
+    """An exception leaving a tool would be counted twice in the run, or leave its step open."""
+    with F.FakeServer(ModelTurns(call_turn("explode", "{}", "call_x"))) as server:
+        agent: Agent[None, str] = Agent(chat_model(server), name="fragile")
+
+        @agent.tool_plain
+        def explode() -> str:
+            """Always fails."""
+            raise ValueError("kaboom")
+
+        with pytest.raises(ValueError, match="kaboom"):
+            agent.run_sync("Go")
+    records = our_records(capture)
+    run = next(r for r in records if r["type"] == "run")
+    (tool,) = [r for r in records if r["type"] == "tool_call"]
+    (step,) = [r for r in records if r["type"] == "agent_step"]
+    assert (tool["status"], tool["error_type"], tool["tool_call_id"]) == ("error", "ValueError", "call_x")
+    assert (step["status"], run["status"], run["stop_reason"], run["errors"]) == (
+        "error",
+        "error",
+        "error",
+        1,
+    )
