@@ -41,6 +41,7 @@ from steptrace.instrumentation.langchain import instrument_langchain, uninstrume
 from steptrace.instrumentation.mcp import instrument_mcp, uninstrument_mcp
 from steptrace.instrumentation.openai import instrument_openai, uninstrument_openai
 from steptrace.instrumentation.openai_agents import instrument_openai_agents, uninstrument_openai_agents
+from steptrace.instrumentation.pydantic_ai import instrument_pydantic_ai, uninstrument_pydantic_ai
 from steptrace.rerun import RerunDivergence, RerunReport, rerun
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "instrument_mcp",
     "instrument_openai",
     "instrument_openai_agents",
+    "instrument_pydantic_ai",
     "llm_request",
     "read_steps",
     "rerun",
@@ -90,4 +92,5 @@ __all__ = [
     "uninstrument_mcp",
     "uninstrument_openai",
     "uninstrument_openai_agents",
+    "uninstrument_pydantic_ai",
 ]

@@ -18,6 +18,9 @@ STEPTRACE_SPAN_NAMES: Final = frozenset(
 )
 
 INSTRUMENTATION_SCOPE: Final = "steptrace"
+# On a framework's own span that a steptrace handle borrowed instead of opening a second span for
+# the same call (Pydantic AI's ``chat``, ``execute_tool``): which of the names above it stands for.
+SPAN_STANDS_FOR: Final = "steptrace.span"
 
 # --- OpenTelemetry GenAI semantic conventions ------------------------------------------------------
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"

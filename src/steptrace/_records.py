@@ -174,8 +174,13 @@ def build_record(
     run_id = attributes.get(A.RUN_ID)
     if run_id is None:
         return None
-    record_type = RECORD_TYPE_BY_SPAN_NAME.get(name, "span")
     get = attributes.get
+    record_type = RECORD_TYPE_BY_SPAN_NAME.get(name)
+    borrowed = False
+    if record_type is None:  # a framework's own span may stand for one of ours (A.SPAN_STANDS_FOR)
+        stands_for = get(A.SPAN_STANDS_FOR)
+        record_type = RECORD_TYPE_BY_SPAN_NAME.get(stands_for, "span") if type(stands_for) is str else "span"
+        borrowed = record_type != "span"
     error_type = get(A.ERROR_TYPE)
     error: str | None = None
     if status == STATUS_ERROR:
@@ -279,6 +284,12 @@ def build_record(
     else:
         record.update(agent_step=get(A.AGENT_STEP_NUMBER), attributes=_foreign_attributes(attributes))
         return record
+    if borrowed and (record.get("input") is not None or record.get("output") is not None):
+        # The framework wrote that content, under its own settings: kept only as foreign content is.
+        policy, capture = _foreign_policy()
+        for key in ("input", "output"):
+            value = record.get(key)
+            record[key] = _as_content(value, policy) if capture and value is not None else None
     guard = get(A.GUARD_NAME)
     if guard is not None:  # a guard tripped at this call (raised: the call did not run)
         record["guard"] = guard
