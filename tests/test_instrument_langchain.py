@@ -519,6 +519,38 @@ def test_example_runs_offline(tmp_path: Path) -> None:
     )
 
 
+def test_a_recorded_graph_run_reproduces_in_a_new_process(tmp_path: Path) -> None:
+    """`steptrace rerun RUN -- python examples/langgraph_agent.py` (a new process): LangGraph gives
+    every new message a random id each run; the match must not see it, and the served ChatResult
+    must be the classes LangChain reads (ChatGeneration of an AIMessage)."""
+    root = Path(__file__).resolve().parents[1]
+    example = str(root / "examples" / "langgraph_agent.py")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEPTRACE_")}
+    recorded = subprocess.run(
+        [sys.executable, example],
+        cwd=tmp_path,
+        env={**env, "STEPTRACE_RECORD_FOR_RERUN": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    run_id = recorded.stdout.strip().splitlines()[-1].split()[1].rstrip(":")
+    rerun = subprocess.run(
+        [sys.executable, "-m", "steptrace", "rerun", run_id, "--", sys.executable, example],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    verdict = "reproduced: 2 steps, end_turn, get_weather x1 (same as the original)"
+    assert verdict in rerun.stdout, rerun.stdout
+    assert "model calls: 2 served from the recording, 0 live" in rerun.stdout
+
+
 # --- parallel tool calls, abandoned streams -----------------------------------------------------
 def test_parallel_tool_calls_run_in_the_step_that_asked_for_them(capture: Capture) -> None:
     """Tool calls LangGraph runs side by side (one task each) would leave their step or lose their ids."""

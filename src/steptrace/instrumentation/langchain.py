@@ -442,6 +442,16 @@ class _GenerateHooks(Hooks[LlmRequest]):
     """``_generate_with_cache`` returned a ``ChatResult``. With ``instrument_openai()`` (or another
     SDK patch) on, the SDK call filled the span from the HTTP response: nothing is read twice."""
 
+    def rerun_request(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """What a rerun compares of ``_generate_with_cache(messages, stop, run_manager, **kwargs)``:
+        the messages without their ``id`` (LangGraph gives each new message a random uuid4 every
+        run, and the model never sees it), nor the run manager (run ids, callbacks)."""
+        compared = {key: value for key, value in arguments.items() if key != "run_manager"}
+        messages = compared.get("messages")
+        if isinstance(messages, (list, tuple)):
+            compared["messages"] = [_without_id(message) for message in messages]
+        return compared
+
     def on_return(self, handle: LlmRequest, result: Any) -> Any:
         if not handle.sdk_enriched:
             generations = getattr(result, "generations", None) or ()
@@ -450,6 +460,21 @@ class _GenerateHooks(Hooks[LlmRequest]):
 
 
 _GENERATE_HOOKS = _GenerateHooks()
+
+
+def _without_id(message: Any) -> Any:
+    """A LangChain message as its fields, less the per-run ``id`` (anything else as it is)."""
+    dump = getattr(message, "model_dump", None)
+    if dump is None:
+        return message
+    try:
+        fields = dump()
+    except Exception:
+        return message
+    if isinstance(fields, dict):
+        fields.pop("id", None)
+        return fields
+    return message
 
 
 class _StreamHooks(Hooks[LlmRequest]):

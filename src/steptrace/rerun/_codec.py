@@ -187,9 +187,14 @@ class _Encoder:
         if isinstance(value, type):
             raise Unrecordable(f"a class ({value.__name__}) has no recorded form")
         if _is_pydantic(value):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                data = value.model_dump(mode="json", exclude_unset=True)
+            if _builds_from_json(kind):  # an SDK response: its JSON, rebuilt as the SDK builds it
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    data = value.model_dump(mode="json", exclude_unset=True)
+            else:
+                # Field by field, so a nested model keeps its own class: LangChain's ChatResult
+                # holds ChatGenerations of AIMessages, which its JSON cannot tell from their bases.
+                data = _model_fields(value)
             return {TAG: "model", "cls": type_path(kind), "v": self.encode(data, depth)}
         if dataclasses.is_dataclass(value):
             fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
@@ -359,6 +364,16 @@ def _dataclass(data: dict[str, Any], v: Any) -> Any:
 
 
 _MISSING = object()
+
+
+def _model_fields(value: Any) -> dict[str, Any]:
+    """The fields a pydantic model was given (as ``exclude_unset`` keeps them), as objects."""
+    given = value.model_fields_set
+    fields = {name: getattr(value, name) for name in type(value).model_fields if name in given}
+    fields.update(getattr(value, "model_extra", None) or {})
+    # A str subclass in a field (LangChain's TextAccessor) is its text: the model's validation
+    # makes it that class again when the model is rebuilt.
+    return {name: str(item) if isinstance(item, str) else item for name, item in fields.items()}
 
 
 def _model(data: dict[str, Any], v: Any) -> Any:

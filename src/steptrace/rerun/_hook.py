@@ -590,6 +590,11 @@ class RerunHook:
                     line["stream_helper"] = True
             else:
                 raw = _named_arguments(fn, args, kwargs)
+                # An integration may say what of the arguments the model receives (LangChain: not
+                # the messages' per-run random ids), so a new process matches an unchanged agent.
+                shape = getattr(hooks, "rerun_request", None)
+                if shape is not None:
+                    raw = shape(raw)
             if fenced:  # compared as nothing on both sides: the rerun then says why it cannot serve
                 line["request"] = None
                 line["unreplayable"] = _FENCED
