@@ -368,7 +368,8 @@ _RUN_COLUMNS = """    run_id,
     step_agent,
     has_step_agent,
     step_release,
-    has_step_release"""
+    has_step_release,
+    step_agents"""
 """The per-run row load_runs reads (Source._run unpacks it in this order)."""
 
 _RUNS_SQL = """SELECT
@@ -439,7 +440,11 @@ _RUN_AGGREGATES_SQL = """    SELECT
         countIf(names_agent AND mapContains(SpanAttributes, 'gen_ai.agent.name')) > 0 AS has_step_agent,
         argMinIf(SpanAttributes['gen_ai.agent.version'], end_ns,
             names_agent AND mapContains(SpanAttributes, 'gen_ai.agent.version')) AS step_release,
-        countIf(names_agent AND mapContains(SpanAttributes, 'gen_ai.agent.version')) > 0 AS has_step_release
+        countIf(names_agent AND mapContains(SpanAttributes, 'gen_ai.agent.version')) > 0 AS has_step_release,
+        -- Every agent that ran a step (after a handoff, the agent handed to), in start order.
+        arrayMap(x -> x.2, arraySort(x -> x.1, groupArrayIf(
+            tuple(start_ns, SpanAttributes['gen_ai.agent.name']),
+            SpanName = 'agent_step' AND mapContains(SpanAttributes, 'gen_ai.agent.name')))) AS step_agents
     FROM (
     $spans
     )
@@ -464,6 +469,7 @@ _RELEASES_SQL = """SELECT
     release,
     count() AS runs,
     countIf(failed) AS failed_runs,
+    countIf(status = 'error') AS stopped_failed_runs,
     sum(tokens) AS tokens,
     countIf(repeated_calls > 0) AS repeated_runs,
     arraySort(groupArray(duration_ms)) AS durations,
@@ -727,7 +733,7 @@ class ClickHouseSource:
             run_id, record_count, first_start_ns, last_end_ns, run_spans, run_span, agent_steps,
             llm_calls, tool_calls, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
             errors, repeated_calls, tools, llm_calls_by_end, step_agent, has_step_agent,
-            step_release, has_step_release,
+            step_release, has_step_release, step_agents,
         ) = row  # fmt: skip
         run_id = str(run_id)
         acc = _Accumulator()
@@ -752,6 +758,7 @@ class ClickHouseSource:
         acc.errors = [(str(span_id), str(parent) or None) for span_id, parent in errors]
         acc.repeated = int(repeated_calls)
         acc.agent = str(step_agent) if has_step_agent else None
+        acc.agents = {str(name): None for name in step_agents}
         acc.release = str(step_release) if has_step_release else None
         acc.tools = {str(tool): int(count) for tool, count in tools}
         acc.tool_durations = {}  # read on first use: ClickHouseRun.tool_durations_ms
@@ -824,8 +831,8 @@ class ClickHouseSource:
         out: dict[str, SideStats] = {}
         for row in self.run_sql(self.releases_sql(predicates)):
             (
-                release, runs, failed_runs, tokens, repeated_runs, _durations, p50, p95, stops,
-                _calls, tool_p95, priced_runs,
+                release, runs, failed_runs, stopped_failed_runs, tokens, repeated_runs, _durations, p50,
+                p95, stops, _calls, tool_p95, priced_runs,
             ) = row  # fmt: skip
             runs = int(runs)
             costs = []
@@ -836,7 +843,8 @@ class ClickHouseSource:
             reasons, counts = stops
             out[str(release)] = SideStats(
                 runs=runs,
-                error_rate=int(failed_runs) / runs,
+                with_errors_rate=int(failed_runs) / runs,
+                failed_rate=int(stopped_failed_runs) / runs,
                 p50_duration_ms=float(p50),
                 p95_duration_ms=float(p95),
                 tokens_per_run=int(tokens) / runs,
@@ -1062,7 +1070,7 @@ def _sql_plan(filters: Mapping[str, Any]) -> tuple[list[str], str, str] | None:
     known = {
         "stop_reason", "min_steps", "max_steps", "tool", "release", "since", "until", "agent",
         "conversation", "status", "min_duration", "max_duration", "order_by", "ascending", "limit",
-        "reruns",
+        "reruns", "has_errors", "starting_agent",
     }  # fmt: skip
     given = {name: value for name, value in filters.items() if value is not None}
     if not set(given) <= known or given.get("status") not in (None, "ok", "error"):
@@ -1081,6 +1089,10 @@ def _sql_plan(filters: Mapping[str, Any]) -> tuple[list[str], str, str] | None:
             if type(given[name]) is not str:
                 return None
             where.append(f"{column} = {literal(given[name])}")
+    if "has_errors" in given:  # a run with errors: any error counted, or a failed run
+        if type(given["has_errors"]) is not bool:
+            return None
+        where.append(("" if given["has_errors"] else "NOT ") + "(failed OR ifNull(status = 'error', 0))")
     for name, op in (("min_steps", ">="), ("max_steps", "<=")):
         if name in given:
             if type(given[name]) is not int:
@@ -1100,11 +1112,18 @@ def _sql_plan(filters: Mapping[str, Any]) -> tuple[list[str], str, str] | None:
                 where.append(f"duration_ms {op} {parse_duration_ms(given[name], name)!r}")
     except (TypeError, ValueError, OverflowError):
         return None  # filter_runs says what is wrong with the value
-    if "agent" in given:
-        agents = [given["agent"]] if isinstance(given["agent"], str) else list(given["agent"])
-        if not all(type(agent) is str for agent in agents):
-            return None
-        where.append(f"agent IN ({', '.join(literal(a) for a in agents)})" if agents else "0")
+    for name in ("agent", "starting_agent"):
+        if name in given:
+            agents = [given[name]] if isinstance(given[name], str) else list(given[name])
+            if not all(type(agent) is str for agent in agents):
+                return None
+            names = ", ".join(literal(a) for a in agents)
+            if not agents:
+                where.append("0")
+            elif name == "agent":  # any agent that acted: the starting one or one handed to
+                where.append(f"(agent IN ({names}) OR hasAny(step_agents, [{names}]))")
+            else:
+                where.append(f"agent IN ({names})")
     ascending = given.get("ascending")
     if given.get("order_by", "started") == "duration":
         order, back = ("duration_ms, run_id", "duration_ms DESC, run_id DESC")

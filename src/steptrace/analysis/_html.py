@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from steptrace.analysis._agents import agents_line, handoff_text, with_agent
 from steptrace.analysis._debug import format_ms, span_label, token_text
 from steptrace.analysis._logs import log_line, tree_with_logs
 from steptrace.analysis._runs import Record, Run
@@ -62,6 +63,7 @@ h1 { font-size: 18px; margin: 0 0 4px; }
 .bar.error { background-image: repeating-linear-gradient(45deg, transparent 0 4px,
   rgba(255,255,255,.45) 4px 8px); outline: 2px solid #d70015; }
 .err { color: #d70015; font-weight: 600; }
+.handoff { color: #5e5ce6; font-weight: 600; }
 #detail { margin-top: 14px; border: 1px solid #ddd; border-radius: 4px; padding: 10px; }
 #detail h2 { font-size: 15px; margin: 0 0 8px; }
 #detail h3 { font-size: 13px; margin: 10px 0 4px; }
@@ -193,7 +195,8 @@ def render_html(run: Run, records: Sequence[Record] | None = None, logs: Sequenc
         left = 100.0 * (_start_s(record) - origin) / total_s
         width = 100.0 * duration / 1000.0 / total_s
         step = record.get("step")
-        label = span_label(record)
+        label = with_agent(span_label(record), record)
+        handoff = handoff_text(record)
         tokens = token_text(record)
         text = " · ".join(
             part
@@ -219,15 +222,24 @@ def render_html(run: Run, records: Sequence[Record] | None = None, logs: Sequenc
             f"{error_attr}>"
             f'<div class="label" style="padding-left:{8 + 14 * min(depth, 12)}px">'
             f'<span class="step">{esc(step_text)}</span>{esc(kind)} '
-            f"<b>{esc(label)}</b>{' <span class=err>✕</span>' if failed else ''}</div>"
+            f"<b>{esc(label)}</b>{' <span class=err>✕</span>' if failed else ''}"
+            + (
+                f' <span class="handoff">handoff → {esc(handoff.split(" → ", 1)[1])}</span>'
+                if handoff
+                else ""
+            )
+            + "</div>"
             f'<div class="track"><div class="bar {css}{" error" if failed else ""}" '
             f'style="left:{left:.3f}%;width:{width:.3f}%"></div>'
             f'<span class="{text_class}" style="{text_pos}">{esc(text)}</span></div></div>'
         )
         attributes = {k: v for k, v in record.items() if k not in _CONTENT_FIELDS}
+        acting = record.get("acting_agent")
         spans.append(
             {
-                "title": f"{step_text} {kind} {label}",
+                "title": f"{step_text} {kind} {label}"
+                + (f" · agent {acting}" if type(acting) is str and kind not in ("agent_step", "run") else "")
+                + (f" · handoff {handoff}" if handoff else ""),
                 "attributes": attributes,
                 "input": record.get("input"),
                 "output": record.get("output"),
@@ -249,15 +261,26 @@ def render_html(run: Run, records: Sequence[Record] | None = None, logs: Sequenc
     )
     meta = [
         ("agent", run.agent or "-"),
+        *([("agents", agents_line(run.agents, records))] if len(run.agents) > 1 else []),
         ("release", run.release or "-"),
         ("stop reason", run.stop_reason),
         ("duration", format_ms(run.duration_ms)),
         ("steps", str(run.total_steps)),
         (
             "tokens",
-            f"{run.input_tokens:,} in"
-            + (f" (incl. {run.cache_read_input_tokens:,} cached)" if run.cache_read_input_tokens else "")
-            + f" / {run.output_tokens:,} out",
+            (
+                ("≥" if run.llm_calls_without_usage else "")
+                + f"{run.input_tokens:,} in"
+                + (f" (incl. {run.cache_read_input_tokens:,} cached)" if run.cache_read_input_tokens else "")
+                + f" / {run.output_tokens:,} out"
+                if run.known_total_tokens is not None
+                else "—"
+            )
+            + (
+                f" ({run.llm_calls_without_usage} model call(s) reported no usage: unknown, not counted)"
+                if run.llm_calls_without_usage
+                else ""
+            ),
         ),
         ("errors", str(run.error_count)),
         ("started", run.started_at.isoformat()),

@@ -1,0 +1,125 @@
+"""A two-agent Agents SDK fleet (triage -> billing), read through every view: what "error"
+means, unknown tokens, who acted, what the model was told, where it threw (issue 23)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from agents import set_tracing_disabled
+
+import steptrace
+from steptrace.analysis import RunSet, diff, load
+from steptrace.cli import main
+from steptrace.testing import Capture
+from triage_fleet import run_fleet
+
+
+@pytest.fixture(autouse=True)
+def instrumented() -> Iterator[None]:
+    steptrace.instrument_openai_agents()
+    set_tracing_disabled(True)
+    yield
+    steptrace.uninstrument_openai_agents()
+
+
+@pytest.fixture
+def fleet(steptrace_capture: Capture) -> tuple[RunSet, dict[str, str], Path]:
+    ids = run_fleet(steptrace_capture)
+    path = steptrace_capture.jsonl_path
+    return load(path), ids, path
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().out
+
+
+def test_failed_runs_and_runs_with_errors_are_two_filters_and_two_columns(
+    fleet: tuple[RunSet, dict[str, str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--status error` and diff's error column would count different runs under one word."""
+    runs, ids, path = fleet
+    failed = {r.run_id for r in runs.runs(status="error")}
+    with_errors = {r.run_id for r in runs.runs(has_errors=True)}
+    assert failed == {ids["failed"]}
+    assert with_errors == {ids["failed"], ids["recovered"]}
+    _, out = cli(capsys, "runs", "--log", str(path), "--has-errors", "--json")
+    assert {r["run_id"] for r in json.loads(out)} == with_errors
+    assert all(r["has_errors"] for r in json.loads(out))
+    _, out = cli(capsys, "runs", "--log", str(path), "--status", "error", "--json")
+    assert [(r["run_id"], r["failed"]) for r in json.loads(out)] == [(ids["failed"], True)]
+    report = diff([runs.get(ids["ok"])], list(runs))  # type: ignore[list-item]
+    rates = {m.name: m.candidate for m in report.metrics}
+    assert rates["failed_rate"] == 1 / 4 and rates["with_errors_rate"] == 2 / 4
+
+
+def test_unknown_tokens_are_shown_as_unknown_and_left_out_of_averages(
+    fleet: tuple[RunSet, dict[str, str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A streamed call with no usage would read as 0 tokens and pull the averages down."""
+    runs, ids, path = fleet
+    blind = runs.get(ids["no_usage"])
+    assert blind is not None and blind.llm_calls_without_usage == 2 and blind.known_total_tokens is None
+    _, out = cli(capsys, "runs", "--log", str(path), "--json")
+    rows = {r["run_id"]: r for r in json.loads(out)}
+    assert rows[ids["no_usage"]]["total_tokens"] is None
+    assert rows[ids["no_usage"]]["llm_calls_without_usage"] == 2
+    assert rows[ids["ok"]]["total_tokens"] == 81
+    _, out = cli(capsys, "runs", "--log", str(path))
+    (line,) = [line for line in out.splitlines() if line.startswith(ids["no_usage"])]
+    assert line.split()[8] == "—"  # TOKENS: after id, date, time, "triage → billing", release, steps
+    _, out = cli(capsys, "summary", ids["no_usage"], "--log", str(path))
+    assert "tokens       —  (2 model calls reported no usage: unknown, not counted)" in out
+    _, out = cli(capsys, "summary", ids["no_usage"], "--log", str(path), "--json")
+    assert json.loads(out)["total_tokens"] is None
+    _, out = cli(capsys, "replay", ids["no_usage"], "--log", str(path))
+    assert "— tok (no usage)" in out and "0→0" not in out
+    known = [r.total_tokens for r in runs if r.run_id != ids["no_usage"]]
+    report = diff(list(runs), list(runs))
+    (tokens,) = [m for m in report.metrics if m.name == "tokens_per_run"]
+    assert tokens.baseline == sum(known) / len(known)
+    assert (
+        report.tokens_note is not None and "1 of 4 runs (2 model calls without usage)" in report.tokens_note
+    )
+    assert cli(capsys, "report", "--log", str(path), "-o", str(path.parent / "r.html"))[0] == 0
+    page = (path.parent / "r.html").read_text()
+    assert "(1 unknown)" in page
+
+
+def test_every_view_names_the_agent_that_acted_and_the_handoff(
+    fleet: tuple[RunSet, dict[str, str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After triage handed off to billing, the views would still credit every step to triage,
+    and `runs --agent billing` would find nothing."""
+    runs, ids, path = fleet
+    failed = ids["failed"]
+    run = runs.get(failed)
+    assert run is not None and run.agent == "triage" and run.agents == ("triage", "billing")
+    assert {r.run_id for r in runs.runs(agent="billing")} == set(ids.values())
+    assert runs.runs(starting_agent="billing") == []
+    assert len(runs.runs(starting_agent="triage")) == 4
+    _, out = cli(capsys, "runs", "--log", str(path), "--agent", "billing", "--json")
+    assert len(json.loads(out)) == 4 and json.loads(out)[0]["agents"] == ["triage", "billing"]
+    assert main(["runs", "--log", str(path), "--starting-agent", "billing"]) == 1
+    _, out = cli(capsys, "runs", "--log", str(path))
+    assert "triage → billing" in out
+
+    _, out = cli(capsys, "replay", failed, "--log", str(path))
+    assert "agent_step agent_step 1 (triage)" in out and "agent_step agent_step 2 (billing)" in out
+    assert "handoff: triage → billing" in out
+    _, out = cli(capsys, "debug", failed, "--log", str(path))
+    assert "agents:        triage → billing (handoff at step 1)" in out
+    assert "first error:   tool_call refund (#5, step 2, agent billing)" in out
+    _, out = cli(capsys, "summary", failed, "--log", str(path))
+    assert "agents       triage → billing (handoff at step 1)" in out
+    page = path.parent / "run.html"
+    assert main(["view", failed, "--log", str(path), "-o", str(page)]) == 0
+    text = page.read_text()
+    assert "agent_step 2 (billing)" in text and 'class="handoff">handoff → billing' in text
+    assert "agent billing" in text  # the tool's detail title names the agent that called it
+    report = path.parent / "report.html"
+    assert main(["report", "--log", str(path), "-o", str(report)]) == 0
+    assert "agent_step 2 (billing)" in report.read_text()  # the embedded waterfalls
