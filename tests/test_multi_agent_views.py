@@ -14,7 +14,7 @@ import steptrace
 from steptrace.analysis import RunSet, diff, load
 from steptrace.cli import main
 from steptrace.testing import Capture
-from triage_fleet import run_fleet
+from triage_fleet import BILLING_INSTRUCTIONS, run_fleet
 
 
 @pytest.fixture(autouse=True)
@@ -123,3 +123,37 @@ def test_every_view_names_the_agent_that_acted_and_the_handoff(
     report = path.parent / "report.html"
     assert main(["report", "--log", str(path), "-o", str(report)]) == 0
     assert "agent_step 2 (billing)" in report.read_text()  # the embedded waterfalls
+
+
+def test_what_the_model_was_told_is_in_the_record_once_a_run_and_redacted(
+    fleet: tuple[RunSet, dict[str, str], Path], capsys: pytest.CaptureFixture[str], steptrace_capture: Capture
+) -> None:
+    """`replay` could not answer "what was the model told", or the log would repeat the same
+    instructions on every turn, or keep the secret they mention."""
+    runs, ids, path = fleet
+    text = path.read_text()
+    assert "sk-proj-T3stKey" not in text
+    raw = [json.loads(line) for line in text.splitlines()]
+    calls = [r for r in raw if r["run_id"] == ids["ok"] and r["type"] == "llm_call"]
+    assert len(calls) == 3 and all("system_instructions_id" in r for r in calls)
+    written = [r["system_instructions"] for r in calls if "system_instructions" in r]
+    assert len(written) == 2  # triage's once, billing's once for its two calls
+    run = runs.get(ids["ok"])
+    assert run is not None
+    told = [r["system_instructions"] for r in run.records() if r["type"] == "llm_call"]
+    assert [parts[0]["content"][:24] for parts in told] == [
+        "Route the customer to th",
+        "You handle refunds. Look",
+        "You handle refunds. Look",
+    ]
+    assert BILLING_INSTRUCTIONS[:60] in told[2][0]["content"]
+    _, out = cli(capsys, "replay", ids["ok"], "--log", str(path))
+    assert out.count("system: You handle refunds. Look the invoice up before answering.") == 2
+    assert "system: Route the customer to the right specialist." in out
+    page = path.parent / "ok.html"
+    assert main(["view", ids["ok"], "--log", str(path), "-o", str(page)]) == 0
+    assert "Route the customer to the right specialist." in page.read_text()
+
+    steptrace_capture.clear()
+    run_fleet(steptrace_capture, ("ok",), capture_content=False)
+    assert not [r for r in steptrace_capture.records if "system_instructions" in r]

@@ -26,7 +26,10 @@ from steptrace.testing import Capture
 
 HTTP = importlib.import_module(openai.DefaultAsyncHttpxClient.__mro__[1].__module__.split(".")[0])
 TRIAGE_INSTRUCTIONS = "Route the customer to the right specialist."
-BILLING_INSTRUCTIONS = "You handle refunds. Look the invoice up before answering."
+BILLING_INSTRUCTIONS = (
+    "You handle refunds. Look the invoice up before answering. "
+    "Refunds API key: sk-proj-T3stKeyT3stKeyT3stKeyT3stKeyT3stKey0123"  # a secret the log must not hold
+)
 
 
 @function_tool
@@ -102,9 +105,11 @@ async def _one(shape: str) -> Any:
             await client.close()
 
 
-def run_fleet(capture: Capture, shapes: tuple[str, ...] = tuple(SHAPES)) -> dict[str, str]:
-    """Run each shape once (content capture on); their run ids by shape, in run order."""
-    capture.configure(capture_content=True)
+def run_fleet(
+    capture: Capture, shapes: tuple[str, ...] = tuple(SHAPES), *, capture_content: bool = True
+) -> dict[str, str]:
+    """Run each shape once (content capture on unless told); their run ids by shape, in order."""
+    capture.configure(capture_content=capture_content)
     ids: dict[str, str] = {}
     for shape in shapes:
         before = {r["run_id"] for r in capture.records if r["type"] == "run"}

@@ -33,7 +33,7 @@ from steptrace.analysis import (
     summarize,
     write_html,
 )
-from steptrace.analysis._agents import agents_line, handoff_text, with_agent
+from steptrace.analysis._agents import agents_line, handoff_text, parts_text, with_agent
 from steptrace.analysis._debug import SpanRef, format_ms, span_label, token_text
 from steptrace.analysis._diff import DiffReport, MetricChange, format_usd, format_value
 from steptrace.analysis._loading import fast_path_available, find_sources
@@ -711,6 +711,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         handoff = handoff_text(record)
         if handoff is not None:
             print(f"{pad}handoff: {handoff}")
+        instructions = record.get("system_instructions")
+        if instructions is not None:  # what the model was told (capture on)
+            told = parts_text(instructions)
+            print(f"{pad}system: {_one_line(told if told is not None else instructions, limit)}")
         for key in ("input", "output"):
             if record.get(key) is not None:
                 print(f"{pad}{key + ':':<7} {_one_line(record.get(key), limit)}")

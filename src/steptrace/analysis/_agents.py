@@ -44,3 +44,15 @@ def with_agent(label: str, record: Record) -> str:
     """A span's label with its agent for an ``agent_step``: ``agent_step 2 (billing)``."""
     agent = record.get("agent")
     return f"{label} ({agent})" if record.get("type") == "agent_step" and type(agent) is str else label
+
+
+def parts_text(value: Any) -> str | None:
+    """Message parts as the text a person reads: the parts' ``content`` joined (system
+    instructions, a message), else None when they are not text parts."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(part, dict) for part in value):
+        texts = [part.get("content") for part in value]
+        if all(isinstance(text, str) for text in texts):
+            return "\n".join(str(text) for text in texts)
+    return None

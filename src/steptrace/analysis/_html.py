@@ -28,7 +28,7 @@ _TYPE_CLASSES = {
     "llm_call": "t-llm_call",
     "tool_call": "t-tool_call",
 }
-_CONTENT_FIELDS = ("input", "output")
+_CONTENT_FIELDS = ("input", "output", "system_instructions")
 
 _STYLE = """
 :root { font: 13px/1.4 system-ui, sans-serif; color: #1d1d1f; }
@@ -94,6 +94,7 @@ _SCRIPT = """
     var h = document.createElement("h2");
     h.textContent = span.title;
     detail.appendChild(h);
+    if (span.system !== null && span.system !== undefined) block("System instructions", span.system);
     block("Attributes", span.attributes);
     if (span.input !== null && span.input !== undefined) block("Input", span.input);
     if (span.output !== null && span.output !== undefined) block("Output", span.output);
@@ -243,6 +244,7 @@ def render_html(run: Run, records: Sequence[Record] | None = None, logs: Sequenc
                 "attributes": attributes,
                 "input": record.get("input"),
                 "output": record.get("output"),
+                "system": record.get("system_instructions"),
             }
         )
 

@@ -107,6 +107,20 @@ def clean_record(record: Record) -> Record:
     return out
 
 
+def restore_instructions(records: Sequence[Record]) -> None:
+    """Give each model call its ``system_instructions``: the step log writes repeated ones once
+    a run, on one call; the others carry only their ``system_instructions_id``."""
+    texts = {
+        record["system_instructions_id"]: record["system_instructions"]
+        for record in records
+        if record.get("system_instructions") is not None and type(record.get("system_instructions_id")) is str
+    }
+    for record in records:
+        key = record.get("system_instructions_id")
+        if record.get("system_instructions") is None and type(key) is str and key in texts:
+            record["system_instructions"] = texts[key]
+
+
 def mark_acting_agents(records: Sequence[Record], starting_agent: str | None) -> None:
     """Set each record's ``acting_agent``: the agent of the agent step it ran in (after a
     handoff, the agent handed to), else the run's starting agent. An ``agent_step`` record names
@@ -281,6 +295,7 @@ class Run:
                         # a call a rerun served from its recording was not paid for
                         record["cost_usd"] = 0.0 if record.get("served") else pricer.price_record(record)
             mark_acting_agents(records, self.agent)
+            restore_instructions(records)
             self._records = records
         return self._records
 
