@@ -12,9 +12,10 @@ from agents import set_tracing_disabled
 
 import steptrace
 from steptrace.analysis import RunSet, diff, load
+from steptrace.analysis._html import round_tick_ms
 from steptrace.cli import main
 from steptrace.testing import Capture
-from triage_fleet import BILLING_INSTRUCTIONS, run_fleet
+from triage_fleet import BILLING_INSTRUCTIONS, REFUND_LINE, run_fleet
 
 
 @pytest.fixture(autouse=True)
@@ -157,3 +158,71 @@ def test_what_the_model_was_told_is_in_the_record_once_a_run_and_redacted(
     steptrace_capture.clear()
     run_fleet(steptrace_capture, ("ok",), capture_content=False)
     assert not [r for r in steptrace_capture.records if "system_instructions" in r]
+
+
+def test_debug_replay_and_view_say_where_the_failure_was_raised(
+    fleet: tuple[RunSet, dict[str, str], Path], capsys: pytest.CaptureFixture[str], steptrace_capture: Capture
+) -> None:
+    """A failure would name its message only, not the line of the user's code that raised it."""
+    runs, ids, path = fleet
+    run = runs.get(ids["failed"])
+    assert run is not None
+    where = [{"file": "tests/triage_fleet.py", "line": REFUND_LINE, "function": "refund"}]
+    (tool,) = [r for r in run.records() if r["type"] == "tool_call"]
+    assert tool["error_where"] == where
+    assert 'raise PermissionError(f"refunds of {invoice} need a supervisor")' in tool["error_stack"]
+    (head,) = [r for r in run.records() if r["type"] == "run"]
+    assert head["error_where"] == where  # the SDK's UserError, through its cause
+    _, out = cli(capsys, "debug", ids["failed"], "--log", str(path))
+    assert f"raised at:     tests/triage_fleet.py:{REFUND_LINE} in refund" in out
+    _, out = cli(capsys, "replay", ids["failed"], "--log", str(path), "--span", "5", "--full")
+    assert f"at:     tests/triage_fleet.py:{REFUND_LINE} in refund" in out
+    assert "PermissionError: refunds of INV-7 need a supervisor" in out.splitlines()[-2]
+    page = path.parent / "failed.html"
+    assert main(["view", ids["failed"], "--log", str(path), "-o", str(page)]) == 0
+    assert f'"raised_at": "tests/triage_fleet.py:{REFUND_LINE} in refund"' in page.read_text()
+
+    steptrace_capture.clear()  # capture off: the short form only, no stack
+    run_fleet(steptrace_capture, ("failed",), capture_content=False)
+    (tool,) = [r for r in steptrace_capture.records if r["type"] == "tool_call"]
+    assert tool["error_where"] == where and "error_stack" not in tool
+
+
+def test_a_model_call_reads_as_a_conversation_in_replay_full_and_view(
+    fleet: tuple[RunSet, dict[str, str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model call would show as raw message JSON: no turns, tool results not tied to their call."""
+    _, ids, path = fleet
+    _, out = cli(capsys, "replay", ids["ok"], "--log", str(path), "--full", "--span", "7")
+    lines = [line.strip() for line in out.splitlines()]
+    start = lines.index("system:      You handle refunds. Look the invoice up before answering. "
+                        "Refunds API key: [REDACTED:openai-key]")  # fmt: skip
+    assert lines[start + 1 :] == [
+        "user:        I want a refund for INV-7",
+        "assistant:   → transfer_to_billing({}) [call_1]",
+        'tool:        ← transfer_to_billing [call_1]: {"assistant": "billing"}',
+        'assistant:   → lookup_invoice({"invoice": "INV-7"}) [call_7]',
+        "tool:        ← lookup_invoice [call_7]: INV-7: 42.00 EUR, paid",
+        "── answer",
+        "assistant:   Refund of 42.00 EUR issued.",
+    ]
+    page = path.parent / "ok.html"
+    assert main(["view", ids["ok"], "--log", str(path), "-o", str(page)]) == 0
+    text = page.read_text()
+    data = json.loads(
+        text.split('<script id="steptrace-data" type="application/json">')[1].split("</script>")[0]
+    )
+    (last,) = [span for span in data["spans"] if span["title"].startswith("#7 ")]
+    roles = [turn["role"] for turn in last["transcript"]]
+    assert roles == ["system", "user", "assistant", "tool", "assistant", "tool", "assistant"]
+    result = last["transcript"][5]["items"][0]
+    assert (result["kind"], result["name"], result["call_id"]) == ("tool_result", "lookup_invoice", "call_7")
+    assert last["attributes"]["model"] == "gpt-4.1"  # one click away, under the conversation
+
+
+@pytest.mark.parametrize(
+    ("total_ms", "step"), [(242.0, 50.0), (187.0, 50.0), (94.0, 20.0), (1000.0, 200.0), (5970.0, 1000.0)]
+)
+def test_the_time_axis_uses_round_ticks(total_ms: float, step: float) -> None:
+    """The axis would read 0, 94, 187 ms instead of 0, 100, 200 ms."""
+    assert round_tick_ms(total_ms) == step

@@ -234,6 +234,13 @@ def build_record(
         "error": error,
         "error_type": error_type,
     }
+    if status == STATUS_ERROR:  # where it was raised (always) and the stack (capture on)
+        where = get(A.ERROR_WHERE)
+        if where is not None:
+            record["error_where"] = _content(where)
+        stack = get(A.ERROR_STACK)
+        if stack is not None:
+            record["error_stack"] = stack
     if record_type == "llm_call":
         ttft = get(A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
         finish_reasons = get(A.GEN_AI_RESPONSE_FINISH_REASONS)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO, cast
 
 from steptrace._pricing import cost_available
+from steptrace._where import where_text
 from steptrace.analysis import (
     DebugReport,
     LogError,
@@ -47,6 +48,7 @@ from steptrace.analysis._logs import (
 )
 from steptrace.analysis._runs import parse_duration_ms, parse_time
 from steptrace.analysis._terminal import TerminalStream, terminal_text, unescaped
+from steptrace.analysis._transcript import Item, item_line, transcript
 
 DEFAULT_LOG = "./steptrace-logs"
 LOG_ENV = "STEPTRACE_JSONL_PATH"
@@ -555,6 +557,8 @@ def _print_debug(report: DebugReport, warning: dict[str, Any] | None = None) -> 
     first, slowest = report.first_error_span, report.slowest_span
     print(f"agents:        {report.agents}")
     print(f"first error:   {_span_line(first) if first else '-'}")
+    if first is not None and first.raised_at:
+        print(f"raised at:     {_one_line(first.raised_at, None)}")
     if warning is not None:  # what the application itself said just before it failed
         where = f" (step {warning['agent_step']})" if warning.get("agent_step") is not None else ""
         print(f"last warning:  {_one_line(log_line(warning), _CONTENT_PREVIEW_CHARS)}{where}")
@@ -706,17 +710,35 @@ def cmd_replay(args: argparse.Namespace) -> int:
         limit = None if args.full or marker == "▶" else _CONTENT_PREVIEW_CHARS
         if record.get("error"):
             print(f"{pad}error:  {_one_line(record.get('error'), limit)}")
+            raised_at = where_text(record.get("error_where"))
+            if raised_at is not None:
+                print(f"{pad}at:     {_one_line(raised_at, limit)}")
+            if args.full and isinstance(record.get("error_stack"), str):
+                for line in str(record["error_stack"]).rstrip("\n").splitlines():
+                    print(f"{pad}  {_one_line(line, None)}")
         if record.get("stop_reason") and record.get("type") in ("llm_call", "agent_step"):
             print(f"{pad}stop:   {record.get('stop_reason')}")
         handoff = handoff_text(record)
         if handoff is not None:
             print(f"{pad}handoff: {handoff}")
+        turns = transcript(record) if args.full else None
+        if turns is not None:  # --full: the model call as a conversation, then its answer
+            answered = False
+            for turn in turns:
+                if turn.output and not answered:
+                    print(f"{pad}── answer")
+                    answered = True
+                for number, item in enumerate(turn.items or [Item("text", "")]):
+                    head = f"{turn.role + ':':<12}" if number == 0 else " " * 12
+                    for line_number, line in enumerate(item_line(item).split("\n")):
+                        print(f"{pad}{head if line_number == 0 else ' ' * 12} {_one_line(line, None)}")
+        shown_as_turns = turns is not None
         instructions = record.get("system_instructions")
-        if instructions is not None:  # what the model was told (capture on)
+        if instructions is not None and not shown_as_turns:  # what the model was told (capture on)
             told = parts_text(instructions)
             print(f"{pad}system: {_one_line(told if told is not None else instructions, limit)}")
         for key in ("input", "output"):
-            if record.get(key) is not None:
+            if record.get(key) is not None and not shown_as_turns:
                 print(f"{pad}{key + ':':<7} {_one_line(record.get(key), limit)}")
         for log in placed[index]:
             at = (log["ts"] - origin) * 1000

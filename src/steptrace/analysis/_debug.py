@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from steptrace._where import where_text
 from steptrace.analysis._agents import agents_line
 from steptrace.analysis._runs import Record, Run
 
@@ -44,6 +45,8 @@ class SpanRef:
     agent_step: int | None = None
     agent: str | None = None
     """The agent that acted (the step's agent; after a handoff, the agent handed to)."""
+    raised_at: str | None = None
+    """Where a failure was raised: ``tools.py:41 in refund`` (the user's innermost frame)."""
 
     @classmethod
     def of(cls, record: Record) -> SpanRef:
@@ -60,6 +63,7 @@ class SpanRef:
             error=record.get("error"),
             agent_step=agent_step if type(agent_step) is int else None,
             agent=record.get("acting_agent") if type(record.get("acting_agent")) is str else None,
+            raised_at=where_text(record.get("error_where")),
         )
 
     def describe(self) -> str:
@@ -85,6 +89,7 @@ class SpanRef:
             "error_type": self.error_type,
             "error": self.error,
             "agent": self.agent,
+            "raised_at": self.raised_at,
         }
 
 
