@@ -226,3 +226,34 @@ def test_a_model_call_reads_as_a_conversation_in_replay_full_and_view(
 def test_the_time_axis_uses_round_ticks(total_ms: float, step: float) -> None:
     """The axis would read 0, 94, 187 ms instead of 0, 100, 200 ms."""
     assert round_tick_ms(total_ms) == step
+
+
+def test_hostile_agent_names_and_frames_stay_text(
+    fleet: tuple[RunSet, dict[str, str], Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """An agent name, handoff target or frame from the log could run in the page or drive the terminal."""
+    _, ids, path = fleet
+    evil = "<img src=x onerror=alert(1)>\x1b]0;pwned\x07"
+    lines = []
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        if record["run_id"] != ids["failed"]:
+            continue
+        if record["type"] == "agent_step":
+            record["agent"] = evil if record["agent_step"] == 2 else record["agent"]
+            record["handoff_to"] = evil if record["handoff_to"] else None
+        if record.get("error_where"):
+            record["error_where"][0]["function"] = evil
+        lines.append(json.dumps(record))
+    log = tmp_path / "hostile.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    for command in (
+        ["replay", ids["failed"], "--full"],
+        ["debug", ids["failed"]],
+        ["summary", ids["failed"]],
+    ):
+        _, out = cli(capsys, *command, "--log", str(log))
+        assert "\x1b" not in out and "\x07" not in out and "\\x1b]0;pwned\\x07" in out
+    page = tmp_path / "hostile.html"
+    assert main(["view", ids["failed"], "--log", str(log), "-o", str(page)]) == 0
+    assert "<img" not in page.read_text()

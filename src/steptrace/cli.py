@@ -675,7 +675,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         default=0.0,
     )
     print(
-        f"run {run.run_id} · {run.agent or '-'} {run.release or ''} · stop {run.stop_reason}"
+        f"run {run.run_id} · {' → '.join(run.agents) or run.agent or '-'} {run.release or ''}"
+        f" · stop {run.stop_reason}"
         f" · {format_ms(run.duration_ms)} · {len(records)} spans"
     )
     if start_index:
