@@ -3,9 +3,9 @@ library, an installed package or steptrace), as file, line and function, for the
 
 from __future__ import annotations
 
+import functools
 import os
 import sysconfig
-import traceback
 from typing import Any
 
 import steptrace
@@ -24,6 +24,7 @@ def _library_dirs() -> tuple[str, ...]:
 _LIBRARY_DIRS = _library_dirs()
 
 
+@functools.lru_cache(maxsize=1024)
 def _in_user_code(filename: str) -> bool:
     if filename.startswith("<frozen"):
         return False
@@ -33,8 +34,17 @@ def _in_user_code(filename: str) -> bool:
 def _shown_path(filename: str) -> str:
     """Relative to the working directory when inside it, else the file's last two path parts:
     no home directory or user name in the record."""
-    path = os.path.abspath(filename)
-    cwd = os.path.join(os.getcwd(), "")
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the working directory was removed
+        cwd = "/nonexistent"
+    return _shown_in(filename, cwd)
+
+
+@functools.lru_cache(maxsize=1024)
+def _shown_in(filename: str, cwd: str) -> str:
+    path = os.path.abspath(filename) if os.path.isabs(filename) else os.path.join(cwd, filename)
+    cwd = os.path.join(cwd, "")
     if path.startswith(cwd):
         return path[len(cwd) :]
     parts = path.replace(os.sep, "/").rsplit("/", 2)
@@ -49,12 +59,17 @@ def raised_where(exc: BaseException, limit: int = MAX_WHERE_FRAMES) -> list[dict
     for _ in range(_MAX_CHAIN):
         if current is None:
             break
-        frames = traceback.extract_tb(current.__traceback__, limit=-_SCANNED_FRAMES)
-        user = [frame for frame in frames if _in_user_code(frame.filename)]
+        # The frames' code and line, not traceback.extract_tb: no source line is read.
+        frames = []
+        tb = current.__traceback__
+        while tb is not None:
+            frames.append((tb.tb_frame.f_code, tb.tb_lineno))
+            tb = tb.tb_next
+        user = [(code, line) for code, line in frames[-_SCANNED_FRAMES:] if _in_user_code(code.co_filename)]
         if user:
             return [
-                {"file": _shown_path(frame.filename), "line": frame.lineno, "function": frame.name}
-                for frame in reversed(user[-limit:])
+                {"file": _shown_path(code.co_filename), "line": line, "function": code.co_name}
+                for code, line in reversed(user[-limit:])
             ]
         current = current.__cause__ or current.__context__
     return []

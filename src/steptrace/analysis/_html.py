@@ -155,6 +155,8 @@ _SCRIPT = """
     var more = el("details", "attributes");
     more.appendChild(el("summary", "", "Attributes"));
     more.appendChild(el("pre", "", JSON.stringify(span.attributes, null, 2)));
+    // Open when there is nothing else to read (a log line, a step): one click away otherwise.
+    if (!span.transcript && span.input == null && span.output == null) more.open = true;
     detail.appendChild(more);
   }
   var rows = document.querySelectorAll(".row");

@@ -216,7 +216,6 @@ class Run:
     repeated_call_count: int
     tool_durations_ms: dict[str, list[float]] = field(repr=False)
     _reader: Callable[[str], list[Record]] | None = field(default=None, repr=False, compare=False)
-    _records: list[Record] | None = field(default=None, repr=False, compare=False)
     conversation_id: str | None = None
     run_failed: bool = False
     """The run span itself ended with an error status."""
@@ -232,13 +231,22 @@ class Run:
     """The part of ``input_tokens`` written to the prompt cache."""
     rerun_of: str | None = None
     """A rerun (``steptrace.rerun``): the run it re-ran. Left out of ``runs()`` unless asked."""
-    agents: tuple[str, ...] = ()
-    """Every agent that acted in the run: the starting agent (``agent``) first, then each agent
-    a handoff passed the conversation to, in the order they first ran a step."""
-    llm_calls_without_usage: int = 0
-    """Model calls that answered but reported no token usage (an OpenAI stream without
-    ``stream_options.include_usage``): unknown, not zero, and not in the token counts. A call
-    that failed is not one of them."""
+    _acted: tuple[tuple[str, ...], int] = field(default=((), 0), repr=False)
+    # (agents, llm_calls_without_usage) in one attribute: a Run's instance dict stays within the
+    # 29 keys instances share one key table for (one more makes each dict 5x bigger, +1.3 KB).
+
+    @property
+    def agents(self) -> tuple[str, ...]:
+        """Every agent that acted in the run: the starting agent (``agent``) first, then each
+        agent a handoff passed the conversation to, in the order they first ran a step."""
+        return self._acted[0]
+
+    @property
+    def llm_calls_without_usage(self) -> int:
+        """Model calls that answered but reported no token usage (an OpenAI stream without
+        ``stream_options.include_usage``): unknown, not zero, and not in the token counts. A call
+        that failed is not one of them."""
+        return self._acted[1]
 
     @property
     def status(self) -> RunStatus | None:
@@ -285,19 +293,22 @@ class Run:
 
     def records(self) -> list[Record]:
         """All step records of this run in start order (read from disk once, then cached)."""
-        if self._records is None:
-            raw = self._reader(self.run_id) if self._reader else []
-            records = sort_records(clean_record(record) for record in raw)
-            pricer = self._pricer
-            if pricer is not None:
-                for record in records:
-                    if record["type"] == "llm_call":
-                        # a call a rerun served from its recording was not paid for
-                        record["cost_usd"] = 0.0 if record.get("served") else pricer.price_record(record)
-            mark_acting_agents(records, self.agent)
-            restore_instructions(records)
-            self._records = records
-        return self._records
+        # Set on first read, not in __init__: the instance dict stays within 29 keys (see _acted).
+        cached: list[Record] | None = self.__dict__.get("_records")
+        if cached is not None:
+            return cached
+        raw = self._reader(self.run_id) if self._reader else []
+        records = sort_records(clean_record(record) for record in raw)
+        pricer = self._pricer
+        if pricer is not None:
+            for record in records:
+                if record["type"] == "llm_call":
+                    # a call a rerun served from its recording was not paid for
+                    record["cost_usd"] = 0.0 if record.get("served") else pricer.price_record(record)
+        mark_acting_agents(records, self.agent)
+        restore_instructions(records)
+        self.__dict__["_records"] = records
+        return records
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -600,8 +611,7 @@ def _finish(
         cache_read_input_tokens=acc.cache_read,
         cache_creation_input_tokens=acc.cache_write,
         rerun_of=_text(head["rerun_of"]) if head is not None else None,
-        llm_calls_without_usage=acc.no_usage,
-        agents=tuple(dict.fromkeys([*([agent] if type(agent) is str else []), *acc.agents])),
+        _acted=(tuple(dict.fromkeys([*([agent] if type(agent) is str else []), *acc.agents])), acc.no_usage),
     )
 
 
