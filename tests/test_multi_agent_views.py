@@ -257,3 +257,36 @@ def test_hostile_agent_names_and_frames_stay_text(
     page = tmp_path / "hostile.html"
     assert main(["view", ids["failed"], "--log", str(log), "-o", str(page)]) == 0
     assert "<img" not in page.read_text()
+
+
+def test_a_clickhouse_source_answers_the_same_for_agents_errors_and_unknown_tokens(
+    fleet: tuple[RunSet, dict[str, str], Path], steptrace_capture: Capture
+) -> None:
+    """The Collector's ClickHouse table would match `--agent` on the starting agent only, or
+    count a call without usage as 0 tokens, where the JSONL log does not."""
+    chdb_session = pytest.importorskip("chdb.session", reason="chdb (the test extra) runs the SQL")
+    import clickhouse_table as table
+    from steptrace.analysis import _clickhouse as ch
+    from steptrace.analysis import load_clickhouse
+
+    runs, ids, _ = fleet
+    session = chdb_session.Session()
+    engine = table.ChdbDatabase(session)
+    try:
+        table.create_table(engine, "otel.otel_traces")
+        table.insert_rows(engine, table.rows_from_readable_spans(steptrace_capture.spans), "otel.otel_traces")
+        ch.use_database(lambda url: engine)
+        since = min(run.started_at for run in runs).isoformat()
+        stored = load_clickhouse("clickhouse://reader@host:8123/otel?table=otel_traces", since=since)
+        assert [r.to_dict() for r in stored] == [r.to_dict() for r in runs]
+        for filters in ({"agent": "billing"}, {"starting_agent": "billing"}, {"has_errors": True}):
+            assert [r.run_id for r in stored.runs(**filters, limit=10)] == [
+                r.run_id for r in runs.runs(**filters)
+            ]
+        releases = {run.release for run in runs}
+        assert releases == {None}  # the fleet has no release: diff's SQL path needs one
+        assert stored.side_stats() == runs.side_stats()
+        assert stored.get(ids["no_usage"]).known_total_tokens is None  # type: ignore[union-attr]
+    finally:
+        ch.use_database(None)
+        session.close()

@@ -420,7 +420,7 @@ _RUN_AGGREGATES_SQL = """    SELECT
         groupArrayIf((tool_name, Duration), is_tool) AS tool_call_durations,
         -- What pricing reads of each model call, in end order (the JSONL pass adds the costs up
         -- in that order): the start minute (prices change by date), provider, model, usage.
-        arrayMap(x -> tuple(intDiv(x.2, 60000000000), x.3, x.4, x.5, x.6, x.7, x.8, x.9, x.10),
+        arrayMap(x -> tuple(intDiv(x.2, 60000000000), x.3, x.4, x.5, x.6, x.7, x.8, x.9, x.10, x.11),
         arraySort(x -> x.1, groupArrayIf(tuple(end_ns, start_ns,
             if(mapContains(SpanAttributes, 'gen_ai.provider.name'),
                SpanAttributes['gen_ai.provider.name'], NULL),
@@ -432,7 +432,8 @@ _RUN_AGGREGATES_SQL = """    SELECT
             toInt64OrNull(SpanAttributes['gen_ai.usage.cache_creation.input_tokens']),
             toInt64OrNull(SpanAttributes['gen_ai.usage.reasoning.output_tokens']),
             -- served by a rerun from its recording: not paid for
-            SpanAttributes['steptrace.rerun.served'] = 'true'),
+            SpanAttributes['steptrace.rerun.served'] = 'true',
+            is_error),
             SpanName = 'llm_request'))) AS llm_calls_by_end,
         -- A run without a run span (crashed, still going) takes its agent from the first step.
         argMinIf(SpanAttributes['gen_ai.agent.name'], end_ns,
@@ -763,6 +764,7 @@ class ClickHouseSource:
         acc.tools = {str(tool): int(count) for tool, count in tools}
         acc.tool_durations = {}  # read on first use: ClickHouseRun.tool_durations_ms
         acc.cost, acc.priced, acc.unpriced = self._cost(llm_calls_by_end)
+        acc.no_usage = _calls_without_usage(llm_calls_by_end)
         run = _finish(run_id, acc, self.read_run, self.pricer)
         run.__class__ = ClickHouseRun  # the same fields; tool durations come on first read
         self._bounds[run.run_id] = (int(first_start_ns), int(last_end_ns))
@@ -772,7 +774,7 @@ class ClickHouseSource:
         """(USD, priced calls, unpriced calls) of a run's model calls, given in end order."""
         price, stamps = self.pricer.price, self._stamps
         cost, priced, unpriced = 0.0, 0, 0
-        for minute, provider, model, inputs, outputs, read, written, reasoning, served in llm_calls:
+        for minute, provider, model, inputs, outputs, read, written, reasoning, served, _failed in llm_calls:
             if served:  # a rerun served it from its recording: nothing was paid
                 priced += 1
                 continue
@@ -836,10 +838,14 @@ class ClickHouseSource:
             ) = row  # fmt: skip
             runs = int(runs)
             costs = []
+            blind_runs, blind_tokens, blind_calls = 0, 0, 0  # a call without usage: tokens unknown
             for _started, _run_id, llm_calls in priced_runs:  # in run order, as the runs list
                 cost, priced, _ = self._cost(llm_calls)
                 if priced:
                     costs.append(cost)
+                if without := _calls_without_usage(llm_calls):
+                    blind_runs, blind_calls = blind_runs + 1, blind_calls + without
+                    blind_tokens += sum(int(c[3] or 0) + int(c[4] or 0) for c in llm_calls)
             reasons, counts = stops
             out[str(release)] = SideStats(
                 runs=runs,
@@ -847,7 +853,11 @@ class ClickHouseSource:
                 failed_rate=int(stopped_failed_runs) / runs,
                 p50_duration_ms=float(p50),
                 p95_duration_ms=float(p95),
-                tokens_per_run=int(tokens) / runs,
+                tokens_per_run=(int(tokens) - blind_tokens) / (runs - blind_runs)
+                if runs > blind_runs
+                else None,
+                runs_without_usage=blind_runs,
+                llm_calls_without_usage=blind_calls,
                 cost_per_run=sum(costs) / len(costs) if costs else None,
                 repeated_call_rate=int(repeated_runs) / runs,
                 tool_p95_ms={str(tool): float(value) for tool, value in tool_p95},
@@ -946,6 +956,12 @@ class ClickHouseRun(Run):
     @tool_durations_ms.setter
     def tool_durations_ms(self, value: dict[str, list[float]]) -> None:
         self.__dict__["tool_durations_ms"] = value
+
+
+def _calls_without_usage(llm_calls: Sequence[Sequence[Any]]) -> int:
+    """Model calls that answered without reporting usage (tokens unknown, never 0), as the
+    JSONL pass counts them: no input and no output count, and not failed."""
+    return sum(1 for call in llm_calls if call[3] is None and call[4] is None and not call[9])
 
 
 def _ns(moment: datetime) -> int:
