@@ -18,10 +18,13 @@ import sdk_fakes as F
 
 @dataclass
 class Turn:
-    """One model turn: a text answer, or a function call (call id, tool name, arguments JSON)."""
+    """One model turn: a text answer, or a function call (call id, tool name, arguments JSON);
+    ``usage=False``: a streamed Chat Completions reply with no usage chunk (the request did not
+    ask for ``stream_options.include_usage``)."""
 
     text: str = ""
     call: tuple[str, str, str] | None = None
+    usage: bool = True
 
 
 def text_turn(text: str) -> Turn:
@@ -39,7 +42,9 @@ def reply_for(turn: Turn, path: str, stream: bool) -> F.Canned:
         pieces = [turn.text] if turn.text else []
         if stream:
             call = (turn.call[0], turn.call[1], [turn.call[2]]) if turn.call else None
-            return F.sse_reply(F.openai_sse(F.chat_chunks(pieces, tool_call=call, finish_reason=finish)))
+            usage = (12, 50) if turn.usage else None
+            chunks = F.chat_chunks(pieces, tool_call=call, finish_reason=finish, usage=usage)
+            return F.sse_reply(F.openai_sse(chunks))
         calls = [turn.call] if turn.call else []
         return F.json_reply(F.chat_completion(turn.text or None, tool_calls=calls, finish_reason=finish))
     if stream:
@@ -90,7 +95,7 @@ class ModelTurns(F.Script):
             turn = self.turns[0]
             self.repeats += 1
             if turn.call is not None:  # the SDK runs one call id once: each repeat is a new call
-                turn = Turn(turn.text, (f"{turn.call[0]}_{self.repeats}", *turn.call[1:]))
+                turn = Turn(turn.text, (f"{turn.call[0]}_{self.repeats}", *turn.call[1:]), turn.usage)
         else:
             turn = self.turns.pop(0)
         stream = json.loads(request.content or b"{}").get("stream") is True

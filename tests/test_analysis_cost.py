@@ -331,7 +331,10 @@ def test_debug_names_the_run_cost_and_its_most_expensive_call(
     assert report.most_expensive_call_cost_usd == pytest.approx(max(costs))
     assert main(["debug", "run-priced", "--log", str(priced_log)]) == 0
     out = capsys.readouterr().out
-    assert "cost:          $" in out and "most expensive call: llm_call claude-sonnet-4-5 (#4)" in out
+    assert (
+        "cost:          $" in out
+        and "most expensive call: llm_call claude-sonnet-4-5 (#4, agent pricing-agent)" in out
+    )
     assert main(["debug", "run-priced", "--log", str(priced_log), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["most_expensive_call"]["step"] == 4 and data["cost_usd"] == pytest.approx(sum(costs))

@@ -33,7 +33,7 @@ def test_regression_is_called_worse_with_deltas(two_releases: RunSet) -> None:
     report = diff(base, cand, baseline_label="1.4.0", candidate_label="1.5.0")
     assert (report.baseline_runs, report.candidate_runs) == (40, 40)
 
-    errors = metric(report, "error_rate")
+    errors = metric(report, "failed_rate")
     assert (errors.baseline, errors.candidate) == (0.0, 8 / 40)
     assert errors.delta == pytest.approx(0.2)
     assert errors.direction == "worse"
@@ -53,7 +53,7 @@ def test_regression_is_called_worse_with_deltas(two_releases: RunSet) -> None:
     assert max_steps.direction == "worse"
     assert metric(report, "stop_reason[end_turn]").direction == "worse"
     assert metric(report, "p95_ms[search]").direction == "new"
-    assert "1.5.0 is worse on" in report.verdict and "error_rate" in report.verdict
+    assert "1.5.0 is worse on" in report.verdict and "failed_rate" in report.verdict
 
 
 def test_same_runs_are_about_the_same(two_releases: RunSet) -> None:
@@ -67,8 +67,8 @@ def test_same_runs_are_about_the_same(two_releases: RunSet) -> None:
 def test_improvement_is_called_better(two_releases: RunSet) -> None:
     """Fixing a regression would not be reported as an improvement."""
     report = diff(two_releases.runs(release="1.5.0"), two_releases.runs(release="1.4.0"))
-    assert metric(report, "error_rate").direction == "better"
-    assert metric(report, "error_rate").verdict.startswith("better: down 20.0 points")
+    assert metric(report, "failed_rate").direction == "better"
+    assert metric(report, "failed_rate").verdict.startswith("better: down 20.0 points")
     assert "better" in report.verdict
 
 
@@ -83,4 +83,4 @@ def test_empty_side_cannot_be_compared(two_releases: RunSet) -> None:
     """An empty release would give a misleading verdict instead of saying there is no data."""
     report = diff(two_releases.runs(release="1.4.0"), [])
     assert report.verdict == "cannot compare: candidate has no runs"
-    assert metric(report, "error_rate").candidate is None
+    assert metric(report, "failed_rate").candidate is None

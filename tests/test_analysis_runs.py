@@ -121,6 +121,7 @@ def test_summarize_reports_the_headline_numbers(runs: RunSet) -> None:
     assert summary.to_dict() == {
         "run_id": "run-tool-err",
         "agent": "weather-agent",
+        "agents": ["weather-agent"],
         "release": "1.0.0",
         "started_at": (T0 + timedelta(minutes=2)).isoformat(),
         "total_steps": 1,
@@ -129,6 +130,7 @@ def test_summarize_reports_the_headline_numbers(runs: RunSet) -> None:
         "input_tokens": 120,
         "output_tokens": 30,
         "total_tokens": 150,
+        "llm_calls_without_usage": 0,
         "error_count": 1,  # the tool's error, not also its step's and run's
         "duration_ms": run.duration_ms,
         "stop_reason": "error",

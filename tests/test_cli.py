@@ -138,7 +138,7 @@ def test_debug_prints_hypotheses_with_evidence(log: Path, capsys: pytest.Capture
     """`steptrace debug` would not point at the failing tool or the loop."""
     code, out, _ = run_cli(capsys, "debug", "run-tool-err", "--log", str(log))
     assert code == 0
-    assert "first error:   tool_call get_weather (#3, step 1)" in out
+    assert "first error:   tool_call get_weather (#3, step 1, agent weather-agent)" in out
     assert "1. [tool_failure]" in out and "Next: steptrace replay run-tool-err --span 3" in out
     code, out, _ = run_cli(capsys, "debug", "run-loop", "--log", str(log), "--json")
     report = json.loads(out)
@@ -210,12 +210,18 @@ def test_diff_by_release(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     # The crashed run never wrote its run record, so it carries no release.
     assert "baseline 1.0.0 (3 runs)  vs  candidate 1.1.0 (3 runs)" in out
-    assert "error_rate" in out and "stop_reason[max_steps]" in out and "Verdict:" in out
+    assert (
+        "failed_rate" in out
+        and "with_errors_rate" in out
+        and "stop_reason[max_steps]" in out
+        and "Verdict:" in out
+    )
     code, out, _ = run_cli(capsys, *argv, "--json")
     report = json.loads(out)
     assert report["baseline"] == {"label": "1.0.0", "runs": 3}
     assert {m["name"] for m in report["metrics"]} == {
-        "error_rate",
+        "failed_rate",
+        "with_errors_rate",
         "p50_duration_ms",
         "p95_duration_ms",
         "tokens_per_run",

@@ -352,9 +352,9 @@ def test_replay_shows_the_line_in_its_step(
     retry = next(i for i, line in enumerate(lines) if "retrying https://example.com" in line)
     assert lines[retry].split()[0] == "2"  # the STEP column: agent step 2
     assert "WARNING agent.tools: retrying https://example.com: the server answered 503" in lines[retry]
-    # The tool's row, its own detail lines (error, input), then what it logged; no other span between.
+    # The tool's row, its own detail lines (error, where it was raised, input), then what it logged.
     assert tool < retry
-    assert all(line.split()[0] in ("error:", "input:") for line in lines[tool + 1 : retry])
+    assert all(line.split()[0] in ("error:", "at:", "input:") for line in lines[tool + 1 : retry])
     llm = next(i for i, line in enumerate(lines) if "llm_call" in line)
     cold = next(i for i, line in enumerate(lines) if "the cache is cold" in line)
     assert llm < cold < tool

@@ -41,19 +41,22 @@ def test_release_figures_match_the_runs_and_the_diff(tmp_path: Path) -> None:
     for figures in report.releases:
         group = runs.runs(release=figures.release)
         assert figures.runs == len(group) == RUNS_PER_RELEASE
-        assert figures.error_rate == sum(r.error_count > 0 for r in group) / len(group)
+        assert figures.failed_rate == sum(r.status == "error" for r in group) / len(group)
+        assert figures.with_errors_rate == sum(r.error_count > 0 or r.failed for r in group) / len(group)
         assert figures.loop_rate == sum(r.repeated_call_count > 0 for r in group) / len(group)
         assert figures.p95_duration_ms == percentile([r.duration_ms for r in group], 95)
         assert figures.tokens_per_run == sum(r.total_tokens for r in group) / len(group)
+        assert figures.runs_without_usage == 0
     first, second = report.releases
     assert first.changes == {} and first.verdict is None
     expected = diff(runs.runs(release="1.4.0"), runs.runs(release="1.5.0"), baseline_label="1.4.0",
                     candidate_label="1.5.0")  # fmt: skip
     assert second.verdict == expected.verdict
-    assert second.changes["error_rate"].direction == "worse"
+    assert second.changes["failed_rate"].direction == "worse"
     assert second.changes["repeated_call_rate"].direction == "worse"
     page = render_report(report)
-    assert 'data-metric="error_rate" title="' + html.escape(expected.metrics[0].verdict) in page
+    assert 'data-metric="failed_rate" title="' + html.escape(expected.metrics[0].verdict) in page
+    assert 'data-metric="with_errors_rate" title="' + html.escape(expected.metrics[1].verdict) in page
 
 
 def test_lists_charts_and_tools(tmp_path: Path) -> None:

@@ -100,7 +100,7 @@ def test_every_section_renders_on_load(tmp_path: Path, watched: Watched) -> None
     assert page.locator("#headline tr[data-release]").count() == 2
     second = page.locator('#headline tr[data-release="1.5.0"]')
     assert second.locator(".verdict").count() >= 5
-    assert second.locator('[data-metric="error_rate"]').inner_text().endswith("worse")
+    assert second.locator('[data-metric="failed_rate"]').inner_text().endswith("worse")
     assert "1.5.0 vs 1.4.0" in page.locator(".verdicts").inner_text()
     for chart in ("chart-runs", "chart-error-rate", "chart-p95", "chart-tool-calls",
                   "chart-tool-failures", "chart-tool-p95"):  # fmt: skip

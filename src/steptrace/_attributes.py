@@ -99,6 +99,10 @@ RUN_TOOL_CALLS: Final = "steptrace.run.tool_calls"
 RUN_INPUT_TOKENS: Final = "steptrace.run.input_tokens"
 RUN_OUTPUT_TOKENS: Final = "steptrace.run.output_tokens"
 RUN_ERRORS: Final = "steptrace.run.errors"
+# Where a failure was raised: the innermost frames of the user's own code (JSON list of
+# {"file", "line", "function"}, innermost first), always; the redacted stack only with capture on.
+ERROR_WHERE: Final = "steptrace.error.where"
+ERROR_STACK: Final = "steptrace.error.stack"
 TOOL_ARGS_HASH: Final = "steptrace.tool.args_hash"
 LLM_TOOL_CALLS: Final = "steptrace.llm.tool_calls"  # JSON list of {"name", "id"} the model asked for
 LLM_USAGE_MISSING: Final = "steptrace.llm.usage_missing"

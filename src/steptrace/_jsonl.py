@@ -24,7 +24,13 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
 
 from steptrace._content import bounded_repr, make_utf8_safe
-from steptrace._records import STATUS_ERROR, STATUS_OK, build_record, record_after_torn_prefix
+from steptrace._records import (
+    STATUS_ERROR,
+    STATUS_OK,
+    build_record,
+    instructions_once,
+    record_after_torn_prefix,
+)
 
 logger = logging.getLogger("steptrace")
 
@@ -233,7 +239,7 @@ class JsonlSpanExporter(SpanExporter):
         record): steptrace's processor writes a span another thread ends while the program exits.
         """
         try:
-            record = span_to_record(span)
+            record = instructions_once(span_to_record(span))  # repeated instructions: once a run
         except Exception as exc:
             self._fail(exc)
             return False

@@ -6,8 +6,11 @@ the OTLP-JSON reader in ``steptrace.analysis`` produce identical records from th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -153,6 +156,35 @@ def _foreign_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# The system instructions an agent sends with every model call are written to the step log once
+# per run (per process): later calls carry only their id. Bounded to the most recent runs.
+_INSTRUCTIONS_WRITTEN: OrderedDict[Any, set[str]] = OrderedDict()
+_INSTRUCTIONS_RUNS = 4096
+_INSTRUCTIONS_LOCK = threading.Lock()
+
+
+def instructions_once(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The record to write: without its ``system_instructions`` text when an earlier record of
+    the same run written by this process carried the same text (same ``system_instructions_id``);
+    the analysis puts it back (``Run.records()``)."""
+    if record is None or "system_instructions_id" not in record:
+        return record
+    key, run_id = record["system_instructions_id"], record.get("run_id")
+    with _INSTRUCTIONS_LOCK:
+        seen = _INSTRUCTIONS_WRITTEN.get(run_id)
+        if seen is None:
+            seen = _INSTRUCTIONS_WRITTEN[run_id] = set()
+            if len(_INSTRUCTIONS_WRITTEN) > _INSTRUCTIONS_RUNS:
+                _INSTRUCTIONS_WRITTEN.popitem(last=False)
+        else:
+            _INSTRUCTIONS_WRITTEN.move_to_end(run_id)
+        first = key not in seen
+        seen.add(key)
+    if first:
+        return record
+    return {k: v for k, v in record.items() if k != "system_instructions"}
+
+
 def build_record(
     *,
     name: str,
@@ -207,6 +239,13 @@ def build_record(
         "error": error,
         "error_type": error_type,
     }
+    if status == STATUS_ERROR:  # where it was raised (always) and the stack (capture on)
+        where = get(A.ERROR_WHERE)
+        if where is not None:
+            record["error_where"] = _content(where)
+        stack = get(A.ERROR_STACK)
+        if stack is not None:
+            record["error_stack"] = stack
     if record_type == "llm_call":
         ttft = get(A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
         finish_reasons = get(A.GEN_AI_RESPONSE_FINISH_REASONS)
@@ -232,6 +271,13 @@ def build_record(
             input=_content(get(A.GEN_AI_INPUT_MESSAGES)),
             output=_content(get(A.GEN_AI_OUTPUT_MESSAGES)),
         )
+        instructions = get(A.GEN_AI_SYSTEM_INSTRUCTIONS)
+        if instructions is not None:  # captured (redacted, bounded) only with capture on
+            text = instructions if isinstance(instructions, str) else json.dumps(instructions, default=str)
+            record["system_instructions"] = _content(instructions)
+            record["system_instructions_id"] = hashlib.sha256(
+                text.encode("utf-8", "surrogatepass")
+            ).hexdigest()[:16]
         cost = get(A.LLM_COST_USD)
         if cost is not None:  # configure(record_cost=True); absent otherwise, as in older logs
             record["cost_usd"] = cost

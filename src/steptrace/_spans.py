@@ -45,6 +45,7 @@ from steptrace._metrics import NO_EXEMPLAR
 from steptrace._redaction import DEFAULT_REDACTOR
 from steptrace._response import field_of, normalize_stop_reason, parse_response
 from steptrace._state import ActiveConfig
+from steptrace._where import raised_where
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -115,6 +116,22 @@ def _bounded_message(
     return redact_error_text(message, _MAX_ERROR_MESSAGE_CHARS, content, secrets)
 
 
+def _record_where(
+    span: Span, exc: BaseException, stack: str, content: ContentPolicy | None, secrets: Sequence[str]
+) -> None:
+    """Where ``exc`` was raised, for the step record: file, line, function of the user's
+    innermost frames (always, redacted); the redacted stack too with content capture on."""
+    where = [
+        {key: redact_error_text(value, 300, content, secrets) if isinstance(value, str) else value
+         for key, value in frame.items()}
+        for frame in raised_where(exc)
+    ]  # fmt: skip
+    if where:
+        span.set_attribute(A.ERROR_WHERE, json.dumps(where))
+    if stack and content is not None and capturing(content):
+        span.set_attribute(A.ERROR_STACK, stack)
+
+
 def record_failure(
     span: Span, exc: BaseException, content: ContentPolicy | None = None, secrets: Sequence[str] = ()
 ) -> str:
@@ -132,6 +149,7 @@ def record_failure(
         stack = ""
     stack = redact_stack_text(stack, _MAX_TRACEBACK_CHARS, content, secrets)
     span.set_attribute(A.ERROR_TYPE, kind)
+    _record_where(span, exc, stack, content, secrets)
     span.add_event(
         "exception",
         {"exception.type": kind, "exception.message": message, "exception.stacktrace": stack},

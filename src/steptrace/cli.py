@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO, cast
 
 from steptrace._pricing import cost_available
+from steptrace._where import where_text
 from steptrace.analysis import (
     DebugReport,
     LogError,
@@ -33,6 +34,7 @@ from steptrace.analysis import (
     summarize,
     write_html,
 )
+from steptrace.analysis._agents import agents_line, handoff_text, parts_text, with_agent
 from steptrace.analysis._debug import SpanRef, format_ms, span_label, token_text
 from steptrace.analysis._diff import DiffReport, MetricChange, format_usd, format_value
 from steptrace.analysis._loading import fast_path_available, find_sources
@@ -46,6 +48,7 @@ from steptrace.analysis._logs import (
 )
 from steptrace.analysis._runs import parse_duration_ms, parse_time
 from steptrace.analysis._terminal import TerminalStream, terminal_text, unescaped
+from steptrace.analysis._transcript import Item, item_line, transcript
 
 DEFAULT_LOG = "./steptrace-logs"
 LOG_ENV = "STEPTRACE_JSONL_PATH"
@@ -278,7 +281,17 @@ def add_run_filter_arguments(parser: argparse.ArgumentParser, *, release: bool =
     if release:
         parser.add_argument("--release")
     parser.add_argument(
-        "--agent", action="append", metavar="NAME", help="runs of this agent (repeatable: any of them)"
+        "--agent",
+        action="append",
+        metavar="NAME",
+        help="runs in which this agent acted: it started the run or was handed the conversation "
+        "(repeatable: any of them)",
+    )
+    parser.add_argument(
+        "--starting-agent",
+        action="append",
+        metavar="NAME",
+        help="runs this agent started (repeatable: any of them)",
     )
     parser.add_argument(
         "--conversation", metavar="ID", help="runs of this conversation (gen_ai.conversation.id)"
@@ -286,7 +299,13 @@ def add_run_filter_arguments(parser: argparse.ArgumentParser, *, release: bool =
     parser.add_argument(
         "--status",
         choices=["ok", "error"],
-        help="error: the run span failed or the run stopped with error; ok: any other finished run",
+        help="error: failed runs (stopped with an error: the run span failed or the stop reason is "
+        "error); ok: any other finished run",
+    )
+    parser.add_argument(
+        "--has-errors",
+        action="store_true",
+        help="runs with errors: any error, also one the agent recovered from (every failed run is one)",
     )
     parser.add_argument("--min-duration", metavar="TIME", help="at least this long, e.g. 2s, 500ms, 1.5m")
     parser.add_argument("--max-duration", metavar="TIME", help="at most this long, e.g. 30s")
@@ -330,8 +349,10 @@ def run_filter_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "until": _time_filter("--until", args.until),
         "slower_than_percentile": percentile,
         "agent": args.agent,
+        "starting_agent": getattr(args, "starting_agent", None),
         "conversation": args.conversation,
         "status": args.status,
+        "has_errors": True if getattr(args, "has_errors", False) else None,
         "min_duration": _duration_filter("--min-duration", args.min_duration),
         "max_duration": _duration_filter("--max-duration", args.max_duration),
         "reruns": True if getattr(args, "reruns", False) else None,
@@ -360,6 +381,18 @@ def _cost_text(cost: float | None, unpriced: int) -> str:
     if unpriced:
         text += f" (+{unpriced} unpriced)" if cost is not None else f" ({unpriced} unpriced)"
     return text
+
+
+def _tokens_cell(run: Run) -> str:
+    """``2,746``; ``≥62`` when some model call reported no usage; ``—`` when none did."""
+    known = run.known_total_tokens
+    if known is None:
+        return "—"
+    return ("≥" if run.llm_calls_without_usage else "") + f"{known:,}"
+
+
+def _no_usage_text(calls: int) -> str:
+    return f"{_count(calls, 'model call')} reported no usage: unknown, not counted"
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -416,10 +449,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         [
             r.run_id,
             r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-            r.agent or "-",
+            " → ".join(r.agents) or r.agent or "-",  # the starting agent, then those handed to
             r.release or "-",
             str(r.total_steps),
-            f"{r.total_tokens:,}",
+            _tokens_cell(r),
             # "≥": some calls have no known price, so the run cost at least this much.
             ("≥" if r.unpriced_llm_calls and r.cost_usd is not None else "") + format_usd(r.cost_usd),
             str(r.error_count),
@@ -447,7 +480,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    summary = summarize(_find_run(_load(args), args.run_id))
+    run = _find_run(_load(args), args.run_id)
+    summary = summarize(run)
+    who = agents_line(run.agents, run.records() if len(run.agents) > 1 else ())
     if args.json:
         _print_json(summary.to_dict())
         return EXIT_OK
@@ -455,6 +490,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     rows = [
         ("run", summary.run_id + (f"  (a rerun of {summary.rerun_of})" if summary.rerun_of else "")),
         ("agent", f"{summary.agent or '-'}  (release {summary.release or '-'})"),
+        ("agents", who),
         ("started", summary.started_at),
         (
             "stop reason",
@@ -468,9 +504,19 @@ def cmd_summary(args: argparse.Namespace) -> int:
         ),
         (
             "tokens",
-            f"{summary.total_tokens:,}  ({summary.input_tokens:,} in"
-            + _cached_text(summary.cache_read_input_tokens, summary.cache_creation_input_tokens)
-            + f", {summary.output_tokens:,} out)",
+            (
+                f"{'≥' if summary.llm_calls_without_usage else ''}{summary.total_tokens:,}  "
+                f"({summary.input_tokens:,} in"
+                + _cached_text(summary.cache_read_input_tokens, summary.cache_creation_input_tokens)
+                + f", {summary.output_tokens:,} out)"
+                if summary.tokens_reported
+                else "—"
+            )
+            + (
+                f"  ({_no_usage_text(summary.llm_calls_without_usage)})"
+                if summary.llm_calls_without_usage
+                else ""
+            ),
         ),
         (
             "cost",
@@ -509,7 +555,10 @@ def _print_debug(report: DebugReport, warning: dict[str, Any] | None = None) -> 
         f"{format_ms(report.duration_ms)}" + ("" if report.complete else " (unfinished)")
     )
     first, slowest = report.first_error_span, report.slowest_span
+    print(f"agents:        {report.agents}")
     print(f"first error:   {_span_line(first) if first else '-'}")
+    if first is not None and first.raised_at:
+        print(f"raised at:     {_one_line(first.raised_at, None)}")
     if warning is not None:  # what the application itself said just before it failed
         where = f" (step {warning['agent_step']})" if warning.get("agent_step") is not None else ""
         print(f"last warning:  {_one_line(log_line(warning), _CONTENT_PREVIEW_CHARS)}{where}")
@@ -626,7 +675,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         default=0.0,
     )
     print(
-        f"run {run.run_id} · {run.agent or '-'} {run.release or ''} · stop {run.stop_reason}"
+        f"run {run.run_id} · {' → '.join(run.agents) or run.agent or '-'} {run.release or ''}"
+        f" · stop {run.stop_reason}"
         f" · {format_ms(run.duration_ms)} · {len(records)} spans"
     )
     if start_index:
@@ -655,16 +705,41 @@ def cmd_replay(args: argparse.Namespace) -> int:
             f"{marker} {'#' + str(seq) if seq is not None else '-':>4} "
             f"{agent_step if agent_step is not None else '-':>4}  +{format_ms(start):>8}  "
             f"{format_ms(float(record.get('duration_ms') or 0)):>9}  {tokens:<{width}}{status:<7}"
-            f"{indent}{record.get('type')} {span_label(record)}"
+            f"{indent}{record.get('type')} {with_agent(span_label(record), record)}"
         )
         pad = " " * (42 + width) + indent + "  "
         limit = None if args.full or marker == "▶" else _CONTENT_PREVIEW_CHARS
         if record.get("error"):
             print(f"{pad}error:  {_one_line(record.get('error'), limit)}")
+            raised_at = where_text(record.get("error_where"))
+            if raised_at is not None:
+                print(f"{pad}at:     {_one_line(raised_at, limit)}")
+            if args.full and isinstance(record.get("error_stack"), str):
+                for line in str(record["error_stack"]).rstrip("\n").splitlines():
+                    print(f"{pad}  {_one_line(line, None)}")
         if record.get("stop_reason") and record.get("type") in ("llm_call", "agent_step"):
             print(f"{pad}stop:   {record.get('stop_reason')}")
+        handoff = handoff_text(record)
+        if handoff is not None:
+            print(f"{pad}handoff: {handoff}")
+        turns = transcript(record) if args.full else None
+        if turns is not None:  # --full: the model call as a conversation, then its answer
+            answered = False
+            for turn in turns:
+                if turn.output and not answered:
+                    print(f"{pad}── answer")
+                    answered = True
+                for number, item in enumerate(turn.items or [Item("text", "")]):
+                    head = f"{turn.role + ':':<12}" if number == 0 else " " * 12
+                    for line_number, line in enumerate(item_line(item).split("\n")):
+                        print(f"{pad}{head if line_number == 0 else ' ' * 12} {_one_line(line, None)}")
+        shown_as_turns = turns is not None
+        instructions = record.get("system_instructions")
+        if instructions is not None and not shown_as_turns:  # what the model was told (capture on)
+            told = parts_text(instructions)
+            print(f"{pad}system: {_one_line(told if told is not None else instructions, limit)}")
         for key in ("input", "output"):
-            if record.get(key) is not None:
+            if record.get(key) is not None and not shown_as_turns:
                 print(f"{pad}{key + ':':<7} {_one_line(record.get(key), limit)}")
         for log in placed[index]:
             at = (log["ts"] - origin) * 1000
@@ -717,6 +792,8 @@ def _print_diff(report: DiffReport) -> None:
     headers = ["METRIC", "BASELINE", "CANDIDATE", "DELTA", "VERDICT"]
     all_rows = rows(report.metrics) + rows(report.tool_p95_ms) + rows(report.stop_reasons)
     print(_table(headers, all_rows, right={1, 2, 3}))
+    if report.tokens_note:
+        print(f"\n{report.tokens_note}")
     print(f"\nVerdict: {report.verdict}")
 
 

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from steptrace._where import where_text
+from steptrace.analysis._agents import agents_line
 from steptrace.analysis._runs import Record, Run
 
 # Operations that do work themselves, as opposed to containers (run, agent_step) whose time and
@@ -41,6 +43,10 @@ class SpanRef:
     error_type: str | None = None
     error: str | None = None
     agent_step: int | None = None
+    agent: str | None = None
+    """The agent that acted (the step's agent; after a handoff, the agent handed to)."""
+    raised_at: str | None = None
+    """Where a failure was raised: ``tools.py:41 in refund`` (the user's innermost frame)."""
 
     @classmethod
     def of(cls, record: Record) -> SpanRef:
@@ -56,13 +62,18 @@ class SpanRef:
             error_type=record.get("error_type"),
             error=record.get("error"),
             agent_step=agent_step if type(agent_step) is int else None,
+            agent=record.get("acting_agent") if type(record.get("acting_agent")) is str else None,
+            raised_at=where_text(record.get("error_where")),
         )
 
     def describe(self) -> str:
-        """``tool_call get_weather (#3, step 2)``: span #3 of the run, in its 2nd agent step."""
+        """``tool_call get_weather (#3, step 2, agent weather)``: span #3 of the run, in its 2nd
+        agent step, which the agent ``weather`` ran."""
         where = f"#{self.step}" if self.step is not None else f"span {self.span_id}"
         if self.agent_step is not None and self.type != "agent_step":
             where += f", step {self.agent_step}"
+        if self.agent is not None and self.type not in ("agent_step", "run"):
+            where += f", agent {self.agent}"
         return f"{self.type} {self.label} ({where})"
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,6 +88,8 @@ class SpanRef:
             "status": self.status,
             "error_type": self.error_type,
             "error": self.error,
+            "agent": self.agent,
+            "raised_at": self.raised_at,
         }
 
 
@@ -149,10 +162,13 @@ class DebugReport:
     unpriced_llm_calls: int = 0
     most_expensive_call: SpanRef | None = None
     most_expensive_call_cost_usd: float | None = None
+    agents: str = "-"
+    """Who acted: ``triage → billing (handoff at step 1)`` (the starting agent first)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
+            "agents": self.agents,
             "stop_reason": self.stop_reason,
             "complete": self.complete,
             "duration_ms": self.duration_ms,
@@ -184,12 +200,17 @@ def span_label(record: Record) -> str:
 
 
 def token_text(record: Record) -> str:
-    """``120→30 tok (90 cached)`` for a model call that reported usage, else ``""``. The input
-    count includes cache reads and writes (the GenAI conventions); the cached reads are shown."""
-    tokens_in, tokens_out = record.get("input_tokens"), record.get("output_tokens")
-    if record.get("type") != "llm_call" or (tokens_in is None and tokens_out is None):
+    """``120→30 tok (90 cached)`` for a model call that reported usage, ``— tok (no usage)`` for
+    one that did not (unknown, never 0), else ``""``. The input count includes cache reads and
+    writes (the GenAI conventions); the cached reads are shown."""
+    if record.get("type") != "llm_call":
         return ""
-    text = f"{tokens_in or 0}→{tokens_out or 0} tok"
+    tokens_in, tokens_out = record.get("input_tokens"), record.get("output_tokens")
+    if type(tokens_in) is not int and type(tokens_out) is not int:
+        return "" if record.get("status") == "error" else "— tok (no usage)"
+    text = (
+        f"{tokens_in if type(tokens_in) is int else '—'}→{tokens_out if type(tokens_out) is int else '—'} tok"
+    )
     cached = record.get("cache_read_input_tokens")
     if type(cached) is int and cached:
         text += f" ({cached} cached)"
@@ -645,4 +666,5 @@ def debug_run(run: Run, slo_ms: float | None = None, *, reruns: Sequence[dict[st
         unpriced_llm_calls=run.unpriced_llm_calls,
         most_expensive_call=SpanRef.of(costliest) if costliest is not None else None,
         most_expensive_call_cost_usd=float(costliest["cost_usd"]) if costliest is not None else None,
+        agents=agents_line(run.agents, records),
     )

@@ -63,6 +63,8 @@ class DiffReport:
     tool_p95_ms: list[MetricChange]
     stop_reasons: list[MetricChange]
     verdict: str
+    tokens_note: str | None = None
+    """Which runs ``tokens_per_run`` leaves out (a model call reported no usage), or None."""
 
     def all_changes(self) -> list[MetricChange]:
         return [*self.metrics, *self.tool_p95_ms, *self.stop_reasons]
@@ -75,6 +77,7 @@ class DiffReport:
             "tool_p95_ms": [m.to_dict() for m in self.tool_p95_ms],
             "stop_reasons": [m.to_dict() for m in self.stop_reasons],
             "verdict": self.verdict,
+            "tokens_note": self.tokens_note,
         }
 
 
@@ -169,7 +172,8 @@ class SideStats:
     source in SQL (``RunSet.side_stats``); either way the same numbers for the same runs."""
 
     runs: int
-    error_rate: float | None
+    with_errors_rate: float | None
+    """Share of *runs with errors* (any error, also one the agent recovered from)."""
     p50_duration_ms: float | None
     p95_duration_ms: float | None
     tokens_per_run: float | None
@@ -179,6 +183,12 @@ class SideStats:
     """p95 of each tool's call durations, for the tools this side called."""
     stop_reason_shares: dict[str, float]
     """Share of runs per stop reason, for the reasons this side's runs stopped with."""
+    failed_rate: float | None = None
+    """Share of *failed runs* (stopped with an error: ``--status error``)."""
+    runs_without_usage: int = 0
+    """Runs left out of ``tokens_per_run``: a model call of theirs reported no usage."""
+    llm_calls_without_usage: int = 0
+    """Model calls that reported no usage (unknown tokens, never counted as 0)."""
 
 
 def side_stats(runs: Iterable[Run]) -> SideStats:
@@ -192,10 +202,14 @@ def side_stats(runs: Iterable[Run]) -> SideStats:
     tool_p95 = {tool: percentile(values, 95) for tool, values in tool_durations.items()}
     return SideStats(
         runs=len(side),
-        error_rate=_share(side, (r.error_count > 0 for r in side)),
+        with_errors_rate=_share(side, (r.has_errors for r in side)),
+        failed_rate=_share(side, (r.failed for r in side)),
+        runs_without_usage=sum(1 for r in side if not r.tokens_known),
+        llm_calls_without_usage=sum(r.llm_calls_without_usage for r in side),
         p50_duration_ms=percentile(durations, 50),
         p95_duration_ms=percentile(durations, 95),
-        tokens_per_run=_mean([r.total_tokens for r in side]),
+        # Unknown is not zero: a run with a call that reported no usage has no token count.
+        tokens_per_run=_mean([r.total_tokens for r in side if r.tokens_known]),
         cost_per_run=_mean([r.cost_usd for r in side if r.cost_usd is not None]),
         repeated_call_rate=_share(side, (r.repeated_call_count > 0 for r in side)),
         tool_p95_ms={tool: value for tool, value in tool_p95.items() if value is not None},
@@ -212,10 +226,13 @@ def diff(
     baseline_label: str = "baseline",
     candidate_label: str = "candidate",
 ) -> DiffReport:
-    """Compare two sets of runs: error rate, p50/p95 run duration, p95 per tool, tokens per run,
-    cost per run (the mean over runs with a priced model call), repeated-call rate (share of runs
-    that called a tool twice with the same arguments) and the stop-reason mix. Either side may
-    be its :class:`SideStats` already (``RunSet.side_stats``: from a database, computed there).
+    """Compare two sets of runs: the share of failed runs (``failed_rate``: stopped with an
+    error) and of runs with errors (``with_errors_rate``: any error, also recovered), p50/p95
+    run duration, p95 per tool, tokens per run (over the runs whose every model call reported
+    usage; ``tokens_note`` says how many were left out), cost per run (the mean over runs with a priced
+    model call), repeated-call rate (share of runs that called a tool twice with the same
+    arguments) and the stop-reason mix. Either side may be its :class:`SideStats` already
+    (``RunSet.side_stats``: from a database, computed there).
 
     >>> logs = load("steptrace-logs")  # doctest: +SKIP
     >>> report = diff(logs.runs(release="1.4.0"), logs.runs(release="1.5.0"))  # doctest: +SKIP
@@ -224,7 +241,8 @@ def diff(
     base = baseline if isinstance(baseline, SideStats) else side_stats(baseline)
     cand = candidate if isinstance(candidate, SideStats) else side_stats(candidate)
     metrics = [
-        _change("error_rate", "ratio", base.error_rate, cand.error_rate),
+        _change("failed_rate", "ratio", base.failed_rate, cand.failed_rate),
+        _change("with_errors_rate", "ratio", base.with_errors_rate, cand.with_errors_rate),
         _change("p50_duration_ms", "ms", base.p50_duration_ms, cand.p50_duration_ms),
         _change("p95_duration_ms", "ms", base.p95_duration_ms, cand.p95_duration_ms),
         _change("tokens_per_run", "tokens", base.tokens_per_run, cand.tokens_per_run),
@@ -265,7 +283,16 @@ def diff(
         verdict = f"{candidate_label} is about the same as {baseline_label}"
     if base.runs and cand.runs and min(base.runs, cand.runs) < _FEW_RUNS:
         verdict += f" (few runs: {base.runs} vs {cand.runs}; treat small changes as noise)"
+    left_out = [
+        f"{label}: {side.runs_without_usage} of {side.runs} runs ({side.llm_calls_without_usage} model "
+        f"call{'' if side.llm_calls_without_usage == 1 else 's'} without usage)"
+        for label, side in ((baseline_label, base), (candidate_label, cand))
+        if side.runs_without_usage
+    ]
     return DiffReport(
+        tokens_note="tokens_per_run leaves out runs whose token count is unknown: " + "; ".join(left_out)
+        if left_out
+        else None,
         baseline_label=baseline_label,
         candidate_label=candidate_label,
         baseline_runs=base.runs,

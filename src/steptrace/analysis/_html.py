@@ -13,13 +13,17 @@ import base64
 import hashlib
 import html
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from steptrace._where import where_text
+from steptrace.analysis._agents import agents_line, handoff_text, with_agent
 from steptrace.analysis._debug import format_ms, span_label, token_text
 from steptrace.analysis._logs import log_line, tree_with_logs
 from steptrace.analysis._runs import Record, Run
+from steptrace.analysis._transcript import transcript
 
 _TYPE_CLASSES = {
     "run": "t-run",
@@ -27,7 +31,7 @@ _TYPE_CLASSES = {
     "llm_call": "t-llm_call",
     "tool_call": "t-tool_call",
 }
-_CONTENT_FIELDS = ("input", "output")
+_CONTENT_FIELDS = ("input", "output", "system_instructions", "error_stack")
 
 _STYLE = """
 :root { font: 13px/1.4 system-ui, sans-serif; color: #1d1d1f; }
@@ -62,12 +66,23 @@ h1 { font-size: 18px; margin: 0 0 4px; }
 .bar.error { background-image: repeating-linear-gradient(45deg, transparent 0 4px,
   rgba(255,255,255,.45) 4px 8px); outline: 2px solid #d70015; }
 .err { color: #d70015; font-weight: 600; }
+.handoff { color: #5e5ce6; font-weight: 600; }
 #detail { margin-top: 14px; border: 1px solid #ddd; border-radius: 4px; padding: 10px; }
 #detail h2 { font-size: 15px; margin: 0 0 8px; }
 #detail h3 { font-size: 13px; margin: 10px 0 4px; }
 #detail pre { background: #f6f6f6; padding: 8px; margin: 0; white-space: pre-wrap;
   word-break: break-word; max-height: 360px; overflow: auto; }
 .hint { color: #777; }
+.transcript { display: flex; flex-direction: column; gap: 6px; }
+.msg { border-radius: 6px; padding: 6px 8px; max-width: 85%; background: #f2f2f7; }
+.msg .role { font-size: 11px; font-weight: 600; text-transform: uppercase; color: #666; }
+.msg .text { white-space: pre-wrap; word-break: break-word; }
+.msg .reasoning { color: #666; font-style: italic; }
+.role-system { background: #fff8e1; } .role-user { background: #e8f0fe; align-self: flex-end; }
+.role-assistant { background: #f2f2f7; } .role-tool { background: #e9f7ef; }
+.call, .result { margin-top: 4px; } .call-id { color: #888; font-size: 11px; }
+.answer-rule { font-size: 11px; color: #888; border-top: 1px solid #ddd; padding-top: 2px; }
+details.attributes { margin-top: 10px; } details.attributes summary { cursor: pointer; font-weight: 600; }
 """
 
 # Reads the span data as JSON and shows it with textContent only: never innerHTML, never eval.
@@ -83,6 +98,42 @@ _SCRIPT = """
     detail.appendChild(h);
     detail.appendChild(pre);
   }
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+  function conversation(turns) {
+    var box = el("div", "transcript");
+    var answered = false;
+    for (var t = 0; t < turns.length; t++) {
+      var turn = turns[t];
+      if (turn.output && !answered) { box.appendChild(el("div", "answer-rule", "answer")); answered = true; }
+      var msg = el("div", "msg role-" + (/^[a-z]+$/.test(turn.role) ? turn.role : "other"));
+      msg.appendChild(el("div", "role", turn.role));
+      for (var i = 0; i < turn.items.length; i++) {
+        var item = turn.items[i];
+        if (item.kind === "tool_call") {
+          var call = el("div", "call");
+          call.appendChild(el("b", "", "\u2192 " + item.name));
+          call.appendChild(el("span", "call-id", " " + (item.call_id || "no id")));
+          call.appendChild(el("pre", "", item.text));
+          msg.appendChild(call);
+        } else if (item.kind === "tool_result") {
+          var result = el("div", "result");
+          result.appendChild(el("b", "", "\u2190 " + (item.name || "tool")));
+          result.appendChild(el("span", "call-id", " " + (item.call_id || "no id")));
+          result.appendChild(el("pre", "", item.text));
+          msg.appendChild(result);
+        } else {
+          msg.appendChild(el("div", item.kind === "reasoning" ? "text reasoning" : "text", item.text));
+        }
+      }
+      box.appendChild(msg);
+    }
+    detail.appendChild(box);
+  }
   function show(row) {
     var span = data.spans[Number(row.getAttribute("data-index"))];
     var selected = document.querySelectorAll(".row.selected");
@@ -92,9 +143,21 @@ _SCRIPT = """
     var h = document.createElement("h2");
     h.textContent = span.title;
     detail.appendChild(h);
-    block("Attributes", span.attributes);
-    if (span.input !== null && span.input !== undefined) block("Input", span.input);
-    if (span.output !== null && span.output !== undefined) block("Output", span.output);
+    if (span.raised_at) block("Raised at", span.raised_at);
+    if (span.stack) block("Stack", span.stack);
+    if (span.transcript) {
+      conversation(span.transcript);
+    } else {
+      if (span.system !== null && span.system !== undefined) block("System instructions", span.system);
+      if (span.input !== null && span.input !== undefined) block("Input", span.input);
+      if (span.output !== null && span.output !== undefined) block("Output", span.output);
+    }
+    var more = el("details", "attributes");
+    more.appendChild(el("summary", "", "Attributes"));
+    more.appendChild(el("pre", "", JSON.stringify(span.attributes, null, 2)));
+    // Open when there is nothing else to read (a log line, a step): one click away otherwise.
+    if (!span.transcript && span.input == null && span.output == null) more.open = true;
+    detail.appendChild(more);
   }
   var rows = document.querySelectorAll(".row");
   for (var i = 0; i < rows.length; i++) {
@@ -117,6 +180,19 @@ def _script_json(value: Any) -> str:
         .replace("\u2028", "\\u2028")
         .replace("\u2029", "\\u2029")
     )
+
+
+def round_tick_ms(total_ms: float, most: int = 6) -> float:
+    """A round step for the time axis (1, 2 or 5 times a power of ten, in ms) giving at most
+    ``most`` intervals over ``total_ms``: 0, 100, 200 ms, never 0, 94, 187."""
+    if not total_ms > 0:
+        return 1.0
+    raw = total_ms / most
+    power = 10.0 ** math.floor(math.log10(raw))
+    for factor in (1.0, 2.0, 5.0, 10.0):
+        if factor * power >= raw:
+            return factor * power
+    return 10.0 * power
 
 
 def _start_s(record: Record) -> float:
@@ -193,7 +269,8 @@ def render_html(run: Run, records: Sequence[Record] | None = None, logs: Sequenc
         left = 100.0 * (_start_s(record) - origin) / total_s
         width = 100.0 * duration / 1000.0 / total_s
         step = record.get("step")
-        label = span_label(record)
+        label = with_agent(span_label(record), record)
+        handoff = handoff_text(record)
         tokens = token_text(record)
         text = " · ".join(
             part
@@ -219,27 +296,41 @@ def render_html(run: Run, records: Sequence[Record] | None = None, logs: Sequenc
             f"{error_attr}>"
             f'<div class="label" style="padding-left:{8 + 14 * min(depth, 12)}px">'
             f'<span class="step">{esc(step_text)}</span>{esc(kind)} '
-            f"<b>{esc(label)}</b>{' <span class=err>✕</span>' if failed else ''}</div>"
+            f"<b>{esc(label)}</b>{' <span class=err>✕</span>' if failed else ''}"
+            + (
+                f' <span class="handoff">handoff → {esc(handoff.split(" → ", 1)[1])}</span>'
+                if handoff
+                else ""
+            )
+            + "</div>"
             f'<div class="track"><div class="bar {css}{" error" if failed else ""}" '
             f'style="left:{left:.3f}%;width:{width:.3f}%"></div>'
             f'<span class="{text_class}" style="{text_pos}">{esc(text)}</span></div></div>'
         )
         attributes = {k: v for k, v in record.items() if k not in _CONTENT_FIELDS}
+        acting = record.get("acting_agent")
         spans.append(
             {
-                "title": f"{step_text} {kind} {label}",
+                "title": f"{step_text} {kind} {label}"
+                + (f" · agent {acting}" if type(acting) is str and kind not in ("agent_step", "run") else "")
+                + (f" · handoff {handoff}" if handoff else ""),
                 "attributes": attributes,
                 "input": record.get("input"),
                 "output": record.get("output"),
+                "system": record.get("system_instructions"),
+                "raised_at": where_text(record.get("error_where")),
+                "transcript": [turn.to_dict() for turn in turns] if (turns := transcript(record)) else None,
+                "stack": record.get("error_stack"),
             }
         )
 
     ticks = []
-    for i in range(5):
-        cls = " first" if i == 0 else " last" if i == 4 else ""
-        ticks.append(
-            f'<span class="tick{cls}" style="left:{i * 25}%">{esc(format_ms(total_s * 250 * i))}</span>'
-        )
+    tick_ms = round_tick_ms(total_s * 1000.0)
+    count = int(total_s * 1000.0 / tick_ms + 1e-9)
+    for i in range(count + 1):
+        at = 100.0 * i * tick_ms / (total_s * 1000.0)
+        cls = " first" if i == 0 else " last" if at > 90 else ""
+        ticks.append(f'<span class="tick{cls}" style="left:{at:.3f}%">{esc(format_ms(i * tick_ms))}</span>')
     legend = (
         "".join(
             f'<span><i class="{css}"></i>{esc(kind)}</span>'
@@ -249,15 +340,26 @@ def render_html(run: Run, records: Sequence[Record] | None = None, logs: Sequenc
     )
     meta = [
         ("agent", run.agent or "-"),
+        *([("agents", agents_line(run.agents, records))] if len(run.agents) > 1 else []),
         ("release", run.release or "-"),
         ("stop reason", run.stop_reason),
         ("duration", format_ms(run.duration_ms)),
         ("steps", str(run.total_steps)),
         (
             "tokens",
-            f"{run.input_tokens:,} in"
-            + (f" (incl. {run.cache_read_input_tokens:,} cached)" if run.cache_read_input_tokens else "")
-            + f" / {run.output_tokens:,} out",
+            (
+                ("≥" if run.llm_calls_without_usage else "")
+                + f"{run.input_tokens:,} in"
+                + (f" (incl. {run.cache_read_input_tokens:,} cached)" if run.cache_read_input_tokens else "")
+                + f" / {run.output_tokens:,} out"
+                if run.known_total_tokens is not None
+                else "—"
+            )
+            + (
+                f" ({run.llm_calls_without_usage} model call(s) reported no usage: unknown, not counted)"
+                if run.llm_calls_without_usage
+                else ""
+            ),
         ),
         ("errors", str(run.error_count)),
         ("started", run.started_at.isoformat()),

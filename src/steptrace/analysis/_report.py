@@ -61,22 +61,29 @@ class ReleaseFigures:
 
     release: str
     runs: int
-    error_rate: float
+    failed_rate: float
+    """Share of failed runs (stopped with an error)."""
+    with_errors_rate: float
+    """Share of runs with errors (any error, also one the agent recovered from)."""
     loop_rate: float
     p50_duration_ms: float | None
     p95_duration_ms: float | None
-    tokens_per_run: float
+    tokens_per_run: float | None
+    """Mean over the runs whose every model call reported usage (None: no such run)."""
     cost_per_run: float | None
     changes: dict[str, MetricChange] = field(default_factory=dict)
     verdict: str | None = None
     baseline: str | None = None
+    runs_without_usage: int = 0
+    """Runs left out of ``tokens_per_run``: a model call reported no usage (unknown, not 0)."""
 
 
 @dataclass(frozen=True)
 class TimeBucket:
     start: datetime
     runs: int
-    error_rate: float
+    failed_rate: float
+    with_errors_rate: float
     p95_duration_ms: float | None
     cost_usd: float | None
 
@@ -119,6 +126,11 @@ def _mean_cost(runs: Sequence[Run]) -> float | None:
     return sum(costs) / len(costs) if costs else None
 
 
+def _mean_tokens(runs: Sequence[Run]) -> float | None:
+    known = [run.total_tokens for run in runs if run.tokens_known]
+    return sum(known) / len(known) if known else None
+
+
 def _release_figures(runs: Sequence[Run]) -> list[ReleaseFigures]:
     """Releases in order of their first run; each compared with the one before it."""
     groups: dict[str, list[Run]] = {}
@@ -138,11 +150,13 @@ def _release_figures(runs: Sequence[Run]) -> list[ReleaseFigures]:
             ReleaseFigures(
                 release=release,
                 runs=len(group),
-                error_rate=_share(group, lambda r: r.error_count > 0),
+                failed_rate=_share(group, lambda r: r.failed),
+                with_errors_rate=_share(group, lambda r: r.has_errors),
                 loop_rate=_share(group, lambda r: r.repeated_call_count > 0),
                 p50_duration_ms=percentile(durations, 50),
                 p95_duration_ms=percentile(durations, 95),
-                tokens_per_run=sum(run.total_tokens for run in group) / len(group),
+                tokens_per_run=_mean_tokens(group),
+                runs_without_usage=sum(1 for run in group if not run.tokens_known),
                 cost_per_run=_mean_cost(group),
                 changes=changes,
                 verdict=verdict,
@@ -183,7 +197,8 @@ def _time_buckets(runs: Sequence[Run]) -> tuple[Bucket, list[TimeBucket]]:
             TimeBucket(
                 moment,
                 len(group),
-                _share(group, lambda r: r.error_count > 0),
+                _share(group, lambda r: r.failed),
+                _share(group, lambda r: r.has_errors),
                 percentile([run.duration_ms for run in group], 95),
                 sum(costs) if costs else None,
             )
@@ -370,8 +385,11 @@ def _verdict_badge(change: MetricChange | None) -> str:
 
 def _headline(releases: Sequence[ReleaseFigures]) -> str:
     head = (
-        "<tr><th>Release</th><th>Runs</th><th>Error rate</th><th>Loop rate</th><th>p50 duration</th>"
-        "<th>p95 duration</th><th>Tokens / run</th><th>Cost / run</th></tr>"
+        "<tr><th>Release</th><th>Runs</th>"
+        '<th title="stopped with an error">Failed runs</th>'
+        '<th title="any error, also one the agent recovered from">Runs with errors</th>'
+        "<th>Loop rate</th><th>p50 duration</th><th>p95 duration</th><th>Tokens / run</th>"
+        "<th>Cost / run</th></tr>"
     )
     rows = []
     for fig in releases:
@@ -383,11 +401,16 @@ def _headline(releases: Sequence[ReleaseFigures]) -> str:
         rows.append(
             f'<tr data-release="{esc(fig.release)}"><th scope="row">{esc(fig.release)}</th>'
             f'<td class="num">{fig.runs:,}</td>'
-            + cell(_pct(fig.error_rate), "error_rate")
+            + cell(_pct(fig.failed_rate), "failed_rate")
+            + cell(_pct(fig.with_errors_rate), "with_errors_rate")
             + cell(_pct(fig.loop_rate), "repeated_call_rate")
             + cell(_ms(fig.p50_duration_ms), "p50_duration_ms")
             + cell(_ms(fig.p95_duration_ms), "p95_duration_ms")
-            + cell(f"{fig.tokens_per_run:,.0f}", "tokens_per_run")
+            + cell(
+                ("—" if fig.tokens_per_run is None else f"{fig.tokens_per_run:,.0f}")
+                + (f" ({fig.runs_without_usage} unknown)" if fig.runs_without_usage else ""),
+                "tokens_per_run",
+            )
             + cell(_usd(fig.cost_per_run), "cost_per_run")
             + "</tr>"
         )
@@ -514,8 +537,8 @@ def _charts(report: FleetReport) -> str:
     time_charts = [
         _time_chart("chart-runs", f"Runs per {per}", labels, [b.runs for b in report.buckets],
                     lambda v: f"{v:,.0f}", "#0a84ff", "bar"),
-        _time_chart("chart-error-rate", f"Error rate per {per}", labels,
-                    [b.error_rate if b.runs else None for b in report.buckets], lambda v: f"{v * 100:.0f}%",
+        _time_chart("chart-error-rate", f"Failed runs (stopped with an error) per {per}", labels,
+                    [b.failed_rate if b.runs else None for b in report.buckets], lambda v: f"{v * 100:.0f}%",
                     "#d70015", "line"),
         _time_chart("chart-p95", f"p95 run duration per {per}", labels,
                     [b.p95_duration_ms for b in report.buckets], format_ms, "#5e5ce6", "line"),
@@ -670,7 +693,7 @@ _SCRIPT = """
       if (v === 0 || v >= 1) return "$" + v.toFixed(2);
       return "$" + v.toFixed(Math.min(10, Math.max(2, 2 - Math.floor(Math.log10(v)))));
     }
-    if (c.kind === "int") return v.toLocaleString("en-US");
+    if (c.kind === "int") return v === null ? "\\u2014" : v.toLocaleString("en-US");
     return String(v);
   }
   function fill(select, values, key) {
@@ -824,7 +847,7 @@ def _table_data(report: FleetReport) -> dict[str, Any]:
                 index(releases, run.release),
                 index(stops, _stop_text(run)),
                 run.total_steps,
-                run.total_tokens,
+                run.known_total_tokens,
                 run_cost(run),
                 run.error_count,
                 round(run.duration_ms, 1),

@@ -107,6 +107,48 @@ def clean_record(record: Record) -> Record:
     return out
 
 
+def restore_instructions(records: Sequence[Record]) -> None:
+    """Give each model call its ``system_instructions``: the step log writes repeated ones once
+    a run, on one call; the others carry only their ``system_instructions_id``."""
+    texts = {
+        record["system_instructions_id"]: record["system_instructions"]
+        for record in records
+        if record.get("system_instructions") is not None and type(record.get("system_instructions_id")) is str
+    }
+    for record in records:
+        key = record.get("system_instructions_id")
+        if record.get("system_instructions") is None and type(key) is str and key in texts:
+            record["system_instructions"] = texts[key]
+
+
+def mark_acting_agents(records: Sequence[Record], starting_agent: str | None) -> None:
+    """Set each record's ``acting_agent``: the agent of the agent step it ran in (after a
+    handoff, the agent handed to), else the run's starting agent. An ``agent_step`` record names
+    its agent; its spans inherit it through their parents, or by their ``agent_step`` number."""
+    by_span: dict[Any, str] = {}
+    by_number: dict[int, str] = {}
+    for record in records:
+        agent = record.get("agent")
+        if record.get("type") == "agent_step" and type(agent) is str:
+            by_span[record.get("span_id")] = agent
+            number = record.get("agent_step")
+            if type(number) is int:
+                by_number.setdefault(number, agent)
+    parents = {record.get("span_id"): record.get("parent_span_id") for record in records}
+    for record in records:
+        acting = by_span.get(record.get("span_id"))
+        parent, hops = record.get("parent_span_id"), 0
+        while acting is None and parent is not None and hops < 64:
+            acting, parent, hops = by_span.get(parent), parents.get(parent), hops + 1
+        if acting is None:
+            number = record.get("agent_step")
+            acting = by_number.get(number) if type(number) is int else None
+        if acting is None:
+            agent = record.get("agent")
+            acting = agent if record.get("type") == "run" and type(agent) is str else starting_agent
+        record["acting_agent"] = acting
+
+
 def _completeness(record: Record) -> tuple[bool, int, int]:
     """Which of two copies of one span is fuller: not cut for size, more fields, more content."""
     content = record.get("input"), record.get("output")
@@ -174,7 +216,6 @@ class Run:
     repeated_call_count: int
     tool_durations_ms: dict[str, list[float]] = field(repr=False)
     _reader: Callable[[str], list[Record]] | None = field(default=None, repr=False, compare=False)
-    _records: list[Record] | None = field(default=None, repr=False, compare=False)
     conversation_id: str | None = None
     run_failed: bool = False
     """The run span itself ended with an error status."""
@@ -190,14 +231,41 @@ class Run:
     """The part of ``input_tokens`` written to the prompt cache."""
     rerun_of: str | None = None
     """A rerun (``steptrace.rerun``): the run it re-ran. Left out of ``runs()`` unless asked."""
+    _acted: tuple[tuple[str, ...], int] = field(default=((), 0), repr=False)
+    # (agents, llm_calls_without_usage) in one attribute: a Run's instance dict stays within the
+    # 29 keys instances share one key table for (one more makes each dict 5x bigger, +1.3 KB).
+
+    @property
+    def agents(self) -> tuple[str, ...]:
+        """Every agent that acted in the run: the starting agent (``agent``) first, then each
+        agent a handoff passed the conversation to, in the order they first ran a step."""
+        return self._acted[0]
+
+    @property
+    def llm_calls_without_usage(self) -> int:
+        """Model calls that answered but reported no token usage (an OpenAI stream without
+        ``stream_options.include_usage``): unknown, not zero, and not in the token counts. A call
+        that failed is not one of them."""
+        return self._acted[1]
 
     @property
     def status(self) -> RunStatus | None:
-        """``"error"`` when the run span failed or it stopped with ``error``; ``"ok"`` for
-        another finished run; None for an unfinished one (no run record)."""
+        """``"error"`` for a *failed run*: the run span failed or it stopped with ``error``;
+        ``"ok"`` for another finished run; None for an unfinished one (no run record)."""
         if self.run_failed or self.stop_reason == "error":
             return "error"
         return "ok" if self.complete else None
+
+    @property
+    def failed(self) -> bool:
+        """A *failed run*: it stopped with an error (``status == "error"``)."""
+        return self.status == "error"
+
+    @property
+    def has_errors(self) -> bool:
+        """A *run with errors*: any error at all (``error_count > 0``), also one the agent
+        recovered from; every failed run is one."""
+        return self.error_count > 0 or self.failed
 
     @property
     def total_steps(self) -> int:
@@ -207,26 +275,46 @@ class Run:
 
     @property
     def total_tokens(self) -> int:
+        """Tokens of the model calls that reported usage (see :attr:`tokens_known`)."""
         return self.input_tokens + self.output_tokens
+
+    @property
+    def tokens_known(self) -> bool:
+        """Every model call reported its usage, so the token counts are the run's (a run with
+        a call without usage has a lower bound; with no call reporting, no count at all)."""
+        return not self.llm_calls_without_usage
+
+    @property
+    def known_total_tokens(self) -> int | None:
+        """``total_tokens``, or None when no model call reported usage (unknown, never 0)."""
+        if self.llm_calls_without_usage and self.llm_calls_without_usage >= self.llm_call_count:
+            return None
+        return self.total_tokens
 
     def records(self) -> list[Record]:
         """All step records of this run in start order (read from disk once, then cached)."""
-        if self._records is None:
-            raw = self._reader(self.run_id) if self._reader else []
-            records = sort_records(clean_record(record) for record in raw)
-            pricer = self._pricer
-            if pricer is not None:
-                for record in records:
-                    if record["type"] == "llm_call":
-                        # a call a rerun served from its recording was not paid for
-                        record["cost_usd"] = 0.0 if record.get("served") else pricer.price_record(record)
-            self._records = records
-        return self._records
+        # Set on first read, not in __init__: the instance dict stays within 29 keys (see _acted).
+        cached: list[Record] | None = self.__dict__.get("_records")
+        if cached is not None:
+            return cached
+        raw = self._reader(self.run_id) if self._reader else []
+        records = sort_records(clean_record(record) for record in raw)
+        pricer = self._pricer
+        if pricer is not None:
+            for record in records:
+                if record["type"] == "llm_call":
+                    # a call a rerun served from its recording was not paid for
+                    record["cost_usd"] = 0.0 if record.get("served") else pricer.price_record(record)
+        mark_acting_agents(records, self.agent)
+        restore_instructions(records)
+        self.__dict__["_records"] = records
+        return records
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
             "agent": self.agent,
+            "agents": list(self.agents),
             "release": self.release,
             "service": self.service,
             "stop_reason": self.stop_reason,
@@ -236,14 +324,17 @@ class Run:
             "total_steps": self.total_steps,
             "llm_call_count": self.llm_call_count,
             "tool_call_count": self.tool_call_count,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "total_tokens": self.total_tokens,
+            "input_tokens": self.input_tokens if self.known_total_tokens is not None else None,
+            "output_tokens": self.output_tokens if self.known_total_tokens is not None else None,
+            "total_tokens": self.known_total_tokens,
+            "llm_calls_without_usage": self.llm_calls_without_usage,
             "error_count": self.error_count,
             "repeated_call_count": self.repeated_call_count,
             "tools": dict(self.tools),
             "conversation_id": self.conversation_id,
             "status": self.status,
+            "failed": self.failed,
+            "has_errors": self.has_errors,
             "cost_usd": self.cost_usd,
             "unpriced_llm_calls": self.unpriced_llm_calls,
             "cache_read_input_tokens": self.cache_read_input_tokens,
@@ -257,6 +348,7 @@ class _Accumulator:
 
     __slots__ = (
         "agent",
+        "agents",
         "cache_read",
         "cache_write",
         "cost",
@@ -265,6 +357,7 @@ class _Accumulator:
         "input_tokens",
         "last_end",
         "llm_calls",
+        "no_usage",
         "output_tokens",
         "priced",
         "record_count",
@@ -283,6 +376,7 @@ class _Accumulator:
     def __init__(self) -> None:
         self.run_record: Record | None = None
         self.agent: str | None = None
+        self.agents: dict[str, None] = {}
         self.release: str | None = None
         self.service: str | None = None
         self.first_started = "~"  # sorts after any ISO timestamp
@@ -290,6 +384,7 @@ class _Accumulator:
         self.record_count = 0
         self.steps = 0
         self.llm_calls = 0
+        self.no_usage = 0
         self.tool_calls = 0
         self.input_tokens = 0
         self.output_tokens = 0
@@ -382,11 +477,14 @@ def _accumulate(
         elif kind == "llm_call":
             acc.llm_calls += 1
             tokens = record.input_tokens
-            if type(tokens) is int:
+            known = type(tokens) is int
+            if known:
                 acc.input_tokens += tokens
             tokens = record.output_tokens
             if type(tokens) is int:
                 acc.output_tokens += tokens
+            elif not known and record.status != "error":  # answered, no usage: unknown, never 0
+                acc.no_usage += 1
             cached = record.cache_read_input_tokens
             if type(cached) is int:
                 acc.cache_read += cached
@@ -417,8 +515,10 @@ def _accumulate(
         elif kind == "agent_step":
             acc.steps += 1
             # Steps name the agent too, so a crashed run (no run record) still has one.
-            if acc.agent is None and type(record.agent) is str:
-                acc.agent = record.agent
+            if type(record.agent) is str:
+                acc.agents[record.agent] = None  # in the order they first acted
+                if acc.agent is None:
+                    acc.agent = record.agent
             if acc.release is None and type(record.release) is str:
                 acc.release = record.release
         elif kind == "run":
@@ -511,6 +611,7 @@ def _finish(
         cache_read_input_tokens=acc.cache_read,
         cache_creation_input_tokens=acc.cache_write,
         rerun_of=_text(head["rerun_of"]) if head is not None else None,
+        _acted=(tuple(dict.fromkeys([*([agent] if type(agent) is str else []), *acc.agents])), acc.no_usage),
     )
 
 
@@ -606,8 +707,10 @@ class RunSet:
         until: datetime | str | None = None,
         slower_than_percentile: float | None = None,
         agent: str | Iterable[str] | None = None,
+        starting_agent: str | Iterable[str] | None = None,
         conversation: str | None = None,
         status: RunStatus | None = None,
+        has_errors: bool | None = None,
         min_duration: float | str | None = None,
         max_duration: float | str | None = None,
         order_by: OrderBy = "started",
@@ -633,8 +736,10 @@ class RunSet:
             until=until,
             slower_than_percentile=slower_than_percentile,
             agent=agent,
+            starting_agent=starting_agent,
             conversation=conversation,
             status=status,
+            has_errors=has_errors,
             min_duration=min_duration,
             max_duration=max_duration,
             order_by=order_by,
@@ -705,8 +810,10 @@ def filter_runs(
     until: datetime | str | None = None,
     slower_than_percentile: float | None = None,
     agent: str | Iterable[str] | None = None,
+    starting_agent: str | Iterable[str] | None = None,
     conversation: str | None = None,
     status: RunStatus | None = None,
+    has_errors: bool | None = None,
     min_duration: float | str | None = None,
     max_duration: float | str | None = None,
     order_by: OrderBy = "started",
@@ -721,9 +828,13 @@ def filter_runs(
     The one place runs are selected: ``steptrace runs``, ``diff`` and ``report`` all come here.
 
     - ``since``/``until``: datetimes or ISO 8601 strings (naive means UTC); ``since`` inclusive,
-      ``until`` exclusive. ``agent``: a name or several (any of them). ``conversation``: the
-      run's ``gen_ai.conversation.id``. ``status="error"``: the run span failed or the run
-      stopped with ``error``; ``"ok"``: any other finished run (unfinished runs are neither).
+      ``until`` exclusive. ``agent``: a name or several: runs in which any of them acted (the
+      starting agent or one a handoff passed the conversation to); ``starting_agent``: runs that
+      one of them started. ``conversation``: the
+      run's ``gen_ai.conversation.id``. ``status="error"``: *failed runs*, the run span failed
+      or the run stopped with ``error``; ``"ok"``: any other finished run (unfinished runs are
+      neither). ``has_errors=True``: *runs with errors*, any error, also one the agent recovered
+      from (every failed run is one); ``False``: runs without any.
     - ``min_duration``/``max_duration``: milliseconds, or text such as ``"2s"``, ``"500ms"``
       (both bounds inclusive). ``slower_than_percentile=95`` keeps the runs slower than the 95th
       percentile of the runs the other filters kept.
@@ -752,6 +863,13 @@ def filter_runs(
     since_at = parse_time(since) if since is not None else None
     until_at = parse_time(until) if until is not None else None
     agents = None if agent is None else {agent} if isinstance(agent, str) else set(agent)
+    starters = (
+        None
+        if starting_agent is None
+        else {starting_agent}
+        if isinstance(starting_agent, str)
+        else set(starting_agent)
+    )
     low = parse_duration_ms(min_duration, "min_duration") if min_duration is not None else None
     high = parse_duration_ms(max_duration, "max_duration") if max_duration is not None else None
     after_run = _cursor(runs, after, "after") if after is not None else None
@@ -766,9 +884,11 @@ def filter_runs(
         and (release is None or run.release == release)
         and (since_at is None or run.started_at >= since_at)
         and (until_at is None or run.started_at < until_at)
-        and (agents is None or run.agent in agents)
+        and (agents is None or run.agent in agents or not agents.isdisjoint(run.agents))
+        and (starters is None or run.agent in starters)
         and (conversation is None or run.conversation_id == conversation)
         and (status is None or run.status == status)
+        and (has_errors is None or run.has_errors == has_errors)
         and (low is None or run.duration_ms >= low)
         and (high is None or run.duration_ms <= high)
         and (reruns or run.rerun_of is None)

@@ -38,19 +38,31 @@ class RunSummary:
     """Of ``input_tokens``: written to the prompt cache."""
     rerun_of: str | None = None
     """A rerun: the run it re-ran (its served model calls cost $0)."""
+    agents: tuple[str, ...] = ()
+    """Every agent that acted: the starting agent, then each one a handoff passed the run to."""
+    llm_calls_without_usage: int = 0
+    """Model calls that reported no usage: not in the token counts (unknown, never 0); when no
+    call reported any, ``to_dict()`` gives the counts as null."""
+
+    @property
+    def tokens_reported(self) -> bool:
+        """Some model call reported usage (or there was none): the counts mean something."""
+        return not self.llm_calls_without_usage or self.llm_calls_without_usage < self.llm_call_count
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
             "agent": self.agent,
+            "agents": list(self.agents),
             "release": self.release,
             "started_at": self.started_at,
             "total_steps": self.total_steps,
             "llm_call_count": self.llm_call_count,
             "tool_call_count": self.tool_call_count,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "total_tokens": self.total_tokens,
+            "input_tokens": self.input_tokens if self.tokens_reported else None,
+            "output_tokens": self.output_tokens if self.tokens_reported else None,
+            "total_tokens": self.total_tokens if self.tokens_reported else None,
+            "llm_calls_without_usage": self.llm_calls_without_usage,
             "error_count": self.error_count,
             "duration_ms": self.duration_ms,
             "stop_reason": self.stop_reason,
@@ -90,4 +102,6 @@ def summarize(run: Run) -> RunSummary:
         cache_read_input_tokens=run.cache_read_input_tokens,
         cache_creation_input_tokens=run.cache_creation_input_tokens,
         rerun_of=run.rerun_of,
+        llm_calls_without_usage=run.llm_calls_without_usage,
+        agents=run.agents,
     )

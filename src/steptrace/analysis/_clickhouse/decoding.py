@@ -129,7 +129,7 @@ class RunDecoder:
             run_id, record_count, first_start_ns, last_end_ns, run_spans, run_span, agent_steps,
             llm_calls, tool_calls, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
             errors, repeated_calls, tools, llm_calls_by_end, step_agent, has_step_agent,
-            step_release, has_step_release,
+            step_release, has_step_release, step_agents,
         ) = row  # fmt: skip
         run_id = str(run_id)
         acc = _Accumulator()
@@ -155,10 +155,12 @@ class RunDecoder:
         acc.errors = [(str(span_id), str(parent) or None) for span_id, parent in pairs]
         acc.repeated = int(repeated_calls)
         acc.agent = str(step_agent) if has_step_agent else None
+        acc.agents = {str(name): None for name in step_agents}
         acc.release = str(step_release) if has_step_release else None
         acc.tools = {str(tool): int(count) for tool, count in map(fields, tools)}
         acc.tool_durations = {}  # read on first use: ClickHouseRun.tool_durations_ms
         acc.cost, acc.priced, acc.unpriced = self.cost(llm_calls_by_end)
+        acc.no_usage = calls_without_usage(llm_calls_by_end)
         return _finish(run_id, acc, self.read_run, self.pricer)
 
     def cost(self, llm_calls: Sequence[Any]) -> tuple[float, int, int]:
@@ -166,7 +168,9 @@ class RunDecoder:
         price, stamps = self.pricer.price, self._stamps
         cost, priced, unpriced = 0.0, 0, 0
         for call_fields in llm_calls:
-            minute, provider, model, inputs, outputs, read, written, reasoning, served = fields(call_fields)
+            minute, provider, model, inputs, outputs, read, written, reasoning, served, _ = fields(
+                call_fields
+            )
             if served:  # a rerun served it from its recording: nothing was paid
                 priced += 1
                 continue
@@ -182,3 +186,14 @@ class RunDecoder:
                 cost += call
                 priced += 1
         return cost, priced, unpriced
+
+
+def calls_without_usage(llm_calls: Sequence[Any]) -> int:
+    """Model calls that answered without reporting usage (tokens unknown, never 0), as the
+    JSONL pass counts them: no input and no output count, and not failed."""
+    count = 0
+    for call_fields in llm_calls:
+        call = fields(call_fields)
+        if call[3] is None and call[4] is None and not call[9]:
+            count += 1
+    return count

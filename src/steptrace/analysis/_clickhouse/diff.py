@@ -25,6 +25,7 @@ _RELEASES_SQL = """SELECT
     release,
     count() AS runs,
     countIf(failed) AS failed_runs,
+    countIf(status = 'error') AS stopped_failed_runs,
     sum(tokens) AS tokens,
     countIf(repeated_calls > 0) AS repeated_runs,
     arraySort(groupArray(duration_ms)) AS durations,

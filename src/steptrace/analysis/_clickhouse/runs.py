@@ -79,7 +79,8 @@ RUN_COLUMNS = """    run_id,
     step_agent,
     has_step_agent,
     step_release,
-    has_step_release"""
+    has_step_release,
+    step_agents"""
 """The per-run row decoding.run_from_row reads, in its order."""
 
 _RUNS_SQL = """SELECT
@@ -130,7 +131,7 @@ _RUN_AGGREGATES_SQL = """SELECT
     groupArrayIf((tool_name, Duration), is_tool) AS tool_call_durations,
     -- What pricing reads of each model call, in end order (the JSONL pass adds the costs up
     -- in that order): the start minute (prices change by date), provider, model, usage.
-    arrayMap(x -> tuple(intDiv(x.2, 60000000000), x.3, x.4, x.5, x.6, x.7, x.8, x.9, x.10),
+    arrayMap(x -> tuple(intDiv(x.2, 60000000000), x.3, x.4, x.5, x.6, x.7, x.8, x.9, x.10, x.11),
     arraySort(x -> x.1, groupArrayIf(tuple(end_ns, start_ns,
         if(mapContains(SpanAttributes, 'gen_ai.provider.name'),
            SpanAttributes['gen_ai.provider.name'], NULL),
@@ -142,7 +143,8 @@ _RUN_AGGREGATES_SQL = """SELECT
         toInt64OrNull(SpanAttributes['gen_ai.usage.cache_creation.input_tokens']),
         toInt64OrNull(SpanAttributes['gen_ai.usage.reasoning.output_tokens']),
         -- served by a rerun from its recording: not paid for
-        SpanAttributes['steptrace.rerun.served'] = 'true'),
+        SpanAttributes['steptrace.rerun.served'] = 'true',
+        is_error),
         SpanName = 'llm_request'))) AS llm_calls_by_end,
     -- A run without a run span (crashed, still going) takes its agent from the first step.
     argMinIf(SpanAttributes['gen_ai.agent.name'], end_ns,
@@ -150,7 +152,11 @@ _RUN_AGGREGATES_SQL = """SELECT
     countIf(names_agent AND mapContains(SpanAttributes, 'gen_ai.agent.name')) > 0 AS has_step_agent,
     argMinIf(SpanAttributes['gen_ai.agent.version'], end_ns,
         names_agent AND mapContains(SpanAttributes, 'gen_ai.agent.version')) AS step_release,
-    countIf(names_agent AND mapContains(SpanAttributes, 'gen_ai.agent.version')) > 0 AS has_step_release
+    countIf(names_agent AND mapContains(SpanAttributes, 'gen_ai.agent.version')) > 0 AS has_step_release,
+    -- Every agent that ran a step (after a handoff, the agent handed to), in start order.
+    arrayMap(x -> x.2, arraySort(x -> x.1, groupArrayIf(
+        tuple(start_ns, SpanAttributes['gen_ai.agent.name']),
+        SpanName = 'agent_step' AND mapContains(SpanAttributes, 'gen_ai.agent.name')))) AS step_agents
 FROM (
 $spans
 )
@@ -275,7 +281,7 @@ def page_query(table: str, window: Window, run_filter: RunFilter, order: str, li
 _FILTERS = {
     "stop_reason", "min_steps", "max_steps", "tool", "release", "since", "until", "agent",
     "conversation", "status", "min_duration", "max_duration", "order_by", "ascending", "limit",
-    "reruns",
+    "reruns", "has_errors", "starting_agent",
 }  # fmt: skip
 _ORDERS = {
     # order_by, ascending -> (ORDER BY, the same turned around)
@@ -332,12 +338,23 @@ def run_filter(filters: Mapping[str, Any]) -> tuple[RunFilter, str, str] | None:
                 compare("duration_ms", op, name, "Float64", parse_duration_ms(given[name], name))
     except (TypeError, ValueError, OverflowError):
         return None  # filter_runs says what is wrong with the value
-    if "agent" in given:
-        agents = [given["agent"]] if isinstance(given["agent"], str) else list(given["agent"])
-        if not all(type(agent) is str for agent in agents):
+    if "has_errors" in given:  # a run with errors: any error counted, or a failed run
+        if type(given["has_errors"]) is not bool:
             return None
-        where.append("has({filter_agents:Array(String)}, agent)")
-        values.append(("filter_agents", tuple(agents)))
+        where.append(("" if given["has_errors"] else "NOT ") + "(failed OR ifNull(status = 'error', 0))")
+    for name in ("agent", "starting_agent"):
+        if name in given:
+            agents = [given[name]] if isinstance(given[name], str) else list(given[name])
+            if not all(type(agent) is str for agent in agents):
+                return None
+            if name == "agent":  # any agent that acted: the starting one or one handed to
+                where.append(
+                    "(has({filter_agents:Array(String)}, agent)"
+                    " OR hasAny(step_agents, {filter_agents:Array(String)}))"
+                )
+            else:
+                where.append("has({filter_starting_agents:Array(String)}, agent)")
+            values.append((f"filter_{name}s", tuple(agents)))
     ascending = given.get("ascending")
     if given.get("order_by", "started") == "duration":
         order, back = _ORDERS["duration", bool(ascending)]

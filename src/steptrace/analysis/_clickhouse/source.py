@@ -22,7 +22,7 @@ from steptrace.analysis._clickhouse.connection import (
     missing_table,
     translate_error,
 )
-from steptrace.analysis._clickhouse.decoding import RunDecoder, fields, record_from_row
+from steptrace.analysis._clickhouse.decoding import RunDecoder, calls_without_usage, fields, record_from_row
 from steptrace.analysis._clickhouse.sql import (
     COLUMNS_SQL,
     REQUIRED_COLUMNS,
@@ -151,22 +151,34 @@ class ClickHouseSource:
         out: dict[str, SideStats] = {}
         for row in self.run(diff.releases_query(self.table, self.window, run_filter)):
             (
-                release, count, failed_runs, tokens, repeated_runs, _durations, p50, p95, stops,
-                _calls, tool_p95, priced_runs,
+                release, count, failed_runs, stopped_failed_runs, tokens, repeated_runs, _durations,
+                p50, p95, stops, _calls, tool_p95, priced_runs,
             ) = row  # fmt: skip
             count = int(count)
             costs = []
+            blind_runs, blind_tokens, blind_calls = 0, 0, 0  # a call without usage: tokens unknown
             for priced_run in priced_runs:  # in run order, as the runs list
-                cost, priced, _ = self.decoder.cost(fields(priced_run)[2])
+                llm_calls = fields(priced_run)[2]
+                cost, priced, _ = self.decoder.cost(llm_calls)
                 if priced:
                     costs.append(cost)
+                if without := calls_without_usage(llm_calls):
+                    blind_runs, blind_calls = blind_runs + 1, blind_calls + without
+                    for call_fields in llm_calls:
+                        call = fields(call_fields)
+                        blind_tokens += int(call[3] or 0) + int(call[4] or 0)
             reasons, counts = fields(stops)
             out[str(release)] = SideStats(
                 runs=count,
-                error_rate=int(failed_runs) / count,
+                with_errors_rate=int(failed_runs) / count,
+                failed_rate=int(stopped_failed_runs) / count,
                 p50_duration_ms=float(p50),
                 p95_duration_ms=float(p95),
-                tokens_per_run=int(tokens) / count,
+                tokens_per_run=(
+                    (int(tokens) - blind_tokens) / (count - blind_runs) if count > blind_runs else None
+                ),
+                runs_without_usage=blind_runs,
+                llm_calls_without_usage=blind_calls,
                 cost_per_run=sum(costs) / len(costs) if costs else None,
                 repeated_call_rate=int(repeated_runs) / count,
                 tool_p95_ms={str(tool): float(value) for tool, value in map(fields, tool_p95)},
