@@ -44,7 +44,33 @@ def iso_utc(epoch_ns: int) -> str:
     if cached_second != seconds:
         stamp = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
         _last_second = (seconds, stamp)
-    return f"{stamp}.{nanos // 1000:06d}Z"
+    return "%s.%06dZ" % (stamp, nanos // 1000)  # noqa: UP031 - faster than the f-string
+
+
+# The spans of a run share a trace id and their parents: the last one's hex is kept (one tuple,
+# read and replaced whole, as above).
+_last_trace: tuple[int, str] = (-1, "")
+_last_parent: tuple[int, str] = (-1, "")
+
+
+def _trace_hex(trace_id: int) -> str:
+    global _last_trace
+    cached = _last_trace
+    if cached[0] == trace_id:
+        return cached[1]
+    text = "%032x" % trace_id  # noqa: UP031
+    _last_trace = (trace_id, text)
+    return text
+
+
+def _parent_hex(span_id: int) -> str:
+    global _last_parent
+    cached = _last_parent
+    if cached[0] == span_id:
+        return cached[1]
+    text = "%016x" % span_id  # noqa: UP031
+    _last_parent = (span_id, text)
+    return text
 
 
 def _content(value: Any) -> Any:
@@ -171,6 +197,25 @@ def build_record(
     ``trace_id``/``span_id`` are ints (as the SDK holds them) or hex strings (as OTLP JSON has
     them); records always carry lower-case hex. ``status`` is ``"ok"``, ``"error"`` or ``"unset"``.
     """
+    return build_record_positional(
+        name, trace_id, span_id, parent_span_id, start_ns, end_ns, status, status_description, attributes,
+        service,
+    )  # fmt: skip
+
+
+def build_record_positional(
+    name: str,
+    trace_id: int | str,
+    span_id: int | str,
+    parent_span_id: int | str | None,
+    start_ns: int,
+    end_ns: int,
+    status: str,
+    status_description: str | None,
+    attributes: Mapping[str, Any],
+    service: str | None,
+) -> dict[str, Any] | None:
+    """``build_record`` without keywords, for the step log's path at every span end (~0.3 µs)."""
     run_id = attributes.get(A.RUN_ID)
     if run_id is None:
         return None
@@ -180,66 +225,85 @@ def build_record(
     error: str | None = None
     if status == STATUS_ERROR:
         error = status_description or (str(error_type) if error_type else "error")
-
-    record: dict[str, Any] = {
-        "run_id": run_id,
-        "step": get(A.STEP, 0 if record_type == "run" else None),
-        "type": record_type,
-        "name": name,
-        "trace_id": trace_id if isinstance(trace_id, str) else f"{trace_id:032x}",
-        "span_id": span_id if isinstance(span_id, str) else f"{span_id:016x}",
-        "parent_span_id": (
-            None
-            if not parent_span_id
-            else parent_span_id
-            if isinstance(parent_span_id, str)
-            else f"{parent_span_id:016x}"
-        ),
-        "started_at": iso_utc(start_ns),
-        "ts": end_ns / 1e9,
-        "duration_ms": (end_ns - start_ns) / 1e6,
-        "status": status,
-        "error": error,
-        "error_type": error_type,
-    }
+    # Each record is one dict display (not a dict then update()): ~1 µs less a record. The keys'
+    # order is the schema's (docs/step-records.md); the head is the same for every type.
+    step = get(A.STEP, 0 if record_type == "run" else None)
+    trace_hex = trace_id if isinstance(trace_id, str) else _trace_hex(trace_id)
+    span_hex = span_id if isinstance(span_id, str) else "%016x" % span_id  # noqa: UP031
+    parent_hex = (
+        None
+        if not parent_span_id
+        else parent_span_id
+        if isinstance(parent_span_id, str)
+        else _parent_hex(parent_span_id)
+    )
+    seconds, nanos = divmod(start_ns, 1_000_000_000)  # iso_utc, inlined
+    cached_second, stamp = _last_second
+    started_at = (
+        "%s.%06dZ" % (stamp, nanos // 1000)  # noqa: UP031
+        if cached_second == seconds
+        else iso_utc(start_ns)
+    )
+    ts = end_ns / 1e9
+    duration_ms = (end_ns - start_ns) / 1e6
+    if record_type == "tool_call":
+        arguments = get(A.GEN_AI_TOOL_CALL_ARGUMENTS)
+        result = get(A.GEN_AI_TOOL_CALL_RESULT)
+        return {
+            "run_id": run_id, "step": step, "type": record_type, "name": name,
+            "trace_id": trace_hex, "span_id": span_hex, "parent_span_id": parent_hex,
+            "started_at": started_at, "ts": ts, "duration_ms": duration_ms, "status": status,
+            "error": error, "error_type": error_type,
+            "agent_step": get(A.AGENT_STEP_NUMBER),
+            "tool": get(A.GEN_AI_TOOL_NAME),
+            "tool_call_id": get(A.GEN_AI_TOOL_CALL_ID),
+            "args_hash": get(A.TOOL_ARGS_HASH),
+            "input": None if arguments is None else _content(arguments),
+            "output": None if result is None else _content(result),
+        }  # fmt: skip
     if record_type == "llm_call":
         ttft = get(A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
         finish_reasons = get(A.GEN_AI_RESPONSE_FINISH_REASONS)
         tool_calls = get(A.LLM_TOOL_CALLS)
-        record.update(
-            agent_step=get(A.AGENT_STEP_NUMBER),
-            model=get(A.GEN_AI_RESPONSE_MODEL) or get(A.GEN_AI_REQUEST_MODEL),
-            request_model=get(A.GEN_AI_REQUEST_MODEL),
-            provider=get(A.GEN_AI_PROVIDER_NAME),
-            input_tokens=get(A.GEN_AI_USAGE_INPUT_TOKENS),
-            output_tokens=get(A.GEN_AI_USAGE_OUTPUT_TOKENS),
-            cache_read_input_tokens=get(A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
-            cache_creation_input_tokens=get(A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS),
-            reasoning_tokens=get(A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS),
-            stop_reason=get(A.STOP_REASON),
-            finish_reasons=list(finish_reasons) if finish_reasons is not None else None,
-            response_id=get(A.GEN_AI_RESPONSE_ID),
-            stream=get(A.GEN_AI_REQUEST_STREAM, False),
-            ttft_ms=ttft * 1000.0 if ttft is not None else None,
-            usage_missing=get(A.LLM_USAGE_MISSING, False),
-            stream_completed=get(A.LLM_STREAM_COMPLETED),
-            tool_calls=_content(tool_calls) if tool_calls is not None else None,
-            input=_content(get(A.GEN_AI_INPUT_MESSAGES)),
-            output=_content(get(A.GEN_AI_OUTPUT_MESSAGES)),
-        )
+        request_model = get(A.GEN_AI_REQUEST_MODEL)
+        messages_in = get(A.GEN_AI_INPUT_MESSAGES)
+        messages_out = get(A.GEN_AI_OUTPUT_MESSAGES)
+        record: dict[str, Any] = {
+            "run_id": run_id, "step": step, "type": record_type, "name": name,
+            "trace_id": trace_hex, "span_id": span_hex, "parent_span_id": parent_hex,
+            "started_at": started_at, "ts": ts, "duration_ms": duration_ms, "status": status,
+            "error": error, "error_type": error_type,
+            "agent_step": get(A.AGENT_STEP_NUMBER),
+            "model": get(A.GEN_AI_RESPONSE_MODEL) or request_model,
+            "request_model": request_model,
+            "provider": get(A.GEN_AI_PROVIDER_NAME),
+            "input_tokens": get(A.GEN_AI_USAGE_INPUT_TOKENS),
+            "output_tokens": get(A.GEN_AI_USAGE_OUTPUT_TOKENS),
+            "cache_read_input_tokens": get(A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
+            "cache_creation_input_tokens": get(A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS),
+            "reasoning_tokens": get(A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS),
+            "stop_reason": get(A.STOP_REASON),
+            "finish_reasons": list(finish_reasons) if finish_reasons is not None else None,
+            "response_id": get(A.GEN_AI_RESPONSE_ID),
+            "stream": get(A.GEN_AI_REQUEST_STREAM, False),
+            "ttft_ms": ttft * 1000.0 if ttft is not None else None,
+            "usage_missing": get(A.LLM_USAGE_MISSING, False),
+            "stream_completed": get(A.LLM_STREAM_COMPLETED),
+            "tool_calls": _content(tool_calls) if tool_calls is not None else None,
+            "input": None if messages_in is None else _content(messages_in),
+            "output": None if messages_out is None else _content(messages_out),
+        }  # fmt: skip
         cost = get(A.LLM_COST_USD)
         if cost is not None:  # configure(record_cost=True); absent otherwise, as in older logs
             record["cost_usd"] = cost
-    elif record_type == "tool_call":
-        record.update(
-            agent_step=get(A.AGENT_STEP_NUMBER),
-            tool=get(A.GEN_AI_TOOL_NAME),
-            tool_call_id=get(A.GEN_AI_TOOL_CALL_ID),
-            args_hash=get(A.TOOL_ARGS_HASH),
-            input=_content(get(A.GEN_AI_TOOL_CALL_ARGUMENTS)),
-            output=_content(get(A.GEN_AI_TOOL_CALL_RESULT)),
-        )
-    elif record_type == "agent_step":
+        return record
+    record = {
+        "run_id": run_id, "step": step, "type": record_type, "name": name,
+        "trace_id": trace_hex, "span_id": span_hex, "parent_span_id": parent_hex,
+        "started_at": started_at, "ts": ts, "duration_ms": duration_ms, "status": status,
+        "error": error, "error_type": error_type,
+    }  # fmt: skip
+    if record_type == "agent_step":
         record.update(
             agent_step=get(A.AGENT_STEP_NUMBER),
             step_id=get(A.AGENT_STEP_ID),

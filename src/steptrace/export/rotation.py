@@ -150,6 +150,7 @@ class RotatingFile:
         self.max_bytes = max_bytes
         self.backups = backups
         self.rotations = 0  # rotations this process made
+        self.appends = 0  # chunks appended
         self.compress_error: OSError | None = None
         self.rotate_error: OSError | None = None  # the last rotation that failed (records kept)
         self._lock = threading.Lock()
@@ -291,14 +292,20 @@ class RotatingFile:
             counter = self._counter
             if counter is not None and counter[:_COUNTER_BYTES] != self._seen_counter:
                 self._open()  # another process rotated: write to the new file
-            fd = self._checked_fd()
+            fd = self._fd
+            if fd is None or time.monotonic() >= self._next_check:
+                fd = self._checked_fd()
+            size = len(data)
             if self.max_bytes and (
-                self._size + self._unmeasured + len(data) > self.max_bytes
+                self._size + self._unmeasured + size > self.max_bytes
                 or self._unmeasured > self._measure_every
             ):
-                fd = self._rotate_if_full(len(data))
-            _write_all(fd, data)
-            self._unmeasured += len(data)
+                fd = self._rotate_if_full(size)
+            written = os.write(fd, data)
+            if written != size:  # only on a nearly full disk: the rest, to keep the line whole
+                _write_all(fd, data[written:])
+            self._unmeasured += size
+            self.appends += 1
 
     def _rotate_if_full(self, size: int) -> int:
         """Measure the file (others' writes too); rotate it if ``size`` more bytes pass the limit."""
@@ -338,6 +345,7 @@ class RotatingFile:
             fd = os.open(self.path, _FLAGS, 0o600)
             try:
                 _write_all(fd, data)
+                self.appends += 1
             finally:
                 os.close(fd)
         finally:
