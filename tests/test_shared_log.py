@@ -476,3 +476,25 @@ def test_an_append_in_the_steady_state_is_one_write(tmp_path: Path, monkeypatch:
         for writer in files:
             writer.close()
     assert log.read_bytes().count(b"\n") == 2001
+
+
+def test_reading_the_counter_again_keeps_a_rotations_lock(tmp_path: Path) -> None:
+    """A file moved without the counter (by hand, or by a writer of the previous protocol) makes
+    a writer map the counter again; doing so inside a rotation released the lock file's flock the
+    rotation held, letting another process rotate the same file at the same time."""
+    import fcntl
+
+    log = tmp_path / "steps.jsonl"
+    writer = RotatingFile(log, max_bytes=8192, backups=100)
+    other = os.open(f"{log}.lock", os.O_RDONLY)
+    try:
+        lock_fd = writer._lock_fd if writer._lock_fd is not None else writer._open_lock()
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # as _rotate_if_full holds it
+        writer._map_counter()
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        assert writer._counter is not None and writer._counter[:8] == bytes(8)
+    finally:
+        os.close(other)
+        writer.close()

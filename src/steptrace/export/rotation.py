@@ -208,19 +208,23 @@ class RotatingFile:
     # A counter write that fails (a full disk) skips that rotation; the record is written anyway.
 
     def _map_counter(self) -> None:
-        """Map the lock file's counter (made 8 bytes long if shorter); left None if we cannot."""
+        """Map the lock file's counter (made 8 bytes long if shorter); left None if we cannot.
+
+        Through a descriptor of its own and without the flock: a caller may hold the flock on
+        ``_lock_fd`` (a rotation), which a flock here would release or wait for forever.
+        """
         mapping: mmap.mmap | None = None
         try:
-            lock_fd = self._lock_fd if self._lock_fd is not None else self._open_lock()
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | _CLOEXEC, 0o600)
             try:
-                if os.fstat(lock_fd).st_size < _COUNTER_BYTES:
-                    os.pwrite(lock_fd, bytes(_COUNTER_BYTES), 0)
-                # Read-only, and the file never shrinks: reads cannot fault (a truncation by hand
-                # to under 8 bytes would: SIGBUS).
-                mapping = mmap.mmap(lock_fd, _COUNTER_BYTES, mmap.MAP_SHARED, mmap.PROT_READ)
+                if os.fstat(fd).st_size < _COUNTER_BYTES:
+                    # Zeros after what is there: a counter another process wrote meanwhile stays.
+                    os.ftruncate(fd, _COUNTER_BYTES)
+                # Read-only, and the file never shrinks below 8 bytes: reads cannot fault (a
+                # truncation by hand to under 8 bytes would: SIGBUS).
+                mapping = mmap.mmap(fd, _COUNTER_BYTES, mmap.MAP_SHARED, mmap.PROT_READ)
             finally:
-                fcntl.flock(lock_fd, fcntl.LOCK_UN)
+                os.close(fd)  # the mapping keeps its own reference
         except (OSError, ValueError):  # a read-only directory, say: the once-a-second check remains
             mapping = None
         old, self._counter = self._counter, mapping
