@@ -119,4 +119,106 @@ def test_metrics_off_keeps_nothing() -> None:
 
     instruments = create_instruments(NoOpMeterProvider())
     record_stream(instruments, [0.01] * 100)
-    assert instruments.time_per_output_chunk._pending == []
+    assert not instruments.time_per_output_chunk._pending
+
+
+def _points_by_metric(reader: InMemoryMetricReader) -> dict[str, list[tuple[Any, ...]]]:
+    """Per histogram: (attributes, count, sum, bucket counts) of each point, sorted."""
+    found: dict[str, list[tuple[Any, ...]]] = {}
+    for name, points in metric_points(reader.get_metrics_data()).items():
+        if name == A.METRIC_PENDING_FLUSH:
+            continue
+        found[name] = sorted(
+            (sorted(dict(p.attributes).items()), p.count, round(p.sum, 9), tuple(p.bucket_counts))
+            for p in points
+        )
+    return found
+
+
+def test_every_histogram_exports_what_the_sdk_histogram_recorded_at_once_would() -> None:
+    """Every histogram is now fed at collection: a backend must still get the same instruments,
+    buckets, attributes, counts and sums as when each measurement was recorded at once."""
+    from steptrace._metrics import Instruments
+
+    deferred_reader, direct_reader = InMemoryMetricReader(), InMemoryMetricReader()
+    deferred_provider = MeterProvider(metric_readers=[deferred_reader])
+    direct_provider = MeterProvider(metric_readers=[direct_reader])
+    deferred = create_instruments(deferred_provider)
+    direct = Instruments(direct_provider.get_meter("direct"))
+    for name in Instruments.__slots__:  # the SDK histograms themselves, recorded at once
+        setattr(direct, name, getattr(direct, name)._histogram)
+    for instruments in (deferred, direct):
+        for index in range(50):
+            attrs = {**ATTRS, A.GEN_AI_TOKEN_TYPE: "input" if index % 2 else "output"}
+            instruments.token_usage.record(index * 37, attrs)
+            instruments.operation_duration.record(index / 100, ATTRS)
+            instruments.execute_tool_duration.record(index / 1000, {A.GEN_AI_TOOL_NAME: "t"}, NO_EXEMPLAR)
+            instruments.invoke_agent_duration.record(index / 10, {A.GEN_AI_AGENT_NAME: "a"})
+            instruments.agent_step_duration.record(index / 20, {A.METRIC_ENDS_RUN: False}, NO_EXEMPLAR)
+            instruments.time_to_first_chunk.record(index / 200, ATTRS)
+            instruments.time_per_output_chunk.record(index / 300, ATTRS, NO_EXEMPLAR)
+    expected = _points_by_metric(direct_reader)
+    assert len(expected) == 7
+    assert _points_by_metric(deferred_reader) == expected
+    assert deferred.dropped_measurements == 0
+    deferred_provider.shutdown()
+    direct_provider.shutdown()
+
+
+def test_a_model_calls_duration_keeps_its_exemplar() -> None:
+    """Recorded at collection, on the reader's thread, the duration's exemplar would point at
+    whatever span is current there; it must point at the model call's span."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    import steptrace
+    from steptrace._config import reset_for_tests
+
+    reader = InMemoryMetricReader()
+    tracer_provider = TracerProvider()
+    steptrace.configure(
+        "svc", tracer_provider=tracer_provider, meter_provider=MeterProvider(metric_readers=[reader])
+    )
+    try:
+        with steptrace.agent_run(agent="a"), steptrace.agent_step():
+            with steptrace.llm_request(model="m", provider="openai") as llm:
+                llm.record_usage(input_tokens=3, output_tokens=4)
+                span_id = llm.span.get_span_context().span_id
+        [point] = metric_points(reader.get_metrics_data())[A.METRIC_OPERATION_DURATION]
+        assert [exemplar.span_id for exemplar in point.exemplars] == [span_id]
+    finally:
+        reset_for_tests()
+
+
+def test_a_full_buffer_drops_counted_and_warned_once_a_reader_collects(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Between two collections the buffer is bounded: past it a measurement is dropped, counted
+    and warned about once, never recorded on the caller's thread (an ~0.4 s stall at 65,536)."""
+    monkeypatch.setattr(_metrics, "MAX_PENDING_MEASUREMENTS", 10)
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    instruments = create_instruments(provider)
+    reader.get_metrics_data()  # a reader that collects
+    with caplog.at_level("WARNING", logger="steptrace"):
+        for _ in range(25):
+            instruments.execute_tool_duration.record(0.01, {A.GEN_AI_TOOL_NAME: "t"}, NO_EXEMPLAR)
+    assert instruments.dropped_measurements == 15
+    assert len([r for r in caplog.records if "dropped" in r.getMessage()]) == 1
+    [point] = metric_points(reader.get_metrics_data())[A.METRIC_EXECUTE_TOOL_DURATION]
+    assert point.count == 10
+    provider.shutdown()
+
+
+def test_recording_costs_the_caller_an_append() -> None:
+    """A measurement made on the caller's thread must not run the SDK's aggregation there."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    instruments = create_instruments(provider)
+    sdk_record = instruments.operation_duration._histogram.record
+    calls: list[object] = []
+    instruments.operation_duration._histogram.record = lambda *a, **k: calls.append(a) or sdk_record(*a, **k)
+    instruments.operation_duration.record(0.5, ATTRS)
+    assert calls == []
+    [point] = metric_points(reader.get_metrics_data())[A.METRIC_OPERATION_DURATION]
+    assert point.count == 1 and len(calls) == 1
+    provider.shutdown()

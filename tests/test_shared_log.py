@@ -407,3 +407,94 @@ def test_the_live_file_rotated_while_the_directory_is_read_still_counts(tmp_path
     assert rotated and service.rotations == 1
     assert {run.run_id for run in runs} == expected
     assert not runs.issues or all(not issue.duplicate_records for issue in runs.issues)
+
+
+def test_a_record_written_to_a_file_just_renamed_is_kept_until_its_writer_lets_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that read the rotation counter just before another process renamed the file
+    appends to the renamed file: that file must not be compressed and removed under it."""
+    from steptrace.export import rotation
+
+    monkeypatch.setattr(rotation, "_QUIET_BEFORE_COMPRESS_S", 0.0)
+    log = tmp_path / "steps.jsonl"
+    never = RotatingFile(log, max_bytes=0)  # rotation off, as another process's
+    rotating = RotatingFile(log, max_bytes=8192, backups=100)
+    try:
+        never.append(b'{"n":0}\n')
+        stale = never._seen_counter
+        rotating.append(b"x" * 5000 + b"\n")
+        rotating.append(b"y" * 5000 + b"\n")  # past the limit: the file is renamed
+        assert rotating.rotations == 1
+        [renamed] = [p for p in rotated_files(log) if p != log]
+        assert rotating.compress_pending() == 0.0 and renamed.exists()  # held by `never`
+        # The write of a writer that saw the counter a moment before the rename:
+        never._seen_counter = stale
+        counter = never._counter
+        never._counter = None
+        never.append(b'{"n":1}\n')
+        never._counter = counter
+        assert renamed.read_bytes().endswith(b'{"n":1}\n')
+        never.append(b'{"n":2}\n')  # sees the counter: reopens the path, lets the old file go
+        assert log.read_bytes().endswith(b'{"n":2}\n')
+        rotating.compress_pending()
+        assert not renamed.exists()
+        lines = b"".join(
+            gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
+            for p in rotated_files(log)
+        ).splitlines()
+        assert [line for line in lines if line.startswith(b'{"n"')] == [b'{"n":0}', b'{"n":1}', b'{"n":2}']
+    finally:
+        never.close()
+        rotating.close()
+
+
+def test_an_append_in_the_steady_state_is_one_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each record cost flock, fstat, write and unlock (the rotation protocol): four system calls
+    per record with rotation off too; the counter is now read from memory."""
+    from steptrace.export import rotation
+
+    log = tmp_path / "steps.jsonl"
+    files = [RotatingFile(log, max_bytes=0), RotatingFile(log, max_bytes=100 * 1024 * 1024)]
+    calls: list[str] = []
+    for name in ("flock", "fstat", "stat", "open", "pread", "lseek"):
+        module = rotation.fcntl if name == "flock" else rotation.os
+        real = getattr(module, name)
+        monkeypatch.setattr(
+            module, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k)
+        )
+    real_write = os.write
+    monkeypatch.setattr(rotation.os, "write", lambda fd, data: calls.append("write") or real_write(fd, data))
+    try:
+        for writer in files:
+            writer._next_check = time.monotonic() + 60  # the once-a-second path check aside
+            for index in range(1000):
+                writer.append(b'{"n":%d}\n' % index)
+        assert calls == ["write"] * 2000
+        files[1].append(b"\n")
+    finally:
+        for writer in files:
+            writer.close()
+    assert log.read_bytes().count(b"\n") == 2001
+
+
+def test_reading_the_counter_again_keeps_a_rotations_lock(tmp_path: Path) -> None:
+    """A file moved without the counter (by hand, or by a writer of the previous protocol) makes
+    a writer map the counter again; doing so inside a rotation released the lock file's flock the
+    rotation held, letting another process rotate the same file at the same time."""
+    import fcntl
+
+    log = tmp_path / "steps.jsonl"
+    writer = RotatingFile(log, max_bytes=8192, backups=100)
+    other = os.open(f"{log}.lock", os.O_RDONLY)
+    try:
+        lock_fd = writer._lock_fd if writer._lock_fd is not None else writer._open_lock()
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # as _rotate_if_full holds it
+        writer._map_counter()
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        assert writer._counter is not None and writer._counter[:8] == bytes(8)
+    finally:
+        os.close(other)
+        writer.close()

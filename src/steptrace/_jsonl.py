@@ -23,11 +23,12 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
 
+from steptrace import _attributes as A
 from steptrace._content import bounded_repr, make_utf8_safe
 from steptrace._records import (
     STATUS_ERROR,
     STATUS_OK,
-    build_record,
+    build_record_positional,
     instructions_once,
     record_after_torn_prefix,
 )
@@ -160,18 +161,22 @@ def span_to_record(span: ReadableSpan) -> dict[str, Any] | None:
     parent = span.parent
     status = span.status
     failed = status.status_code is StatusCode.ERROR
-    service = span.resource.attributes.get("service.name") if span.resource is not None else None
-    return build_record(
-        name=span.name,
-        trace_id=context.trace_id if context is not None else 0,
-        span_id=context.span_id if context is not None else 0,
-        parent_span_id=parent.span_id if parent is not None else None,
-        start_ns=span.start_time or 0,
-        end_ns=span.end_time or span.start_time or 0,
-        status=STATUS_ERROR if failed else STATUS_OK,
-        status_description=status.description if failed else None,
-        attributes=attributes,
-        service=str(service) if service is not None else None,
+    name = span.name
+    service = None
+    if name == A.SPAN_AGENT_RUN and span.resource is not None:  # only the run record names it
+        service = span.resource.attributes.get("service.name")
+    start_ns = span.start_time or 0
+    return build_record_positional(
+        name,
+        context.trace_id if context is not None else 0,
+        context.span_id if context is not None else 0,
+        parent.span_id if parent is not None else None,
+        start_ns,
+        span.end_time or start_ns,
+        STATUS_ERROR if failed else STATUS_OK,
+        status.description if failed else None,
+        attributes,
+        str(service) if service is not None else None,
     )
 
 
@@ -202,7 +207,6 @@ class JsonlSpanExporter(SpanExporter):
         self._warned = False
         self._shutdown = False
         self.failed = False  # an export failed since the last force_flush
-        self.records_written = 0
         self.records_failed = 0
         # Opened now, to raise at configuration rather than on the hot path.
         self.file = RotatingFile(
@@ -247,19 +251,24 @@ class JsonlSpanExporter(SpanExporter):
 
     def write_record(self, record: Mapping[str, Any]) -> bool:
         """Append one record; False (and one warning per failure streak) if the disk failed."""
-        data = encode_record(record, self.max_record_bytes)
-        with self._lock:
-            try:
-                self.file.append(data)
-            except OSError as exc:
+        try:  # the file's own lock orders the writes: no second lock on the way
+            self.file.append(encode_record(record, self.max_record_bytes))
+        except OSError as exc:
+            with self._lock:
                 self.records_failed += 1
                 self._fail(exc)
-                return False
-            self.records_written += 1
-            if self._warned:
-                self._warned = False
-                logger.warning("steptrace: the step log %s is writable again", self.path)
+            return False
+        if self._warned:
+            with self._lock:
+                if self._warned:
+                    self._warned = False
+                    logger.warning("steptrace: the step log %s is writable again", self.path)
         return True
+
+    @property
+    def records_written(self) -> int:
+        """Records this exporter appended (counted under the file's lock)."""
+        return self.file.appends
 
     def _fail(self, exc: BaseException) -> None:
         self.failed = True

@@ -5,12 +5,14 @@ No instrument ever carries a run id, a step id or any other unbounded value (car
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from opentelemetry.context import Context
+from opentelemetry.context import Context, get_current
 from opentelemetry.metrics import (
     CallbackOptions,
     Histogram,
@@ -54,44 +56,63 @@ AGENT_STEP_DURATION_BUCKETS_S = AGENT_DURATION_BUCKETS_S
 NO_EXEMPLAR = Context({"steptrace.no_exemplar": True})
 
 
-# Pending per-chunk measurements kept before they are recorded on the caller's thread anyway
-# (no reader collecting: a no-op meter, or a reader read only on demand).
+# Measurements (a stream's chunk intervals: one entry) each histogram holds between collections.
+# Past it, once a reader has collected, a measurement is dropped, counted and warned about (the
+# caller never pays the SDK's work); before any collection (a meter nobody reads: the API's proxy
+# without a provider, a reader read only on demand) they are recorded on the caller's thread.
 MAX_PENDING_MEASUREMENTS = 65_536
+
+logger = logging.getLogger("steptrace")
 
 
 class DeferredHistogram:
     """A histogram whose measurements are recorded at the next metric collection, not at once.
 
-    For the time per output chunk: one measurement per streamed chunk, each ~80 Python calls
-    inside the SDK (attribute cleaning and hashing), several times what reading the chunk costs.
-    Buffered, a chunk costs one append on the stream's path; the SDK's work runs when a reader
-    collects (a periodic exporter's thread, ``get_metrics_data()``), through an observable
-    instrument's callback that reports nothing of its own. The histogram exported is the same:
-    same measurements, attributes and buckets, in the same collection or an earlier one.
+    One ``Histogram.record`` in the SDK is ~80 Python calls (attribute cleaning and hashing,
+    exemplar sampling), ~6 µs; a model call records three. Buffered, a measurement costs the
+    caller one append; the SDK's work runs when a reader collects (a periodic exporter's thread,
+    ``get_metrics_data()``, the final collection of ``shutdown()``), through an observable
+    instrument's callback that reports nothing of its own and runs before the collection reads
+    the histograms. The histogram exported is the same: same measurements, attributes and
+    buckets, in the same collection. The context is taken when the measurement is made, so
+    exemplars point at the span that was current then (their timestamp is the collection's).
     """
 
-    __slots__ = ("__weakref__", "_count", "_histogram", "_lock", "_noop", "_pending")
+    __slots__ = (
+        "__weakref__",
+        "_collected",
+        "_histogram",
+        "_lock",
+        "_noop",
+        "_pending",
+        "_warned",
+        "dropped",
+    )
 
-    def __init__(self, meter: Meter, histogram: Histogram, flush_name: str) -> None:
+    def __init__(self, histogram: Histogram) -> None:
         self._histogram = histogram
         self._noop = isinstance(histogram, NoOpHistogram)  # metrics off: keep nothing
         self._lock = threading.Lock()
-        # (amounts, attributes, context): one entry per stream, its measurements in one list.
-        self._pending: list[tuple[Sequence[float], Mapping[str, Any] | None, Context | None]] = []
-        self._count = 0  # measurements pending
+        # (amounts, attributes, context): one entry per measurement, or per stream (its chunks).
+        # deque.append and popleft are atomic: the caller takes no lock.
+        self._pending: deque[tuple[Sequence[float], Mapping[str, Any] | None, Context | None]] = deque()
+        self._collected = False  # a reader has collected since this histogram was made
+        self._warned = False
+        self.dropped = 0  # measurements dropped because the buffer was full
         if not self._noop:
             with _live_lock:
                 _live.add(self)
-        meter.create_observable_gauge(
-            flush_name,
-            callbacks=[_flush_all_on_collect],
-            description="Records buffered measurements at collection; never observes a value.",
-        )
 
     def record(
         self, amount: float, attributes: Mapping[str, Any] | None = None, context: Context | None = None
     ) -> None:
-        self.record_all((amount,), attributes, context)
+        if self._noop:
+            return
+        pending = self._pending
+        if len(pending) < MAX_PENDING_MEASUREMENTS:
+            pending.append(((amount,), attributes, get_current() if context is None else context))
+        else:
+            self._full(((amount,), attributes, get_current() if context is None else context))
 
     def record_all(
         self, amounts: Sequence[float], attributes: Mapping[str, Any] | None, context: Context | None
@@ -99,19 +120,42 @@ class DeferredHistogram:
         """One measurement per amount, with the same attributes (a stream's chunks)."""
         if self._noop or not amounts:
             return
-        with self._lock:
-            self._pending.append((amounts, attributes, context))
-            self._count += len(amounts)
-            full = self._count >= MAX_PENDING_MEASUREMENTS
-        if full:
-            self.flush()
+        entry = (amounts, attributes, get_current() if context is None else context)
+        if len(self._pending) < MAX_PENDING_MEASUREMENTS:
+            self._pending.append(entry)
+        else:
+            self._full(entry)
 
-    def flush(self) -> None:
-        """Record every pending measurement now."""
+    def _full(self, entry: tuple[Sequence[float], Mapping[str, Any] | None, Context | None]) -> None:
+        if not self._collected:  # nobody collects (yet): record now rather than lose anything
+            self._pending.append(entry)
+            self.flush()
+            return
         with self._lock:
-            pending, self._pending, self._count = self._pending, [], 0
+            self.dropped += len(entry[0])
+            warn = not self._warned
+            self._warned = True
+        if warn:
+            logger.warning(
+                "steptrace: %d measurements of %s are waiting for the next metric collection; "
+                "later ones are dropped and counted until it comes (collect more often: "
+                "OTEL_METRIC_EXPORT_INTERVAL)",
+                MAX_PENDING_MEASUREMENTS,
+                getattr(self._histogram, "name", "a histogram"),
+            )
+
+    def flush(self, collecting: bool = False) -> None:
+        """Record every pending measurement now (those made meanwhile wait for the next one)."""
+        if collecting:
+            self._collected = True
+            self._warned = False  # a new streak of drops warns again
+        pending = self._pending
         record = self._histogram.record
-        for amounts, attributes, context in pending:
+        for _ in range(len(pending)):
+            try:
+                amounts, attributes, context = pending.popleft()
+            except IndexError:  # another collection took them
+                return
             for amount in amounts:
                 record(amount, attributes, context)
 
@@ -126,12 +170,12 @@ _live_lock = threading.Lock()
 
 def _flush_all_on_collect(options: CallbackOptions) -> Iterable[Observation]:
     """Record what every DeferredHistogram holds. Each measurement goes to its own provider's
-    histogram, once (flush takes the pending list whole): a collection of one provider may record
+    histogram, once (flush takes each entry once): a collection of one provider may record
     another's early, which that provider's next collection reports as it would have."""
     with _live_lock:
         live = list(_live)
     for histogram in live:
-        histogram.flush()
+        histogram.flush(collecting=True)
     return ()
 
 
@@ -149,52 +193,72 @@ class Instruments:
     )
 
     def __init__(self, meter: Meter) -> None:
-        self.operation_duration: Histogram = meter.create_histogram(
-            A.METRIC_OPERATION_DURATION,
-            unit="s",
-            description="GenAI operation duration.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+        self.operation_duration = DeferredHistogram(
+            meter.create_histogram(
+                A.METRIC_OPERATION_DURATION,
+                unit="s",
+                description="GenAI operation duration.",
+                explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+            )
         )
-        self.token_usage: Histogram = meter.create_histogram(
-            A.METRIC_TOKEN_USAGE,
-            unit="{token}",
-            description="Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        self.token_usage = DeferredHistogram(
+            meter.create_histogram(
+                A.METRIC_TOKEN_USAGE,
+                unit="{token}",
+                description="Number of input and output tokens used.",
+                explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+            )
         )
-        self.time_to_first_chunk: Histogram = meter.create_histogram(
-            A.METRIC_TIME_TO_FIRST_CHUNK,
-            unit="s",
-            description="Time to receive the first chunk of a streaming response.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+        self.time_to_first_chunk = DeferredHistogram(
+            meter.create_histogram(
+                A.METRIC_TIME_TO_FIRST_CHUNK,
+                unit="s",
+                description="Time to receive the first chunk of a streaming response.",
+                explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+            )
         )
         self.time_per_output_chunk = DeferredHistogram(
-            meter,
             meter.create_histogram(
                 A.METRIC_TIME_PER_OUTPUT_CHUNK,
                 unit="s",
                 description="Time per output chunk after the first one in a streaming response.",
                 explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
-            ),
+            )
+        )
+        self.execute_tool_duration = DeferredHistogram(
+            meter.create_histogram(
+                A.METRIC_EXECUTE_TOOL_DURATION,
+                unit="s",
+                description="Duration of a tool execution.",
+                explicit_bucket_boundaries_advisory=TOOL_DURATION_BUCKETS_S,
+            )
+        )
+        self.invoke_agent_duration = DeferredHistogram(
+            meter.create_histogram(
+                A.METRIC_INVOKE_AGENT_DURATION,
+                unit="s",
+                description="Duration of an agent run.",
+                explicit_bucket_boundaries_advisory=AGENT_DURATION_BUCKETS_S,
+            )
+        )
+        self.agent_step_duration = DeferredHistogram(
+            meter.create_histogram(
+                A.METRIC_AGENT_STEP_DURATION,
+                unit="s",
+                description="Duration of one step of an agent's loop.",
+                explicit_bucket_boundaries_advisory=AGENT_STEP_DURATION_BUCKETS_S,
+            )
+        )
+        meter.create_observable_gauge(
             A.METRIC_PENDING_FLUSH,
+            callbacks=[_flush_all_on_collect],
+            description="Records buffered measurements at collection; never observes a value.",
         )
-        self.execute_tool_duration: Histogram = meter.create_histogram(
-            A.METRIC_EXECUTE_TOOL_DURATION,
-            unit="s",
-            description="Duration of a tool execution.",
-            explicit_bucket_boundaries_advisory=TOOL_DURATION_BUCKETS_S,
-        )
-        self.invoke_agent_duration: Histogram = meter.create_histogram(
-            A.METRIC_INVOKE_AGENT_DURATION,
-            unit="s",
-            description="Duration of an agent run.",
-            explicit_bucket_boundaries_advisory=AGENT_DURATION_BUCKETS_S,
-        )
-        self.agent_step_duration: Histogram = meter.create_histogram(
-            A.METRIC_AGENT_STEP_DURATION,
-            unit="s",
-            description="Duration of one step of an agent's loop.",
-            explicit_bucket_boundaries_advisory=AGENT_STEP_DURATION_BUCKETS_S,
-        )
+
+    @property
+    def dropped_measurements(self) -> int:
+        """Measurements dropped because a buffer was full between two collections."""
+        return sum(getattr(self, name).dropped for name in self.__slots__)
 
 
 # One Instruments per MeterProvider, for as long as the provider lives: configure() again on the

@@ -1,14 +1,23 @@
 """Size-based rotation for the append-only JSONL files (the step log, the OTLP spill file).
 
-``RotatingFile.append(data)`` writes one whole chunk with one ``O_APPEND`` write. Every append,
-whatever its own limit (rotation off too), holds an ``flock`` on ``<file>.lock`` while it checks
-that the file it holds is still the one at the path (another process may have rotated it) and
-how big it is; past the limit it renames the file to ``<stem>.<UTC time>.jsonl`` and starts a
-new one, so no record is lost or torn at the switch, whatever the number of processes appending
-and their limits. A background thread then compresses the renamed file to
-``<stem>.<UTC time>.jsonl.gz``, once nothing has written to it for 1.5 s (an older writer that
-ignores the lock still appends there for up to a second), and keeps the newest ``backups``.
-Every name ends in ``.jsonl`` or ``.jsonl.gz``: reading the directory reads the whole set.
+``RotatingFile.append(data)`` writes one whole chunk with one ``O_APPEND`` write: in the steady
+state that write is its only system call. Several processes may append to one path whatever their
+own limits (rotation off too). Past the limit a writer takes an ``flock`` on ``<file>.lock``,
+renames the file to ``<stem>.<UTC time>.jsonl`` and starts a new one. Two things keep every
+record whole and in a file that is kept:
+
+- every writer holds a shared ``flock`` on the file it appends to for as long as it has it open,
+  and a renamed file is compressed (then removed) only by whoever gets an exclusive one, so only
+  once no writer that may still append to it has it open: a writer that wrote to a file just
+  renamed loses nothing, its record is in that file when it is compressed;
+- a rotation counter in the lock file's first eight bytes, memory-mapped by every writer, is
+  bumped before the rename: a writer compares it with the value it opened the file at before
+  each write (a memory read, no system call) and reopens the path when it changed.
+
+A background thread compresses a renamed file to ``<stem>.<UTC time>.jsonl.gz`` once nothing has
+written to it for 1.5 s (an older writer that ignores the protocol still appends there for up to
+a second) and no writer holds it, and keeps the newest ``backups``. Every name ends in ``.jsonl``
+or ``.jsonl.gz``: reading the directory reads the whole set.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gzip
+import mmap
 import os
 import re
 import shutil
@@ -38,6 +48,12 @@ _REOPEN_CHECK_INTERVAL_S = 1.0
 # once a second (_REOPEN_CHECK_INTERVAL_S) and may append to the renamed file until then.
 _QUIET_BEFORE_COMPRESS_S = 1.5
 _SHUTDOWN_WAIT_S = 5.0
+# A renamed file a writer of another process still holds is tried again this often.
+_HELD_RETRY_S = 0.5
+# The lock file's first bytes: the rotation counter (little-endian), mapped by every writer.
+_COUNTER_BYTES = 8
+# Opening the live file: tries before giving up while other processes rotate it under us.
+_OPEN_TRIES = 100
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _CLOEXEC
 _UNITS = {"": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2, "mib": 1024**2}
@@ -134,12 +150,15 @@ class RotatingFile:
         self.max_bytes = max_bytes
         self.backups = backups
         self.rotations = 0  # rotations this process made
+        self.appends = 0  # chunks appended
         self.compress_error: OSError | None = None
+        self.rotate_error: OSError | None = None  # the last rotation that failed (records kept)
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._inode: tuple[int, int] | None = None
         self._lock_fd: int | None = None
-        self._seen_rotation = -1
+        self._counter: mmap.mmap | None = None  # the lock file's rotation counter, mapped
+        self._seen_counter = b""  # its value when the file in _fd was opened
         self._size = 0  # of the file at the last fstat; plus the bytes written since:
         self._unmeasured = 0
         # Others' writes are seen at the next fstat: the file passes the limit by at most this much
@@ -151,6 +170,7 @@ class RotatingFile:
         self._done = 0
         self._compressor: threading.Thread | None = None
         self._closed = False
+        self._map_counter()
         self._open()  # raise now, at configuration, rather than on the hot path
         if self.max_bytes and len(rotated_files(self.path)) > 1:
             self._request_compression()  # a process that stopped before compressing its last file
@@ -165,7 +185,9 @@ class RotatingFile:
             os.register_at_fork(after_in_child=reinit_in_child)
 
     def _after_fork(self) -> None:
-        # The flock belongs to the open file description the parent shares: take our own.
+        # The flock on the lock file belongs to the open file description the parent shares: take
+        # our own. The data file's shared flock is shared with the parent too, which is what it is
+        # for (held while either may append); the counter's mapping is inherited.
         self._lock = threading.Lock()
         self._work = threading.Condition(threading.Lock())
         self._compressor = None
@@ -174,31 +196,86 @@ class RotatingFile:
 
     # --- writing ----------------------------------------------------------------------------------
     #
-    # Every append holds the flock on ``<file>.lock``, with rotation off too: a process with
-    # another limit may rotate the path, and a record written to the renamed file after its
-    # compression would be lost. That file's size is also a
-    # rotation counter: a rotating process grows it by one byte (sparse, so even a full disk takes
-    # it; a memory map could SIGBUS there). A writer compares it with the size it last saw, one
-    # fstat (a stat of the path costs three times as much), and reopens the path when it changed.
+    # The protocol every writer follows, whatever its own limit (the module docstring says why):
+    # 1. open the path, take a shared flock on it (non-blocking: a file under an exclusive one is
+    #    being compressed, so it was renamed), and check the path still names it (a file
+    #    compressed and removed between our open and our flock would take records into nowhere);
+    # 2. before each write, compare the mapped counter with the value read before that open;
+    #    changed: go to 1. Once a second the path is checked too (a rotation by a writer without
+    #    the counter, or a log removed by hand).
+    # 3. rotating: under the lock file's exclusive flock, bump the counter (and grow the lock file
+    #    by a byte: the counter writers of the previous protocol read), then rename, then 1.
+    # A counter write that fails (a full disk) skips that rotation; the record is written anyway.
+
+    def _map_counter(self) -> None:
+        """Map the lock file's counter (made 8 bytes long if shorter); left None if we cannot.
+
+        Through a descriptor of its own and without the flock: a caller may hold the flock on
+        ``_lock_fd`` (a rotation), which a flock here would release or wait for forever.
+        """
+        mapping: mmap.mmap | None = None
+        try:
+            fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | _CLOEXEC, 0o600)
+            try:
+                if os.fstat(fd).st_size < _COUNTER_BYTES:
+                    # Zeros after what is there: a counter another process wrote meanwhile stays.
+                    os.ftruncate(fd, _COUNTER_BYTES)
+                # Read-only, and the file never shrinks below 8 bytes: reads cannot fault (a
+                # truncation by hand to under 8 bytes would: SIGBUS).
+                mapping = mmap.mmap(fd, _COUNTER_BYTES, mmap.MAP_SHARED, mmap.PROT_READ)
+            finally:
+                os.close(fd)  # the mapping keeps its own reference
+        except (OSError, ValueError):  # a read-only directory, say: the once-a-second check remains
+            mapping = None
+        old, self._counter = self._counter, mapping
+        if old is not None:
+            with contextlib.suppress(BufferError, OSError):
+                old.close()
 
     def _open(self) -> None:
+        """Open the live file under the protocol's shared flock (step 1 above)."""
         self._close_fd()  # first: a failed open must not leave us writing to a file moved away
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, _FLAGS, 0o600)
-        stat = os.fstat(fd)
-        self._fd = fd
-        self._inode = (stat.st_dev, stat.st_ino)
-        self._size = stat.st_size
-        self._unmeasured = 0
+        counter = self._counter
+        for _ in range(_OPEN_TRIES):
+            seen = counter[:_COUNTER_BYTES] if counter is not None else b""
+            fd = os.open(self.path, _FLAGS, 0o600)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:  # being compressed: renamed since our open
+                    os.close(fd)
+                    continue
+                except OSError:  # no flock here (some network filesystems): the quiet rule remains
+                    pass
+                stat = os.fstat(fd)
+                try:
+                    now = os.stat(self.path)
+                    live = (now.st_dev, now.st_ino) == (stat.st_dev, stat.st_ino)
+                except FileNotFoundError:
+                    live = False
+            except BaseException:
+                os.close(fd)
+                raise
+            if not live:
+                os.close(fd)
+                continue
+            self._fd = fd
+            self._inode = (stat.st_dev, stat.st_ino)
+            self._seen_counter = seen
+            self._size = stat.st_size
+            self._unmeasured = 0
+            return
+        raise OSError(f"{self.path} kept being renamed while it was opened")
 
     def _close_fd(self) -> None:
         fd, self._fd = self._fd, None
-        if fd is not None:
+        if fd is not None:  # closing releases our shared flock (never LOCK_UN: a child shares it)
             with contextlib.suppress(OSError):
                 os.close(fd)
 
     def _open_lock(self) -> int:
-        self._lock_fd = os.open(f"{self.path}.lock", os.O_WRONLY | os.O_CREAT | _CLOEXEC, 0o600)
+        self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | _CLOEXEC, 0o600)
         return self._lock_fd
 
     def _close_lock(self) -> None:
@@ -216,36 +293,51 @@ class RotatingFile:
             if self._closed:
                 self._append_after_close(data)
                 return
-            # With rotation off too: another process may rotate this path (mixed settings).
-            lock_fd = self._lock_fd
-            if lock_fd is None:
-                try:
-                    lock_fd = self._open_lock()
-                except OSError:  # a read-only directory, say: the file may still take records
-                    _write_all(self._checked_fd(), data)
-                    return
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            try:
-                seen = os.fstat(lock_fd).st_size
-                if seen != self._seen_rotation:  # another process rotated: write to the new file
-                    self._seen_rotation = seen
-                    self._open()
+            counter = self._counter
+            if counter is not None and counter[:_COUNTER_BYTES] != self._seen_counter:
+                self._open()  # another process rotated: write to the new file
+            fd = self._fd
+            if fd is None or time.monotonic() >= self._next_check:
                 fd = self._checked_fd()
-                if self.max_bytes and (
-                    self._size + self._unmeasured + len(data) > self.max_bytes
-                    or self._unmeasured > self._measure_every
-                ):
-                    self._size, self._unmeasured = os.fstat(fd).st_size, 0  # others' writes too
-                    if self._size and self._size + len(data) > self.max_bytes:
-                        self._rotate(lock_fd)
-                        fd = self._checked_fd()
-                _write_all(fd, data)
-                self._unmeasured += len(data)
-            finally:
-                fcntl.flock(lock_fd, fcntl.LOCK_UN)
+            size = len(data)
+            if self.max_bytes and (
+                self._size + self._unmeasured + size > self.max_bytes
+                or self._unmeasured > self._measure_every
+            ):
+                fd = self._rotate_if_full(size)
+            written = os.write(fd, data)
+            if written != size:  # only on a nearly full disk: the rest, to keep the line whole
+                _write_all(fd, data[written:])
+            self._unmeasured += size
+            self.appends += 1
+
+    def _rotate_if_full(self, size: int) -> int:
+        """Measure the file (others' writes too); rotate it if ``size`` more bytes pass the limit."""
+        try:
+            lock_fd = self._lock_fd if self._lock_fd is not None else self._open_lock()
+        except OSError:  # no lock file, no rotation: the records still go to the file
+            self._unmeasured = 0
+            return self._checked_fd()
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        try:
+            counter = self._counter
+            if counter is not None and counter[:_COUNTER_BYTES] != self._seen_counter:
+                self._open()
+            fd = self._checked_fd()
+            self._size, self._unmeasured = os.fstat(fd).st_size, 0
+            if self._size and self._size + size > self.max_bytes:
+                try:
+                    self._rotate(lock_fd)
+                except OSError as exc:  # a full disk, say: this record still goes to the file
+                    self.rotate_error = exc
+                fd = self._checked_fd()
+            return fd
+        finally:
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
 
     def _append_after_close(self, data: bytes) -> None:
-        """One append after close(): under the protocol's lock, to the path's file of the moment."""
+        """One append after close(): under the lock file's flock (no rotation meanwhile), to the
+        path's file of the moment."""
         try:
             lock_fd: int | None = self._open_lock()
         except OSError:
@@ -257,13 +349,15 @@ class RotatingFile:
             fd = os.open(self.path, _FLAGS, 0o600)
             try:
                 _write_all(fd, data)
+                self.appends += 1
             finally:
                 os.close(fd)
         finally:
             self._close_lock()  # releases the flock
 
     def _checked_fd(self) -> int:
-        """The descriptor, reopened (at most once a second) if the file was moved or removed."""
+        """The descriptor, reopened (checked at most once a second) if the file was moved or
+        removed without the counter saying so."""
         now = time.monotonic()
         if self._fd is not None and now < self._next_check:
             return self._fd
@@ -274,6 +368,8 @@ class RotatingFile:
         except OSError:
             current = None
         if self._fd is None or current != self._inode:
+            if self._fd is not None:  # moved without the counter: the lock file may be new too
+                self._map_counter()
             self._open()
         assert self._fd is not None
         return self._fd
@@ -289,8 +385,9 @@ class RotatingFile:
             target = self.path.with_name(f"{stem}.{stamp}-{extra}{suffix}")
         # Counted before the rename: if counting fails, nothing moved; if the rename fails, the
         # others only reopen the same file.
-        self._seen_rotation = os.fstat(lock_fd).st_size + 1
-        os.ftruncate(lock_fd, self._seen_rotation)
+        count = int.from_bytes(os.pread(lock_fd, _COUNTER_BYTES, 0).ljust(_COUNTER_BYTES, b"\0"), "little")
+        os.pwrite(lock_fd, ((count + 1) % (1 << 64)).to_bytes(_COUNTER_BYTES, "little"), 0)
+        os.ftruncate(lock_fd, max(os.fstat(lock_fd).st_size, _COUNTER_BYTES) + 1)
         os.rename(self.path, target)
         self._open()
         self.rotations += 1
@@ -309,22 +406,25 @@ class RotatingFile:
             self._work.notify()
 
     def _compress_forever(self) -> None:
+        held = 0  # renamed files a writer (of another process) still holds: tried again later
         while True:
             with self._work:
-                while self._done >= self._requests:
+                if held and self._done >= self._requests and not self._closed:
+                    self._work.wait(_HELD_RETRY_S)  # or sooner, at a new rotation
+                while self._done >= self._requests and not (held and not self._closed):
                     self._work.wait()
                 target = self._requests
             try:
-                wait = self.compress_pending()
+                wait, held = self._compress_pass()
             except OSError as exc:
                 self.compress_error = exc
-                wait = 0.0
+                wait, held = 0.0, 0
             if wait > 0:  # a renamed file still written to, or just renamed: come back then
                 with self._work:
                     self._work.wait(wait)
                 continue
-            with self._work:
-                self._done = target
+            with self._work:  # what is left is held by others: nothing to wait for here
+                self._done = max(self._done, target)
                 self._work.notify_all()
 
     def wait_for_compression(self, timeout: float | None = None) -> bool:
@@ -340,41 +440,50 @@ class RotatingFile:
 
     def compress_pending(self) -> float:
         """Compress every renamed file of this log (any process's) nothing wrote to for
-        ``_QUIET_BEFORE_COMPRESS_S``, then keep ``backups`` gzips; returns the seconds until the
-        next renamed file left is quiet (0.0: none left)."""
+        ``_QUIET_BEFORE_COMPRESS_S`` and no writer holds, then keep ``backups`` gzips; returns the
+        seconds until the next renamed file left is quiet (0.0: none left to wait for)."""
+        return self._compress_pass()[0]
+
+    def _compress_pass(self) -> tuple[float, int]:
+        """compress_pending's work; also returns how many renamed files a writer still holds."""
         wait = 0.0
+        held = 0
         for path in rotated_files(self.path):
             if path != self.path and path.suffix != ".gz":
                 left = _not_quiet_for(path)
                 if left > 0:
                     wait = min(wait, left) if wait else left
-                else:
-                    self._compress_one(path)
+                elif not self._compress_one(path):
+                    held += 1
         backups = [p for p in rotated_files(self.path) if p.suffix == ".gz"]
         for old in backups[: max(0, len(backups) - self.backups)]:
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()
-        return wait
+        return wait, held
 
-    def _compress_one(self, path: Path) -> None:
+    def _compress_one(self, path: Path) -> bool:
+        """Compress ``path`` and remove it; False if it is held (a writer's shared flock, or
+        another process compressing it): try again later."""
         try:
             fd = os.open(path, os.O_RDONLY | _CLOEXEC)
         except FileNotFoundError:  # another process took it
-            return
+            return True
         with os.fdopen(fd, "rb") as source:
-            try:  # the claim: whoever holds the flock compresses; it dies with its process
+            # The claim: whoever holds the exclusive flock compresses; it dies with its process.
+            # Writers hold a shared one while they may append: then it is not ours to take yet.
+            try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                return
+                return False
             try:
                 still_there = os.stat(path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
                 still_there = False
             if not still_there:  # compressed and removed between our scandir and open
-                return
+                return True
             if self.backups == 0:
                 path.unlink()
-                return
+                return True
             final = path.with_name(path.name + ".gz")
             partial = path.with_name(path.name + ".gz.partial")
             out_fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _CLOEXEC, 0o600)
@@ -387,6 +496,7 @@ class RotatingFile:
                 shutil.copyfileobj(source, packed, 1024 * 1024)
             os.replace(partial, final)
             path.unlink()  # a reader scanning now may see both names: records are de-duplicated
+        return True
 
     def close(self) -> None:
         """Close the file; wait a little for compression in progress (it resumes next start)."""
@@ -394,7 +504,13 @@ class RotatingFile:
             self._closed = True
             self._close_fd()
             self._close_lock()
+            counter, self._counter = self._counter, None
+            if counter is not None:
+                with contextlib.suppress(BufferError, OSError):
+                    counter.close()
         if self._compressor is not None:
+            with self._work:
+                self._work.notify_all()  # stop retrying files others hold
             self.wait_for_compression(_SHUTDOWN_WAIT_S)
 
 
