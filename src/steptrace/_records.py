@@ -302,7 +302,7 @@ def build_record_positional(
             record["served"] = True
         if status == STATUS_ERROR:
             _add_error_site(record, get)
-        return record
+        return _finish_record(record, get, borrowed)
     if record_type == "llm_call":
         ttft = get(A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
         finish_reasons = get(A.GEN_AI_RESPONSE_FINISH_REASONS)
@@ -350,7 +350,7 @@ def build_record_positional(
             record["cost_usd"] = 0.0
         if status == STATUS_ERROR:
             _add_error_site(record, get)
-        return record
+        return _finish_record(record, get, borrowed)
     record = {
         "run_id": run_id, "step": step, "type": record_type, "name": name,
         "trace_id": trace_hex, "span_id": span_hex, "parent_span_id": parent_hex,
@@ -394,6 +394,12 @@ def build_record_positional(
     else:
         record.update(agent_step=get(A.AGENT_STEP_NUMBER), attributes=_foreign_attributes(attributes))
         return record
+    return _finish_record(record, get, borrowed)
+
+
+def _finish_record(record: dict[str, Any], get: Callable[..., Any], borrowed: bool) -> dict[str, Any]:
+    """What every record of one of our span kinds ends with: a borrowed span's content kept
+    only as foreign content is, and the guard that stopped the call."""
     if borrowed and (record.get("input") is not None or record.get("output") is not None):
         # The framework wrote that content, under its own settings: kept only as foreign content is.
         policy, capture = _foreign_policy()
