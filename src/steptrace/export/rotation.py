@@ -217,9 +217,13 @@ class RotatingFile:
         try:
             fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | _CLOEXEC, 0o600)
             try:
-                if os.fstat(fd).st_size < _COUNTER_BYTES:
-                    # Zeros after what is there: a counter another process wrote meanwhile stays.
-                    os.ftruncate(fd, _COUNTER_BYTES)
+                size = os.fstat(fd).st_size
+                if size < _COUNTER_BYTES:
+                    # Zeros after what is there, written (not ftruncate's hole): a counter another
+                    # process wrote meanwhile stays, and the page is allocated now. Reading a hole
+                    # through the mapping makes tmpfs allocate it, and on a full tmpfs that fault
+                    # is SIGBUS in the user's process; a full disk here fails this write instead.
+                    os.pwrite(fd, bytes(_COUNTER_BYTES - size), size)
                 # Read-only, and the file never shrinks below 8 bytes: reads cannot fault (a
                 # truncation by hand to under 8 bytes would: SIGBUS).
                 mapping = mmap.mmap(fd, _COUNTER_BYTES, mmap.MAP_SHARED, mmap.PROT_READ)
