@@ -97,7 +97,7 @@ test-latest:
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install -q --upgrade pip
 	$(LATEST)/bin/python -m pip install -q --upgrade -e '.[test]'
-	$(LATEST)/bin/python -m pip list 2>/dev/null | grep -iE '^(openai|anthropic|google-genai|mcp|openai-agents) '
+	$(LATEST)/bin/python -m pip list 2>/dev/null | grep -iE '^(openai|anthropic|google-genai|mcp|openai-agents|langgraph|langchain-core|langchain-openai|boto3|pydantic-ai-slim) '
 	$(LATEST)/bin/python -m pytest -q -p no:cacheprovider $(LATEST_TESTS)
 
 # Regenerates requirements/*.txt from fresh venvs resolved today, with no constraints.
