@@ -207,12 +207,17 @@ class Call(Hooks[LlmRequest]):
         return result
 
     def observe_stream(self, proxy_type: type[StreamProxy | AsyncStreamProxy], stream: Any) -> Any:
-        """``stream``, observed: the span stays open until the proxy sees the stream end."""
-        observer = self.endpoint.new_observer(self.handle)
-        if _spans.rerun_hook is not None:  # records the chunks as they pass (record_for_rerun)
-            observer = _spans.rerun_hook.observe_stream(self, observer)
-        proxy = proxy_type(stream, self, observer)
-        self.handle.stream_started()
+        """``stream``, observed: the span stays open until the proxy sees the stream end. If
+        steptrace cannot observe it (reported), ``stream`` itself: the caller reads it untraced."""
+        try:
+            observer = self.endpoint.new_observer(self.handle)
+            if _spans.rerun_hook is not None:  # records the chunks as they pass (record_for_rerun)
+                observer = _spans.rerun_hook.observe_stream(self, observer)
+            proxy = proxy_type(stream, self, observer)
+            self.handle.stream_started()
+        except Exception as exc:
+            report_internal_error("instrumentation.stream_wrap", exc)
+            return stream
         return proxy
 
     def returned(self, result: Any) -> None:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import wrapt
 
 from steptrace import _attributes as A
-from steptrace._internal import report_internal_error
+from steptrace._internal import internal_errors
 from steptrace._response import field_of
 from steptrace._spans import LlmRequest
 from steptrace.instrumentation._common import (
@@ -211,10 +211,8 @@ class _MessageStreamCall(Call):
 
     def on_return(self, handle: LlmRequest, message_stream: Any) -> Any:
         proxy_type = AsyncStreamProxy if self.is_async else StreamProxy
-        try:
+        with internal_errors("instrumentation.stream_wrap"):  # another SDK's MessageStream shape
             message_stream._raw_stream = self.observe_stream(proxy_type, message_stream._raw_stream)
-        except Exception as exc:
-            report_internal_error("instrumentation.stream_wrap", exc)
         return message_stream
 
 

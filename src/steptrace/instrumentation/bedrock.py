@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import wrapt
 
 from steptrace import _attributes as A
-from steptrace._internal import internal_errors, report_internal_error
+from steptrace._internal import internal_errors
 from steptrace._response import field_of
 from steptrace._spans import LlmRequest
 from steptrace.instrumentation._common import (
@@ -470,10 +470,7 @@ class _ConverseCall(Call):
             key = self.stream_key
             stream = result.get(key)
             if stream is not None:
-                try:
-                    result[key] = self.observe_stream(_EventStreamProxy, stream)
-                except Exception as exc:
-                    report_internal_error("instrumentation.stream_wrap", exc)
+                result[key] = self.observe_stream(_EventStreamProxy, stream)
                 return result
         self.returned(result)
         return result

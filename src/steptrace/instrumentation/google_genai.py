@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from steptrace import _attributes as A
-from steptrace._internal import internal_errors, report_internal_error
+from steptrace._internal import internal_errors
 from steptrace._response import field_of
 from steptrace._spans import LlmRequest
 from steptrace.instrumentation._common import (
@@ -487,11 +487,7 @@ class _GenerateCall(Call):
     def on_return(self, handle: LlmRequest, result: Any) -> Any:
         if handle.stream:
             proxy_type = _AsyncGeneratorProxy if self.is_async else _GeneratorProxy
-            try:
-                return self.observe_stream(proxy_type, result)
-            except Exception as exc:
-                report_internal_error("instrumentation.stream_wrap", exc)
-                return result
+            return self.observe_stream(proxy_type, result)
         self.returned(result)
         return result
 
