@@ -45,13 +45,16 @@ SDK_OLD1_PINS := openai==1.109.1 anthropic==0.125.0
 SDK_OLD2 := .venv-sdk-openai2-anthropic1
 SDK_OLD2_PINS := openai==2.54.0 anthropic==1.17.0
 SDK_TEST_DEPS := 'pytest>=8,<10' 'pytest-timeout>=2.3,<3'
-# The oldest LangGraph/LangChain and boto3 the `langchain` and `bedrock` extras admit (langgraph-prebuilt
-# 1.0.0 warns on import of a name it moved; the suite turns warnings into errors, so that one is ignored).
+# The oldest LangGraph/LangChain, boto3 and Pydantic AI the `langchain`, `bedrock` and `pydantic-ai` extras
+# admit (langgraph-prebuilt 1.0.0 warns on import of a name it moved; the suite turns warnings into
+# errors, so that one is ignored).
 SDK_OLD3 := .venv-sdk-frameworks-oldest
 SDK_OLD3_PINS := langgraph==1.0.0 langchain-core==1.0.0 langgraph-prebuilt==1.0.0 langchain-openai==1.0.0 \
-	boto3==1.34.116 botocore==1.34.116 openai==2.54.0 anthropic==2.17.0 genai-prices==0.2.5
-SDK_OLD3_STAMP := $(SDK_OLD3)/.stamp-langgraph-1.0.0-boto3-1.34.116-botocore-floor
-SDK_OLD3_TESTS := tests/test_instrument_langchain.py tests/test_instrument_bedrock.py
+	boto3==1.34.116 botocore==1.34.116 'pydantic-ai-slim[openai]==2.23.0' \
+	openai==2.54.0 anthropic==2.17.0 genai-prices==0.2.5
+SDK_OLD3_STAMP := $(SDK_OLD3)/.stamp-langgraph-1.0.0-boto3-1.34.116-botocore-floor-pydantic-ai-2.23.0
+SDK_OLD3_TESTS := tests/test_instrument_langchain.py tests/test_instrument_bedrock.py \
+	tests/test_instrument_pydantic_ai.py
 SDK_OLD1_STAMP := $(SDK_OLD1)/.stamp-openai-1.109.1-anthropic-0.125.0
 SDK_OLD2_STAMP := $(SDK_OLD2)/.stamp-openai-2.54.0-anthropic-1.17.0
 

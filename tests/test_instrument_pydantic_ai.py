@@ -268,6 +268,12 @@ def test_usage_limit_is_max_steps(capture: Capture) -> None:
     assert (run["stop_reason"], run["status"], run["llm_calls"]) == ("max_steps", "error", 2)
     assert run["error_type"] == "pydantic_ai.exceptions.UsageLimitExceeded"
     assert [r["status"] for r in records if r["type"] == "llm_call"] == ["ok", "ok"]
+    # The third model-request node opened its step; the limit stopped it before the request.
+    assert [(r["agent_step"], r["ends_run"]) for r in records if r["type"] == "agent_step"] == [
+        (1, False),
+        (2, False),
+        (3, True),
+    ]
 
 
 @pytest.mark.parametrize("how", ["agent", "instrument_all"])
@@ -308,6 +314,46 @@ def test_with_pydantic_ai_instrumentation_its_spans_are_enriched_not_doubled(
     assert run["name"] == runs[0].name and run["span_id"] == f"{runs[0].context.span_id:016x}"  # type: ignore[union-attr]
     assert {r["name"] for r in records if r["type"] == "llm_call"} == {chat[0].name}
     assert all(s.status.status_code is not StatusCode.ERROR for s in spans)
+    assert_nested_as_hand_decorated(records)
+
+
+def assert_nested_as_hand_decorated(records: list[dict[str, Any]]) -> None:
+    """Each model and tool call is a child of its step, each step of the run: the tree that
+    ``steptrace view`` draws and ``replay`` indents, as for a hand-decorated agent."""
+    run = next(r for r in records if r["type"] == "run")
+    steps = {r["agent_step"]: r["span_id"] for r in records if r["type"] == "agent_step"}
+    calls = [r for r in records if r["type"] in ("llm_call", "tool_call")]
+    assert [(r["type"], r["parent_span_id"]) for r in calls] == [
+        (r["type"], steps[r["agent_step"]]) for r in calls
+    ]
+    assert {r["parent_span_id"] for r in records if r["type"] == "agent_step"} == {run["span_id"]}
+
+
+@pytest.mark.parametrize("how", ["run", "iter"])
+def test_with_pydantic_ai_instrumentation_calls_nest_in_their_steps_async(capture: Capture, how: str) -> None:
+    """With instrument=True, ``agent.run``/``iter`` would show model and tool calls beside their
+    steps (children of Pydantic AI's run span) in view, replay and debug. (``run_stream`` streams
+    its model requests outside every node hook: there they stay children of the run span.)"""
+    settings = InstrumentationSettings(
+        tracer_provider=capture.tracer_provider, meter_provider=capture.meter_provider
+    )
+
+    async def main(agent: Agent[None, str]) -> str:
+        if how == "run":
+            return (await agent.run("Weather in Paris?")).output
+        async with agent.iter("Weather in Paris?") as agent_run:
+            async for _node in agent_run:
+                pass
+        assert agent_run.result is not None
+        return agent_run.result.output
+
+    with F.FakeServer(two_step_turns()) as server:
+        agent = weather_agent(server)
+        agent.instrument = settings
+        assert asyncio.run(main(agent)) == "Sunny in Paris."
+    records = our_records(capture)
+    assert shape(records) == TWO_STEPS
+    assert_nested_as_hand_decorated(records)
 
 
 def test_with_openai_instrumented_too_each_model_call_is_counted_once(capture: Capture) -> None:
@@ -461,3 +507,25 @@ def test_a_tool_raising_fails_its_tool_step_and_run_once(capture: Capture) -> No
         "error",
         1,
     )
+
+
+def test_runs_of_durable_agents_accept_steptrace_as_safe_per_run() -> None:
+    """Pydantic AI's durable agents refuse per-run capabilities not marked safe: if Pydantic AI
+    renamed the flag steptrace sets, every Temporal/DBOS/Prefect agent run would fail."""
+    from pydantic_ai.capabilities import AbstractCapability, Instrumentation
+
+    from steptrace.instrumentation.pydantic_ai import _capability_class
+
+    assert "_safe_at_runtime" in vars(AbstractCapability)  # the flag Pydantic AI reads
+    assert Instrumentation._safe_at_runtime is True  # what its own observer says of itself
+    assert _capability_class()._safe_at_runtime is True  # type: ignore[attr-defined]
+
+
+def test_patches_only_the_public_iter(capture: Capture) -> None:
+    """steptrace would reach into a private Pydantic AI method that a release may change or drop."""
+    instrumented = dict(vars(Agent))
+    steptrace.uninstrument_pydantic_ai()
+    try:
+        assert [name for name, value in vars(Agent).items() if instrumented[name] is not value] == ["iter"]
+    finally:
+        steptrace.instrument_pydantic_ai()

@@ -9,12 +9,16 @@ validator's ``ModelRetry``) is another model request, so another step. ``UsageLi
 ends the run with stop reason ``max_steps``.
 
 Steptrace joins each run as one more Pydantic AI *capability*, the framework's own middleware
-(``wrap_run``, ``wrap_model_request``, ``wrap_tool_execute``), so every call is handed to a
-handle and its runner, and the framework carries the run's context into the tasks it starts.
+(``wrap_run``, ``wrap_node_run``, ``wrap_model_request``, ``wrap_tool_execute``), passed the
+public way: ``Agent.iter``'s ``capabilities=`` (``run``, ``run_sync``, ``run_stream`` and
+``run_stream_events`` all go through ``iter``). Every call is handed to a handle and its runner,
+and the framework carries the run's context into the tasks it starts.
 When Pydantic AI's own instrumentation is on (``instrument=True``, ``Agent.instrument_all()``)
 its capability wraps ours, and our handles *borrow* its spans (the agent run, ``chat``,
 ``execute_tool``): they get the run id, step numbers and totals, and write the step records,
-and no second span is opened for the same call. ``pydantic_ai`` is imported only when
+and no second span is opened for the same call. The step opens around the node (``wrap_node_run``)
+so those spans are its children; ``run_stream`` streams its model requests outside every node
+hook, so there they stay children of the run span. ``pydantic_ai`` is imported only when
 instrumenting.
 """
 
@@ -41,6 +45,7 @@ from steptrace._spans import (
     Hooks,
     LlmRequest,
     ToolCall,
+    await_in_context,
     current_llm_request,
     run_coroutine,
     run_in_context,
@@ -180,7 +185,7 @@ def _config_for(config: ActiveConfig, operation: str, kind: str) -> ActiveConfig
 class _Run:
     """A traced run: where its steps open, and the step held open for the tools it asked for."""
 
-    __slots__ = ("config", "context", "owned", "state", "step")
+    __slots__ = ("config", "context", "fresh", "owned", "requested", "state", "step")
 
     def __init__(
         self, config: ActiveConfig, state: RunState, context: otel_context.Context, owned: bool
@@ -190,11 +195,25 @@ class _Run:
         self.context = context  # the run's context: each step opens in it
         self.owned = owned  # False: the user's own agent_run, which ends as the user says
         self.step: AgentStep | None = None
+        # A step opened around a model-request node whose model request has not come yet.
+        self.fresh: AgentStep | None = None
+        # A model request came since the last tool-call node: a run_stream node that streamed its
+        # request before its node hook ran; its step is open already.
+        self.requested = False
 
     def next_step(self) -> AgentStep:
         self.release()
         step = self.step = run_in_context(self.context, AgentStep, self.config)
         return step
+
+    def step_for_request(self) -> AgentStep:
+        """The step a model request belongs to: the one its node opened, else a new one (a retry
+        in the same node, or ``run_stream``'s last node, which no node hook wraps)."""
+        step, self.fresh = self.fresh, None
+        self.requested = True
+        if step is not None and step is self.step and not step.finished:
+            return step
+        return self.next_step()
 
     def release(self, exc: BaseException | None = None, ended: bool = False) -> None:
         """End the held step; ``ended``: the run finished by itself, so that step ended it."""
@@ -348,6 +367,13 @@ def _capability_class() -> type:
         source: ConfigSource | None = None
         _run: _Run | None = dataclasses.field(default=None, init=False, repr=False)
         id: str | None = "steptrace"
+        # Pydantic AI's durable agents (Temporal, DBOS, Prefect) refuse a capability added to one
+        # run unless it says it is safe there; ours only observes (no toolsets, no durable
+        # operations), as Pydantic AI's own ``Instrumentation``, which sets the same flag. The flag
+        # is private (pydantic/pydantic-ai#5477 plans a public form): should it be renamed, a
+        # durable agent's run would fail with "Capabilities added per-run ... are not supported";
+        # tests/test_instrument_pydantic_ai.py checks that Pydantic AI still reads it.
+        _safe_at_runtime: ClassVar[bool] = True
 
         def get_ordering(self) -> Any:
             # Inside Pydantic AI's ``Instrumentation`` (outermost), so its spans are current here.
@@ -400,6 +426,30 @@ def _capability_class() -> type:
                 return await body()
             return await run_coroutine(handle, _RUN_HOOKS, body, (), {})
 
+        async def wrap_node_run(self, ctx: Any, *, node: Any, handler: Callable[..., Any]) -> Any:
+            # Pydantic AI's own capability (outermost) opens its model and tool spans in the context
+            # it is called in: the step is opened here, around the node, and made current for it,
+            # so those spans are the step's children, as a hand-decorated agent's calls are.
+            run = self._run
+            if run is None:
+                return await handler(node)
+            step: AgentStep | None = None
+            try:
+                kind = type(node).__name__
+                if kind == "ModelRequestNode":
+                    if not run.requested:
+                        step = run.fresh = run.next_step()
+                    else:  # run_stream: the request streamed before this hook, in its step
+                        step = run.step
+                elif kind == "CallToolsNode":
+                    run.requested = False
+                    step = run.step
+            except Exception as exc:
+                report_internal_error("pydantic_ai.node", exc)
+            if step is None or step.finished:
+                return await handler(node)
+            return await await_in_context(step.context, handler(node))
+
         async def wrap_model_request(
             self, ctx: Any, *, request_context: Any, handler: Callable[..., Any]
         ) -> Any:
@@ -407,7 +457,7 @@ def _capability_class() -> type:
             if run is None or current_llm_request() is not None:
                 return await handler(request_context)
             try:
-                step = run.next_step()
+                step = run.step_for_request()
                 handle = _open_model_call(run, step, request_context)
             except Exception as exc:
                 report_internal_error("pydantic_ai.model", exc)
@@ -446,24 +496,20 @@ def _capability_class() -> type:
     return SteptraceCapability
 
 
-def _resolve_wrapper(source: ConfigSource, capability: type) -> Callable[..., Any]:
-    """``Agent._resolve_run_capabilities``: steptrace's capability joins every run's chain."""
-
-    async def traced(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        resolved = await wrapped(*args, **kwargs)
-        if source.get() is None:
-            return resolved
-        try:
-            from pydantic_ai.capabilities import CombinedCapability
-
-            root = CombinedCapability([resolved.run_capability, capability(source=source)])
-            return dataclasses.replace(resolved, run_capability=root)
-        except Exception as exc:
-            report_internal_error("pydantic_ai.capabilities", exc)
-            return resolved
+def _iter_wrapper(source: ConfigSource, capability: type) -> Callable[..., Any]:
+    """``Agent.iter`` (``run``, ``run_sync``, ``run_stream`` and ``run_stream_events`` go through
+    it): steptrace's capability joins the run's own ``capabilities=``, the public way a caller adds
+    one to a single run, so Pydantic AI composes, orders and validates it as any other."""
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        return traced(wrapped, instance, args, kwargs)
+        if source.get() is None:
+            return wrapped(*args, **kwargs)
+        try:
+            extra = kwargs.get("capabilities")
+            kwargs = {**kwargs, "capabilities": [*(extra or ()), capability(source=source)]}
+        except Exception as exc:  # an iterable we could not read: the run goes on untraced
+            report_internal_error("pydantic_ai.capabilities", exc)
+        return wrapped(*args, **kwargs)
 
     return wrapper
 
@@ -476,18 +522,16 @@ class PydanticAIInstrumentor(SdkInstrumentor):
     """
 
     package: ClassVar[str] = "pydantic-ai-slim"
-    supported: ClassVar[str] = "pydantic-ai-slim >= 2.78, < 3"
+    supported: ClassVar[str] = "pydantic-ai-slim >= 2.23, < 3"
     tested_majors: ClassVar[tuple[str, ...]] = ("2",)
+    # Older 2.x releases warn on a bare ``async for node in agent_run`` (it skipped node hooks).
+    minimum: ClassVar[str] = "2.23.0"
+    tested: ClassVar[str] = "pydantic-ai-slim 2.23.0 and 2.78.0"
 
     def _patch_classes(self, patches: Patches, source: ConfigSource) -> None:
         from pydantic_ai import Agent
 
-        if "_resolve_run_capabilities" not in vars(Agent):
-            logger.warning(
-                "steptrace: this pydantic-ai version has no Agent._resolve_run_capabilities: not traced"
-            )
-            return
-        patches.wrap(Agent, "_resolve_run_capabilities", _resolve_wrapper(source, _capability_class()))
+        patches.wrap(Agent, "iter", _iter_wrapper(source, _capability_class()))
 
     def _patch_client(self, client: Any, patches: Patches, source: ConfigSource) -> None:
         raise TypeError("Pydantic AI is instrumented as a whole: call instrument()")
