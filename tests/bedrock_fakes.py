@@ -188,6 +188,175 @@ def anthropic_chunks(
     ]
 
 
+# --- the other model families' InvokeModel bodies ---------------------------------------------------
+# Shaped from the request and response examples of the Amazon Bedrock User Guide, "Inference request
+# parameters and response fields for foundation models" (model-parameters-nova / -meta / -titan-text /
+# -mistral-text-completion / -mistral-chat-completion / -cohere-command / -cohere-command-r-plus;
+# the guide is CC BY-SA 4.0): field names and nesting as documented, values our own. Every streamed
+# reply ends with the ``amazon-bedrock-invocationMetrics`` Bedrock adds to a stream's last chunk.
+NOVA = "amazon.nova-lite-v1:0"
+LLAMA = "meta.llama3-1-8b-instruct-v1:0"
+TITAN = "amazon.titan-text-express-v1"
+MISTRAL = "mistral.mistral-7b-instruct-v0:2"
+MISTRAL_CHAT = "mistral.mistral-large-2407-v1:0"
+COHERE = "cohere.command-text-v14"
+COHERE_R = "cohere.command-r-v1:0"
+
+
+def invocation_metrics(input_tokens: int, output_tokens: int) -> dict[str, int]:
+    return {
+        "inputTokenCount": input_tokens,
+        "outputTokenCount": output_tokens,
+        "invocationLatency": 420,
+        "firstByteLatency": 150,
+    }
+
+
+def chunks(*items: dict[str, Any]) -> list[bytes]:
+    """An InvokeModelWithResponseStream body: one ``chunk`` event per JSON item."""
+    return [
+        event_message("chunk", {"bytes": base64.b64encode(json.dumps(item).encode()).decode()})
+        for item in items
+    ]
+
+
+def nova_body(
+    text: str = "Sunny in Paris.",
+    *,
+    tool_use: tuple[str, str, dict[str, Any]] | None = None,
+    stop_reason: str = "end_turn",
+) -> dict[str, Any]:
+    """An Amazon Nova (messages-v1) reply: Converse's shape, cache counts spelled ...TokenCount."""
+    content: list[dict[str, Any]] = [{"text": text}]
+    if tool_use is not None:
+        tool_id, name, arguments = tool_use
+        content.append({"toolUse": {"toolUseId": tool_id, "name": name, "input": arguments}})
+    return {
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": stop_reason,
+        "usage": {
+            "inputTokens": 31,
+            "outputTokens": 9,
+            "totalTokens": 40,
+            "cacheReadInputTokenCount": 0,
+            "cacheWriteInputTokenCount": 0,
+        },
+    }
+
+
+def nova_chunks(pieces: Sequence[str], stop_reason: str = "end_turn") -> list[bytes]:
+    return chunks(
+        {"messageStart": {"role": "assistant"}},
+        *({"contentBlockDelta": {"delta": {"text": p}, "contentBlockIndex": 0}} for p in pieces),
+        {"contentBlockStop": {"contentBlockIndex": 0}},
+        {"messageStop": {"stopReason": stop_reason}},
+        {
+            "metadata": {"usage": {"inputTokens": 31, "outputTokens": 9}, "metrics": {}, "trace": {}},
+            "amazon-bedrock-invocationMetrics": invocation_metrics(31, 9),
+        },
+    )
+
+
+def llama_body(text: str = "Sunny in Paris.", stop_reason: str = "stop") -> dict[str, Any]:
+    return {
+        "generation": text,
+        "prompt_token_count": 17,
+        "generation_token_count": 6,
+        "stop_reason": stop_reason,
+    }
+
+
+def llama_chunks(pieces: Sequence[str], stop_reason: str = "stop") -> list[bytes]:
+    """Llama's chunks: the prompt count on the first, a running generation count on each."""
+    items = [
+        {
+            "generation": p,
+            "prompt_token_count": 17 if i == 0 else None,
+            "generation_token_count": i + 1,
+            "stop_reason": None,
+        }
+        for i, p in enumerate(pieces)
+    ]
+    items[-1]["stop_reason"] = stop_reason
+    items[-1]["amazon-bedrock-invocationMetrics"] = invocation_metrics(17, len(pieces))
+    return chunks(*items)
+
+
+def titan_body(text: str = "Sunny in Paris.", completion_reason: str = "FINISH") -> dict[str, Any]:
+    return {
+        "inputTextTokenCount": 8,
+        "results": [{"tokenCount": 5, "outputText": text, "completionReason": completion_reason}],
+    }
+
+
+def titan_chunks(pieces: Sequence[str], completion_reason: str = "FINISH") -> list[bytes]:
+    items: list[dict[str, Any]] = [
+        {
+            "outputText": p,
+            "index": 0,
+            "totalOutputTextTokenCount": i + 1,
+            "completionReason": None,
+            "inputTextTokenCount": 8 if i == 0 else None,
+        }
+        for i, p in enumerate(pieces)
+    ]
+    items[-1]["completionReason"] = completion_reason
+    items[-1]["amazon-bedrock-invocationMetrics"] = invocation_metrics(8, len(pieces))
+    return chunks(*items)
+
+
+def mistral_body(text: str = "Sunny in Paris.", stop_reason: str = "stop") -> dict[str, Any]:
+    """Mistral text completion: no token counts in the body (Bedrock's headers carry them)."""
+    return {"outputs": [{"text": text, "stop_reason": stop_reason}]}
+
+
+def mistral_chat_body(tool: tuple[str, str] | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": "" if tool else "Sunny in Paris."}
+    if tool is not None:
+        call_id, name = tool
+        message["tool_calls"] = [
+            {"id": call_id, "function": {"name": name, "arguments": '{"city": "Paris"}'}}
+        ]
+    return {"choices": [{"index": 0, "message": message, "stop_reason": "tool_calls" if tool else "stop"}]}
+
+
+def mistral_chunks(pieces: Sequence[str], stop_reason: str = "stop") -> list[bytes]:
+    items: list[dict[str, Any]] = [{"outputs": [{"text": p, "stop_reason": None}]} for p in pieces]
+    items[-1]["outputs"][0]["stop_reason"] = stop_reason
+    items[-1]["amazon-bedrock-invocationMetrics"] = invocation_metrics(14, len(pieces))
+    return chunks(*items)
+
+
+def cohere_body(text: str = "Sunny in Paris.", finish_reason: str = "COMPLETE") -> dict[str, Any]:
+    return {
+        "generations": [{"finish_reason": finish_reason, "id": "gen-1", "text": text}],
+        "id": "cohere-req-1",
+        "prompt": "Weather in Paris?",
+    }
+
+
+def cohere_r_body(text: str = "Sunny in Paris.", finish_reason: str = "COMPLETE") -> dict[str, Any]:
+    return {
+        "response_id": "cohere-resp-1",
+        "text": text,
+        "generation_id": "gen-2",
+        "finish_reason": finish_reason,
+        "chat_history": [],
+    }
+
+
+def cohere_chunks(pieces: Sequence[str], finish_reason: str = "COMPLETE") -> list[bytes]:
+    items: list[dict[str, Any]] = [{"generations": [{"text": p}], "is_finished": False} for p in pieces]
+    items.append(
+        {
+            "generations": [{"text": "", "finish_reason": finish_reason}],
+            "is_finished": True,
+            "amazon-bedrock-invocationMetrics": invocation_metrics(11, len(pieces)),
+        }
+    )
+    return chunks(*items)
+
+
 # --- replies and the server ------------------------------------------------------------------------
 @dataclass
 class Reply:
@@ -198,8 +367,13 @@ class Reply:
     gap: float = 0.0
 
 
-def json_reply(body: Any) -> Reply:
-    return Reply(body=json.dumps(body).encode(), headers={"content-type": "application/json"})
+def json_reply(body: Any, tokens: tuple[int, int] | None = None) -> Reply:
+    """``tokens``: the counts InvokeModel replies carry in ``X-Amzn-Bedrock-*-Token-Count``."""
+    headers = {"content-type": "application/json"}
+    if tokens is not None:
+        headers["X-Amzn-Bedrock-Input-Token-Count"] = str(tokens[0])
+        headers["X-Amzn-Bedrock-Output-Token-Count"] = str(tokens[1])
+    return Reply(body=json.dumps(body).encode(), headers=headers)
 
 
 def stream_reply(events: Sequence[bytes], gap: float = 0.0) -> Reply:

@@ -353,14 +353,199 @@ def test_invoke_model_with_response_stream_and_an_anthropic_body(
     ]
 
 
-def test_invoke_model_with_another_body_is_not_traced(capture: Capture, server: B.BedrockServer) -> None:
-    """invoke_model with a non-Anthropic body (Titan, Llama) passes through untraced and unread."""
-    server.add(B.json_reply({"results": [{"outputText": "hi"}]}))
-    response = server.client().invoke_model(
-        modelId="amazon.titan-text-express-v1", body=json.dumps({"inputText": "hi"})
+# The request bodies of the other model families, as the Bedrock User Guide shows them.
+PROMPT = "Weather in Paris?"
+BODIES: dict[str, tuple[str, dict[str, Any]]] = {
+    "nova": (
+        B.NOVA,
+        {
+            "schemaVersion": "messages-v1",
+            "system": [{"text": "Be brief"}],
+            "messages": [{"role": "user", "content": [{"text": PROMPT}]}],
+            "inferenceConfig": {"maxTokens": 300, "temperature": 0.3, "topP": 0.9, "topK": 20},
+        },
+    ),
+    "llama": (B.LLAMA, {"prompt": PROMPT, "max_gen_len": 300, "temperature": 0.3, "top_p": 0.9}),
+    "titan": (
+        B.TITAN,
+        {
+            "inputText": PROMPT,
+            "textGenerationConfig": {"maxTokenCount": 300, "temperature": 0.3, "topP": 0.9},
+        },
+    ),
+    "mistral": (
+        B.MISTRAL,
+        {
+            "prompt": f"<s>[INST] {PROMPT} [/INST]",
+            "max_tokens": 300,
+            "temperature": 0.3,
+            "top_p": 0.9,
+            "top_k": 20,
+        },
+    ),
+    "cohere": (B.COHERE, {"prompt": PROMPT, "max_tokens": 300, "temperature": 0.3, "p": 0.9, "k": 20}),
+    "cohere-r": (B.COHERE_R, {"message": PROMPT, "max_tokens": 300, "temperature": 0.3, "p": 0.9, "k": 20}),
+}
+# family -> (the reply, the headers' token counts, (input, output) tokens, raw stop, stop reason)
+REPLIES: dict[str, tuple[dict[str, Any], tuple[int, int], tuple[int, int], str, str]] = {
+    "nova": (B.nova_body(), (31, 9), (31, 9), "end_turn", "end_turn"),
+    "llama": (B.llama_body(stop_reason="length"), (17, 6), (17, 6), "length", "max_tokens"),
+    "titan": (B.titan_body(), (8, 5), (8, 5), "FINISH", "end_turn"),
+    "mistral": (B.mistral_body(), (14, 6), (14, 6), "stop", "end_turn"),  # counts: the headers'
+    "cohere": (B.cohere_body(finish_reason="MAX_TOKENS"), (11, 6), (11, 6), "MAX_TOKENS", "max_tokens"),
+    "cohere-r": (B.cohere_r_body(), (11, 6), (11, 6), "COMPLETE", "end_turn"),
+}
+
+
+@pytest.mark.parametrize("family", list(BODIES))
+def test_invoke_model_with_each_familys_body(capture: Capture, server: B.BedrockServer, family: str) -> None:
+    """invoke_model with a Nova, Llama, Titan, Mistral or Cohere body would be no span at all: no
+    model, tokens or stop reason for the run; the caller still reads the whole body."""
+    model, request = BODIES[family]
+    reply, header_tokens, tokens, raw_stop, stop = REPLIES[family]
+    server.add(B.json_reply(reply, tokens=header_tokens))
+    with steptrace.agent_run(agent="weather"), steptrace.agent_step():
+        response = server.client().invoke_model(modelId=model, body=json.dumps(request))
+    assert json.loads(response["body"].read()) == reply
+    got = attrs(only_llm_span(capture))
+    expected = {
+        A.GEN_AI_PROVIDER_NAME: "aws.bedrock",
+        A.GEN_AI_OPERATION_NAME: "chat" if family == "nova" else "text_completion",
+        A.GEN_AI_REQUEST_MODEL: model,
+        A.GEN_AI_REQUEST_MAX_TOKENS: 300,
+        A.GEN_AI_REQUEST_TEMPERATURE: 0.3,
+        A.GEN_AI_REQUEST_TOP_P: 0.9,
+        A.GEN_AI_USAGE_INPUT_TOKENS: tokens[0],
+        A.GEN_AI_USAGE_OUTPUT_TOKENS: tokens[1],
+        A.GEN_AI_RESPONSE_FINISH_REASONS: (raw_stop,),
+        A.STOP_REASON: stop,
+    }
+    assert {k: got.get(k) for k in expected} == expected
+    assert PROMPT in json.loads(got[A.GEN_AI_INPUT_MESSAGES])[0]["parts"][0]["content"]
+    assert json.loads(got[A.GEN_AI_OUTPUT_MESSAGES])[0]["parts"][0] == {
+        "type": "text",
+        "content": "Sunny in Paris.",
+    }
+    (record,) = llm_records(capture)
+    assert (record["input_tokens"], record["output_tokens"], record["stop_reason"]) == (*tokens, stop)
+    (run,) = [r for r in capture.records if r["type"] == "run"]
+    assert (run["input_tokens"], run["output_tokens"], run["llm_calls"]) == (*tokens, 1)
+
+
+def test_invoke_model_with_a_nova_tool_turn_and_a_mistral_tool_call(
+    capture: Capture, server: B.BedrockServer
+) -> None:
+    """A Nova or Mistral chat reply asking for a tool would lose its tool-call ids (the step's
+    tool calls could not be matched to the request), or read as the end of the turn."""
+    server.add(
+        B.json_reply(
+            B.nova_body(
+                "Checking.", tool_use=("tooluse_n1", "get_weather", {"city": "Rome"}), stop_reason="tool_use"
+            )
+        ),
+        B.json_reply(B.mistral_chat_body(tool=("call_m1", "get_weather")), tokens=(20, 4)),
     )
-    assert json.loads(response["body"].read()) == {"results": [{"outputText": "hi"}]}
-    assert capture.spans_named(A.SPAN_LLM_REQUEST) == []
+    client = server.client()
+    client.invoke_model(modelId=B.NOVA, body=json.dumps(BODIES["nova"][1]))
+    mistral_chat = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 300}
+    client.invoke_model(modelId=B.MISTRAL_CHAT, body=json.dumps(mistral_chat))
+    nova, mistral = capture.spans_named(A.SPAN_LLM_REQUEST)
+    assert (attrs(nova)[A.STOP_REASON], json.loads(attrs(nova)[A.LLM_TOOL_CALLS])) == (
+        "tool_use",
+        [{"name": "get_weather", "id": "tooluse_n1"}],
+    )
+    assert (attrs(mistral)[A.STOP_REASON], json.loads(attrs(mistral)[A.LLM_TOOL_CALLS])) == (
+        "tool_use",
+        [{"name": "get_weather", "id": "call_m1"}],
+    )
+    assert attrs(mistral)[A.GEN_AI_OPERATION_NAME] == "chat"
+    assert (attrs(mistral)[A.GEN_AI_USAGE_INPUT_TOKENS], attrs(mistral)[A.GEN_AI_USAGE_OUTPUT_TOKENS]) == (
+        20,
+        4,
+    )
+
+
+STREAMS: dict[str, tuple[list[bytes], tuple[int, int], str]] = {
+    "nova": (B.nova_chunks(["It ", "is ", "sunny"]), (31, 9), "end_turn"),
+    "llama": (B.llama_chunks(["It ", "is ", "sunny"], stop_reason="length"), (17, 3), "max_tokens"),
+    "titan": (B.titan_chunks(["It ", "is ", "sunny"]), (8, 3), "end_turn"),
+    "mistral": (B.mistral_chunks(["It ", "is ", "sunny"]), (14, 3), "end_turn"),  # the metrics' counts
+    "cohere": (B.cohere_chunks(["It ", "is ", "sunny"]), (11, 3), "end_turn"),
+}
+
+
+@pytest.mark.parametrize("family", list(STREAMS))
+def test_invoke_model_with_response_stream_with_each_familys_body(
+    capture: Capture, server: B.BedrockServer, family: str
+) -> None:
+    """A streamed Nova, Llama, Titan, Mistral or Cohere reply would be no span: no time to first
+    chunk, tokens or stop reason; the caller reads every chunk as sent."""
+    model, request = BODIES[family]
+    events, tokens, stop = STREAMS[family]
+    server.add(B.stream_reply(events, gap=0.01))
+    response = server.client().invoke_model_with_response_stream(modelId=model, body=json.dumps(request))
+    assert len([event["chunk"]["bytes"] for event in response["body"]]) == len(events)
+    got = attrs(only_llm_span(capture))
+    expected = {
+        A.GEN_AI_REQUEST_MODEL: model,
+        A.GEN_AI_REQUEST_STREAM: True,
+        A.GEN_AI_USAGE_INPUT_TOKENS: tokens[0],
+        A.GEN_AI_USAGE_OUTPUT_TOKENS: tokens[1],
+        A.STOP_REASON: stop,
+        A.LLM_STREAM_COMPLETED: True,
+    }
+    assert {k: got.get(k) for k in expected} == expected
+    assert got[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    assert json.loads(got[A.GEN_AI_OUTPUT_MESSAGES])[0]["parts"] == [
+        {"type": "text", "content": "It is sunny"}
+    ]
+
+
+def test_invoke_model_with_a_body_of_unknown_kind_is_a_span_that_never_raises(
+    capture: Capture, server: B.BedrockServer
+) -> None:
+    """A body steptrace does not know (an image model's, a new family's, not even JSON) would raise
+    in the caller, be lost, or hide the failure of the call."""
+    image = {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "a lighthouse"}}
+    server.add(
+        B.json_reply({"images": ["aGVsbG8="], "error": None}, tokens=(9, 0)),
+        B.Reply(body=b"\x89PNG not json", headers={"content-type": "image/png"}),
+        B.error_reply("ValidationException", "Malformed input request"),
+    )
+    client = server.client()
+    body = client.invoke_model(modelId="amazon.titan-image-generator-v2:0", body=json.dumps(image))["body"]
+    assert json.loads(body.read())["images"] == ["aGVsbG8="]
+    raw = client.invoke_model(modelId="stability.sd3-large-v1:0", body=b"\x00binary", accept="image/png")
+    assert raw["body"].read() == b"\x89PNG not json"
+    with pytest.raises(ClientError, match="Malformed input request"):
+        client.invoke_model(modelId="acme.new-model-v1", body=json.dumps({"anything": [1, 2]}))
+    first, second, third = capture.spans_named(A.SPAN_LLM_REQUEST)
+    assert [attrs(s)[A.GEN_AI_REQUEST_MODEL] for s in (first, second, third)] == [
+        "amazon.titan-image-generator-v2:0",
+        "stability.sd3-large-v1:0",
+        "acme.new-model-v1",
+    ]
+    assert {attrs(s)[A.GEN_AI_PROVIDER_NAME] for s in (first, second, third)} == {"aws.bedrock"}
+    assert (attrs(first)[A.GEN_AI_USAGE_INPUT_TOKENS], attrs(first)[A.GEN_AI_USAGE_OUTPUT_TOKENS]) == (9, 0)
+    assert attrs(second)[A.LLM_USAGE_MISSING] is True
+    assert third.status.status_code is StatusCode.ERROR
+    assert attrs(third)[A.ERROR_TYPE] == "ValidationException"
+
+
+def test_invoke_model_with_a_file_body_sends_it_unread(capture: Capture, server: B.BedrockServer) -> None:
+    """A body passed as an open file would be read for the span and go out empty."""
+    import io
+
+    request = json.dumps(BODIES["llama"][1]).encode()
+    server.add(B.json_reply(B.llama_body()))
+    server.client().invoke_model(modelId=B.LLAMA, body=io.BytesIO(request))
+    assert server.requests[0][1] == BODIES["llama"][1]
+    got = attrs(only_llm_span(capture))
+    assert (got[A.GEN_AI_REQUEST_MODEL], got[A.GEN_AI_USAGE_OUTPUT_TOKENS], got[A.STOP_REASON]) == (
+        B.LLAMA,
+        6,
+        "end_turn",
+    )
 
 
 @pytest.mark.parametrize(

@@ -111,3 +111,31 @@ def test_invoke_model_with_response_stream_reruns_offline(steptrace_capture: Cap
     with steptrace.rerun(only_recording(steptrace_capture), log=steptrace_capture.jsonl_path) as rerun:
         assert streaming_agent(client) == recorded
     assert rerun.report is not None and rerun.report.reproduced, rerun.report
+
+
+def test_other_families_invoke_model_bodies_rerun_offline(steptrace_capture: Capture) -> None:
+    """A Llama invoke_model and a Titan streamed reply would call the stopped server on rerun (or
+    return a body the agent cannot read): they are recorded and served as Anthropic bodies are."""
+    llama = json.dumps({"prompt": "Capital of France?", "max_gen_len": 64})
+    titan = json.dumps({"inputText": "Capital of France?"})
+
+    def other_agent(client: Any) -> tuple[str, str]:
+        with steptrace.agent_run(agent="bedrock-families"):
+            generated = json.loads(client.invoke_model(modelId=B.LLAMA, body=llama)["body"].read())
+            response = client.invoke_model_with_response_stream(modelId=B.TITAN, body=titan)
+            text = "".join(json.loads(event["chunk"]["bytes"])["outputText"] for event in response["body"])
+            return generated["generation"], text
+
+    with B.BedrockServer(
+        B.json_reply(B.llama_body("Paris."), tokens=(17, 6)),
+        B.stream_reply(B.titan_chunks(["Par", "is."])),
+    ) as server:
+        client = server.client()
+        recorded = other_agent(client)
+    assert recorded == ("Paris.", "Paris.")
+    (run,) = [r for r in steptrace_capture.records if r["type"] == "run"]
+    assert (run["llm_calls"], run["input_tokens"], run["output_tokens"]) == (2, 17 + 8, 6 + 2)
+    with steptrace.rerun(only_recording(steptrace_capture), log=steptrace_capture.jsonl_path) as rerun:
+        assert other_agent(client) == recorded
+    assert len(server.requests) == 2
+    assert rerun.report is not None and rerun.report.reproduced, rerun.report

@@ -75,6 +75,7 @@ ERROR_TYPE_TOOL_ERROR: Final = "tool_error"  # a CallToolResult with isError: tr
 
 OPERATION_INVOKE_AGENT: Final = "invoke_agent"
 OPERATION_CHAT: Final = "chat"
+OPERATION_TEXT_COMPLETION: Final = "text_completion"  # a prompt in, text out (no messages)
 OPERATION_EXECUTE_TOOL: Final = "execute_tool"
 OPERATION_EMBEDDINGS: Final = "embeddings"
 OPERATION_GENERATE_CONTENT: Final = "generate_content"  # Gemini generateContent (the conventions' value)

@@ -3,9 +3,13 @@
     steptrace.instrument_bedrock()          # every client, made before or after this call
     steptrace.instrument_bedrock(client)    # one client instance
 
-``converse``, ``converse_stream``, and ``invoke_model``/``invoke_model_with_response_stream`` with
-an Anthropic body (``anthropic_version: bedrock-2023-05-31``) are ``llm_request`` spans; every
-other call a client makes passes through untouched. The patch is on ``BaseClient._make_api_call``,
+``converse``, ``converse_stream``, ``invoke_model`` and ``invoke_model_with_response_stream`` are
+``llm_request`` spans; every other call a client makes passes through untouched. ``invoke_model``
+bodies are read in each common model family's own schema: Anthropic Messages, Amazon Nova
+(``messages-v1``), Meta Llama, Amazon Titan text, Mistral and Cohere (model, tokens, stop reason,
+and content when captured); a body of another kind is still a span with its provider and model,
+and the token counts Bedrock adds to every reply (the ``X-Amzn-Bedrock-*-Token-Count`` headers,
+a stream's closing ``amazon-bedrock-invocationMetrics``). The patch is on ``BaseClient._make_api_call``,
 the method every generated client method sends its request through. ``botocore`` is imported only
 when instrumenting.
 """
@@ -22,7 +26,7 @@ from urllib.parse import urlsplit
 import wrapt
 
 from steptrace import _attributes as A
-from steptrace._internal import internal_errors
+from steptrace._internal import internal_errors, report_internal_error
 from steptrace._response import field_of
 from steptrace._spans import LlmRequest
 from steptrace.instrumentation._common import (
@@ -53,6 +57,18 @@ _now = time.perf_counter
 _STOP_REASONS = {
     "guardrail_intervened": A.STOP_CONTENT_FILTER,
     "content_filtered": A.STOP_CONTENT_FILTER,
+    # Amazon Titan text (completionReason)
+    "FINISH": A.STOP_END_TURN,
+    "LENGTH": A.STOP_MAX_TOKENS,
+    "STOP_CRITERIA_MET": A.STOP_SEQUENCE,
+    "CONTENT_FILTERED": A.STOP_CONTENT_FILTER,
+    # Cohere (finish_reason)
+    "COMPLETE": A.STOP_END_TURN,
+    "MAX_TOKENS": A.STOP_MAX_TOKENS,
+    "ERROR_TOXIC": A.STOP_CONTENT_FILTER,
+    "ERROR": A.STOP_ERROR,
+    # Mistral chat (stop_reason)
+    "tool_calls": A.STOP_TOOL_USE,
 }
 
 
@@ -131,8 +147,9 @@ def _record_usage(handle: LlmRequest, usage: Any, reason: str | None) -> None:
     input_tokens = output_tokens = cache_read = cache_write = None
     if isinstance(usage, Mapping):
         base = _int(usage.get("inputTokens"))
-        cache_read = _int(usage.get("cacheReadInputTokens"))
-        cache_write = _int(usage.get("cacheWriteInputTokens"))
+        # Converse spells them ...Tokens, a Nova invoke_model body ...TokenCount.
+        cache_read = _int(usage.get("cacheReadInputTokens", usage.get("cacheReadInputTokenCount")))
+        cache_write = _int(usage.get("cacheWriteInputTokens", usage.get("cacheWriteInputTokenCount")))
         if base is not None:
             input_tokens = base + (cache_read or 0) + (cache_write or 0)
         output_tokens = _int(usage.get("outputTokens"))
@@ -271,25 +288,37 @@ def _json(text: str) -> Any:
         return text
 
 
-# --- invoke_model with an Anthropic body --------------------------------------------------------
-def _anthropic_body(kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The request body when it is an Anthropic Messages body, else None (the call is not traced)."""
+# --- invoke_model: the request body ----------------------------------------------------------
+# The body a call is being read for and its JSON: describe, input and system instructions each
+# read it, and a body with images runs to megabytes. One slot; a tuple swaps atomically.
+_last_body: tuple[Any, dict[str, Any] | None] = (None, None)
+
+
+def _body(kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The request body as a JSON object, or None: not JSON, or a file the SDK streams (never
+    read here: the request would go out empty)."""
+    global _last_body
     body = kwargs.get("body")
-    if isinstance(body, (bytes, bytearray)):
-        if b"anthropic_version" not in body:
-            return None
-    elif isinstance(body, str):
-        if "anthropic_version" not in body:
-            return None
-    else:
+    seen, parsed = _last_body
+    if seen is body and body is not None:
+        return parsed
+    if not isinstance(body, (bytes, bytearray, str)):
         return None
     try:
-        parsed = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(parsed, dict) or not isinstance(parsed.get("messages"), list):
-        return None
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        value = None
+    parsed = value if isinstance(value, dict) else None
+    _last_body = (body, parsed)
     return parsed
+
+
+def _anthropic_body(kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The request body when it is an Anthropic Messages body (``anthropic_version``), else None."""
+    body = _body(kwargs)
+    if body is None or "anthropic_version" not in body or not isinstance(body.get("messages"), list):
+        return None
+    return body
 
 
 def _describe_invoke(kwargs: Mapping[str, Any]) -> Request:
@@ -421,6 +450,257 @@ class _AnthropicChunkObserver(Observer):
             handle.record_output(_invoke_output(message))
 
 
+# --- invoke_model: the other model families' bodies ---------------------------------------------
+# Request and response fields as the Amazon Bedrock User Guide documents them for InvokeModel and
+# InvokeModelWithResponseStream ("Inference request parameters and response fields for foundation
+# models"): Amazon Nova (messages-v1), Meta Llama, Amazon Titan text, Mistral, Cohere.
+def _first(mapping: Mapping[str, Any], *names: str) -> Any:
+    for name in names:
+        value = mapping.get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def _is_prompt_body(body: Mapping[str, Any]) -> bool:
+    """A text-completion body: Llama, Mistral and Cohere ``prompt``, Titan ``inputText``, Cohere
+    Command R ``message`` (no message list)."""
+    return "prompt" in body or "inputText" in body or ("message" in body and "messages" not in body)
+
+
+def _body_params(kwargs: Mapping[str, Any], stream: bool) -> Request:
+    body = _body(kwargs) or {}
+    config = body.get("inferenceConfig") or body.get("textGenerationConfig")
+    source = config if isinstance(config, Mapping) else body
+    params: dict[str, Any] = {}
+    number_param(params, A.GEN_AI_REQUEST_TEMPERATURE, source.get("temperature"))
+    number_param(params, A.GEN_AI_REQUEST_TOP_P, _first(source, "top_p", "topP", "p"))
+    number_param(params, A.GEN_AI_REQUEST_TOP_K, _first(source, "top_k", "topK", "k"))
+    number_param(
+        params,
+        A.GEN_AI_REQUEST_MAX_TOKENS,
+        _first(source, "max_tokens", "maxTokens", "maxTokenCount", "max_gen_len"),
+    )
+    stop_param(params, _first(source, "stop_sequences", "stopSequences", "stop"))
+    return Request(kwargs.get("modelId"), stream, params)
+
+
+def _describe_body(kwargs: Mapping[str, Any]) -> Request:
+    return _body_params(kwargs, False)
+
+
+def _describe_body_stream(kwargs: Mapping[str, Any]) -> Request:
+    return _body_params(kwargs, True)
+
+
+def _body_input(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    body = _body(kwargs)
+    if body is None:
+        return []
+    if isinstance(body.get("messages"), list):  # Nova: Converse's message shape
+        return _converse_input(body)
+    prompt = _first(body, "prompt", "inputText", "message")
+    if not isinstance(prompt, str):
+        return []
+    return [{"role": "user", "parts": [{"type": "text", "content": prompt}]}]
+
+
+def _body_system(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    body = _body(kwargs)
+    return _converse_system(body) if body is not None and isinstance(body.get("messages"), list) else []
+
+
+class _Reply:
+    """What one non-Anthropic, non-Nova reply (or the chunks of one) said."""
+
+    __slots__ = ("calls", "input_tokens", "output_tokens", "response_id", "stop", "text")
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.stop: str | None = None
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.response_id: str | None = None
+        self.calls: list[dict[str, Any]] = []
+
+    def read(self, item: Mapping[str, Any]) -> str | None:
+        """Read one body (or one chunk: counts are running totals, the last wins); the text it
+        adds, if any."""
+        piece: Any = None
+        stop: Any = None
+        if "generation" in item:  # Meta Llama
+            piece, stop = item.get("generation"), item.get("stop_reason")
+            self._tokens(item.get("prompt_token_count"), item.get("generation_token_count"))
+        elif "outputText" in item:  # Amazon Titan text, a stream chunk
+            piece, stop = item.get("outputText"), item.get("completionReason")
+            self._tokens(item.get("inputTextTokenCount"), item.get("totalOutputTextTokenCount"))
+        elif isinstance(item.get("results"), list):  # Amazon Titan text, a whole reply
+            results = [r for r in item["results"] if isinstance(r, Mapping)]
+            piece = "".join(str(r.get("outputText") or "") for r in results)
+            stop = results[0].get("completionReason") if results else None
+            counts = [_int(r.get("tokenCount")) for r in results]
+            known = [c for c in counts if c is not None]
+            total = sum(known) if known and len(known) == len(counts) else None
+            self._tokens(item.get("inputTextTokenCount"), total)
+        elif isinstance(item.get("outputs"), list) and item["outputs"]:  # Mistral text completion
+            first = item["outputs"][0]
+            if isinstance(first, Mapping):
+                piece, stop = first.get("text"), first.get("stop_reason")
+        elif isinstance(item.get("choices"), list) and item["choices"]:  # Mistral chat
+            first = item["choices"][0]
+            if isinstance(first, Mapping):
+                message = first.get("message") or first.get("delta") or {}
+                piece = field_of(message, "content")
+                stop = first.get("stop_reason") or first.get("finish_reason")
+                for call in field_of(message, "tool_calls") or ():
+                    name = field_of(field_of(call, "function"), "name")
+                    self.calls.append({"name": name, "id": field_of(call, "id")})
+        elif isinstance(item.get("generations"), list) and item["generations"]:  # Cohere Command
+            first = item["generations"][0]
+            if isinstance(first, Mapping):
+                piece, stop = first.get("text"), first.get("finish_reason")
+            self._id(item.get("id"))
+        elif "finish_reason" in item or "text" in item:  # Cohere Command R
+            piece, stop = item.get("text"), item.get("finish_reason")
+            self._id(item.get("response_id"))
+            for call in item.get("tool_calls") or ():
+                self.calls.append({"name": field_of(call, "name"), "id": None})
+        if isinstance(stop, str) and stop:
+            self.stop = stop
+        if isinstance(piece, str) and piece:
+            self.text.append(piece)
+            return piece
+        return None
+
+    def _tokens(self, input_tokens: Any, output_tokens: Any) -> None:
+        if _int(input_tokens) is not None:
+            self.input_tokens = input_tokens
+        if _int(output_tokens) is not None:
+            self.output_tokens = output_tokens
+
+    def _id(self, value: Any) -> None:
+        if isinstance(value, str):
+            self.response_id = value
+
+    def record(self, handle: LlmRequest, capture: bool, counted: Mapping[str, Any] | None) -> None:
+        """Onto the span; ``counted``: Bedrock's own counts (``inputTokenCount``,
+        ``outputTokenCount``), for the families whose bodies carry none."""
+        if counted is not None:
+            if self.input_tokens is None:
+                self.input_tokens = _int(counted.get("inputTokenCount"))
+            if self.output_tokens is None:
+                self.output_tokens = _int(counted.get("outputTokenCount"))
+        handle.record_usage(
+            self.input_tokens,
+            self.output_tokens,
+            _stop_reason(self.stop),
+            finish_reasons=[self.stop] if self.stop else None,
+            response_id=self.response_id,
+        )
+        if self.input_tokens is None and self.output_tokens is None:
+            handle.set_attribute(A.LLM_USAGE_MISSING, True)
+        if self.calls:
+            handle.record_tool_calls(self.calls)
+        if capture:
+            parts = [{"type": "text", "content": "".join(self.text)}] if self.text else []
+            parts.extend(tool_call_part(c["id"], c["name"], None) for c in self.calls)
+            handle.record_output([{"role": "assistant", "parts": parts, "finish_reason": self.stop}])
+
+
+def _header_counts(result: Any) -> dict[str, Any] | None:
+    """The token counts Bedrock puts on every InvokeModel reply's HTTP headers."""
+    headers = field_of(field_of(result, "ResponseMetadata"), "HTTPHeaders")
+    if not isinstance(headers, Mapping):
+        return None
+    counts = {}
+    for name, header in (
+        ("inputTokenCount", "x-amzn-bedrock-input-token-count"),
+        ("outputTokenCount", "x-amzn-bedrock-output-token-count"),
+    ):
+        value = headers.get(header)
+        if isinstance(value, str) and value.isdigit():
+            counts[name] = int(value)
+    return counts or None
+
+
+def _record_body(handle: LlmRequest, data: bytes, result: Any, capture: bool) -> None:
+    """An InvokeModel reply of any family but Anthropic's (a reply that is no JSON: only the
+    headers' counts)."""
+    try:
+        message = json.loads(data)
+    except (ValueError, RecursionError):
+        message = None
+    if isinstance(message, dict) and isinstance(message.get("output"), Mapping):  # Nova
+        _record_usage(handle, message.get("usage"), field_of(message, "stopReason"))
+        calls = _tool_calls(_converse_content(message))
+        if calls:
+            handle.record_tool_calls(calls)
+        if capture:
+            handle.record_output(_converse_output(message))
+        return
+    reply = _Reply()
+    if isinstance(message, dict):
+        reply.read(message)
+    reply.record(handle, capture, _header_counts(result))
+
+
+# Converse's stream events, which a Nova InvokeModelWithResponseStream chunk holds one of.
+_CONVERSE_EVENTS = (
+    "messageStart",
+    "contentBlockStart",
+    "contentBlockDelta",
+    "contentBlockStop",
+    "messageStop",
+    "metadata",
+)
+
+
+class _BodyChunkObserver(_ConverseStreamObserver):
+    """Reads ``invoke_model_with_response_stream``'s chunks for the families other than
+    Anthropic: each ``{"chunk": {"bytes": ...}}`` holds one JSON object in the family's schema
+    (Nova's are Converse's stream events); the last one carries Bedrock's
+    ``amazon-bedrock-invocationMetrics`` with the token counts."""
+
+    __slots__ = ("counted", "nova", "reply")
+
+    def __init__(self, handle: LlmRequest) -> None:
+        super().__init__(handle)
+        self.reply = _Reply()
+        self.nova = False
+        self.counted: Mapping[str, Any] | None = None
+
+    def observe(self, event: Any) -> None:
+        data = field_of(event.get("chunk"), "bytes")
+        if not isinstance(data, (bytes, bytearray)):
+            return
+        try:
+            item = json.loads(data)
+        except (ValueError, RecursionError):
+            return
+        if not isinstance(item, dict):
+            return
+        metrics = item.get("amazon-bedrock-invocationMetrics")
+        if isinstance(metrics, Mapping):
+            self.counted = metrics
+        if any(name in item for name in _CONVERSE_EVENTS):
+            self.nova = True
+            super().observe(item)
+        elif self.reply.read(item) is not None:
+            self.content_arrived()
+
+    def finalize(self) -> None:
+        if self.nova:
+            counted = self.counted
+            if self.usage is None and counted is not None:
+                self.usage = {
+                    "inputTokens": counted.get("inputTokenCount"),
+                    "outputTokens": counted.get("outputTokenCount"),
+                }
+            super().finalize()
+            return
+        self.reply.record(self.handle, self.capture, self.counted)
+
+
 class _NoStream(Observer):
     def observe(self, chunk: Any) -> None:
         """``invoke_model`` and ``converse`` do not stream."""
@@ -456,6 +736,25 @@ INVOKE_MODEL_STREAM = Endpoint(
     _invoke_output,
     system_instructions=_invoke_system,
 )
+
+
+def _body_endpoint(operation: str, stream: bool) -> Endpoint:
+    return Endpoint(
+        PROVIDER,
+        _describe_body_stream if stream else _describe_body,
+        _body_input,
+        _BodyChunkObserver if stream else _NoStream,
+        _converse_output,  # unused: _InvokeBodyCall records what it read
+        operation=operation,
+        system_instructions=_body_system,
+    )
+
+
+# Nova's messages and bodies of unknown kinds are chat; prompt bodies text completions.
+INVOKE_CHAT = _body_endpoint(A.OPERATION_CHAT, stream=False)
+INVOKE_CHAT_STREAM = _body_endpoint(A.OPERATION_CHAT, stream=True)
+INVOKE_TEXT = _body_endpoint(A.OPERATION_TEXT_COMPLETION, stream=False)
+INVOKE_TEXT_STREAM = _body_endpoint(A.OPERATION_TEXT_COMPLETION, stream=True)
 
 
 # --- one call -------------------------------------------------------------------------------------
@@ -506,11 +805,22 @@ class _InvokeModelCall(Call):
         result = dict(result)
         result["body"] = StreamingBody(io.BytesIO(data), len(data))
         with internal_errors("instrumentation.response"):
-            message = json.loads(data)
-            handle.record_response(message)
-            if self.capture:
-                handle.record_output(_invoke_output(message))
+            self.read(handle, data, result)
         return result
+
+    def read(self, handle: LlmRequest, data: bytes, result: Any) -> None:
+        """An Anthropic Messages reply."""
+        message = json.loads(data)
+        handle.record_response(message)
+        if self.capture:
+            handle.record_output(_invoke_output(message))
+
+
+class _InvokeBodyCall(_InvokeModelCall):
+    """``invoke_model`` with another family's body (or one of a kind steptrace does not know)."""
+
+    def read(self, handle: LlmRequest, data: bytes, result: Any) -> None:
+        _record_body(handle, data, result, self.capture)
 
 
 class _EventStreamProxy(StreamProxy):
@@ -570,7 +880,22 @@ _OPERATIONS: dict[str, tuple[Endpoint, type[Call]]] = {
 }
 
 
-_ANTHROPIC_ONLY = (_describe_invoke, _describe_invoke_stream)
+_INVOKE = {
+    # operation -> (Anthropic, chat, text completion)
+    "InvokeModel": (INVOKE_MODEL, INVOKE_CHAT, INVOKE_TEXT),
+    "InvokeModelWithResponseStream": (INVOKE_MODEL_STREAM, INVOKE_CHAT_STREAM, INVOKE_TEXT_STREAM),
+}
+
+
+def _invoke_endpoint(operation: str, params: Mapping[str, Any]) -> tuple[Endpoint, type[Call]]:
+    """How to read an ``invoke_model`` call: by the family of its body."""
+    anthropic, chat, text = _INVOKE[operation]
+    stream = operation == "InvokeModelWithResponseStream"
+    if _anthropic_body(params) is not None:
+        return anthropic, _InvokeModelStreamCall if stream else _InvokeModelCall
+    body = _body(params)
+    endpoint = text if body is not None and _is_prompt_body(body) else chat
+    return endpoint, _InvokeModelStreamCall if stream else _InvokeBodyCall
 
 
 def _is_bedrock_runtime(client: Any) -> bool:
@@ -608,8 +933,11 @@ def _wrapper(source: ConfigSource) -> Callable[..., Any]:
         if known is None or not isinstance(params, dict) or not _is_bedrock_runtime(instance):
             return wrapped(*args, **kwargs)
         endpoint, call_type = known
-        if endpoint.describe in _ANTHROPIC_ONLY and _anthropic_body(params) is None:
-            return wrapped(*args, **kwargs)
+        if operation in _INVOKE:
+            try:
+                endpoint, call_type = _invoke_endpoint(operation, params)
+            except Exception as exc:  # read as a body of unknown kind
+                report_internal_error("bedrock.invoke_body", exc)
         call = open_call(source, endpoint, _server(instance), params, call_type)
         if call is None:
             return wrapped(*args, **kwargs)
@@ -643,10 +971,11 @@ class BedrockInstrumentor(SdkInstrumentor):
 def instrument_bedrock(client: Any = None) -> None:
     """Trace Amazon Bedrock through boto3: every ``bedrock-runtime`` client, or only ``client``.
 
-    Each ``converse``, ``converse_stream`` and Anthropic-body ``invoke_model`` (or
-    ``invoke_model_with_response_stream``) call becomes an
-    ``llm_request`` span (provider ``aws.bedrock``) with the duration, token and
-    time-to-first-chunk histograms. Instrumenting twice is a logged no-op;
+    Each ``converse``, ``converse_stream``, ``invoke_model`` and
+    ``invoke_model_with_response_stream`` call becomes an ``llm_request`` span (provider
+    ``aws.bedrock``) with the duration, token and time-to-first-chunk histograms; an
+    ``invoke_model`` body is read in its model family's schema (Anthropic, Nova, Llama, Titan,
+    Mistral, Cohere). Instrumenting twice is a logged no-op;
     ``uninstrument_bedrock`` restores the original.
     """
     if client is None:
