@@ -483,14 +483,42 @@ def test_untraced_without_configuration(server: F.FakeServer) -> None:
     assert agent.invoke({"messages": [HumanMessage("Weather?")]})["messages"][-1].content == "No such city."
 
 
-def test_react_agents_own_step_limit_ends_end_turn(capture: Capture, server: F.FakeServer) -> None:
-    """create_react_agent answers by itself one step before its recursion limit: what the README says."""
+@pytest.mark.parametrize("how", ["invoke", "ainvoke", "stream"])
+def test_react_agents_own_step_limit_ends_max_steps(capture: Capture, server: F.FakeServer, how: str) -> None:
+    """create_react_agent answering "Sorry, need more steps" by itself (remaining_steps ran out)
+    would read as a run that ended its turn, not one stopped by its step limit."""
     script_of(server).repeat_last = True
     agent = create_react_agent(model_for(server, call_turn("search", '{"query": "refund policy"}')), [search])
-    result = agent.invoke({"messages": [HumanMessage("Find the refund policy")]}, {"recursion_limit": 6})
-    assert "need more steps" in result["messages"][-1].content
+    request = {"messages": [HumanMessage("Find the refund policy")]}
+    config: Any = {"recursion_limit": 6}
+    if how == "invoke":
+        messages = agent.invoke(request, config)["messages"]
+    elif how == "ainvoke":
+        messages = asyncio.run(agent.ainvoke(request, config))["messages"]
+    else:
+        messages = [
+            m for chunk in agent.stream(request, config) for m in chunk.get("agent", {}).get("messages", [])
+        ]
+    assert "need more steps" in messages[-1].content
     (run_record,) = record_of(capture, "run")
-    assert (run_record["stop_reason"], run_record["status"]) == ("end_turn", "ok")
+    assert (run_record["stop_reason"], run_record["status"], run_record["steps"]) == ("max_steps", "ok", 3)
+    step_records = sorted(record_of(capture, "agent_step"), key=lambda r: r["agent_step"])
+    assert [(r["ends_run"], r["stop_reason"]) for r in step_records] == [
+        (False, None),
+        (False, None),
+        (True, "max_steps"),
+    ]
+
+
+def test_a_graph_answering_like_the_step_limit_on_its_own_ends_end_turn(capture: Capture) -> None:
+    """A node of the user's own that writes an answer with the same words (no step limit behind
+    it: the model asked for no tool) would be read as a run stopped by its step limit."""
+    with F.FakeServer(ModelTurns(text_turn("Sorry, need more steps to process this request."))) as fake:
+        model = ChatOpenAI(model="gpt-4o", base_url=fake.url("/v1"), api_key=F.API_KEY, max_retries=0)
+        agent = create_react_agent(model, [search])
+        agent.invoke({"messages": [HumanMessage("Find the refund policy")]})
+    (run_record,) = record_of(capture, "run")
+    assert run_record["stop_reason"] == "end_turn"
 
 
 def test_example_runs_offline(tmp_path: Path) -> None:

@@ -299,10 +299,42 @@ class _SuperStep(AgentStep):
 
 
 class _StepHooks(Hooks[AgentStep]):
-    """A super-step's runner yields nothing of interest: the step's children tell the story."""
+    """A super-step's runner yields nothing of interest: the step's children tell the story,
+    except when a node answered for a model that ran out of steps (``_ran_out_of_steps``)."""
+
+    __slots__ = ("tasks",)
+
+    def __init__(self, tasks: list[Any]) -> None:
+        self.tasks = tasks
+
+    def on_generator_end(self, handle: AgentStep, last_item: Any, completed: bool) -> None:
+        if completed and _ran_out_of_steps(self.tasks):
+            handle.stop_reason = A.STOP_MAX_STEPS
 
 
-_STEP_HOOKS = _StepHooks()
+# What create_react_agent (langgraph-prebuilt) answers in place of the model's reply when the model
+# asked for tools and ``remaining_steps`` has run out: the graph ends normally, its step limit hit.
+_OUT_OF_STEPS = "Sorry, need more steps to process this request."
+
+
+def _ran_out_of_steps(tasks: list[Any]) -> bool:
+    """A task of this super-step wrote prebuilt's out-of-steps answer: an ``AIMessage`` with those
+    words that no model produced (no response metadata, no usage, no tool calls)."""
+    with internal_errors("langchain.out_of_steps"):
+        for task in tasks:
+            for _channel, value in getattr(task, "writes", None) or ():
+                for message in value if isinstance(value, list) else (value,):
+                    if (
+                        getattr(message, "type", None) == "ai"
+                        and getattr(message, "content", None) == _OUT_OF_STEPS
+                        and not getattr(message, "response_metadata", None)
+                        and not getattr(message, "usage_metadata", None)
+                        and not getattr(message, "tool_calls", None)
+                    ):
+                        return True
+    return False
+
+
 _NO_STEP, _TOOLS, _NEW_STEP = 0, 1, 2
 
 
@@ -352,7 +384,7 @@ def _tick_wrapper(is_async: bool) -> Callable[..., Any]:
             report_internal_error("langchain.super_step", exc)
         if step is None:
             return wrapped(*args, **kwargs)
-        return runner(step, _STEP_HOOKS, wrapped, args, kwargs)
+        return runner(step, _StepHooks(tasks), wrapped, args, kwargs)
 
     return traced
 
