@@ -444,6 +444,69 @@ def test_graph_called_in_the_users_run_adds_its_steps_to_it(capture: Capture, se
     assert run_record["stop_reason"] == "end_turn"
 
 
+def assert_one_loop_per_run(capture: Capture, user_run: str) -> None:
+    """Two ReAct loops under the user's run: the first loop's steps are the user's run's, the
+    second is a child run (``parent_run_id``) with steps of its own; no step numbers shared, each
+    call in a step of its own run."""
+    runs = {r["run_id"]: r for r in record_of(capture, "run")}
+    assert len(runs) == 2 and user_run in runs
+    (child,) = [r for r in runs.values() if r["run_id"] != user_run]
+    assert (runs[user_run]["agent"], runs[user_run]["parent_run_id"]) == ("mine", None)
+    assert (child["agent"], child["parent_run_id"]) == ("LangGraph", user_run)
+    for run in runs.values():
+        assert (run["steps"], run["llm_calls"], run["tool_calls"]) == (2, 2, 1)
+        mine = [r for r in capture.records if r["run_id"] == run["run_id"]]
+        steps = {r["span_id"]: r["agent_step"] for r in mine if r["type"] == "agent_step"}
+        assert sorted(steps.values()) == [1, 2]
+        calls = [r for r in mine if r["type"] in ("llm_call", "tool_call")]
+        assert len(calls) == 3
+        assert all(steps.get(r["parent_span_id"]) == r["agent_step"] for r in calls)
+
+
+def two_agents(first: F.FakeServer, second: F.FakeServer) -> list[Any]:
+    return [create_react_agent(model_for(fake, *react_turns()), [get_weather]) for fake in (first, second)]
+
+
+def test_graphs_gathered_in_the_users_run_do_not_share_its_steps(capture: Capture) -> None:
+    """Two graphs run side by side with asyncio.gather inside one agent_run would interleave their
+    step numbers and mix up which model and tool calls belong to which loop (or lose steps)."""
+
+    async def main(agents: list[Any]) -> str:
+        with steptrace.agent_run(agent="mine") as run:
+            await asyncio.gather(
+                *(a.ainvoke({"messages": [HumanMessage("Weather in Paris?")]}) for a in agents)
+            )
+        return run.run_id
+
+    with F.FakeServer(ModelTurns()) as first, F.FakeServer(ModelTurns()) as second:
+        user_run = asyncio.run(main(two_agents(first, second)))
+    assert_one_loop_per_run(capture, user_run)
+
+
+def test_graphs_run_in_threads_in_the_users_run_do_not_share_its_steps(capture: Capture) -> None:
+    """The same with two threads (bind_context carrying the run into each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with F.FakeServer(ModelTurns()) as first, F.FakeServer(ModelTurns()) as second:
+        agents = two_agents(first, second)
+        with steptrace.agent_run(agent="mine") as run, ThreadPoolExecutor(2) as pool:
+            ask = steptrace.bind_context(lambda agent: agent.invoke({"messages": [HumanMessage("Weather?")]}))
+            list(pool.map(ask, agents))
+    assert_one_loop_per_run(capture, run.run_id)
+
+
+def test_graphs_run_one_after_the_other_in_the_users_run_add_to_its_steps(
+    capture: Capture, server: F.FakeServer
+) -> None:
+    """A second graph called after the first ended (not beside it) would become a run of its own."""
+    agent = create_react_agent(model_for(server, *react_turns(), *react_turns()), [get_weather])
+    with steptrace.agent_run(agent="mine") as run:
+        agent.invoke({"messages": [HumanMessage("Weather in Paris?")]})
+        agent.invoke({"messages": [HumanMessage("Weather in Paris?")]})
+    (run_record,) = record_of(capture, "run")
+    assert (run_record["run_id"], run_record["steps"], run_record["llm_calls"]) == (run.run_id, 4, 4)
+
+
 def test_uninstrument_restores_langgraph_and_langchain(capture: Capture, server: F.FakeServer) -> None:
     """After uninstrument_langchain() graphs would still be traced (or stay patched)."""
     from langchain_core.language_models.chat_models import BaseChatModel

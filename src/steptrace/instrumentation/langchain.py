@@ -8,7 +8,9 @@ LangGraph's input step, subgraph nodes (the subgraph's super-steps are the steps
 super-steps, which join the step before: a step holds a model call and the tools it asked for, as
 in a hand-written loop. Chat-model calls (``BaseChatModel``) are
 ``llm_request`` spans, tool calls (``BaseTool.run``/``arun``, which ``ToolNode`` and ``invoke``
-reach) ``tool_execution`` spans with the model's tool-call id.
+reach) ``tool_execution`` spans with the model's tool-call id. A graph called right in the user's
+own ``agent_run`` adds its steps to that run; one started there while another runs (gather,
+threads) is a child run with steps of its own.
 
 Why patches, not a ``BaseCallbackHandler``: a callback hears "started" and "ended" but runs
 beside the call, not around it. It cannot make the span current for the model's HTTP request
@@ -152,6 +154,14 @@ def _enclosing_run() -> RunState | None:
     return state if attributes.get(A.RUN_ID) == state.run_id else None
 
 
+def _in_a_graph_task() -> bool:
+    """Whether this code runs in a LangGraph node or tool (LangChain hands each runnable's config
+    to what it calls through this context variable; the user's own code has none)."""
+    from langchain_core.runnables.config import var_child_runnable_config
+
+    return var_child_runnable_config.get() is not None
+
+
 def _thread_id(args: Any, kwargs: Any) -> str | None:
     config = _nth(args, kwargs, 1, "config")
     configurable = config.get("configurable") if isinstance(config, Mapping) else None
@@ -174,10 +184,14 @@ def _open_graph_run(
     if config is None:
         return None
     state = current_run_state()
-    if state is not None and id(state) in _graph_runs:
+    running = _graph_runs.get(id(state)) if state is not None else None
+    if running is not None and (running.owned or _in_a_graph_task()):
         return None  # a subgraph, or a graph called by a node or tool of a traced graph
     try:
-        enclosing = _enclosing_run()
+        # A graph called right in the user's run is that run's loop; a second one started there
+        # while the first still runs (gather, threads) is a loop of its own: a child run (the
+        # user's as parent_run_id) numbering its own steps, so two loops never share step numbers.
+        enclosing = _enclosing_run() if running is None else None
         if enclosing is not None:
             return _GraphRun(config, enclosing, owned=False), None
         handle = AgentRun(config, _graph_name(graph, args, kwargs), conversation_id=_thread_id(args, kwargs))
