@@ -309,7 +309,8 @@ def _body(kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
     except (ValueError, RecursionError):
         value = None
     parsed = value if isinstance(value, dict) else None
-    _last_body = (body, parsed)
+    if not isinstance(body, bytearray):  # a buffer the caller may refill for the next call
+        _last_body = (body, parsed)
     return parsed
 
 
