@@ -55,6 +55,13 @@ SDK_OLD3_PINS := langgraph==1.0.0 langchain-core==1.0.0 langgraph-prebuilt==1.0.
 SDK_OLD3_STAMP := $(SDK_OLD3)/.stamp-langgraph-1.0.0-boto3-1.34.116-botocore-floor-pydantic-ai-2.23.0
 SDK_OLD3_TESTS := tests/test_instrument_langchain.py tests/test_instrument_bedrock.py \
 	tests/test_instrument_pydantic_ai.py
+# aiobotocore (async Bedrock) pins botocore to its own narrow range, below the newest botocore .venv
+# tests: its tests and the sync Bedrock ones run again in a venv of their own, on its botocore.
+SDK_AIO := .venv-sdk-aiobotocore
+SDK_AIO_PINS := aiobotocore==3.10.0 boto3==1.43.117 botocore==1.43.117 openai==2.54.0 anthropic==2.17.0 \
+	genai-prices==0.2.5
+SDK_AIO_STAMP := $(SDK_AIO)/.stamp-aiobotocore-3.10.0-botocore-1.43.117
+SDK_AIO_TESTS := tests/test_instrument_aiobotocore.py tests/test_instrument_bedrock.py tests/test_rerun_bedrock.py
 SDK_OLD1_STAMP := $(SDK_OLD1)/.stamp-openai-1.109.1-anthropic-0.125.0
 SDK_OLD2_STAMP := $(SDK_OLD2)/.stamp-openai-2.54.0-anthropic-1.17.0
 
@@ -76,13 +83,20 @@ $(SDK_OLD3_STAMP): pyproject.toml requirements/$(SDK_OLD3:.venv-%=%).txt
 	$(SDK_OLD3)/bin/python -m pip install -q -c requirements/$(SDK_OLD3:.venv-%=%).txt -e . $(SDK_TEST_DEPS) $(SDK_OLD3_PINS)
 	touch $@
 
-test-sdk-majors: $(SDK_OLD1_STAMP) $(SDK_OLD2_STAMP) $(SDK_OLD3_STAMP)
+$(SDK_AIO_STAMP): pyproject.toml requirements/$(SDK_AIO:.venv-%=%).txt
+	$(PYTHON) -m venv $(SDK_AIO)
+	$(SDK_AIO)/bin/python -m pip install -q 'pip==$(PIP_VERSION)'
+	$(SDK_AIO)/bin/python -m pip install -q -c requirements/$(SDK_AIO:.venv-%=%).txt -e . $(SDK_TEST_DEPS) $(SDK_AIO_PINS)
+	touch $@
+
+test-sdk-majors: $(SDK_OLD1_STAMP) $(SDK_OLD2_STAMP) $(SDK_OLD3_STAMP) $(SDK_AIO_STAMP)
 	$(SDK_OLD1)/bin/python -m pytest -q -p no:cacheprovider $(SDK_TESTS)
 	$(SDK_OLD2)/bin/python -m pytest -q -p no:cacheprovider $(SDK_TESTS)
 	$(SDK_OLD3)/bin/python -m pytest -q -p no:cacheprovider \
 		-W "ignore:AgentStatePydantic has been moved:DeprecationWarning" $(SDK_OLD3_TESTS)
+	$(SDK_AIO)/bin/python -m pytest -q -p no:cacheprovider $(SDK_AIO_TESTS)
 
-test: $(VENV)/.test $(BACKENDS_STAMP) $(SDK_OLD1_STAMP) $(SDK_OLD2_STAMP) $(SDK_OLD3_STAMP)
+test: $(VENV)/.test $(BACKENDS_STAMP) $(SDK_OLD1_STAMP) $(SDK_OLD2_STAMP) $(SDK_OLD3_STAMP) $(SDK_AIO_STAMP)
 	$(PY) -m ruff check src tests examples bench
 	$(PY) -m ruff format --check src tests examples bench
 	$(PY) -m mypy
@@ -120,6 +134,7 @@ pins:
 	$(call freeze,$(SDK_OLD1:.venv-%=%),-e . $(SDK_TEST_DEPS) $(SDK_OLD1_PINS))
 	$(call freeze,$(SDK_OLD2:.venv-%=%),-e . $(SDK_TEST_DEPS) $(SDK_OLD2_PINS))
 	$(call freeze,$(SDK_OLD3:.venv-%=%),-e . $(SDK_TEST_DEPS) $(SDK_OLD3_PINS))
+	$(call freeze,$(SDK_AIO:.venv-%=%),-e . $(SDK_TEST_DEPS) $(SDK_AIO_PINS))
 	rm -rf $(PINS_WORK)
 
 # The benchmarks (bench/README.md): steptrace and its peers in a venv of their own, so the peers
@@ -142,4 +157,4 @@ lint: $(VENV)/.test
 	$(PY) -m mypy
 
 clean:
-	rm -rf $(VENV) $(BACKENDS) $(BENCH_VENV) $(SDK_OLD1) $(SDK_OLD2) $(SDK_OLD3) $(LATEST) $(PINS_WORK) steptrace-logs build dist
+	rm -rf $(VENV) $(BACKENDS) $(BENCH_VENV) $(SDK_OLD1) $(SDK_OLD2) $(SDK_OLD3) $(SDK_AIO) $(LATEST) $(PINS_WORK) steptrace-logs build dist

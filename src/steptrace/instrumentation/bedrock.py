@@ -1,7 +1,7 @@
 """Instrumentation of Amazon Bedrock through boto3/botocore ``bedrock-runtime`` clients.
 
     steptrace.instrument_bedrock()          # every client, made before or after this call
-    steptrace.instrument_bedrock(client)    # one client instance
+    steptrace.instrument_bedrock(client)    # one client instance (boto3's or aiobotocore's)
 
 ``converse``, ``converse_stream``, ``invoke_model`` and ``invoke_model_with_response_stream`` are
 ``llm_request`` spans; every other call a client makes passes through untouched. ``invoke_model``
@@ -9,9 +9,11 @@ bodies are read in each common model family's own schema: Anthropic Messages, Am
 (``messages-v1``), Meta Llama, Amazon Titan text, Mistral and Cohere (model, tokens, stop reason,
 and content when captured); a body of another kind is still a span with its provider and model,
 and the token counts Bedrock adds to every reply (the ``X-Amzn-Bedrock-*-Token-Count`` headers,
-a stream's closing ``amazon-bedrock-invocationMetrics``). The patch is on ``BaseClient._make_api_call``,
-the method every generated client method sends its request through. ``botocore`` is imported only
-when instrumenting.
+a stream's closing ``amazon-bedrock-invocationMetrics``). The patch is on
+``BaseClient._make_api_call``, the method every generated client method sends its request
+through, and on aiobotocore's ``AioBaseClient._make_api_call`` (its coroutine twin) when
+aiobotocore is installed: awaited calls, ``async for`` streams and ``await body.read()`` bodies are
+read the same way. ``botocore`` is imported only when instrumenting.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from steptrace._internal import internal_errors, report_internal_error
 from steptrace._response import field_of
 from steptrace._spans import LlmRequest
 from steptrace.instrumentation._common import (
+    AsyncStreamProxy,
     Call,
     ConfigSource,
     Endpoint,
@@ -40,6 +43,7 @@ from steptrace.instrumentation._common import (
     StreamProxy,
     content_parts,
     invoke,
+    invoke_async,
     number_param,
     open_call,
     stop_param,
@@ -770,7 +774,8 @@ class _ConverseCall(Call):
             key = self.stream_key
             stream = result.get(key)
             if stream is not None:
-                result[key] = self.observe_stream(_EventStreamProxy, stream)
+                proxy = _AsyncEventStreamProxy if self.is_async else _EventStreamProxy
+                result[key] = self.observe_stream(proxy, stream)
                 return result
         self.returned(result)
         return result
@@ -799,12 +804,10 @@ class _InvokeModelCall(Call):
     def on_return(self, handle: LlmRequest, result: Any) -> Any:
         if not isinstance(result, dict) or not isinstance(result.get("body"), (bytes, bytearray)):
             return result
-        from botocore.response import StreamingBody
-
         data = bytes(result["body"])
         # The caller's body first: whatever reading it for the span does, the caller gets it.
         result = dict(result)
-        result["body"] = StreamingBody(io.BytesIO(data), len(data))
+        result["body"] = _async_body(data) if self.is_async else _body_of(data)
         with internal_errors("instrumentation.response"):
             self.read(handle, data, result)
         return result
@@ -824,6 +827,50 @@ class _InvokeBodyCall(_InvokeModelCall):
         _record_body(handle, data, result, self.capture)
 
 
+def _body_of(data: bytes) -> Any:
+    """A botocore ``StreamingBody`` over bytes read already, as botocore would give."""
+    from botocore.response import StreamingBody
+
+    return StreamingBody(io.BytesIO(data), len(data))
+
+
+class _ReadContent:
+    """What aiobotocore's body reads of an aiohttp response (``content.read``/``at_eof``)."""
+
+    __slots__ = ("_data", "_size")
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+        self._size = len(data)
+
+    async def read(self, amount: int = -1) -> bytes:
+        return self._data.read(amount if amount >= 0 else None)
+
+    def at_eof(self) -> bool:
+        return self._data.tell() >= self._size
+
+
+class _ReadResponse:
+    """An aiohttp response already read: its ``content``, ``url`` and ``close``."""
+
+    __slots__ = ("content", "url")
+
+    def __init__(self, data: bytes) -> None:
+        self.content = _ReadContent(data)
+        self.url = ""
+
+    def close(self) -> None:
+        """Nothing is open."""
+
+
+def _async_body(data: bytes) -> Any:
+    """An aiobotocore ``AioStreamingBody`` over bytes read already (``await body.read()``,
+    ``async with``, ``iter_chunks``), as aiobotocore would give."""
+    from aiobotocore.response import AioStreamingBody
+
+    return AioStreamingBody(_ReadResponse(data), len(data))
+
+
 class _EventStreamProxy(StreamProxy):
     """botocore's ``EventStream`` (iterable, not an iterator), observed. The span ends when the
     events run out (``stream_completed`` true), on ``close()``, on a failure, or when the stream is
@@ -835,6 +882,17 @@ class _EventStreamProxy(StreamProxy):
         self._self_observer = observer
         self._self_observe = observer.observe
         self._self_next = iter(stream).__next__
+
+
+class _AsyncEventStreamProxy(AsyncStreamProxy):
+    """aiobotocore's ``AioEventStream`` (``async for``), observed; ends as ``_EventStreamProxy``."""
+
+    def __init__(self, stream: Any, call: Call, observer: Observer) -> None:
+        wrapt.ObjectProxy.__init__(self, stream)
+        self._self_call: Call | None = call
+        self._self_observer = observer
+        self._self_observe = observer.observe
+        self._self_anext = stream.__aiter__().__anext__
 
 
 # --- the server a client talks to ---------------------------------------------------------------
@@ -925,24 +983,77 @@ def _sender(wrapped: Callable[..., Any], operation: str) -> Callable[..., Any]:
     return send_and_read if operation == "InvokeModel" else send
 
 
+def _async_sender(wrapped: Callable[..., Any], operation: str) -> Callable[..., Any]:
+    """``_sender`` for aiobotocore: the same parameters, awaited; the body read with ``await``."""
+
+    async def send(**params: Any) -> Any:
+        return await wrapped(operation, params)
+
+    async def send_and_read(**params: Any) -> Any:
+        response = await wrapped(operation, params)
+        body = response.get("body") if isinstance(response, dict) else None
+        if body is None or not callable(getattr(body, "read", None)):
+            return response
+        response = dict(response)
+        response["body"] = await body.read()
+        return response
+
+    return send_and_read if operation == "InvokeModel" else send
+
+
+def _traced_operation(args: Any, kwargs: Any, instance: Any) -> tuple[str, dict[str, Any]] | None:
+    """``(operation, params)`` of a ``_make_api_call`` steptrace traces, else None."""
+    if len(args) != 2 or kwargs:
+        return None
+    operation, params = args
+    if (
+        not isinstance(operation, str)
+        or operation not in _OPERATIONS
+        or not isinstance(params, dict)
+        or not _is_bedrock_runtime(instance)
+    ):
+        return None
+    return operation, params
+
+
+def _open(source: ConfigSource, instance: Any, operation: str, params: dict[str, Any]) -> Call | None:
+    endpoint, call_type = _OPERATIONS[operation]
+    if operation in _INVOKE:
+        try:
+            endpoint, call_type = _invoke_endpoint(operation, params)
+        except Exception as exc:  # read as a body of unknown kind
+            report_internal_error("bedrock.invoke_body", exc)
+    return open_call(source, endpoint, _server(instance), params, call_type)
+
+
 def _wrapper(source: ConfigSource) -> Callable[..., Any]:
     def traced(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        if len(args) != 2 or kwargs:
+        known = _traced_operation(args, kwargs, instance)
+        if known is None:
             return wrapped(*args, **kwargs)
-        operation, params = args
-        known = _OPERATIONS.get(operation) if isinstance(operation, str) else None
-        if known is None or not isinstance(params, dict) or not _is_bedrock_runtime(instance):
-            return wrapped(*args, **kwargs)
-        endpoint, call_type = known
-        if operation in _INVOKE:
-            try:
-                endpoint, call_type = _invoke_endpoint(operation, params)
-            except Exception as exc:  # read as a body of unknown kind
-                report_internal_error("bedrock.invoke_body", exc)
-        call = open_call(source, endpoint, _server(instance), params, call_type)
+        operation, params = known
+        call = _open(source, instance, operation, params)
         if call is None:
             return wrapped(*args, **kwargs)
         return invoke(call, _sender(wrapped, operation), (), params)
+
+    return traced
+
+
+def _async_wrapper(source: ConfigSource) -> Callable[..., Any]:
+    """aiobotocore's ``AioBaseClient._make_api_call``: the span opens when the call starts."""
+
+    async def traced_call(wrapped: Callable[..., Any], instance: Any, operation: str, params: Any) -> Any:
+        call = _open(source, instance, operation, params)
+        if call is None:
+            return await wrapped(operation, params)
+        return await invoke_async(call, _async_sender(wrapped, operation), (), params)
+
+    def traced(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        known = _traced_operation(args, kwargs, instance)
+        if known is None or source.get() is None:
+            return wrapped(*args, **kwargs)
+        return traced_call(wrapped, instance, *known)
 
     return traced
 
@@ -958,15 +1069,29 @@ class BedrockInstrumentor(SdkInstrumentor):
     supported: ClassVar[str] = "botocore >= 1.34.116, < 2"
     tested_majors: ClassVar[tuple[str, ...]] = ("1",)
     minimum: ClassVar[str] = "1.34.116"
-    tested: ClassVar[str] = "botocore 1.34.116 and 1.44.18"
+    tested: ClassVar[str] = "botocore 1.34.116, 1.43.117 (with aiobotocore 3.10.0) and 1.44.18"
 
     def _patch_classes(self, patches: Patches, source: ConfigSource) -> None:
         from botocore.client import BaseClient
 
         patches.wrap(BaseClient, "_make_api_call", _wrapper(source))
+        aio = _aio_client_class()
+        if aio is not None:  # its own _make_api_call, a coroutine
+            patches.wrap(aio, "_make_api_call", _async_wrapper(source))
 
     def _patch_client(self, client: Any, patches: Patches, source: ConfigSource) -> None:
-        patches.wrap(client, "_make_api_call", _wrapper(source))
+        aio = _aio_client_class()
+        is_async = aio is not None and isinstance(client, aio)
+        patches.wrap(client, "_make_api_call", (_async_wrapper if is_async else _wrapper)(source))
+
+
+def _aio_client_class() -> type | None:
+    """aiobotocore's client class, when aiobotocore is installed."""
+    try:
+        from aiobotocore.client import AioBaseClient
+    except ImportError:
+        return None
+    return AioBaseClient if isinstance(AioBaseClient, type) else None
 
 
 def instrument_bedrock(client: Any = None) -> None:
