@@ -48,3 +48,23 @@ def test_a_remote_run_is_read_from_baggage_or_from_the_parent_span() -> None:
     plain = tracer.start_span("server", attributes={"http.method": "GET"})
     assert remote_run(trace.set_span_in_context(plain)) is None
     assert remote_run(None) is None
+
+
+def test_a_list_of_anything_but_text_takes_the_json_modules_path() -> None:
+    """The fast encoder writes bytes as base64 and NaN as null: a record whose list holds either
+    keeps the json module's readable text ("x", "NaN") instead, and a list of text stays fast
+    and identical."""
+    import json
+
+    from steptrace._jsonl import encode_record
+
+    head = {"run_id": "r", "step": 1, "type": "llm_call"}
+    assert json.loads(encode_record({**head, "finish_reasons": ["stop", b"x"]}))["finish_reasons"] == [
+        "stop",
+        "x",
+    ]
+    line = encode_record({**head, "finish_reasons": ["stop", float("nan")]})
+    assert json.loads(line)["finish_reasons"] == ["stop", "NaN"]
+    assert encode_record({**head, "finish_reasons": ["stop", "length"]}) == (
+        json.dumps({**head, "finish_reasons": ["stop", "length"]}, separators=(",", ":")).encode() + b"\n"
+    )

