@@ -29,6 +29,8 @@ class Variant:
     enter: Callable[[], None] | None = None
     leave: Callable[[], None] | None = None
     samples: list[float] = field(default_factory=list)  # seconds per call, one per batch
+    # This thread's CPU seconds per call, one per batch: on a shared machine the steadier figure.
+    cpu_samples: list[float] = field(default_factory=list)
 
     @property
     def median_us(self) -> float:
@@ -38,22 +40,28 @@ class Variant:
     def min_us(self) -> float:
         return min(self.samples) * 1e6
 
+    @property
+    def cpu_median_us(self) -> float:
+        return statistics.median(self.cpu_samples) * 1e6 if self.cpu_samples else float("nan")
 
-def _time_batch(variant: Variant, number: int) -> float:
+
+def _time_batch(variant: Variant, number: int) -> tuple[float, float]:
     call = variant.call
     if variant.enter is not None:
         variant.enter()
     try:
         for _ in range(min(number, 50)):  # re-warm after the neighbour's batch
             call()
+        cpu_start = time.thread_time()
         start = time.perf_counter()
         for _ in range(number):
             call()
         elapsed = time.perf_counter() - start
+        cpu = time.thread_time() - cpu_start
     finally:
         if variant.leave is not None:
             variant.leave()
-    return elapsed / number
+    return elapsed / number, cpu / number
 
 
 def interleave(
@@ -65,9 +73,10 @@ def interleave(
         gc.collect()
         for offset in range(count):
             variant = variants[(round_number + offset) % count]
-            seconds = _time_batch(variant, number)
+            seconds, cpu_seconds = _time_batch(variant, number)
             if round_number >= warmup_batches:
                 variant.samples.append(seconds)
+                variant.cpu_samples.append(cpu_seconds)
     return list(variants)
 
 
@@ -115,6 +124,7 @@ def summarize(variants: Sequence[Variant]) -> dict[str, dict[str, float]]:
         v.name: {
             "median_us": v.median_us,
             "min_us": v.min_us,
+            "cpu_median_us": v.cpu_median_us,
             "batches": len(v.samples),
             "samples_us": [sample * 1e6 for sample in v.samples],
         }

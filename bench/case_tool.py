@@ -168,6 +168,13 @@ def on_variants(directory: Path) -> tuple[list[Variant], dict[str, Any]]:
     raw_tracer = raw_provider.get_tracer("bench")
     # steptrace's provider: its processor turns the raw span into a step record
     raw_on_st_tracer = st_provider.get_tracer("bench-raw")
+    # steptrace's processor alone, with no step log: what it adds to another library's span
+    # (the run id looked up where the span starts) apart from the record.
+    from steptrace._processors import SteptraceSpanProcessor
+
+    stamp_provider = TracerProvider(resource=resource)
+    stamp_provider.add_span_processor(SteptraceSpanProcessor())
+    stamp_tracer = stamp_provider.get_tracer("bench-raw")
     histogram = st_meters.get_meter("bench-raw").create_histogram(
         A.METRIC_EXECUTE_TOOL_DURATION, unit="s", explicit_bucket_boundaries_advisory=TOOL_DURATION_BUCKETS_S
     )
@@ -181,6 +188,10 @@ def on_variants(directory: Path) -> tuple[list[Variant], dict[str, Any]]:
         with raw_on_st_tracer.start_as_current_span(
             "tool_execution", kind=SpanKind.INTERNAL, attributes=attrs
         ):
+            return add(a, b)
+
+    def raw_stamp_add(a: int, b: int) -> int:
+        with stamp_tracer.start_as_current_span("tool_execution", kind=SpanKind.INTERNAL, attributes=attrs):
             return add(a, b)
 
     def sdk_floor_add(a: int, b: int) -> int:
@@ -205,6 +216,8 @@ def on_variants(directory: Path) -> tuple[list[Variant], dict[str, Any]]:
     raw_enter, raw_leave = _attached(lambda: trace.use_span(raw_parent, end_on_exit=False))
     st_parent = raw_on_st_tracer.start_span("agent_step")
     st_raw_enter, st_raw_leave = _attached(lambda: trace.use_span(st_parent, end_on_exit=False))
+    stamp_parent = stamp_tracer.start_span("agent_step")
+    stamp_enter, stamp_leave = _attached(lambda: trace.use_span(stamp_parent, end_on_exit=False))
 
     # --- the agent-step-log approach: open, append, close and json.dumps per record ---
     step_log_path = directory / "agent-step-log.jsonl"
@@ -239,6 +252,8 @@ def on_variants(directory: Path) -> tuple[list[Variant], dict[str, Any]]:
                 raw_enter, raw_leave),
         Variant("raw SDK span, 6 attributes, on steptrace's provider (writes the record)",
                 lambda: raw_st_add(1, 2), st_raw_enter, st_raw_leave),
+        Variant("raw SDK span, 6 attributes, steptrace's processor without a step log",
+                lambda: raw_stamp_add(1, 2), stamp_enter, stamp_leave),
         Variant("raw SDK span + SDK Histogram.record (the SDK floor)", lambda: sdk_floor_add(1, 2),
                 raw_enter, raw_leave),
         Variant("raw SDK span + step record + SDK Histogram.record (the floor)", lambda: floor_add(1, 2),

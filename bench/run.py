@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -136,21 +137,42 @@ def tool_tables(off: dict[str, Any], on: dict[str, Any]) -> tuple[list[str], dic
         "",
         f"{on['batches']} batches × {on['number']} calls per variant, interleaved; {load(on)}.",
         "",
-        "| variant | median µs/call | min µs/call | added to the bare call, µs | × raw SDK span |",
-        "|---|---:|---:|---:|---:|",
+        "| variant | median µs/call | min µs/call | added to the bare call, µs | × raw SDK span "
+        "| median µs CPU/call |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name, row in v_on.items():
         added = row["median_us"] - bare
         ratio = f"{added / raw:.2f}×" if name != "bare function" else ""
-        lines.append(f"| {name} | {us(row['median_us'])} | {us(row['min_us'])} | {us(added)} | {ratio} |")
+        cpu_us = row.get("cpu_median_us")
+        cpu_text = us(cpu_us) if cpu_us is not None and math.isfinite(cpu_us) else ""
+        lines.append(
+            f"| {name} | {us(row['median_us'])} | {us(row['min_us'])} | {us(added)} | {ratio} | {cpu_text} |"
+        )
     missing = on.get("peers_missing") or {}
     for peer, why in missing.items():
-        lines.append(f"| {peer} | not measured: {why} | | | |")
+        lines.append(f"| {peer} | not measured: {why} | | | | |")
     lines += [
         "",
         f"Spans reaching each peer's exporter: {on.get('peer_spans_exported')}; steptrace step records "
         f"written: {on.get('steptrace_records_written')} (every call of every variant, warm-up included).",
     ]
+
+    def cpu_added(name: str) -> float | None:
+        row, bare_row = v_on.get(name, {}), v_on["bare function"]
+        value, base = row.get("cpu_median_us"), bare_row.get("cpu_median_us")
+        return None if value is None or base is None else value - base
+
+    cpu_facts = {
+        "raw": cpu_added("raw SDK span, 6 attributes, provider without processors"),
+        "steptrace": cpu_added("steptrace @tool in agent_run/agent_step, JSONL + metrics"),
+        "traceloop": cpu_added("traceloop-sdk @tool"),
+        "stamp": cpu_added("raw SDK span, 6 attributes, steptrace's processor without a step log"),
+        "raw_on_st": cpu_added("raw SDK span, 6 attributes, on steptrace's provider (writes the record)"),
+    }
+    facts["cpu"] = {
+        key: value for key, value in cpu_facts.items() if value is not None and math.isfinite(value)
+    }
     st = v_on["steptrace @tool in agent_run/agent_step, JSONL + metrics"]["median_us"] - bare
     peers = {
         name: row["median_us"] - bare
@@ -410,26 +432,66 @@ def record_tables(result: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def targets(tool: dict[str, Any], oa: dict[str, Any], ld: dict[str, Any], jl: dict[str, Any]) -> list[str]:
+def genai_target(result: dict[str, Any] | None) -> list[str]:
+    """The Gemini row: what steptrace adds to a ``generate_content`` call in a run, against the
+    Google peer; in CPU time when the case measured it (its wall-time figures are within noise)."""
+    peer = "opentelemetry-instrumentation-google-generativeai"
+    if result is None:
+        return []
+    cpu = (result.get("cpu_time") or {}).get("added_us", {})
+    if "steptrace" in cpu and peer in cpu:
+        mine, theirs, how = cpu["steptrace"]["call"], cpu[peer]["call"], "µs CPU"
+    else:
+        _lines, facts = openai_tables(result)
+        if "steptrace" not in facts or peer not in facts:
+            return []
+        mine, theirs, how = facts["steptrace"]["call"], facts[peer]["call"], "µs"
+    ratio = f"{mine / theirs:.2f}×" if theirs > 0 else "peer adds nothing measurable"
+    return [
+        f"| Gemini (google-genai) call in an agent run: added ≤ 0.8× what {peer} adds | "
+        f"{us(mine)} {how} vs {us(theirs)} {how} = {ratio} | {verdict(theirs > 0 and mine <= 0.8 * theirs)} |"
+    ]
+
+
+def targets(
+    tool: dict[str, Any],
+    oa: dict[str, Any],
+    ld: dict[str, Any],
+    jl: dict[str, Any],
+    genai: dict[str, Any] | None = None,
+) -> list[str]:
     rows = ["| target | measured | verdict |", "|---|---|---|"]
     st, raw = tool["steptrace"], tool["raw"]
-    rows.append(
-        f"| traced tool call ≤ 1.2× a raw SDK span with the same attributes | {us(st)} µs vs {us(raw)} µs "
-        f"= {st / raw:.2f}× (vs the raw span on steptrace's own provider, which writes the record: "
-        f"{st / tool['raw_on_st']:.2f}×) | {verdict(st <= 1.2 * raw)} |"
+    cpu = tool.get("cpu") or {}
+    cpu_note = (
+        f"; CPU time {us(cpu['steptrace'])} µs vs {us(cpu['raw'])} µs = {cpu['steptrace'] / cpu['raw']:.2f}×"
+        if cpu.get("raw")
+        else ""
     )
-    if tool["peers"]:
-        fastest, cost = min(tool["peers"].items(), key=lambda item: item[1])
+    rows.append(
+        f"| traced tool call in a run, step log and metrics on: ≤ 1.6× a raw SDK span with the same "
+        f"attributes | {us(st)} µs vs {us(raw)} µs = {st / raw:.2f}×{cpu_note} (vs the raw span on "
+        f"steptrace's own provider, which writes the record: {st / tool['raw_on_st']:.2f}×) | "
+        f"{verdict(st <= 1.6 * raw)} |"
+    )
+    traceloop = next((cost for name, cost in tool["peers"].items() if name.startswith("traceloop")), None)
+    if traceloop is not None:
+        peer_cpu = cpu.get("traceloop")
+        cpu_peer_note = (
+            f"; CPU time {us(cpu['steptrace'])} µs vs {us(peer_cpu)} µs = {cpu['steptrace'] / peer_cpu:.2f}×"
+            if peer_cpu
+            else ""
+        )
         rows.append(
-            f"| traced tool call ≤ ½ of the fastest peer decorator | {us(st)} µs vs {fastest} {us(cost)} µs "
-            f"= {st / cost:.2f}× | {verdict(st <= 0.5 * cost)} |"
+            f"| traced tool call ≤ 0.6× traceloop-sdk's `@tool` | {us(st)} µs vs {us(traceloop)} µs "
+            f"= {st / traceloop:.2f}×{cpu_peer_note} | {verdict(st <= 0.6 * traceloop)} |"
         )
     if "opentelemetry-instrumentation-openai-v2" in oa and "steptrace" in oa:
         mine, theirs = oa["steptrace"]["call"], oa["opentelemetry-instrumentation-openai-v2"]["call"]
         rows.append(
-            "| OpenAI call in an agent run (span, step record, histograms): added ≤ what "
+            "| OpenAI call in an agent run (span, step record, histograms): added ≤ 0.8× what "
             f"opentelemetry-instrumentation-openai-v2 adds | {us(mine)} µs vs {us(theirs)} µs = "
-            f"{mine / theirs:.2f}× | {verdict(mine <= theirs)} |"
+            f"{mine / theirs:.2f}× | {verdict(mine <= 0.8 * theirs)} |"
         )
         chunk = oa["steptrace"]["chunk"]
         peer_chunk = oa["opentelemetry-instrumentation-openai-v2"]["chunk"]
@@ -439,6 +501,7 @@ def targets(tool: dict[str, Any], oa: dict[str, Any], ld: dict[str, Any], jl: di
             f"{peer_chunk['median_us']:.2f} µs [IQR {peer_chunk['q1_us']:.2f} – {peer_chunk['q3_us']:.2f}] | "
             f"{verdict(chunk['median_us'] <= peer_chunk['median_us'])} |"
         )
+    rows += genai_target(genai)
     for label, key in (
         ("no configure()", "disabled_no_configure"),
         ("OTEL_SDK_DISABLED=true", "disabled_env"),
@@ -471,32 +534,49 @@ def targets(tool: dict[str, Any], oa: dict[str, Any], ld: dict[str, Any], jl: di
     return rows
 
 
+def in_situ_record(tool: dict[str, Any]) -> list[str]:
+    """Where the raw span on steptrace's provider spends what it adds, in CPU time."""
+    cpu = tool.get("cpu") or {}
+    if not all(key in cpu for key in ("raw", "stamp", "raw_on_st")):
+        return []
+    processor, record = cpu["stamp"] - cpu["raw"], cpu["raw_on_st"] - cpu["stamp"]
+    return [
+        f"- In CPU time the raw span on steptrace's provider adds {us(cpu['raw_on_st'] - cpu['raw'])} µs "
+        f"to the raw span: {us(processor)} µs is steptrace's processor without a step log (the run "
+        f"looked up where the span starts, the dispatch), {us(record)} µs the step record written at "
+        "its end. Alone, in a tight loop (section 13), the same record costs about half that: between "
+        "the SDK's own span work its code and data are no longer in the CPU's caches, so every "
+        "instruction of the record path costs about twice as much as in isolation."
+    ]
+
+
 def obstacles(tool: dict[str, Any], oa: dict[str, Any]) -> list[str]:
     """What stands in the way of the unmet targets, in this run's own numbers."""
     raw, st, floor, sdk_floor = tool["raw"], tool["steptrace"], tool["floor"], tool["sdk_floor"]
     lines = [
         f"- The SDK alone, the raw span plus one `Histogram.record` of `gen_ai.execute_tool.duration` "
         f"(no step record, no steptrace code), adds {us(sdk_floor)} µs = {sdk_floor / raw:.2f}× the raw "
-        f"span; 1.2× is {us(1.2 * raw)} µs. "
+        f"span; 1.6× is {us(1.6 * raw)} µs. "
         + (
             "steptrace no longer pays that `Histogram.record` on the caller's thread: its measurements "
             "are buffered and recorded when a reader collects (section 13)."
-            if sdk_floor > 1.2 * raw
-            else "The SDK floor itself fits in 1.2×; what follows does not."
+            if sdk_floor > 1.6 * raw
+            else "The SDK floor itself fits in 1.6×; what follows does not."
         ),
         f"- Adding the step record (the raw span written by steptrace's processor) gives {us(floor)} µs "
         f"= {floor / raw:.2f}×: the same outputs as steptrace without its decorator and span handles, "
         f"which add the remaining {us(st - floor)} µs (arguments hash, context, run counters).",
+        *in_situ_record(tool),
         f"- Without the histogram (no-op meter) steptrace adds {us(tool['no_metrics'])} µs; without the "
         f"JSONL record {us(tool['no_jsonl'])} µs: the record and the histogram are the two costs on top "
         "of the span.",
     ]
-    if tool["peers"]:
-        fastest, cost = min(tool["peers"].items(), key=lambda item: item[1])
-        half = cost / 2
-        if half < sdk_floor:
+    traceloop = next((cost for name, cost in tool["peers"].items() if name.startswith("traceloop")), None)
+    if traceloop is not None:
+        budget = 0.6 * traceloop
+        if budget < sdk_floor:
             where = "less than the SDK floor (span + histogram) above"
-        elif half < floor:
+        elif budget < floor:
             where = (
                 f"more than the SDK floor (span + histogram, {us(sdk_floor)} µs) but less than the same "
                 f"with the step record ({us(floor)} µs): within this target's budget there is no room for "
@@ -505,7 +585,7 @@ def obstacles(tool: dict[str, Any], oa: dict[str, Any]) -> list[str]:
         else:
             where = "more than the floor with the step record: steptrace's own code is what exceeds it"
         lines.append(
-            f"- Half of the fastest peer ({fastest}) is {us(half)} µs: {where}. The peers write no "
+            f"- 0.6× traceloop-sdk's `@tool` is {us(budget)} µs: {where}. The peers write no "
             "record and record no histogram here (their spans end in an exporter that only counts)."
         )
     no_run = oa.get("steptrace, outside an agent run (no step record)")
@@ -794,7 +874,7 @@ def render(results: dict[str, dict[str, Any]], command: str) -> str:
         "",
         "## Targets",
         "",
-        *targets(tool, oa_facts, ld_facts, jl_facts),
+        *targets(tool, oa_facts, ld_facts, jl_facts, results.get("google-genai")),
         *record_targets(results.get("record")),
         "",
         "### What stands in the way",

@@ -222,3 +222,47 @@ def test_recording_costs_the_caller_an_append() -> None:
     [point] = metric_points(reader.get_metrics_data())[A.METRIC_OPERATION_DURATION]
     assert point.count == 1 and len(calls) == 1
     provider.shutdown()
+
+
+def test_the_telemetry_handle_reports_dropped_measurements(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """A user whose reader collects too rarely reads how many measurements were lost on the handle
+    configure() returned, not on a private object."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    import steptrace
+    from steptrace._config import reset_for_tests
+
+    monkeypatch.setattr(_metrics, "MAX_PENDING_MEASUREMENTS", 10)
+    reader = InMemoryMetricReader()
+    telemetry = steptrace.configure(
+        "svc",
+        tracer_provider=TracerProvider(),
+        meter_provider=MeterProvider(metric_readers=[reader]),
+        jsonl_path=tmp_path / "steps.jsonl",
+    )
+    try:
+        reader.get_metrics_data()  # a reader that has collected once, then falls behind
+        search = steptrace.tool(lambda query: query)
+        with steptrace.agent_run(agent="a"):
+            for index in range(25):
+                search(index)
+            assert telemetry.dropped_measurements == 15
+        [point] = metric_points(reader.get_metrics_data())[A.METRIC_EXECUTE_TOOL_DURATION]
+        assert point.count == 10
+        assert telemetry.dropped_measurements == 15  # a count, not reset by the collection
+    finally:
+        reset_for_tests()
+
+
+def test_a_disabled_configuration_reports_no_dropped_measurements(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With OTEL_SDK_DISABLED=true the handle still answers, with 0."""
+    import steptrace
+    from steptrace._config import reset_for_tests
+
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    try:
+        assert steptrace.configure("svc").dropped_measurements == 0
+    finally:
+        reset_for_tests()

@@ -32,6 +32,7 @@ from steptrace._guards import GuardPolicy, Guards, OnGuard, check_on_guard
 from steptrace._jsonl import JsonlSpanExporter
 from steptrace._logs import LogSettings, configure_logs, parse_capture_logs
 from steptrace._logs import uninstall as uninstall_log_hooks
+from steptrace._metrics import Instruments
 from steptrace._processors import Delegates, SteptraceSpanProcessor
 from steptrace._redaction import Redactor
 from steptrace._settings import env_flag, sdk_disabled
@@ -95,6 +96,7 @@ class Telemetry:
         switch: SteptraceSpanProcessor | None = None,
         owned_meter_provider: SdkMeterProvider | None = None,
         logs: LogSettings | None = None,
+        instruments: Instruments | None = None,
     ) -> None:
         self.enabled = enabled
         self.service_name = service_name
@@ -108,7 +110,20 @@ class Telemetry:
         self._switch = switch
         self._owned_meter_provider = owned_meter_provider
         self._logs = logs
+        self._instruments = instruments
         self._closed = False
+
+    @property
+    def dropped_measurements(self) -> int:
+        """Histogram measurements dropped because too many waited for a metric collection.
+
+        steptrace's histograms hold measurements until a metric reader collects; past 65,536
+        waiting in one histogram after a collection has come, further ones are dropped, counted
+        here and warned about once per streak. The count covers every configuration on the same
+        MeterProvider (they share its histograms); 0 when tracing is disabled.
+        """
+        instruments = self._instruments
+        return instruments.dropped_measurements if instruments is not None else 0
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Send everything pending; False if an exporter failed since the last flush."""
@@ -398,6 +413,7 @@ def configure(
 
     delegates = Delegates(step_log, processors)
     content = ContentPolicy(capture_content, redactor, max_content_bytes)
+    active = _state.make_active_config(provider, meters, content, record_cost, guard_policy)
     logs = LogSettings(
         correlate=correlate_logs,
         capture_level=capture_level,
@@ -418,12 +434,13 @@ def configure(
         switch=switch,
         owned_meter_provider=owned_meter_provider,
         logs=logs,
+        instruments=active.instruments,
     )
     with _lock:
         previous, _current = _current, telemetry
         old_delegates = switch.delegates
         switch.delegates = delegates
-        _state.set_active(_state.make_active_config(provider, meters, content, record_cost, guard_policy))
+        _state.set_active(active)
         log_dir = step_log.path.parent if step_log is not None else DEFAULT_JSONL_PATH.parent
         _configure_rerun(record_for_rerun, log_dir, content)
         configure_logs(logs)

@@ -25,6 +25,7 @@ from opentelemetry.trace import StatusCode
 
 from steptrace import _attributes as A
 from steptrace._content import bounded_repr, make_utf8_safe
+from steptrace._context import attribute_dict
 from steptrace._records import (
     STATUS_ERROR,
     STATUS_OK,
@@ -71,6 +72,9 @@ except ImportError:  # pragma: no cover - msgspec is a dependency; the json modu
     _fast_encode = None
 
 
+_isfinite = math.isfinite
+
+
 def _plain(record: Mapping[str, Any]) -> bool:
     """True when every value is a str, int, bool, None, finite float or a list of str.
 
@@ -83,9 +87,13 @@ def _plain(record: Mapping[str, Any]) -> bool:
         if value is None or kind is str or kind is int or kind is bool:
             continue
         if kind is float:
-            if not math.isfinite(value):
+            if not _isfinite(value):
                 return False
-        elif kind is not list or not all(type(item) is str for item in value):
+        elif kind is list:  # a loop, not all(<generator>): ~0.4 µs less on a model call's record
+            for item in value:
+                if type(item) is not str:
+                    return False
+        else:
             return False
     return True
 
@@ -142,19 +150,9 @@ def _shrink(record: Mapping[str, Any], size: int, max_bytes: int) -> bytes:
     return data
 
 
-def _attribute_dict(span: ReadableSpan) -> Mapping[str, Any] | None:
-    # The SDK hands out attributes through a mappingproxy over a Python-level Mapping, where
-    # each .get() costs ~0.4 µs; reading the plain dict underneath makes a record ~4 µs cheaper.
-    bounded = getattr(span, "_attributes", None)
-    plain = getattr(bounded, "_dict", None)
-    if isinstance(plain, dict):
-        return plain
-    return span.attributes
-
-
 def span_to_record(span: ReadableSpan) -> dict[str, Any] | None:
     """The step record for a finished SDK span (None for spans outside any agent run)."""
-    attributes = _attribute_dict(span)
+    attributes = attribute_dict(span)
     if not attributes:
         return None
     context = span.context
@@ -243,16 +241,24 @@ class JsonlSpanExporter(SpanExporter):
         record): steptrace's processor writes a span another thread ends while the program exits.
         """
         try:
-            record = instructions_once(span_to_record(span))  # repeated instructions: once a run
+            record = span_to_record(span)
+            if record is None:
+                return True
+            if "system_instructions_id" in record:  # repeated instructions: once a run
+                record = instructions_once(record) or record
+            line = encode_record(record, self.max_record_bytes)
         except Exception as exc:
             self._fail(exc)
             return False
-        return record is None or self.write_record(record)
+        return self._append(line)
 
     def write_record(self, record: Mapping[str, Any]) -> bool:
         """Append one record; False (and one warning per failure streak) if the disk failed."""
+        return self._append(encode_record(record, self.max_record_bytes))
+
+    def _append(self, line: bytes) -> bool:
         try:  # the file's own lock orders the writes: no second lock on the way
-            self.file.append(encode_record(record, self.max_record_bytes))
+            self.file.append(line)
         except OSError as exc:
             with self._lock:
                 self.records_failed += 1
