@@ -13,11 +13,12 @@ import math
 import os
 import re
 import sys
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from steptrace._pricing import Pricer, PricesSource
 from steptrace.analysis._loading import (
@@ -215,7 +216,9 @@ class Run:
     error_count: int
     tools: dict[str, int]
     repeated_call_count: int
-    tool_durations_ms: dict[str, list[float]] = field(repr=False)
+    tool_durations_ms: dict[str, Sequence[float]] = field(repr=False)
+    """Each tool's call durations in milliseconds, in the order the calls ended (an
+    ``array('d')`` from step logs: 8 bytes a call)."""
     _reader: Callable[[str], list[Record]] | None = field(default=None, repr=False, compare=False)
     conversation_id: str | None = None
     run_failed: bool = False
@@ -381,7 +384,7 @@ class _Accumulator:
     def __init__(self) -> None:
         self.run_record: Any = None  # the run record itself (StepFields, or a dict)
         self.agent: str | None = None
-        self.agents: dict[str, None] | None = None
+        self.agents: tuple[str, ...] | None = None
         self.release: str | None = None
         self.service: str | None = None
         self.first_started = "~"  # sorts after any ISO timestamp
@@ -398,12 +401,16 @@ class _Accumulator:
         self.errors: list[tuple[Any, Any]] | None = None
         # None: counted from tool_durations at the end (each tool call adds one duration).
         self.tools: dict[str, int] | None = None
-        self.seen_calls: set[int] | None = None
+        self.seen_calls: array[int] | set[int] | None = None
         self.repeated = 0
-        self.tool_durations: dict[str, list[float]] | None = None
+        self.tool_durations: dict[str, array[float]] | None = None
         self.cost = 0.0
         self.priced = 0
         self.unpriced = 0
+
+
+# Distinct tool calls a run keeps in an array before a set (a linear search is quick this short).
+_FEW_CALLS = 32
 
 
 def _accumulate(
@@ -475,26 +482,32 @@ def _accumulate(
             duration = record.duration_ms
             if type(duration) is not float:
                 duration = float(duration) if type(duration) is int else 0.0
+            # Durations in arrays: 8 bytes a call instead of a float object and its slot.
             durations_by_tool = acc.tool_durations
             if durations_by_tool is None:
-                durations_by_tool = acc.tool_durations = {share(tool, tool): [duration]}
+                durations_by_tool = acc.tool_durations = {share(tool, tool): array("d", (duration,))}
             else:
                 durations = durations_by_tool.get(tool)
                 if durations is None:
-                    durations_by_tool[share(tool, tool)] = [duration]
+                    durations_by_tool[share(tool, tool)] = array("d", (duration,))
                 else:
                     durations.append(duration)
             args_hash = record.args_hash
             if type(args_hash) is str:
-                # A hash, as for spans: a run's calls, not their id strings, are kept.
+                # A 64-bit hash, as for spans: a run's calls, not their id strings, are kept;
+                # in an array while few (a set of 6 costs ~900 bytes a run, the array ~100).
                 key = hash((tool, args_hash))
                 calls = acc.seen_calls
                 if calls is None:
-                    acc.seen_calls = {key}
+                    acc.seen_calls = array("q", (key,))
                 elif key in calls:
                     acc.repeated += 1
-                else:
+                elif isinstance(calls, set):
                     calls.add(key)
+                else:
+                    calls.append(key)
+                    if len(calls) > _FEW_CALLS:
+                        acc.seen_calls = set(calls)
         elif kind == "llm_call":
             acc.llm_calls += 1
             inputs = record.input_tokens
@@ -537,13 +550,14 @@ def _accumulate(
             # Steps name the agent too, so a crashed run (no run record) still has one.
             agent = record.agent
             if type(agent) is str:
-                agent = share(agent, agent)
-                if acc.agents is None:
-                    acc.agents = {agent: None}  # in the order they first acted
-                elif agent not in acc.agents:
-                    acc.agents[agent] = None
+                # In the order they first acted; a tuple, as a run has few (a dict is 4x bigger).
+                agents = acc.agents
+                if agents is None:
+                    acc.agents = (share(agent, agent),)
+                elif agent not in agents:
+                    acc.agents = (*agents, share(agent, agent))
                 if acc.agent is None:
-                    acc.agent = agent
+                    acc.agent = share(agent, agent)
             if acc.release is None and type(record.release) is str:
                 acc.release = share(record.release, record.release)
         elif kind == "run":
@@ -625,7 +639,10 @@ def _finish(
     # The run record counts errors as they happened (an exception once, however far it went;
     # a step body's own failure too): prefer it. Without one (a crash), count root causes.
     error_count = counted if type(counted) is int and counted >= 0 else root_causes
-    durations = acc.tool_durations if acc.tool_durations is not None else {}
+    # (Sequence: ClickHouse gives lists.)
+    durations = (
+        cast("dict[str, Sequence[float]]", acc.tool_durations) if acc.tool_durations is not None else {}
+    )
     tools = acc.tools if acc.tools is not None else {tool: len(calls) for tool, calls in durations.items()}
     return Run(
         run_id,
