@@ -595,7 +595,10 @@ def _finish(
     acc: _Accumulator,
     reader: Callable[[str], list[Record]] | None,
     pricer: Pricer | None = None,
+    shared: dict[Any, Any] | None = None,
 ) -> Run:
+    """The run ``acc`` aggregated. ``shared``: equal immutable values already made for other
+    runs (most runs of a log have the same agents), to keep one of each."""
     head = acc.run_record
     conversation_id = rerun_of = counted = None
     run_failed = False
@@ -644,6 +647,10 @@ def _finish(
         cast("dict[str, Sequence[float]]", acc.tool_durations) if acc.tool_durations is not None else {}
     )
     tools = acc.tools if acc.tools is not None else {tool: len(calls) for tool, calls in durations.items()}
+    acted = (
+        tuple(dict.fromkeys([*([agent] if type(agent) is str else []), *(acc.agents or ())])),
+        acc.no_usage,
+    )
     return Run(
         run_id,
         agent if agent is None or type(agent) is str else str(agent),
@@ -672,10 +679,7 @@ def _finish(
         cache_read_input_tokens=acc.cache_read,
         cache_creation_input_tokens=acc.cache_write,
         rerun_of=_text(rerun_of),
-        _acted=(
-            tuple(dict.fromkeys([*([agent] if type(agent) is str else []), *(acc.agents or ())])),
-            acc.no_usage,
-        ),
+        _acted=acted if shared is None else shared.setdefault(acted, acted),
     )
 
 
@@ -1053,11 +1057,14 @@ def load(
         # Each accumulator freed as its run is made: the peak holds one of the two per run.
         # (The sort below orders the runs; the order they are made in does not matter.)
         runs: list[Run] = []
+        shared: dict[Any, Any] = {}
         while accumulators:
             run_id, acc = accumulators.popitem()
             # A run whose lines merely mention the prefix was read in part: not one of those asked for.
             if run_id_prefix is None or run_id.startswith(run_id_prefix):
-                runs.append(_finish(run_id, acc, read_run, pricer))
+                runs.append(_finish(run_id, acc, read_run, pricer, shared))
+        accumulators.clear()  # an emptied dict keeps its table (tens of MB) until cleared
+        del shared
         runs.sort(key=lambda r: (r.started_at, r.run_id))
         return RunSet(runs, sources, issues)
     finally:
