@@ -14,11 +14,12 @@ import os
 import re
 import sys
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
 
 from steptrace._pricing import Pricer, PricesSource
 from steptrace.analysis._loading import (
@@ -214,11 +215,10 @@ class Run:
     input_tokens: int
     output_tokens: int
     error_count: int
-    tools: dict[str, int]
+    tools: Mapping[str, int]
+    """Tool name -> calls. Read-only from step logs: runs with the same counts share one."""
     repeated_call_count: int
-    tool_durations_ms: dict[str, Sequence[float]] = field(repr=False)
-    """Each tool's call durations in milliseconds, in the order the calls ended (an
-    ``array('d')`` from step logs: 8 bytes a call)."""
+    tool_durations_ms: dict[str, list[float]] = field(repr=False)
     _reader: Callable[[str], list[Record]] | None = field(default=None, repr=False, compare=False)
     conversation_id: str | None = None
     run_failed: bool = False
@@ -403,7 +403,8 @@ class _Accumulator:
         self.tools: dict[str, int] | None = None
         self.seen_calls: array[int] | set[int] | None = None
         self.repeated = 0
-        self.tool_durations: dict[str, array[float]] | None = None
+        # [tool, its durations, tool, ...] here; a dict from ClickHouse (filled on first read).
+        self.tool_durations: Any = None
         self.cost = 0.0
         self.priced = 0
         self.unpriced = 0
@@ -482,16 +483,18 @@ def _accumulate(
             duration = record.duration_ms
             if type(duration) is not float:
                 duration = float(duration) if type(duration) is int else 0.0
-            # Durations in arrays: 8 bytes a call instead of a float object and its slot.
-            durations_by_tool = acc.tool_durations
-            if durations_by_tool is None:
-                durations_by_tool = acc.tool_durations = {share(tool, tool): array("d", (duration,))}
+            # Each tool's durations in an array (8 bytes a call, not a float object and its
+            # slot), after its name in a flat list: a run has a few tools, a dict is 3x bigger.
+            by_tool = acc.tool_durations
+            if by_tool is None:
+                acc.tool_durations = [share(tool, tool), array("d", (duration,))]
             else:
-                durations = durations_by_tool.get(tool)
-                if durations is None:
-                    durations_by_tool[share(tool, tool)] = array("d", (duration,))
+                try:
+                    at = by_tool.index(tool)  # names only match names: the arrays are never equal
+                except ValueError:
+                    by_tool += (share(tool, tool), array("d", (duration,)))
                 else:
-                    durations.append(duration)
+                    by_tool[at + 1].append(duration)
             args_hash = record.args_hash
             if type(args_hash) is str:
                 # A 64-bit hash, as for spans: a run's calls, not their id strings, are kept;
@@ -642,11 +645,23 @@ def _finish(
     # The run record counts errors as they happened (an exception once, however far it went;
     # a step body's own failure too): prefer it. Without one (a crash), count root causes.
     error_count = counted if type(counted) is int and counted >= 0 else root_causes
-    # (Sequence: ClickHouse gives lists.)
-    durations = (
-        cast("dict[str, Sequence[float]]", acc.tool_durations) if acc.tool_durations is not None else {}
+    by_tool = acc.tool_durations
+    durations: dict[str, list[float]] = (
+        {}
+        if by_tool is None
+        else by_tool
+        if isinstance(by_tool, dict)
+        else {tool: calls.tolist() for tool, calls in zip(by_tool[::2], by_tool[1::2], strict=True)}
     )
-    tools = acc.tools if acc.tools is not None else {tool: len(calls) for tool, calls in durations.items()}
+    tools: Mapping[str, int]
+    if acc.tools is not None:
+        tools = acc.tools
+    else:
+        counts = {tool: len(calls) for tool, calls in durations.items()}
+        # One read-only mapping for all runs with these counts: a dict a run is ~230 bytes.
+        tools = MappingProxyType(counts)
+        if shared is not None:
+            tools = shared.setdefault(("tools", *counts.items()), tools)
     acted = (
         tuple(dict.fromkeys([*([agent] if type(agent) is str else []), *(acc.agents or ())])),
         acc.no_usage,
@@ -847,6 +862,14 @@ def _cursor(runs: Sequence[Run], run_id: str, name: str) -> Run:
     )
 
 
+def _run_id(run: Run) -> str:
+    return run.run_id
+
+
+def _started(run: Run) -> datetime:
+    return run.started_at
+
+
 def _oldest_first(run: Run) -> tuple[datetime, str]:
     return run.started_at, run.run_id
 
@@ -962,7 +985,13 @@ def filter_runs(
         key: Callable[[Run], tuple[Any, ...]] = _fastest_first if ascending else _slowest_first
     else:
         key = _oldest_first
-    selected.sort(key=key, reverse=reverse)
+    if key is _oldest_first:
+        # The same order as by (started_at, run_id), from two stable sorts: no key tuple a run
+        # (tens of MB over a million runs).
+        selected.sort(key=_run_id, reverse=reverse)
+        selected.sort(key=_started, reverse=reverse)
+    else:
+        selected.sort(key=key, reverse=reverse)
     if after_run is not None:
         cut = key(after_run)
         selected = [r for r in selected if (key(r) < cut if reverse else key(r) > cut)]
@@ -1065,7 +1094,9 @@ def load(
                 runs.append(_finish(run_id, acc, read_run, pricer, shared))
         accumulators.clear()  # an emptied dict keeps its table (tens of MB) until cleared
         del shared
-        runs.sort(key=lambda r: (r.started_at, r.run_id))
+        # By (started_at, run_id), as two stable sorts: no key tuple a run.
+        runs.sort(key=_run_id)
+        runs.sort(key=_started)
         return RunSet(runs, sources, issues)
     finally:
         for file in held.values():

@@ -235,14 +235,14 @@ class ClickHouseRun(Run):
     so listing runs never moves them; ``diff`` and the report read them."""
 
     @property
-    def tool_durations_ms(self) -> dict[str, Sequence[float]]:
+    def tool_durations_ms(self) -> dict[str, list[float]]:
         fill = self.__dict__.get("_fill_durations")
         if fill is not None:
             fill()
-        return cast("dict[str, Sequence[float]]", self.__dict__["tool_durations_ms"])
+        return cast("dict[str, list[float]]", self.__dict__["tool_durations_ms"])
 
     @tool_durations_ms.setter
-    def tool_durations_ms(self, value: dict[str, Sequence[float]]) -> None:
+    def tool_durations_ms(self, value: dict[str, list[float]]) -> None:
         self.__dict__["tool_durations_ms"] = value
 
 
