@@ -13,10 +13,12 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from steptrace._pricing import Pricer, PricesSource
@@ -29,6 +31,7 @@ from steptrace.analysis._loading import (
     iter_records,
     iter_step_fields,
     max_line_bytes,
+    run_id_needle,
 )
 from steptrace.analysis._stats import percentile
 
@@ -212,7 +215,8 @@ class Run:
     input_tokens: int
     output_tokens: int
     error_count: int
-    tools: dict[str, int]
+    tools: Mapping[str, int]
+    """Tool name -> calls. Read-only from step logs: runs with the same counts share one."""
     repeated_call_count: int
     tool_durations_ms: dict[str, list[float]] = field(repr=False)
     _reader: Callable[[str], list[Record]] | None = field(default=None, repr=False, compare=False)
@@ -344,7 +348,11 @@ class Run:
 
 
 class _Accumulator:
-    """Running totals for one run while its records stream past."""
+    """Running totals for one run while its records stream past.
+
+    The containers start as None and are made on first use: most runs never fill some of them,
+    and a run's memory is what bounds a long log's (a million runs must fit in well under 1 GiB).
+    """
 
     __slots__ = (
         "agent",
@@ -374,9 +382,9 @@ class _Accumulator:
     )
 
     def __init__(self) -> None:
-        self.run_record: Record | None = None
+        self.run_record: Any = None  # the run record itself (StepFields, or a dict)
         self.agent: str | None = None
-        self.agents: dict[str, None] = {}
+        self.agents: tuple[str, ...] | None = None
         self.release: str | None = None
         self.service: str | None = None
         self.first_started = "~"  # sorts after any ISO timestamp
@@ -390,14 +398,20 @@ class _Accumulator:
         self.output_tokens = 0
         self.cache_read = 0
         self.cache_write = 0
-        self.errors: list[tuple[Any, Any]] = []
-        self.tools: dict[str, int] = {}
-        self.seen_calls: set[tuple[Any, Any]] = set()
+        self.errors: list[tuple[Any, Any]] | None = None
+        # None: counted from tool_durations at the end (each tool call adds one duration).
+        self.tools: dict[str, int] | None = None
+        self.seen_calls: array[int] | set[int] | None = None
         self.repeated = 0
-        self.tool_durations: dict[str, list[float]] = {}
+        # [tool, its durations, tool, ...] here; a dict from ClickHouse (filled on first read).
+        self.tool_durations: Any = None
         self.cost = 0.0
         self.priced = 0
         self.unpriced = 0
+
+
+# Distinct tool calls a run keeps in an array before a set (a linear search is quick this short).
+_FEW_CALLS = 32
 
 
 def _accumulate(
@@ -408,7 +422,8 @@ def _accumulate(
     deferred: list[StepFields] | None = None,
     pricer: Pricer | None = None,
 ) -> None:
-    """Fold records into ``runs``. The hot loop of ``steptrace runs``: keep it lean.
+    """Fold records into ``runs``. The hot loop of ``steptrace runs``: keep it lean (every
+    Python operation here runs once per record, millions of times).
 
     With ``seen`` (hashes of the spans counted so far), a record of a span already counted is
     dropped and counted in ``issue.duplicate_records``.
@@ -417,6 +432,10 @@ def _accumulate(
     """
     get_acc = runs.get
     price = pricer.price if pricer is not None else None
+    # One copy of each short text that many runs repeat (agent, release, tool names): a million
+    # runs would otherwise each hold their own.
+    shared: dict[str, str] = {}
+    share = shared.setdefault
     for record in records:
         run_id = record.run_id
         if type(run_id) is not str:  # counted as skipped by the reader
@@ -424,10 +443,11 @@ def _accumulate(
         acc = get_acc(run_id)
         if acc is None:
             acc = runs[run_id] = _Accumulator()
+        status = record.status
         if seen is not None:
             span_id = record.span_id
             if type(span_id) is str:
-                if record.status is None and deferred is not None:
+                if status is None and deferred is not None:
                     deferred.append(record)
                     continue
                 # A 64-bit hash, not the tuple: keeping a million id strings alive would double
@@ -447,66 +467,82 @@ def _accumulate(
         end = record.ts
         if type(end) is float and end > acc.last_end:
             acc.last_end = end
-        if record.status == "error":
+        if status == "error":
             span_id, parent = record.span_id, record.parent_span_id
-            acc.errors.append(
-                (span_id if type(span_id) is str else None, parent if type(parent) is str else None)
-            )
+            error = (span_id if type(span_id) is str else None, parent if type(parent) is str else None)
+            if acc.errors is None:
+                acc.errors = [error]
+            else:
+                acc.errors.append(error)
         kind = record.type
         if kind == "tool_call":
             acc.tool_calls += 1
             tool = record.tool
             if type(tool) is not str:
                 tool = str(record.name)
-            tools = acc.tools
-            tools[tool] = tools.get(tool, 0) + 1
             duration = record.duration_ms
-            durations = acc.tool_durations.get(tool)
-            if durations is None:
-                durations = acc.tool_durations[tool] = []
-            durations.append(
-                duration if type(duration) is float else float(duration) if type(duration) is int else 0.0
-            )
+            if type(duration) is not float:
+                duration = float(duration) if type(duration) is int else 0.0
+            # Each tool's durations in an array (8 bytes a call, not a float object and its
+            # slot), after its name in a flat list: a run has a few tools, a dict is 3x bigger.
+            by_tool = acc.tool_durations
+            if by_tool is None:
+                acc.tool_durations = [share(tool, tool), array("d", (duration,))]
+            else:
+                try:
+                    at = by_tool.index(tool)  # names only match names: the arrays are never equal
+                except ValueError:
+                    by_tool += (share(tool, tool), array("d", (duration,)))
+                else:
+                    by_tool[at + 1].append(duration)
             args_hash = record.args_hash
             if type(args_hash) is str:
-                key = (tool, args_hash)
-                if key in acc.seen_calls:
+                # A 64-bit hash, as for spans: a run's calls, not their id strings, are kept;
+                # in an array while few (a set of 6 costs ~900 bytes a run, the array ~100).
+                key = hash((tool, args_hash))
+                calls = acc.seen_calls
+                if calls is None:
+                    acc.seen_calls = array("q", (key,))
+                elif key in calls:
                     acc.repeated += 1
+                elif isinstance(calls, set):
+                    calls.add(key)
                 else:
-                    acc.seen_calls.add(key)
+                    calls.append(key)
+                    if len(calls) > _FEW_CALLS:
+                        acc.seen_calls = set(calls)
         elif kind == "llm_call":
             acc.llm_calls += 1
-            tokens = record.input_tokens
-            known = type(tokens) is int
+            inputs = record.input_tokens
+            known = type(inputs) is int
             if known:
-                acc.input_tokens += tokens
-            tokens = record.output_tokens
-            if type(tokens) is int:
-                acc.output_tokens += tokens
-            elif not known and record.status != "error":  # answered, no usage: unknown, never 0
+                acc.input_tokens += inputs
+            outputs = record.output_tokens
+            if type(outputs) is int:
+                acc.output_tokens += outputs
+            elif not known and status != "error":  # answered, no usage: unknown, never 0
                 acc.no_usage += 1
-            cached = record.cache_read_input_tokens
-            if type(cached) is int:
-                acc.cache_read += cached
-            cached = record.cache_creation_input_tokens
-            if type(cached) is int:
-                acc.cache_write += cached
-            cost = (
-                0.0  # served by a rerun from its recording: not paid
-                if record.served is True
-                else price(
+            cache_read = record.cache_read_input_tokens
+            if type(cache_read) is int:
+                acc.cache_read += cache_read
+            cache_write = record.cache_creation_input_tokens
+            if type(cache_write) is int:
+                acc.cache_write += cache_write
+            if record.served is True:
+                cost: float | None = 0.0  # served by a rerun from its recording: not paid
+            elif price is None:
+                cost = None
+            else:
+                cost = price(
                     record.provider,
                     record.model or record.request_model,
-                    record.input_tokens,
-                    tokens,
-                    record.cache_read_input_tokens,
-                    record.cache_creation_input_tokens,
+                    inputs,
+                    outputs,
+                    cache_read,
+                    cache_write,
                     record.reasoning_tokens,
-                    record.started_at if type(record.started_at) is str else None,
+                    started if type(started) is str else None,
                 )
-                if price is not None
-                else None
-            )
             if cost is None:
                 acc.unpriced += 1
             else:
@@ -515,25 +551,37 @@ def _accumulate(
         elif kind == "agent_step":
             acc.steps += 1
             # Steps name the agent too, so a crashed run (no run record) still has one.
-            if type(record.agent) is str:
-                acc.agents[record.agent] = None  # in the order they first acted
+            agent = record.agent
+            if type(agent) is str:
+                # In the order they first acted; a tuple, as a run has few (a dict is 4x bigger).
+                agents = acc.agents
+                if agents is None:
+                    acc.agents = (share(agent, agent),)
+                elif agent not in agents:
+                    acc.agents = (*agents, share(agent, agent))
                 if acc.agent is None:
-                    acc.agent = record.agent
+                    acc.agent = share(agent, agent)
             if acc.release is None and type(record.release) is str:
-                acc.release = record.release
+                acc.release = share(record.release, record.release)
         elif kind == "run":
-            acc.run_record = {
-                "agent": record.agent,
-                "release": record.release,
-                "service": record.service,
-                "stop_reason": record.stop_reason,
-                "started_at": record.started_at,
-                "duration_ms": record.duration_ms,
-                "conversation_id": record.conversation_id,
-                "failed": record.status == "error",
-                "errors": record.errors,
-                "rerun_of": record.rerun_of,
-            }
+            agent, release, service, stop_reason = (
+                record.agent,
+                record.release,
+                record.service,
+                record.stop_reason,
+            )
+            acc.run_record = (
+                share(agent, agent) if type(agent) is str else agent,
+                share(release, release) if type(release) is str else release,
+                share(service, service) if type(service) is str else service,
+                share(stop_reason, stop_reason) if type(stop_reason) is str else stop_reason,
+                started,
+                record.duration_ms,
+                record.conversation_id,
+                status == "error",
+                record.errors,
+                record.rerun_of,
+            )
         elif kind == "span":
             # A crashed run has no run record; a foreign span may still name the agent.
             attributes = record.attributes
@@ -550,15 +598,30 @@ def _finish(
     acc: _Accumulator,
     reader: Callable[[str], list[Record]] | None,
     pricer: Pricer | None = None,
+    shared: dict[Any, Any] | None = None,
 ) -> Run:
+    """The run ``acc`` aggregated. ``shared``: equal immutable values already made for other
+    runs (most runs of a log have the same agents), to keep one of each."""
     head = acc.run_record
+    conversation_id = rerun_of = counted = None
+    run_failed = False
     if head is not None:
-        started_text = head["started_at"]
+        # The run record's fields, as _accumulate keeps them.
+        (
+            agent,
+            release,
+            service,
+            stop_reason,
+            started_text,
+            duration,
+            conversation_id,
+            run_failed,
+            counted,
+            rerun_of,
+        ) = head
         if type(started_text) is not str:
             started_text = acc.first_started
-        agent, release, service = head["agent"], head["release"], head["service"]
-        stop_reason = head["stop_reason"] or "unknown"
-        duration = head["duration_ms"]
+        stop_reason = stop_reason or "unknown"
     else:
         started_text = acc.first_started
         agent, release, service = acc.agent, acc.release, acc.service
@@ -581,8 +644,28 @@ def _finish(
         root_causes = sum(1 for span_id, _ in acc.errors if span_id not in failed_parents)
     # The run record counts errors as they happened (an exception once, however far it went;
     # a step body's own failure too): prefer it. Without one (a crash), count root causes.
-    counted = head["errors"] if head is not None else None
     error_count = counted if type(counted) is int and counted >= 0 else root_causes
+    by_tool = acc.tool_durations
+    durations: dict[str, list[float]] = (
+        {}
+        if by_tool is None
+        else by_tool
+        if isinstance(by_tool, dict)
+        else {tool: calls.tolist() for tool, calls in zip(by_tool[::2], by_tool[1::2], strict=True)}
+    )
+    tools: Mapping[str, int]
+    if acc.tools is not None:
+        tools = acc.tools
+    else:
+        counts = {tool: len(calls) for tool, calls in durations.items()}
+        # One read-only mapping for all runs with these counts: a dict a run is ~230 bytes.
+        tools = MappingProxyType(counts)
+        if shared is not None:
+            tools = shared.setdefault(("tools", *counts.items()), tools)
+    acted = (
+        tuple(dict.fromkeys([*([agent] if type(agent) is str else []), *(acc.agents or ())])),
+        acc.no_usage,
+    )
     return Run(
         run_id,
         agent if agent is None or type(agent) is str else str(agent),
@@ -599,27 +682,20 @@ def _finish(
         acc.input_tokens,
         acc.output_tokens,
         error_count,
-        acc.tools,
+        tools,
         acc.repeated,
-        acc.tool_durations,
+        durations,
         reader,
-        conversation_id=_text(head["conversation_id"]) if head is not None else None,
-        run_failed=bool(head is not None and head["failed"]),
+        conversation_id=_text(conversation_id),
+        run_failed=run_failed,
         cost_usd=acc.cost if acc.priced else None,
         unpriced_llm_calls=acc.unpriced,
         _pricer=pricer,
         cache_read_input_tokens=acc.cache_read,
         cache_creation_input_tokens=acc.cache_write,
-        rerun_of=_text(head["rerun_of"]) if head is not None else None,
-        _acted=(tuple(dict.fromkeys([*([agent] if type(agent) is str else []), *acc.agents])), acc.no_usage),
+        rerun_of=_text(rerun_of),
+        _acted=acted if shared is None else shared.setdefault(acted, acted),
     )
-
-
-def _needle(run_id: str) -> bytes | None:
-    """Bytes every line of this run contains verbatim, when JSON writes the id unescaped."""
-    if run_id.isascii() and run_id.isprintable() and '"' not in run_id and "\\" not in run_id:
-        return run_id.encode("ascii")
-    return None
 
 
 class RunSet:
@@ -786,6 +862,14 @@ def _cursor(runs: Sequence[Run], run_id: str, name: str) -> Run:
     )
 
 
+def _run_id(run: Run) -> str:
+    return run.run_id
+
+
+def _started(run: Run) -> datetime:
+    return run.started_at
+
+
 def _oldest_first(run: Run) -> tuple[datetime, str]:
     return run.started_at, run.run_id
 
@@ -901,7 +985,13 @@ def filter_runs(
         key: Callable[[Run], tuple[Any, ...]] = _fastest_first if ascending else _slowest_first
     else:
         key = _oldest_first
-    selected.sort(key=key, reverse=reverse)
+    if key is _oldest_first:
+        # The same order as by (started_at, run_id), from two stable sorts: no key tuple a run
+        # (tens of MB over a million runs).
+        selected.sort(key=_run_id, reverse=reverse)
+        selected.sort(key=_started, reverse=reverse)
+    else:
+        selected.sort(key=key, reverse=reverse)
     if after_run is not None:
         cut = key(after_run)
         selected = [r for r in selected if (key(r) < cut if reverse else key(r) > cut)]
@@ -920,6 +1010,7 @@ def load(
     progress: ProgressCallback | None = None,
     dedupe_single_file: bool = False,
     prices: PricesSource | Pricer | None = None,
+    run_id_prefix: str | None = None,
 ) -> RunSet:
     """Read step logs: files, directories, globs; ``.jsonl``, ``.jsonl.gz`` and OTLP JSON.
 
@@ -937,6 +1028,10 @@ def load(
     million tokens with genai-prices' field names, see :func:`read_prices`) adds or overrides
     prices. A bad prices file raises :class:`PricesError` (a :class:`LogError`).
 
+    ``run_id_prefix``: only the runs whose id starts with it, each exactly as a full load makes
+    it; lines that cannot hold one are skipped undecoded (``steptrace summary RUN`` reads one
+    run in a fraction of the time), so ``issues`` cover only the lines read.
+
     >>> runs = load("steptrace-logs")  # doctest: +SKIP
     >>> failing = runs.runs(stop_reason="error")  # doctest: +SKIP
     """
@@ -946,7 +1041,7 @@ def load(
     issues = [LoadIssue(path) for path in sources]
 
     def read_run(run_id: str) -> list[Record]:
-        needle = _needle(run_id)
+        needle = run_id_needle(run_id)
         return most_complete_copies(
             record
             for source in sources
@@ -954,6 +1049,7 @@ def load(
             if record.get("run_id") == run_id
         )
 
+    needle = run_id_needle(run_id_prefix) if run_id_prefix is not None else None
     accumulators: dict[str, _Accumulator] = {}
     cut_copies: list[tuple[LoadIssue, list[StepFields]]] = []
     # A span reaches several files (step log and spill file, archives, OTLP JSON), never one
@@ -976,7 +1072,9 @@ def load(
                     progress(base + position)
 
             deferred: list[StepFields] = []
-            records = iter_step_fields(source, issue, progress=file_progress, file=held.pop(source, None))
+            records = iter_step_fields(
+                source, issue, progress=file_progress, file=held.pop(source, None), needle=needle
+            )
             _accumulate(records, accumulators, issue, seen, deferred, pricer)
             if deferred:
                 cut_copies.append((issue, deferred))
@@ -985,11 +1083,20 @@ def load(
                     done += source.stat().st_size
         for issue, deferred in cut_copies:
             _accumulate(deferred, accumulators, issue, seen, pricer=pricer)
-        runs = [_finish(run_id, acc, read_run, pricer) for run_id, acc in accumulators.items()]
-        # Free the accumulators (and sort) before the collector is back: its first pass then
-        # scans far fewer objects.
-        accumulators.clear()
-        runs.sort(key=lambda r: (r.started_at, r.run_id))
+        # Each accumulator freed as its run is made: the peak holds one of the two per run.
+        # (The sort below orders the runs; the order they are made in does not matter.)
+        runs: list[Run] = []
+        shared: dict[Any, Any] = {}
+        while accumulators:
+            run_id, acc = accumulators.popitem()
+            # A run whose lines merely mention the prefix was read in part: not one of those asked for.
+            if run_id_prefix is None or run_id.startswith(run_id_prefix):
+                runs.append(_finish(run_id, acc, read_run, pricer, shared))
+        accumulators.clear()  # an emptied dict keeps its table (tens of MB) until cleared
+        del shared
+        # By (started_at, run_id), as two stable sorts: no key tuple a run.
+        runs.sort(key=_run_id)
+        runs.sort(key=_started)
         return RunSet(runs, sources, issues)
     finally:
         for file in held.values():

@@ -155,7 +155,7 @@ class RunDecoder:
         acc.errors = [(str(span_id), str(parent) or None) for span_id, parent in pairs]
         acc.repeated = int(repeated_calls)
         acc.agent = str(step_agent) if has_step_agent else None
-        acc.agents = {str(name): None for name in step_agents}
+        acc.agents = tuple(dict.fromkeys(str(name) for name in step_agents))
         acc.release = str(step_release) if has_step_release else None
         acc.tools = {str(tool): int(count) for tool, count in map(fields, tools)}
         acc.tool_durations = {}  # read on first use: ClickHouseRun.tool_durations_ms
