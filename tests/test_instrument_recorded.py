@@ -13,7 +13,6 @@ import asyncio
 import base64
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -27,25 +26,12 @@ import steptrace
 from steptrace import _attributes as A
 from steptrace.testing import Capture
 
-RECORDED = Path(__file__).parent / "recorded"
 # The recorded requests name the models they were recorded with, which some SDK releases warn are
 # deprecated; anthropic 0.x warns on beta.messages.parse(output_format=...), which it still takes.
 pytestmark = [
     pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning"),
     pytest.mark.filterwarnings("ignore:The 'output_format' parameter is deprecated:DeprecationWarning"),
 ]
-
-
-def recorded(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((RECORDED / name).read_text(encoding="utf-8"))
-    return data
-
-
-def reply(entry: dict[str, Any]) -> F.Canned:
-    """The recorded body, as the API sent it: JSON, or the server-sent events' text."""
-    if "response_sse" in entry:
-        return F.sse_reply([entry["response_sse"].encode("utf-8")])
-    return F.json_reply(entry["response"])
 
 
 def sse_events(entry: dict[str, Any]) -> list[dict[str, Any]]:
@@ -55,11 +41,6 @@ def sse_events(entry: dict[str, Any]) -> list[dict[str, Any]]:
         if line.startswith("data: ") and line != "data: [DONE]":
             events.append(json.loads(line[len("data: ") :]))
     return events
-
-
-def call_of(entry: dict[str, Any], *drop: str) -> dict[str, Any]:
-    """The recorded request body as the SDK method's keyword arguments."""
-    return {key: value for key, value in entry["request"].items() if key not in {"stream", *drop}}
 
 
 @pytest.fixture(autouse=True)
@@ -84,12 +65,12 @@ def records_of(capture: Capture, kind: str) -> list[dict[str, Any]]:
 
 
 def served(entry: dict[str, Any], times: int = 1) -> F.FakeServer:
-    return F.FakeServer(F.Script(*(reply(entry) for _ in range(times))))
+    return F.FakeServer(F.Script(*(F.recorded_reply(entry) for _ in range(times))))
 
 
 # --- openai: the legacy functions= / function_call chat API --------------------------------------
-FUNCTION_CALL = recorded("openai_chat_function_call.json")
-FUNCTION_CALL_STREAM = recorded("openai_chat_function_call_stream.json")
+FUNCTION_CALL = F.recorded("openai_chat_function_call.json")
+FUNCTION_CALL_STREAM = F.recorded("openai_chat_function_call_stream.json")
 
 
 def test_legacy_function_call_is_a_tool_call_without_an_id(steptrace_capture: Capture) -> None:
@@ -100,7 +81,7 @@ def test_legacy_function_call_is_a_tool_call_without_an_id(steptrace_capture: Ca
     function = choice["message"]["function_call"]
     with served(FUNCTION_CALL) as server, steptrace.agent_run(agent="legacy-functions"):
         client = openai.OpenAI(api_key=F.API_KEY, base_url=server.url("/v1"), max_retries=0)
-        completion = client.chat.completions.create(**call_of(FUNCTION_CALL))
+        completion = client.chat.completions.create(**F.recorded_call(FUNCTION_CALL))
         client.close()
     assert completion.choices[0].message.function_call is not None
     got = only_llm_span(steptrace_capture)
@@ -135,7 +116,7 @@ def test_legacy_function_call_in_the_history_is_read_back(steptrace_capture: Cap
     ]
     with served(FUNCTION_CALL) as server:
         client = openai.OpenAI(api_key=F.API_KEY, base_url=server.url("/v1"), max_retries=0)
-        client.chat.completions.create(**call_of(FUNCTION_CALL, "messages"), messages=history)
+        client.chat.completions.create(**F.recorded_call(FUNCTION_CALL, "messages"), messages=history)
         client.close()
     messages = json.loads(only_llm_span(steptrace_capture)[A.GEN_AI_INPUT_MESSAGES])
     assert messages[1]["parts"] == [
@@ -155,7 +136,7 @@ def test_async_legacy_function_call(steptrace_capture: Capture) -> None:
 
     async def call(url: str) -> None:
         async with openai.AsyncOpenAI(api_key=F.API_KEY, base_url=url, max_retries=0) as client:
-            await client.chat.completions.create(**call_of(FUNCTION_CALL))
+            await client.chat.completions.create(**F.recorded_call(FUNCTION_CALL))
 
     with served(FUNCTION_CALL) as server:
         asyncio.run(call(server.url("/v1")))
@@ -185,8 +166,8 @@ def test_streamed_legacy_function_call(steptrace_capture: Capture, is_async: boo
 
     async def call_async(url: str) -> None:
         async with openai.AsyncOpenAI(api_key=F.API_KEY, base_url=url, max_retries=0) as client:
-            stream = await client.chat.completions.create(**call_of(FUNCTION_CALL_STREAM), stream=True)
-            async for _chunk in stream:
+            call = F.recorded_call(FUNCTION_CALL_STREAM)
+            async for _chunk in await client.chat.completions.create(**call, stream=True):
                 pass
 
     with served(FUNCTION_CALL_STREAM) as server, steptrace.agent_run(agent="legacy-functions"):
@@ -194,7 +175,8 @@ def test_streamed_legacy_function_call(steptrace_capture: Capture, is_async: boo
             asyncio.run(call_async(server.url("/v1")))
         else:
             client = openai.OpenAI(api_key=F.API_KEY, base_url=server.url("/v1"), max_retries=0)
-            for _chunk in client.chat.completions.create(**call_of(FUNCTION_CALL_STREAM), stream=True):
+            call = F.recorded_call(FUNCTION_CALL_STREAM)
+            for _chunk in client.chat.completions.create(**call, stream=True):
                 pass
             client.close()
     got = only_llm_span(steptrace_capture)
@@ -215,7 +197,7 @@ def test_streamed_legacy_function_call(steptrace_capture: Capture, is_async: boo
 
 
 # --- openai: embeddings as base64 -----------------------------------------------------------------
-EMBEDDINGS = recorded("openai_embeddings_base64.json")
+EMBEDDINGS = F.recorded("openai_embeddings_base64.json")
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
@@ -246,8 +228,8 @@ def test_base64_embeddings_count_their_dimensions(steptrace_capture: Capture, is
 
 
 # --- anthropic: beta.messages ---------------------------------------------------------------------
-BETA_TOOL_USE = recorded("anthropic_beta_tool_use.json")
-BETA_STREAM = recorded("anthropic_beta_stream.json")
+BETA_TOOL_USE = F.recorded("anthropic_beta_tool_use.json")
+BETA_STREAM = F.recorded("anthropic_beta_stream.json")
 
 
 def anthropic_input_tokens(usage: dict[str, Any]) -> int:
@@ -268,14 +250,14 @@ def test_beta_messages_create_is_traced_and_counted(steptrace_capture: Capture, 
 
     async def call_async(url: str) -> Any:
         async with anthropic.AsyncAnthropic(api_key=F.API_KEY, base_url=url, max_retries=0) as client:
-            return await client.beta.messages.create(**call_of(BETA_TOOL_USE))
+            return await client.beta.messages.create(**F.recorded_call(BETA_TOOL_USE))
 
     with served(BETA_TOOL_USE) as server, steptrace.agent_run(agent="beta"):
         if is_async:
             message = asyncio.run(call_async(server.url()))
         else:
             client = anthropic.Anthropic(api_key=F.API_KEY, base_url=server.url(), max_retries=0)
-            message = client.beta.messages.create(**call_of(BETA_TOOL_USE))
+            message = client.beta.messages.create(**F.recorded_call(BETA_TOOL_USE))
             client.close()
     assert type(message).__name__ == "BetaMessage"
     got = only_llm_span(steptrace_capture)
@@ -337,7 +319,7 @@ def test_beta_messages_stream_helper(steptrace_capture: Capture) -> None:
     text, usage, _stop = streamed_message(BETA_STREAM)
     with served(BETA_STREAM) as server, steptrace.agent_run(agent="beta-stream"):
         client = anthropic.Anthropic(api_key=F.API_KEY, base_url=server.url(), max_retries=0)
-        with client.beta.messages.stream(**call_of(BETA_STREAM)) as stream:
+        with client.beta.messages.stream(**F.recorded_call(BETA_STREAM)) as stream:
             assert type(stream).__name__ == "BetaMessageStream"
             assert "".join(stream.text_stream) == text
             final = stream.get_final_message()
@@ -352,7 +334,7 @@ def test_async_beta_messages_stream_helper(steptrace_capture: Capture) -> None:
 
     async def call(url: str) -> str:
         async with anthropic.AsyncAnthropic(api_key=F.API_KEY, base_url=url, max_retries=0) as client:
-            async with client.beta.messages.stream(**call_of(BETA_STREAM)) as stream:
+            async with client.beta.messages.stream(**F.recorded_call(BETA_STREAM)) as stream:
                 assert type(stream).__name__ == "BetaAsyncMessageStream"
                 return "".join([piece async for piece in stream.text_stream])
 
@@ -367,7 +349,8 @@ def test_beta_messages_create_stream_true(steptrace_capture: Capture, is_async: 
 
     async def call_async(url: str) -> None:
         async with anthropic.AsyncAnthropic(api_key=F.API_KEY, base_url=url, max_retries=0) as client:
-            async for _event in await client.beta.messages.create(**call_of(BETA_STREAM), stream=True):
+            call = F.recorded_call(BETA_STREAM)
+            async for _event in await client.beta.messages.create(**call, stream=True):
                 pass
 
     with served(BETA_STREAM) as server, steptrace.agent_run(agent="beta-stream"):
@@ -375,14 +358,14 @@ def test_beta_messages_create_stream_true(steptrace_capture: Capture, is_async: 
             asyncio.run(call_async(server.url()))
         else:
             client = anthropic.Anthropic(api_key=F.API_KEY, base_url=server.url(), max_retries=0)
-            for _event in client.beta.messages.create(**call_of(BETA_STREAM), stream=True):
+            for _event in client.beta.messages.create(**F.recorded_call(BETA_STREAM), stream=True):
                 pass
             client.close()
     assert_streamed_message(steptrace_capture, BETA_STREAM)
 
 
 # --- anthropic: structured outputs (parse) ---------------------------------------------------------
-STRUCTURED = recorded("anthropic_structured_output.json")
+STRUCTURED = F.recorded("anthropic_structured_output.json")
 
 
 class Joke(BaseModel):
@@ -400,7 +383,7 @@ def test_parse_is_traced_once_with_its_tokens(
     go through create)."""
     response = STRUCTURED["response"]
     expected = Joke.model_validate_json(response["content"][0]["text"])
-    call = call_of(STRUCTURED, "output_format")
+    call = F.recorded_call(STRUCTURED, "output_format")
 
     def parse_of(client: Any) -> Any:
         owner = client.beta.messages if resource == "beta.messages" else client.messages
@@ -434,7 +417,7 @@ def test_uninstrument_restores_beta_and_parse(steptrace_capture: Capture) -> Non
     steptrace.uninstrument_anthropic()
     with served(BETA_TOOL_USE) as server:
         client = anthropic.Anthropic(api_key=F.API_KEY, base_url=server.url(), max_retries=0)
-        client.beta.messages.create(**call_of(BETA_TOOL_USE))
+        client.beta.messages.create(**F.recorded_call(BETA_TOOL_USE))
         client.close()
     assert steptrace_capture.spans_named(A.SPAN_LLM_REQUEST) == []
     steptrace.instrument_anthropic()
@@ -446,7 +429,7 @@ def test_one_client_instrumented_traces_its_beta_messages(steptrace_capture: Cap
     with served(BETA_TOOL_USE) as server:
         client = anthropic.Anthropic(api_key=F.API_KEY, base_url=server.url(), max_retries=0)
         steptrace.instrument_anthropic(client)
-        client.beta.messages.create(**call_of(BETA_TOOL_USE))
+        client.beta.messages.create(**F.recorded_call(BETA_TOOL_USE))
         steptrace.uninstrument_anthropic(client)
         client.close()
     got = only_llm_span(steptrace_capture)

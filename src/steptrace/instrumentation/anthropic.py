@@ -12,6 +12,7 @@ has it. ``anthropic`` is imported only when instrumenting.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -299,7 +300,10 @@ class _AsyncStreamManagerProxy(wrapt.ObjectProxy[Any]):
         )
         if call is None:
             return await self.__wrapped__.__aenter__()
-        return await invoke_async(call, self.__wrapped__.__aenter__, (), {})
+        try:
+            return await invoke_async(call, self.__wrapped__.__aenter__, (), {})
+        finally:
+            _close_unsent_request(self.__wrapped__)
 
     async def __aexit__(
         self,
@@ -308,6 +312,16 @@ class _AsyncStreamManagerProxy(wrapt.ObjectProxy[Any]):
         traceback: TracebackType | None,
     ) -> None:
         await self.__wrapped__.__aexit__(exc_type, exc, traceback)
+
+
+def _close_unsent_request(manager: Any) -> None:
+    """``AsyncMessageStreamManager`` holds its request as a coroutine made by ``stream(...)``; a
+    rerun that serves the stream from its recording never awaits it: close it, so Python does not
+    warn that it was never awaited (an entered manager awaited it already)."""
+    with internal_errors("instrumentation.stream_request"):
+        for value in vars(manager).values():
+            if inspect.iscoroutine(value) and inspect.getcoroutinestate(value) == inspect.CORO_CREATED:
+                value.close()
 
 
 def _stream_wrapper(source: ConfigSource, is_async: bool, helper_module: str) -> Callable[..., Any]:
