@@ -24,6 +24,7 @@ from pydantic import BaseModel
 import sdk_fakes as F
 import steptrace
 from steptrace import _attributes as A
+from steptrace.analysis._transcript import item_line, transcript
 from steptrace.testing import Capture
 
 # The recorded requests name the models they were recorded with, which some SDK releases warn are
@@ -114,7 +115,7 @@ def test_legacy_function_call_in_the_history_is_read_back(steptrace_capture: Cap
         {"role": "assistant", "content": None, "function_call": function},
         {"role": "function", "name": function["name"], "content": '{"temperature": 22}'},
     ]
-    with served(FUNCTION_CALL) as server:
+    with served(FUNCTION_CALL) as server, steptrace.agent_run(agent="legacy-functions"):
         client = openai.OpenAI(api_key=F.API_KEY, base_url=server.url("/v1"), max_retries=0)
         client.chat.completions.create(**F.recorded_call(FUNCTION_CALL, "messages"), messages=history)
         client.close()
@@ -128,6 +129,13 @@ def test_legacy_function_call_in_the_history_is_read_back(steptrace_capture: Cap
             {"type": "tool_call_response", "name": function["name"], "response": '{"temperature": 22}'}
         ],
     }
+    # What steptrace view / debug show of the call: the result answers the function by its name.
+    [record] = records_of(steptrace_capture, "llm_call")
+    turns = transcript(record)
+    assert turns is not None
+    lines = [item_line(item) for turn in turns for item in turn.items]
+    assert f'← {function["name"]} [no id]: {{"temperature": 22}}' in lines
+    assert f"→ {function['name']}({function['arguments']}) [no id]" in lines
 
 
 def test_async_legacy_function_call(steptrace_capture: Capture) -> None:
