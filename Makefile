@@ -39,7 +39,8 @@ $(BACKENDS_STAMP): $(PHOENIX_PINS)
 
 # The SDK instrumentation tests again on every older major the extras admit (.venv has the newest):
 # one small venv per pair of pinned majors, against the same local fakes. The stamp names the pins.
-SDK_TESTS := tests/test_instrument_openai.py tests/test_instrument_openai_surface.py tests/test_instrument_anthropic.py
+SDK_TESTS := tests/test_instrument_openai.py tests/test_instrument_openai_surface.py tests/test_instrument_anthropic.py \
+	tests/test_instrument_recorded.py
 SDK_OLD1 := .venv-sdk-openai1-anthropic0
 SDK_OLD1_PINS := openai==1.109.1 anthropic==0.125.0
 SDK_OLD2 := .venv-sdk-openai2-anthropic1

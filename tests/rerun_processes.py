@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 import sdk_fakes as F
 import steptrace
 
@@ -91,6 +93,52 @@ def anthropic_messages(url: str | None) -> Any:
                 messages=[{"role": "user", "content": "Capital of France?"}],
             )
         return reply.content[0].text  # type: ignore[union-attr]
+
+
+class Joke(BaseModel):
+    """A structured answer (messages.parse): a rerun rebuilds ParsedMessage[Joke] in a new process."""
+
+    joke: str
+    rating: int
+
+
+def anthropic_beta_and_parse(url: str | None) -> Any:
+    """beta.messages.create, beta.messages.stream (sync and async) and messages.parse /
+    beta.messages.parse, over responses recorded from the real API: served back with the types
+    the SDK returns (the answer holds their class names)."""
+    import anthropic
+
+    steptrace.instrument_anthropic()
+    tool_use = F.recorded("anthropic_beta_tool_use.json")
+    stream = F.recorded("anthropic_beta_stream.json")
+    structured = F.recorded("anthropic_structured_output.json")
+    replies = (tool_use, stream, stream, structured, structured)
+    script = F.Script(*(F.recorded_reply(entry) for entry in replies))
+    answer: list[Any] = []
+    with _serving(script, url) as base:
+        client = anthropic.Anthropic(api_key=F.API_KEY, base_url=base, max_retries=0)
+        with steptrace.agent_run(agent="an-beta"):
+            message = client.beta.messages.create(**F.recorded_call(tool_use))
+            answer += [type(message).__name__, message.content[0].name]  # type: ignore[union-attr]
+            with client.beta.messages.stream(**F.recorded_call(stream)) as events:
+                text = "".join(events.text_stream)
+                final = events.get_final_message()
+            answer += [type(events).__name__, text, type(final).__name__, final.usage.output_tokens]
+
+            async def streamed() -> list[Any]:
+                options = {"api_key": F.API_KEY, "base_url": base, "max_retries": 0}
+                async with anthropic.AsyncAnthropic(**options) as aclient:  # type: ignore[arg-type]
+                    async with aclient.beta.messages.stream(**F.recorded_call(stream)) as events:
+                        return [type(events).__name__, "".join([piece async for piece in events.text_stream])]
+
+            answer += asyncio.run(streamed())
+            call = F.recorded_call(structured, "output_format")
+            for parse in (client.messages.parse, client.beta.messages.parse):
+                parsed = parse(**call, output_format=Joke)
+                output = parsed.parsed_output
+                answer += [type(parsed).__name__, type(output).__name__]
+                answer.append(output.model_dump() if output is not None else None)
+    return answer
 
 
 def google_genai(url: str | None) -> Any:
@@ -255,6 +303,7 @@ SCENARIOS: dict[str, Callable[[str | None], Any]] = {
     "decorators": decorators,
     "openai": openai_chat,
     "anthropic": anthropic_messages,
+    "anthropic_beta_and_parse": anthropic_beta_and_parse,
     "google_genai": google_genai,
     "agents_sdk": agents_sdk,
     "agents_sdk_streamed": lambda url: agents_sdk(url, streamed=True),

@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -321,6 +322,28 @@ def responses_sse(events: Sequence[dict[str, Any]]) -> list[bytes]:
 
 def anthropic_sse(events: Sequence[dict[str, Any]]) -> list[bytes]:
     return sse_chunks(events, named=True, done=False)
+
+
+# --- responses recorded from the real APIs (tests/recorded/, sources in its README) ---------------
+RECORDED = Path(__file__).parent / "recorded"
+
+
+def recorded(name: str) -> dict[str, Any]:
+    """One recorded call: ``request`` (its body) and ``response`` (JSON) or ``response_sse``."""
+    data: dict[str, Any] = json.loads((RECORDED / name).read_text(encoding="utf-8"))
+    return data
+
+
+def recorded_reply(entry: dict[str, Any]) -> Canned:
+    """The recorded body, as the API sent it: JSON, or the server-sent events' text."""
+    if "response_sse" in entry:
+        return sse_reply([entry["response_sse"].encode("utf-8")])
+    return json_reply(entry["response"])
+
+
+def recorded_call(entry: dict[str, Any], *drop: str) -> dict[str, Any]:
+    """The recorded request body as the SDK method's keyword arguments (without ``stream``)."""
+    return {key: value for key, value in entry["request"].items() if key not in {"stream", *drop}}
 
 
 # --- transports --------------------------------------------------------------------------------

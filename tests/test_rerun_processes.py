@@ -40,7 +40,16 @@ def record_then_rerun(scenario: str, log: Path) -> tuple[dict[str, Any], dict[st
 
 
 @pytest.mark.parametrize(
-    "scenario", ["decorators", "openai", "anthropic", "google_genai", "agents_sdk", "agents_sdk_streamed"]
+    "scenario",
+    [
+        "decorators",
+        "openai",
+        "anthropic",
+        "anthropic_beta_and_parse",
+        "google_genai",
+        "agents_sdk",
+        "agents_sdk_streamed",
+    ],
 )
 def test_an_unchanged_agent_reproduces_in_a_new_process(scenario: str, tmp_path: Path) -> None:
     """Every rerun in a new process diverged at model call 1 (a client's repr holds its address)."""

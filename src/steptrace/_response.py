@@ -132,6 +132,10 @@ def _parse_chat(response: Any, usage: Any, parsed: ParsedResponse) -> None:
         for call in field_of(message, "tool_calls") or ():
             function = field_of(call, "function")
             parsed.tool_calls.append({"name": field_of(function, "name"), "id": field_of(call, "id")})
+        legacy = field_of(message, "function_call")
+        if legacy is not None:
+            # The deprecated ``functions=`` API names one function and gives no call id.
+            parsed.tool_calls.append({"name": field_of(legacy, "name"), "id": None})
     if parsed.finish_reasons:
         parsed.stop_reason = normalize_stop_reason(parsed.finish_reasons[0])
     if usage is not None:

@@ -66,6 +66,8 @@ def _items(parts: Any, names: dict[str, str]) -> list[Item]:
             out.append(Item("tool_call", _text(part.get("arguments", "")), name, call_id))
         elif kind == "tool_call_response":
             answered = names.get(call_id) if call_id is not None else None
+            if answered is None and isinstance(part.get("name"), str):  # a legacy function result
+                answered = part["name"]
             out.append(Item("tool_result", _text(part.get("response")), answered, call_id))
         else:
             out.append(Item("other", _text(part)))

@@ -1,14 +1,18 @@
-"""Instrumentation of the ``anthropic`` SDK: ``messages.create`` and ``messages.stream``.
+"""Instrumentation of the ``anthropic`` SDK: ``messages.create``/``stream``/``parse`` and the same
+three of ``beta.messages``.
 
     steptrace.instrument_anthropic()          # every client
     steptrace.instrument_anthropic(client)    # one client instance
 
 Sync and async; ``create(stream=True)`` and the ``stream(...)`` context managers, including
-``get_final_message()`` and ``text_stream``. ``anthropic`` is imported only when instrumenting.
+``get_final_message()`` and ``text_stream``; ``parse`` (structured outputs) where the installed SDK
+has it. ``anthropic`` is imported only when instrumenting.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -206,8 +210,13 @@ STREAM = Endpoint(
 
 # --- messages.stream(...): the request is sent when the manager is entered ---------------------
 class _MessageStreamCall(Call):
-    """Entering the manager returns a ``MessageStream``: route its raw events through our proxy
-    (its helpers all read them), so the span ends with the stream."""
+    """Entering the manager returns a ``MessageStream`` (``BetaMessageStream`` from
+    ``beta.messages``): route its raw events through our proxy (its helpers all read them), so the
+    span ends with the stream."""
+
+    __slots__ = ("helper_module", "output_format")
+    helper_module: str  # a key of _STREAM_HELPERS
+    output_format: Any  # stream(output_format=...): what get_final_message() parses into
 
     def on_return(self, handle: LlmRequest, message_stream: Any) -> Any:
         proxy_type = AsyncStreamProxy if self.is_async else StreamProxy
@@ -215,22 +224,51 @@ class _MessageStreamCall(Call):
             message_stream._raw_stream = self.observe_stream(proxy_type, message_stream._raw_stream)
         return message_stream
 
+    def served_stream(self, raw_stream: Any) -> Any:
+        """The helper stream ``stream(...)`` would have handed out, over recorded raw events (a
+        rerun): the same class as the live call's, parsing into the same ``output_format``."""
+        from anthropic import NOT_GIVEN
 
-def _open_stream_call(source: ConfigSource, resource: Any, kwargs: Mapping[str, Any]) -> Call | None:
-    return open_call(source, STREAM, resource, kwargs, _MessageStreamCall)
+        sync_name, async_name = _STREAM_HELPERS[self.helper_module]
+        streaming = importlib.import_module("anthropic.lib.streaming")
+        helper = getattr(streaming, async_name if self.is_async else sync_name)
+        return helper(raw_stream, NOT_GIVEN if self.output_format is None else self.output_format)
+
+
+# Where a stream helper's class is named: messages.stream() -> MessageStream, beta -> BetaMessageStream.
+_STREAM_HELPERS = {
+    "messages": ("MessageStream", "AsyncMessageStream"),
+    "beta": ("BetaMessageStream", "BetaAsyncMessageStream"),
+}
+
+
+def _open_stream_call(
+    source: ConfigSource, resource: Any, kwargs: Mapping[str, Any], helper_module: str
+) -> Call | None:
+    call = open_call(source, STREAM, resource, kwargs, _MessageStreamCall)
+    if isinstance(call, _MessageStreamCall):
+        call.helper_module = helper_module
+        output_format = kwargs.get("output_format")
+        call.output_format = output_format
+    return call
 
 
 class _StreamManagerProxy(wrapt.ObjectProxy[Any]):
     """``MessageStreamManager``: opens the span on ``__enter__``, when the request is sent."""
 
-    def __init__(self, manager: Any, source: ConfigSource, resource: Any, kwargs: Mapping[str, Any]) -> None:
+    def __init__(
+        self, manager: Any, source: ConfigSource, resource: Any, kwargs: Mapping[str, Any], helper_module: str
+    ) -> None:
         super().__init__(manager)
         self._self_source = source
         self._self_resource = resource
         self._self_kwargs = kwargs
+        self._self_helper_module = helper_module
 
     def __enter__(self) -> Any:
-        call = _open_stream_call(self._self_source, self._self_resource, self._self_kwargs)
+        call = _open_stream_call(
+            self._self_source, self._self_resource, self._self_kwargs, self._self_helper_module
+        )
         if call is None:
             return self.__wrapped__.__enter__()
         return invoke(call, self.__wrapped__.__enter__, (), {})
@@ -247,17 +285,25 @@ class _StreamManagerProxy(wrapt.ObjectProxy[Any]):
 class _AsyncStreamManagerProxy(wrapt.ObjectProxy[Any]):
     """``AsyncMessageStreamManager``: opens the span on ``__aenter__``."""
 
-    def __init__(self, manager: Any, source: ConfigSource, resource: Any, kwargs: Mapping[str, Any]) -> None:
+    def __init__(
+        self, manager: Any, source: ConfigSource, resource: Any, kwargs: Mapping[str, Any], helper_module: str
+    ) -> None:
         super().__init__(manager)
         self._self_source = source
         self._self_resource = resource
         self._self_kwargs = kwargs
+        self._self_helper_module = helper_module
 
     async def __aenter__(self) -> Any:
-        call = _open_stream_call(self._self_source, self._self_resource, self._self_kwargs)
+        call = _open_stream_call(
+            self._self_source, self._self_resource, self._self_kwargs, self._self_helper_module
+        )
         if call is None:
             return await self.__wrapped__.__aenter__()
-        return await invoke_async(call, self.__wrapped__.__aenter__, (), {})
+        try:
+            return await invoke_async(call, self.__wrapped__.__aenter__, (), {})
+        finally:
+            _close_unsent_request(self.__wrapped__)
 
     async def __aexit__(
         self,
@@ -268,14 +314,24 @@ class _AsyncStreamManagerProxy(wrapt.ObjectProxy[Any]):
         await self.__wrapped__.__aexit__(exc_type, exc, traceback)
 
 
-def _stream_wrapper(source: ConfigSource, is_async: bool) -> Callable[..., Any]:
+def _close_unsent_request(manager: Any) -> None:
+    """``AsyncMessageStreamManager`` holds its request as a coroutine made by ``stream(...)``; a
+    rerun that serves the stream from its recording never awaits it: close it, so Python does not
+    warn that it was never awaited (an entered manager awaited it already)."""
+    with internal_errors("instrumentation.stream_request"):
+        for value in vars(manager).values():
+            if inspect.iscoroutine(value) and inspect.getcoroutinestate(value) == inspect.CORO_CREATED:
+                value.close()
+
+
+def _stream_wrapper(source: ConfigSource, is_async: bool, helper_module: str) -> Callable[..., Any]:
     proxy_type = _AsyncStreamManagerProxy if is_async else _StreamManagerProxy
 
     def traced(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         manager = wrapped(*args, **kwargs)
         if source.get() is None:
             return manager
-        return proxy_type(manager, source, instance, kwargs)
+        return proxy_type(manager, source, instance, kwargs, helper_module)
 
     return traced
 
@@ -294,27 +350,55 @@ class AnthropicInstrumentor(SdkInstrumentor):
     tested: ClassVar[str] = "anthropic 0.125.0, 1.17.0 and the newest 2.x"
 
     def _patch_classes(self, patches: Patches, source: ConfigSource) -> None:
-        from anthropic.resources.messages import AsyncMessages, Messages
-
-        patches.wrap(Messages, "create", sync_wrapper(source, CREATE))
-        patches.wrap(AsyncMessages, "create", async_wrapper(source, CREATE))
-        patches.wrap(Messages, "stream", _stream_wrapper(source, is_async=False))
-        patches.wrap(AsyncMessages, "stream", _stream_wrapper(source, is_async=True))
+        for module_name, helper_module, _path in _TARGETS:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:  # an SDK without the beta resource
+                continue
+            for class_name, is_async in (("Messages", False), ("AsyncMessages", True)):
+                cls = getattr(module, class_name, None)
+                if cls is not None:
+                    _patch(patches, cls, source, is_async, helper_module)
 
     def _patch_client(self, client: Any, patches: Patches, source: ConfigSource) -> None:
         import anthropic
 
         is_async = isinstance(client, anthropic.AsyncAnthropic)
-        wrapper = async_wrapper if is_async else sync_wrapper
-        patches.wrap(client.messages, "create", wrapper(source, CREATE))
-        patches.wrap(client.messages, "stream", _stream_wrapper(source, is_async))
+        for _module, helper_module, path in _TARGETS:
+            resource = client
+            for name in path:
+                resource = getattr(resource, name, None)
+            if resource is not None:
+                _patch(patches, resource, source, is_async, helper_module)
+
+
+# (resource module, stream helper kind, where a client keeps it): messages and beta.messages.
+_TARGETS = (
+    ("anthropic.resources.messages", "messages", ("messages",)),
+    ("anthropic.resources.beta.messages", "beta", ("beta", "messages")),
+)
+
+
+def _patch(patches: Patches, owner: Any, source: ConfigSource, is_async: bool, helper_module: str) -> None:
+    """Wrap the methods ``owner`` (a class, or one client's resource) has; an older SDK lacks
+    ``parse``. ``create`` and ``parse`` answer a whole message (or a raw stream), ``stream`` hands
+    out a stream manager. ``parse`` sends its request itself, not through ``create``: one span."""
+    wrapper = async_wrapper if is_async else sync_wrapper
+    own = vars(owner) if isinstance(owner, type) else None
+    for method in ("create", "parse", "stream"):
+        if (method in own) if own is not None else hasattr(owner, method):
+            if method == "stream":
+                patches.wrap(owner, method, _stream_wrapper(source, is_async, helper_module))
+            else:
+                patches.wrap(owner, method, wrapper(source, CREATE))
 
 
 def instrument_anthropic(client: Any = None) -> None:
     """Trace the ``anthropic`` SDK: every client, or only ``client``.
 
-    Each ``messages.create`` call and each entered ``messages.stream(...)`` becomes an
-    ``llm_request`` span with the duration, token and time-to-first-chunk histograms.
+    Each ``messages.create``/``parse`` call and each entered ``messages.stream(...)`` (and the same
+    of ``beta.messages``) becomes an ``llm_request`` span with the duration, token and
+    time-to-first-chunk histograms.
     Instrumenting twice is a logged no-op; ``uninstrument_anthropic`` restores the originals.
     """
     if client is None:

@@ -81,6 +81,8 @@ def _chat_input(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
         content = field_of(message, "content")
         if role == "tool":
             parts = [tool_response_part(field_of(message, "tool_call_id"), content)]
+        elif role == "function":  # a legacy function result: named by the function, no call id
+            parts = [{"type": "tool_call_response", "name": field_of(message, "name"), "response": content}]
         else:
             parts = content_parts(content)
             parts.extend(_tool_call_parts(message))
@@ -89,14 +91,24 @@ def _chat_input(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _tool_call_parts(message: Any) -> list[dict[str, Any]]:
-    """The tool calls of a chat message (request history or response) as message parts."""
+    """The tool calls of a chat message (request history or response) as message parts, with
+    the legacy ``function_call`` of the deprecated ``functions=`` API among them."""
     parts = []
     for call in field_of(message, "tool_calls") or ():
         function = field_of(call, "function")
         parts.append(
             tool_call_part(field_of(call, "id"), field_of(function, "name"), field_of(function, "arguments"))
         )
+    legacy = field_of(message, "function_call")
+    if legacy is not None:
+        parts.append(_function_call_part(field_of(legacy, "name"), field_of(legacy, "arguments")))
     return parts
+
+
+def _function_call_part(name: Any, arguments: Any) -> dict[str, Any]:
+    """A legacy ``function_call`` as a tool-call part: that API gives no call id, so none is shown
+    (an invented one would be matched against tool results that never carry it)."""
+    return {"type": "tool_call", "name": name, "arguments": arguments}
 
 
 def _chat_output(completion: Any) -> list[dict[str, Any]]:
@@ -141,6 +153,10 @@ class _ChatObserver(Observer):
                         self._tool_deltas(choice.index, calls)
                     if content and self.capture:
                         self.texts.setdefault(choice.index, []).append(content)
+                else:
+                    legacy = getattr(delta, "function_call", None)
+                    if legacy is not None:
+                        self._function_delta(choice.index, legacy)
             reason = choice.finish_reason
             if reason:
                 self.finish_reasons[choice.index] = reason
@@ -162,6 +178,23 @@ class _ChatObserver(Observer):
                     known["name"] = function.name
                 if function.arguments and self.capture:
                     known["arguments"].append(function.arguments)
+
+    def _function_delta(self, choice_index: int, function: Any) -> None:
+        """A chunk of a legacy ``function_call`` (the deprecated ``functions=`` API): one call per
+        choice, without an id, its name in the first chunk and its arguments in pieces."""
+        times = self.times
+        if times is None:
+            self.content_arrived()
+        else:
+            times.append(_now())
+        key = (choice_index, 0)
+        known = self.tool_calls.get(key)
+        if known is None:
+            known = self.tool_calls[key] = {"id": None, "name": None, "arguments": []}
+        if function.name:
+            known["name"] = function.name
+        if function.arguments and self.capture:
+            known["arguments"].append(function.arguments)
 
     def finalize(self) -> None:
         handle = self.handle
@@ -200,7 +233,11 @@ class _ChatObserver(Observer):
             parts = content_parts("".join(self.texts.get(index, ())) or None)
             for key, call in sorted(self.tool_calls.items()):
                 if key[0] == index:
-                    parts.append(tool_call_part(call["id"], call["name"], "".join(call["arguments"])))
+                    arguments = "".join(call["arguments"])
+                    if call["id"] is None:  # a legacy function_call: that API has no call id
+                        parts.append(_function_call_part(call["name"], arguments))
+                    else:
+                        parts.append(tool_call_part(call["id"], call["name"], arguments))
             messages.append(
                 {
                     "role": "assistant",
@@ -445,8 +482,19 @@ class _EmbeddingsCall(_OpenAICall):
             data = field_of(result, "data")
             if data:
                 vector = field_of(data[0], "embedding")
-                if isinstance(vector, list):  # base64 asked for explicitly: a string, not counted
-                    handle.set_attribute(A.GEN_AI_EMBEDDINGS_DIMENSION_COUNT, len(vector))
+                count = len(vector) if isinstance(vector, list) else _base64_float_count(vector)
+                if count is not None:
+                    handle.set_attribute(A.GEN_AI_EMBEDDINGS_DIMENSION_COUNT, count)
+
+
+def _base64_float_count(vector: Any) -> int | None:
+    """How many float32s an ``encoding_format="base64"`` vector holds, from its length alone (a
+    1536-dimension vector is 8 KiB of text: decoding it only to count would cost more than the
+    rest of the call's tracing). None for a string that cannot be a base64 float32 vector."""
+    if not isinstance(vector, str) or not vector or len(vector) % 4:
+        return None
+    size = len(vector) // 4 * 3 - (2 if vector.endswith("==") else 1 if vector.endswith("=") else 0)
+    return size // 4 if size % 4 == 0 else None
 
 
 def _parse_raw(response: Any) -> Any:

@@ -29,7 +29,7 @@ import re
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence, Set
-from typing import Any
+from typing import Any, TypeVar
 
 from steptrace._content import CARD_DIGITS_FIRST, ContentPolicy, as_plain_data, is_stable_repr
 from steptrace._redaction import Redactor, is_card_number, may_hold_secret
@@ -191,11 +191,15 @@ class _Encoder:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     data = value.model_dump(mode="json", exclude_unset=True)
-            else:
-                # Field by field, so a nested model keeps its own class: LangChain's ChatResult
-                # holds ChatGenerations of AIMessages, which its JSON cannot tell from their bases.
-                data = _model_fields(value)
-            return {TAG: "model", "cls": type_path(kind), "v": self.encode(data, depth)}
+                apart = [[path, name, self.encode(item, depth)] for path, name, item in _json_loses(value)]
+                encoded = self.encode(data, depth)
+                if apart:  # set again on the rebuilt response, as the objects they were
+                    return {TAG: "model", **_model_class(kind), "v": encoded, "apart": apart}
+                return {TAG: "model", **_model_class(kind), "v": encoded}
+            # Field by field, so a nested model keeps its own class: LangChain's ChatResult
+            # holds ChatGenerations of AIMessages, which its JSON cannot tell from their bases.
+            data = _model_fields(value)
+            return {TAG: "model", **_model_class(kind), "v": self.encode(data, depth)}
         if dataclasses.is_dataclass(value):
             fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
             for name, item in fields.items():
@@ -376,11 +380,100 @@ def _model_fields(value: Any) -> dict[str, Any]:
     return {name: str(item) if isinstance(item, str) else item for name, item in fields.items()}
 
 
+def _model_class(kind: type) -> dict[str, Any]:
+    """Where a model's class is found: a parametrized generic model (the SDKs' parse results,
+    ``ParsedMessage[Answer]``) is named by its generic class and its parameters, which a new
+    process imports and puts together again (its own name is not importable)."""
+    generic = getattr(kind, "__pydantic_generic_metadata__", None) or {}
+    origin, args = generic.get("origin"), generic.get("args") or ()
+    if origin is None:
+        return {"cls": type_path(kind)}
+    recorded: list[Any] = []
+    for arg in args:
+        if isinstance(arg, type):
+            recorded.append(type_path(arg))
+        elif isinstance(arg, TypeVar) and _type_variable(arg.__module__, arg.__name__) is arg:
+            # Left unspecialized: older SDKs build ParsedMessage[ResponseFormatT] with the type
+            # variable of their parsing module.
+            recorded.append({"typevar": f"{arg.__module__}:{arg.__name__}"})
+        else:
+            raise Unrecordable(f"a {kind.__name__} has no exact recorded form (a parameter is not a class)")
+    return {"cls": type_path(origin), "args": recorded}
+
+
+def _type_variable(module_name: str, name: str) -> Any:
+    """The module-level type variable ``name`` of ``module_name``, or None."""
+    try:
+        found = getattr(importlib.import_module(module_name), name, None)
+    except Exception:
+        return None
+    return found if isinstance(found, TypeVar) else None
+
+
+def _type_argument(recorded: Any) -> Any:
+    if isinstance(recorded, dict):
+        module_name, _, name = str(recorded.get("typevar")).partition(":")
+        found = _type_variable(module_name, name)
+        if found is None:
+            why = f"the recorded type variable {recorded.get('typevar')} cannot be imported here"
+            raise Unrecordable(why)
+        return found
+    return _class(recorded)
+
+
+def _json_loses(value: Any) -> list[tuple[list[Any], str, Any]]:
+    """What an SDK response's JSON loses, anywhere in it: fields it keeps out of its JSON
+    (``exclude=True``) and the user's own models it holds (JSON gives back a dict): as (the path
+    to the model that holds one, the field, its value). The SDKs' ``parse`` put the parsed answer
+    there (anthropic's ``ParsedTextBlock.parsed_output``, an instance of the caller's class)."""
+    from pydantic import BaseModel
+
+    found: list[tuple[list[Any], str, Any]] = []
+    stack: list[tuple[list[Any], Any]] = [([], value)]
+    while stack:
+        path, item = stack.pop()
+        children: Any = ()
+        if isinstance(item, BaseModel):
+            for name, info in type(item).model_fields.items():
+                child = item.__dict__.get(name)
+                if child is None:
+                    continue
+                users_model = isinstance(child, BaseModel) and not _builds_from_json(type(child))
+                if info.exclude is True or users_model:
+                    found.append((path, name, child))
+                elif isinstance(child, (BaseModel, list, dict)):
+                    stack.append(([*path, name], child))
+        elif isinstance(item, list):
+            children = enumerate(item)
+        elif isinstance(item, dict):
+            children = item.items()
+        for key, child in children:
+            if isinstance(child, (BaseModel, list, dict)):
+                stack.append(([*path, key], child))
+    return found
+
+
+def _put_apart(made: Any, apart: Any) -> None:
+    """Set again what ``_json_loses`` found, on the rebuilt response."""
+    for path, name, item in apart:
+        target = made
+        for key in path:
+            by_index = isinstance(key, int) or isinstance(target, Mapping)
+            target = target[key] if by_index else getattr(target, key)
+        object.__setattr__(target, name, decode_tagged(item))
+
+
 def _model(data: dict[str, Any], v: Any) -> Any:
     cls: Any = _class(data.get("cls"))
+    args = data.get("args")
+    if isinstance(args, list) and args:
+        parameters = tuple(_type_argument(arg) for arg in args)
+        cls = cls[parameters if len(parameters) > 1 else parameters[0]]
     fields = decode_tagged(v)
     if _builds_from_json(cls):  # openai's and anthropic's models: built as the SDK builds them
-        return cls.model_construct(**fields)
+        made = cls.model_construct(**fields)
+        _put_apart(made, data.get("apart") or ())
+        return made
     try:
         return cls.model_validate(fields)
     except Exception:

@@ -159,7 +159,7 @@ def _is_sdk_call(hooks: Any) -> bool:
 def _is_stream_result(hooks: Any, result: Any) -> bool:
     from steptrace.instrumentation._common import _is_sdk_stream
 
-    if type(result).__name__ in ("MessageStream", "AsyncMessageStream"):
+    if getattr(hooks, "served_stream", None) is not None:  # anthropic's (beta.)messages.stream()
         return True
     key = getattr(hooks, "stream_key", None)
     if key is not None:  # Bedrock's converse_stream: the stream is one value of the response dict
@@ -322,12 +322,10 @@ def _recorded_sdk_stream(
         response = decode_value(entry["envelope"]) if "envelope" in entry else {}
         response[key] = stream
         return response
-    if entry.get("stream_helper"):  # anthropic's messages.stream(): a MessageStream over the events
-        from anthropic import NOT_GIVEN
-        from anthropic.lib.streaming import AsyncMessageStream, MessageStream
-
-        helper = AsyncMessageStream if hooks.is_async else MessageStream
-        return helper(stream, NOT_GIVEN)
+    served_stream = getattr(hooks, "served_stream", None)
+    if entry.get("stream_helper") and served_stream is not None:
+        # anthropic's (beta.)messages.stream(): the call rebuilds its helper over the events
+        return served_stream(stream)
     return stream
 
 
@@ -586,7 +584,7 @@ class RerunHook:
         def before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[..., Any]:
             if sdk:
                 raw = {key: value for key, value in kwargs.items() if key not in _TRANSPORT_KWARGS}
-                if not raw and type(hooks).__name__ == "_MessageStreamCall":
+                if not raw and getattr(hooks, "served_stream", None) is not None:
                     line["stream_helper"] = True
             else:
                 raw = _named_arguments(fn, args, kwargs)

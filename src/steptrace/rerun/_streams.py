@@ -1,21 +1,45 @@
 """What a rerun hands back for a recorded SDK stream: the recorded chunks, rebuilt, in order.
 
 ``RecordedStream``/``AsyncRecordedStream`` iterate like the SDK's ``Stream``/``AsyncStream``
-(``for``/``async for``, ``with``, ``close()``); ``response`` is None (no HTTP was done). A stream
-that failed in the original run raises the recorded exception after the recorded chunks.
+(``for``/``async for``, ``with``, ``close()``); ``response`` has no headers (no HTTP was done). A
+stream that failed in the original run raises the recorded exception after the recorded chunks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from types import TracebackType
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType, TracebackType
 from typing import Any
+
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
+class _NoRequest:
+    headers = _NO_HEADERS
+
+
+class NoResponse:
+    """The HTTP response a served stream never had, as far as the SDKs' stream helpers read one:
+    no headers of its own (``request_id`` is None) nor of its request (no ``anthropic-beta``:
+    ``BetaMessageStream`` reads them for every event); closing it does nothing."""
+
+    headers = _NO_HEADERS
+    request = _NoRequest()
+
+    def close(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+NO_RESPONSE = NoResponse()
 
 
 class RecordedStream:
     """The recorded chunks of one streamed model call, as the SDK's types."""
 
-    response: Any = None
+    response: Any = NO_RESPONSE
 
     def __init__(self, chunks: Sequence[Any], error: BaseException | None = None) -> None:
         self._chunks = list(chunks)
@@ -56,7 +80,7 @@ class RecordedStream:
 class AsyncRecordedStream:
     """The async twin of ``RecordedStream``."""
 
-    response: Any = None
+    response: Any = NO_RESPONSE
 
     def __init__(self, chunks: Sequence[Any], error: BaseException | None = None) -> None:
         self._inner = RecordedStream(chunks, error)
