@@ -2,7 +2,9 @@
 
 Every case runs in a process of its own and measures its variants side by side: each batch runs
 every variant once (in a rotating order), so a neighbour's load spike hits all variants alike;
-the reported figure is the median over batches, after warm-up.
+the reported figure is the median over batches, after warm-up. Each batch is timed in wall time
+and in the calling thread's CPU time (``time.thread_time``): on a loaded machine the wall time
+mostly measures waiting for a core, the CPU time what the call costs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +31,7 @@ class Variant:
     enter: Callable[[], None] | None = None
     leave: Callable[[], None] | None = None
     samples: list[float] = field(default_factory=list)  # seconds per call, one per batch
+    cpu_samples: list[float] = field(default_factory=list)  # thread CPU seconds per call, per batch
 
     @property
     def median_us(self) -> float:
@@ -39,21 +42,21 @@ class Variant:
         return min(self.samples) * 1e6
 
 
-def _time_batch(variant: Variant, number: int) -> float:
+def _time_batch(variant: Variant, number: int) -> tuple[float, float]:
     call = variant.call
     if variant.enter is not None:
         variant.enter()
     try:
         for _ in range(min(number, 50)):  # re-warm after the neighbour's batch
             call()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.thread_time()
         for _ in range(number):
             call()
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.thread_time() - cpu_start
     finally:
         if variant.leave is not None:
             variant.leave()
-    return elapsed / number
+    return elapsed / number, cpu / number
 
 
 def interleave(
@@ -65,9 +68,10 @@ def interleave(
         gc.collect()
         for offset in range(count):
             variant = variants[(round_number + offset) % count]
-            seconds = _time_batch(variant, number)
+            seconds, cpu_seconds = _time_batch(variant, number)
             if round_number >= warmup_batches:
                 variant.samples.append(seconds)
+                variant.cpu_samples.append(cpu_seconds)
     return list(variants)
 
 
@@ -110,13 +114,78 @@ def emit(result: dict[str, Any]) -> None:
     sys.stdout.write("\n")
 
 
-def summarize(variants: Sequence[Variant]) -> dict[str, dict[str, float]]:
+def quartiles(values: Sequence[float]) -> dict[str, float]:
+    """Median and interquartile range of ``values`` (already in µs)."""
+    ordered = sorted(values)
+    q1, median, q3 = statistics.quantiles(ordered, n=4) if len(ordered) > 1 else (ordered[0],) * 3
+    return {"median_us": median, "q1_us": q1, "q3_us": q3}
+
+
+def summarize(variants: Sequence[Variant]) -> dict[str, dict[str, Any]]:
     return {
         v.name: {
             "median_us": v.median_us,
             "min_us": v.min_us,
             "batches": len(v.samples),
             "samples_us": [sample * 1e6 for sample in v.samples],
+            "cpu_samples_us": [sample * 1e6 for sample in v.cpu_samples],
+            "cpu_median_us": statistics.median(v.cpu_samples) * 1e6 if v.cpu_samples else None,
         }
         for v in variants
+    }
+
+
+def added(
+    variants: Mapping[str, Variant], name: str, terms: Mapping[str, float], bare: str = "bare"
+) -> dict[str, dict[str, float]]:
+    """What variant ``name`` adds to ``bare``, batch by batch: the sum over ``terms`` ({what:
+    weight}) of weight × (``name|what`` − ``bare|what``), whose batches ran side by side; the
+    median and IQR over batches, in wall and in CPU time (µs). A weight of 1/(long − short) on
+    two stream lengths gives the cost per chunk (the slope), less the bare slope."""
+    out = {}
+    for clock, attribute in (("wall", "samples"), ("cpu", "cpu_samples")):
+        per_batch = [
+            sum(
+                weight * (getattr(variants[f"{name}|{what}"], attribute)[batch]
+                          - getattr(variants[f"{bare}|{what}"], attribute)[batch])
+                for what, weight in terms.items()
+            ) * 1e6
+            for batch in range(len(variants[f"{bare}|{next(iter(terms))}"].samples))
+        ]  # fmt: skip
+        out[clock] = quartiles(per_batch)
+    return out
+
+
+def profile(
+    call: Callable[[], object],
+    enter: Callable[[], None],
+    leave: Callable[[], None],
+    number: int,
+    parts: Mapping[str, tuple[str, str]],
+) -> dict[str, float]:
+    """cProfile's cumulative µs per call of each part of ``call``: ``parts`` maps a label to
+    (path fragment, function name). cProfile adds a fixed cost to every function call, so parts
+    made of many small calls look bigger than they are: these locate the cost, timings size it."""
+    import cProfile
+    import pstats
+
+    enter()
+    try:
+        for _ in range(min(number, 200)):
+            call()
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(number):
+            call()
+        profiler.disable()
+    finally:
+        leave()
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    return {
+        label: sum(
+            row[3] for (path, _line, name), row in stats.items() if name == function and fragment in path
+        )
+        / number
+        * 1e6
+        for label, (fragment, function) in parts.items()
     }
