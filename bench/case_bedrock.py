@@ -218,7 +218,25 @@ def profile_steptrace(client: Any, info: dict[str, Any]) -> dict[str, Any]:
     wrapper, framework, *rest = profile(
         calls(client)["call"], info["st_on"], info["st_off"], 2000, parts
     ).items()
-    return {"call": {"own_us": wrapper[1] - framework[1], "parts_us": dict(rest)}}
+    out = {"call": {"own_us": wrapper[1] - framework[1], "parts_us": dict(rest)}}
+    # A stream: steptrace's time is spread over the iteration, so its own is the stream less the
+    # same stream uninstrumented; per delta its stream proxy and observer run.
+    consume = calls(client)[f"stream{LONG}"]
+    whole = {"the whole stream": ("bench/case_bedrock.py", "consume")}
+    bare = profile(consume, lambda: None, lambda: None, 100, whole)["the whole stream"]
+    stream_parts = {
+        **whole,
+        "steptrace stream proxy (StreamProxy.__next__'s own time, all deltas)": (
+            "steptrace/instrumentation/_common.py", "self:__next__"),
+        "steptrace reading each event (_ConverseStreamObserver.observe)": (INTEGRATION, "observe"),
+        "steptrace chunk timing (LlmRequest.chunk_received)": ("steptrace/_spans.py", "chunk_received"),
+        "steptrace at the stream's end (observer finalize)": (INTEGRATION, "finalize"),
+        "SDK Tracer.start_span": (SDK_TRACE, "start_span"),
+        "SDK Span.end (with the step record)": (SDK_TRACE, "end"),
+    }  # fmt: skip
+    total, *rest = profile(consume, info["st_on"], info["st_off"], 100, stream_parts).items()
+    out[f"stream of {LONG} deltas"] = {"own_us": total[1] - bare, "parts_us": dict(rest)}
+    return out
 
 
 def main() -> None:

@@ -207,7 +207,7 @@ def profile_steptrace(
         "LangChain's own call (BaseTool.run)": ("langchain_core/tools/base.py", "run"),
         "steptrace opening the call (_open_tool_call: arguments, handle, span start)": (
             INTEGRATION, "_open_tool_call"),
-        "steptrace arguments hash": ("steptrace/_content.py", "arguments_hash"),
+        "steptrace arguments digest": ("steptrace/_content.py", "arguments_digest"),
         **common,
     }  # fmt: skip
     out = {}

@@ -5,11 +5,13 @@ agent run, next to Pydantic AI's own instrumentation (``instrument=True``), in o
 
 The model is Pydantic AI's own ``FunctionModel`` (no network: the run is Pydantic AI's graph,
 capabilities and message handling plus what the instrumentation adds), answering with usage and a
-finish reason; the tool a plain ``@agent.tool_plain`` function. Three run shapes, each
+finish reason; the tool a plain ``@agent.tool_plain`` function. Four run shapes, each
 ``Agent.run`` on one event loop: ``run0`` (one model request, no tool), ``run1`` (a request asking
-for one tool call, the tool, the final request) and ``run9`` (the same with nine tool calls).
-Per tool call = (run9 − run1) / 8 and per model request = (run1 − run0) − per tool call, each less
-the bare figure, batch by batch. Variants, timed interleaved (``_common.interleave``):
+for one tool call, the tool, the final request), ``par9`` (the same with nine tool calls in one
+request) and ``seq9`` (nine requests asking for one tool call each, then the final one). Per tool
+call = (par9 − run1) / 8; per model request = (seq9 − par9) / 8 (both make nine tool calls, seq9
+eight requests more); each less the bare figure, batch by batch. Variants, timed interleaved
+(``_common.interleave``):
 
 - ``bare``: not instrumented (``instrument=False``);
 - ``steptrace``: ``instrument_pydantic_ai()`` (each run an ``agent_run``, each request a step with
@@ -37,17 +39,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Variant, added, emit, interleave, load_average, profile, summarize, versions
 from case_tool import CountingExporter
 
-NUMBER = int(os.environ.get("BENCH_PYDANTIC_AI_NUMBER", "60"))
+NUMBER = int(os.environ.get("BENCH_PYDANTIC_AI_NUMBER", "30"))
 BATCHES = int(os.environ.get("BENCH_BATCHES", "15"))
 PEER = "Pydantic AI instrument=True"
 BOTH = "steptrace + instrument=True (its spans borrowed)"
-SHAPES = {"run0": 0, "run1": 1, "run9": 9}  # tool calls asked for in the first request
+# shape -> (tool calls, asked for all in the first request or one per request)
+SHAPES = {"run0": (0, "par"), "run1": (1, "par"), "par9": (9, "par"), "seq9": (9, "seq")}
 INTEGRATION = "steptrace/instrumentation/pydantic_ai.py"
 SDK_TRACE = "opentelemetry/sdk/trace/__init__.py"
-# Per tool call: the slope between run1 and run9; per model request: run1 − run0 less one tool call.
+# Per tool call: the slope between run1 and par9; per model request: between par9 and seq9.
 TERMS = {
-    "tool call": {"run9": 1 / 8, "run1": -1 / 8},
-    "model request": {"run1": 1 + 1 / 8, "run0": -1.0, "run9": -1 / 8},
+    "model request": {"seq9": 1 / 8, "par9": -1 / 8},
+    "tool call": {"par9": 1 / 8, "run1": -1 / 8},
     "run with one model request": {"run0": 1.0},
 }
 
@@ -58,12 +61,14 @@ def answer(messages: list[Any], info: Any) -> Any:
     from pydantic_ai.usage import RequestUsage
 
     usage = RequestUsage(input_tokens=12, output_tokens=5)
-    last = messages[-1].parts[-1]
-    if getattr(last, "part_kind", None) == "user-prompt":
-        count = int(str(last.content).rsplit(" ", 1)[-1])
-        if count:
-            calls = [ToolCallPart("add", {"a": 1, "b": i}, f"call_{i}") for i in range(count)]
-            return ModelResponse(calls, usage=usage, model_name="bench-model", finish_reason="tool_call")
+    _, how, count = str(messages[0].parts[-1].content).rsplit(" ", 2)
+    done = sum(getattr(part, "part_kind", None) == "tool-return" for m in messages for part in m.parts)
+    if how == "seq" and done < int(count):
+        call = ToolCallPart("add", {"a": 1, "b": done}, f"call_{done}")
+        return ModelResponse([call], usage=usage, model_name="bench-model", finish_reason="tool_call")
+    if how == "par" and not done and int(count):
+        calls = [ToolCallPart("add", {"a": 1, "b": i}, f"call_{i}") for i in range(int(count))]
+        return ModelResponse(calls, usage=usage, model_name="bench-model", finish_reason="tool_call")
     return ModelResponse([TextPart("ok")], usage=usage, model_name="bench-model", finish_reason="stop")
 
 
@@ -122,8 +127,9 @@ def setup(directory: Path, info: dict[str, Any]) -> dict[str, tuple[Any, Any, An
     }
 
 
-def runner(loop: asyncio.AbstractEventLoop, agent: Any, tools: int) -> Callable[[], object]:
-    prompt = f"call the tool {tools}"
+def runner(loop: asyncio.AbstractEventLoop, agent: Any, shape: tuple[int, str]) -> Callable[[], object]:
+    tools, how = shape
+    prompt = f"call the tool {how} {tools}"
 
     def run() -> object:
         result = loop.run_until_complete(agent.run(prompt))
@@ -134,29 +140,33 @@ def runner(loop: asyncio.AbstractEventLoop, agent: Any, tools: int) -> Callable[
 
 
 def profile_steptrace(loop: asyncio.AbstractEventLoop, agent: Any) -> dict[str, Any]:
-    """Where steptrace's time goes in a ``run9`` run (cProfile µs per run, profiled): its own
-    (the run less the same run uninstrumented) and the parts of it."""
+    """Where steptrace's time goes in a run of each shape (cProfile, µs of CPU per run, profiled):
+    its own (the run less the same run uninstrumented) and the parts of it."""
     import steptrace
 
     whole = {"the whole run": ("bench/case_pydantic_ai.py", "run")}  # runner's function
-    bare = profile(runner(loop, agent, 9), lambda: None, lambda: None, 300, whole)["the whole run"]
-
     parts = {
         **whole,
         "SDK Tracer.start_span": (SDK_TRACE, "start_span"),
         "SDK Span.end (with the step record)": (SDK_TRACE, "end"),
         "steptrace step record (processor on_end)": ("steptrace/_processors.py", "on_end"),
         "steptrace handle finish (span attributes, metrics, span end)": ("steptrace/_spans.py", "finish"),
+        "steptrace opening a step (_Run.next_step)": (INTEGRATION, "next_step"),
         "steptrace joining the run's capabilities (_resolve_wrapper)": (INTEGRATION, "traced"),
         "steptrace opening model requests (_open_model_call)": (INTEGRATION, "_open_model_call"),
         "steptrace reading responses (_record_model_response)": (INTEGRATION, "_record_model_response"),
         "steptrace tool arguments (_tool_arguments)": (INTEGRATION, "_tool_arguments"),
         "steptrace borrowing check (_config_for)": (INTEGRATION, "_config_for"),
-        "steptrace arguments hash": ("steptrace/_content.py", "arguments_hash"),
     }
-    run, *rest = profile(runner(loop, agent, 9), steptrace.instrument_pydantic_ai,
-                         steptrace.uninstrument_pydantic_ai, 300, parts).items()  # fmt: skip
-    return {"run with nine tool calls": {"own_us": run[1] - bare, "parts_us": dict(rest)}}
+    out = {}
+    for label, shape in (("run of nine requests, one tool each", "seq9"), ("run of nine tool calls", "par9")):
+        run = runner(loop, agent, SHAPES[shape])
+        bare = profile(run, lambda: None, lambda: None, 200, whole)["the whole run"]
+        total, *rest = profile(
+            run, steptrace.instrument_pydantic_ai, steptrace.uninstrument_pydantic_ai, 200, parts
+        ).items()
+        out[label] = {"own_us": total[1] - bare, "parts_us": dict(rest)}
+    return out
 
 
 def main() -> None:
@@ -166,9 +176,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="steptrace-bench-") as tmp:
         setups = setup(Path(tmp), info)
         variants: dict[str, Variant] = {}
-        for shape, tools in SHAPES.items():
+        for shape, how in SHAPES.items():
             group = [
-                Variant(f"{name}|{shape}", runner(loop, agent, tools), on, off)
+                Variant(f"{name}|{shape}", runner(loop, agent, how), on, off)
                 for name, (agent, on, off) in setups.items()
             ]
             interleave(group, number=NUMBER, batches=BATCHES)
