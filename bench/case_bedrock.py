@@ -1,15 +1,19 @@
-"""Amazon Bedrock: instrumenting the real boto3 ``bedrock-runtime`` client, with botocore's whole
-pipeline (serializing, signing, parsing, the event-stream decoder) and canned replies handed back
-in-process by a ``before-send`` handler, so no socket adds noise.
+"""Amazon Bedrock: what ``instrument_bedrock()`` adds to the real boto3 ``bedrock-runtime``
+client, next to OpenLLMetry's opentelemetry-instrumentation-bedrock, with botocore's whole pipeline
+(serializing, signing, parsing, the event-stream decoder) and canned replies handed back in-process
+by a ``before-send`` handler, so no socket adds noise.
 
-    .venv/bin/python bench/case_bedrock.py
+    .venv-bench/bin/python bench/case_bedrock.py
 
-One process; variants alternate batch by batch: bare (nothing instrumented), steptrace
-(``instrument_bedrock()`` inside an agent_run/agent_step, writing its JSONL record and its
-histograms), steptrace outside a run (span and histograms only), and OpenLLMetry's
-opentelemetry-instrumentation-bedrock when installed (SimpleSpanProcessor into an exporter that
-only counts). Content capture is off for all. Measured: one ``converse``, and ``converse_stream``
-streams of 20 and 200 text deltas (per delta: the slope); wall time and this thread's CPU time.
+One process; variants alternate batch by batch (``_common.interleave``: wall and this thread's CPU
+time): bare (nothing instrumented), steptrace (``instrument_bedrock()`` inside an
+agent_run/agent_step, writing its JSONL record and its histograms), steptrace outside a run (span
+and histograms only), and opentelemetry-instrumentation-bedrock (SimpleSpanProcessor into an
+exporter that only counts, content tracing off). The peer patches each client as it is created,
+and its ``uninstrument`` leaves those clients patched: it gets a client of its own, made while it
+is instrumented. Content capture is off for all. Measured: one ``converse``, and
+``converse_stream`` streams of 20 and 200 text deltas (per delta: the slope between the two
+lengths, less the bare slope, batch by batch). Also a cProfile breakdown of steptrace's converse.
 """
 
 from __future__ import annotations
@@ -18,28 +22,32 @@ import binascii
 import contextlib
 import json
 import os
-import statistics
 import struct
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Variant, emit, interleave, load_average, summarize, versions
+from _common import Variant, added, emit, interleave, load_average, profile, summarize, versions
 from case_tool import CountingExporter
 
 CALL_NUMBER = int(os.environ.get("BENCH_BEDROCK_NUMBER", "200"))
 STREAM_NUMBER = int(os.environ.get("BENCH_BEDROCK_STREAM_NUMBER", "20"))
 BATCHES = int(os.environ.get("BENCH_BATCHES", "15"))
-CPU_ROUNDS = int(os.environ.get("BENCH_BEDROCK_CPU_ROUNDS", "15"))
 SHORT, LONG = 20, 200
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 PEER = "opentelemetry-instrumentation-bedrock"
 MESSAGES = [{"role": "user", "content": [{"text": "What is the capital of France?"}]}]
+TERMS = {
+    "call": {"call": 1.0},
+    "delta": {f"stream{LONG}": 1 / (LONG - SHORT), f"stream{SHORT}": -1 / (LONG - SHORT)},
+    f"stream of {SHORT} deltas": {f"stream{SHORT}": 1.0},
+}
+INTEGRATION = "steptrace/instrumentation/bedrock.py"
+SDK_TRACE = "opentelemetry/sdk/trace/__init__.py"
 
 
 def _header(name: str, value: str) -> bytes:
@@ -134,8 +142,8 @@ def calls(client: Any) -> dict[str, Callable[[], object]]:
     return {"call": converse, f"stream{SHORT}": stream(SHORT), f"stream{LONG}": stream(LONG)}
 
 
-def instrumentations(directory: Path, info: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """name -> (instrument, uninstrument), run outside the timed loops."""
+def instrumentations(directory: Path, info: dict[str, Any]) -> dict[str, tuple[Any, Any, Any]]:
+    """name -> (instrument, uninstrument, client), the first two run outside the timed loops."""
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
@@ -143,7 +151,8 @@ def instrumentations(directory: Path, info: dict[str, Any]) -> dict[str, tuple[A
 
     import steptrace
 
-    found: dict[str, tuple[Any, Any]] = {"bare": (lambda: None, lambda: None)}
+    client = make_client()
+    found: dict[str, tuple[Any, Any, Any]] = {"bare": (lambda: None, lambda: None, client)}
     counters: dict[str, CountingExporter] = info.setdefault("spans_exported", {})
     missing: dict[str, str] = info.setdefault("peers_missing", {})
     steptrace.configure(
@@ -163,10 +172,11 @@ def instrumentations(directory: Path, info: dict[str, Any]) -> dict[str, tuple[A
         run.pop().close()
         steptrace.uninstrument_bedrock()
 
-    found["steptrace"] = (st_on, st_off)
+    found["steptrace"] = (st_on, st_off, client)
     found["steptrace, outside an agent run (no step record)"] = (
         steptrace.instrument_bedrock,
         steptrace.uninstrument_bedrock,
+        client,
     )
     try:
         os.environ["TRACELOOP_TRACE_CONTENT"] = "false"
@@ -175,50 +185,57 @@ def instrumentations(directory: Path, info: dict[str, Any]) -> dict[str, tuple[A
         counters[PEER] = exporter = CountingExporter()
         tracer_provider = TracerProvider()
         tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))  # type: ignore[arg-type]
-        options = {
-            "tracer_provider": tracer_provider,
-            "meter_provider": MeterProvider(metric_readers=[InMemoryMetricReader()]),
-        }
-        found[PEER] = (
-            lambda: BedrockInstrumentor().instrument(**options),
-            lambda: BedrockInstrumentor().uninstrument(),
+        BedrockInstrumentor().instrument(
+            tracer_provider=tracer_provider,
+            meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]),
         )
+        try:
+            peer_client = make_client()  # patched at creation, for good
+        finally:
+            BedrockInstrumentor().uninstrument()
+        found[PEER] = (lambda: None, lambda: None, peer_client)
     except ImportError as exc:
         missing[PEER] = repr(exc)
+    info["st_on"], info["st_off"] = st_on, st_off
     return found
 
 
-def cpu_times(
-    instrumented: dict[str, tuple[Any, Any]], work: dict[str, Callable[[], object]], repeats: int
-) -> dict[str, Any]:
-    """The same calls in this thread's CPU time, variants rotating per round; what each adds to bare."""
-    plan = {"call": 100, f"stream{SHORT}": 10, f"stream{LONG}": 4}
-    names = list(instrumented)
-    samples: dict[str, dict[str, list[float]]] = {name: {what: [] for what in plan} for name in names}
-    for round_number in range(repeats):
-        for offset in range(len(names)):
-            name = names[(round_number + offset) % len(names)]
-            on, off = instrumented[name]
-            on()
-            try:
-                for what, number in plan.items():
-                    fn = work[what]
-                    for _ in range(3):
-                        fn()
-                    start = time.thread_time()
-                    for _ in range(number):
-                        fn()
-                    samples[name][what].append((time.thread_time() - start) / number * 1e6)
-            finally:
-                off()
-    medians = {name: {what: statistics.median(v) for what, v in per.items()} for name, per in samples.items()}
-    bare = medians["bare"]
-    out: dict[str, Any] = {"rounds": repeats, "median_us": medians, "added_us": {}}
-    for name, median in medians.items():
-        slope = (median[f"stream{LONG}"] - median[f"stream{SHORT}"]) - (
-            bare[f"stream{LONG}"] - bare[f"stream{SHORT}"]
-        )
-        out["added_us"][name] = {"call": median["call"] - bare["call"], "delta": slope / (LONG - SHORT)}
+def profile_steptrace(client: Any, info: dict[str, Any]) -> dict[str, Any]:
+    """Where steptrace's time goes in one ``converse`` (cProfile µs per call, profiled): its own
+    (its wrapper less botocore's call inside it) and the parts of it."""
+    parts = {
+        "steptrace's wrapper": (INTEGRATION, "traced"),
+        "botocore's own call (_make_api_call)": ("botocore/client.py", "_make_api_call"),
+        "steptrace opening the call (open_call: request attributes, handle, span start)": (
+            "steptrace/instrumentation/_common.py", "open_call"),
+        "steptrace reading the reply (_record_converse)": (INTEGRATION, "_record_converse"),
+        "steptrace server address (_server)": (INTEGRATION, "_server"),
+        "SDK Tracer.start_span": (SDK_TRACE, "start_span"),
+        "SDK Span.end (with the step record)": (SDK_TRACE, "end"),
+        "steptrace step record (processor on_end)": ("steptrace/_processors.py", "on_end"),
+        "steptrace handle finish (span attributes, metrics, span end)": ("steptrace/_spans.py", "finish"),
+    }  # fmt: skip
+    wrapper, framework, *rest = profile(
+        calls(client)["call"], info["st_on"], info["st_off"], 2000, parts
+    ).items()
+    out = {"call": {"own_us": wrapper[1] - framework[1], "parts_us": dict(rest)}}
+    # A stream: steptrace's time is spread over the iteration, so its own is the stream less the
+    # same stream uninstrumented; per delta its stream proxy and observer run.
+    consume = calls(client)[f"stream{LONG}"]
+    whole = {"the whole stream": ("bench/case_bedrock.py", "consume")}
+    bare = profile(consume, lambda: None, lambda: None, 100, whole)["the whole stream"]
+    stream_parts = {
+        **whole,
+        "steptrace stream proxy (StreamProxy.__next__'s own time, all deltas)": (
+            "steptrace/instrumentation/_common.py", "self:__next__"),
+        "steptrace reading each event (_ConverseStreamObserver.observe)": (INTEGRATION, "observe"),
+        "steptrace chunk timing (LlmRequest.chunk_received)": ("steptrace/_spans.py", "chunk_received"),
+        "steptrace at the stream's end (observer finalize)": (INTEGRATION, "finalize"),
+        "SDK Tracer.start_span": (SDK_TRACE, "start_span"),
+        "SDK Span.end (with the step record)": (SDK_TRACE, "end"),
+    }  # fmt: skip
+    total, *rest = profile(consume, info["st_on"], info["st_off"], 100, stream_parts).items()
+    out[f"stream of {LONG} deltas"] = {"own_us": total[1] - bare, "parts_us": dict(rest)}
     return out
 
 
@@ -226,16 +243,20 @@ def main() -> None:
     load_start = load_average()
     info: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="steptrace-bench-") as tmp:
-        client = make_client()
-        work = calls(client)
-        variants: list[Variant] = []
         instrumented = instrumentations(Path(tmp), info)
-        for name, (on, off) in instrumented.items():
-            for what, fn in work.items():
-                variants.append(Variant(f"{name}|{what}", fn, on, off))
-        interleave([v for v in variants if v.name.endswith("|call")], number=CALL_NUMBER, batches=BATCHES)
-        interleave([v for v in variants if "|stream" in v.name], number=STREAM_NUMBER, batches=BATCHES)
-        cpu = cpu_times(instrumented, work, CPU_ROUNDS)
+        variants: dict[str, Variant] = {}
+        for what, number in (
+            ("call", CALL_NUMBER),
+            (f"stream{SHORT}", STREAM_NUMBER),
+            (f"stream{LONG}", STREAM_NUMBER),
+        ):
+            group = [
+                Variant(f"{name}|{what}", calls(client)[what], on, off)
+                for name, (on, off, client) in instrumented.items()
+            ]
+            interleave(group, number=number, batches=BATCHES)
+            variants.update((v.name, v) for v in group)
+        profiled = profile_steptrace(instrumented["bare"][2], info)
         records = (Path(tmp) / "steps.jsonl").read_bytes().count(b"\n")
     result = {
         "case": "bedrock",
@@ -244,8 +265,13 @@ def main() -> None:
         "stream_number": STREAM_NUMBER,
         "deltas": [SHORT, LONG],
         "load_average_start": load_start,
-        "variants": summarize(variants),
-        "cpu_time": cpu,
+        "variants": summarize(list(variants.values())),
+        "added": {
+            name: {what: added(variants, name, terms) for what, terms in TERMS.items()}
+            for name in instrumented
+            if name != "bare"
+        },
+        "steptrace_profile_us": profiled,
         "spans_exported": {name: c.count for name, c in info["spans_exported"].items()},
         "peers_missing": info["peers_missing"],
         "steptrace_records_written": records,
