@@ -12,7 +12,9 @@ process: wall time and that process's peak RSS (from ``wait4``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -41,6 +43,42 @@ CLI_STDLIB = _PEAK + (
     "from steptrace.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 STARTUP = _PEAK + "import steptrace.cli"
+# Where `runs` spends its time: own (tottime) CPU seconds of a cProfile run grouped by module, or by
+# builtin for C functions (msgspec's decode, the file reads). Profiling inflates parts made of many
+# small calls; the shares are for ranking, the table's seconds are the unprofiled ones.
+PROFILE = (
+    "import cProfile, json, os, pstats, sys\n"
+    "from steptrace.cli import main\n"
+    "profile = cProfile.Profile()\n"
+    "profile.enable()\n"
+    "try:\n"
+    "    main(sys.argv[2:])\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "profile.disable()\n"
+    "parts = {}\n"
+    "for (file, _, name), (_, _, own, _, _) in pstats.Stats(profile).stats.items():\n"
+    "    key = name if file == '~' else '/'.join(file.split(os.sep)[-2:])\n"
+    "    parts[key] = parts.get(key, 0.0) + own\n"
+    "with open(sys.argv[1], 'w') as out:\n"
+    "    json.dump(parts, out)\n"
+)
+# The floor of the aggregate commands: read the log and decode every record into the loader's own
+# struct of the fields they read (the same msgspec decoder, many lines per call), keeping nothing:
+# no aggregation, no pricing, no output.
+DECODE_FLOOR = _PEAK + (
+    "import sys, typing, msgspec\n"
+    "from steptrace.analysis._loading import STEP_FIELDS\n"
+    "struct = msgspec.defstruct('Fields', [(name, typing.Any, None) for name in STEP_FIELDS])\n"
+    "decoder = msgspec.json.Decoder(struct)\n"
+    "with open(sys.argv[1], 'rb') as log:\n"
+    "    tail = b''\n"
+    "    while chunk := log.read(1 << 24):\n"
+    "        chunk = tail + chunk\n"
+    "        cut = chunk.rfind(b'\\n') + 1\n"
+    "        decoder.decode_lines(chunk[:cut])\n"
+    "        tail = chunk[cut:]\n"
+)
 
 
 def _agent(steptrace: Any, run_number: int) -> None:
@@ -146,13 +184,29 @@ def run_cli(code: str, argv: list[str]) -> dict[str, Any]:
     """Wall seconds, peak RSS (MiB, the child's VmHWM) and exit code of one call in a fresh process."""
     with tempfile.NamedTemporaryFile("r", suffix=".peak") as peak:
         env = {**os.environ, "BENCH_PEAK_FILE": peak.name}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-c", code, *argv], stdout=subprocess.DEVNULL, env=env, check=False
         )
         seconds = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         kib = int(peak.read().split()[1])
-    return {"seconds": seconds, "peak_rss_mib": kib / 1024, "exit_code": done.returncode}
+    # CPU seconds (user + system) of that child alone: on a shared machine wall time also counts
+    # waiting for a core.
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": kib / 1024, "exit_code": done.returncode}
+
+
+def profile_runs(log: list[str]) -> dict[str, float]:
+    """The own CPU seconds of `steptrace runs` per module (or C builtin), the 12 largest."""
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
+        subprocess.run(
+            [sys.executable, "-c", PROFILE, out.name, "runs", *log], stdout=subprocess.DEVNULL, check=False
+        )
+        text = out.read()
+    parts: dict[str, float] = json.loads(text) if text else {}
+    return dict(sorted(parts.items(), key=lambda item: -item[1])[:12])
 
 
 def analysis(directory: Path, sizes: list[int]) -> dict[str, Any]:
@@ -166,11 +220,14 @@ def analysis(directory: Path, sizes: list[int]) -> dict[str, Any]:
         path, run_id = make_log(directory, size)
         log = ["--log", str(path)]
         entry: dict[str, Any] = {"bytes": path.stat().st_size}
+        entry["floor: read + decode every record (the loader's struct)"] = run_cli(DECODE_FLOOR, [str(path)])
         # The stdlib decoder for comparison at the sizes it takes in reasonable time.
         variants = [("", CLI)] + ([(" (stdlib json)", CLI_STDLIB)] if fast and size <= 1_000_000 else [])
         for suffix, code in variants:
             entry[f"steptrace runs{suffix}"] = run_cli(code, ["runs", *log])
             entry[f"steptrace summary RUN_ID{suffix}"] = run_cli(code, ["summary", run_id, *log])
+        if size == 1_000_000:
+            results["profile of steptrace runs, 1,000,000 records"] = profile_runs(log)
         results[f"{size} records"] = entry
         path.unlink()
     return results

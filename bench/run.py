@@ -325,6 +325,10 @@ def load_tables(result: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
     return lines, facts
 
 
+def _cpu(row: dict[str, Any]) -> str:
+    return f"{row['cpu_seconds']:.2f}" if "cpu_seconds" in row else "–"
+
+
 def jsonl_tables(result: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
     lines = [
         f"Exporter: `JsonlSpanExporter.export` per span, median of {result['batches']} batches of 2,000; "
@@ -344,12 +348,12 @@ def jsonl_tables(result: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
         "Analysis commands, each in a fresh process (wall time includes interpreter start-up; peak RSS "
         f"of that process). msgspec fast path available: {analysis['msgspec_fast_path_available']}.",
         "",
-        "| log | command | seconds | peak RSS MiB | exit code |",
-        "|---|---|---:|---:|---:|",
+        "| log | command | seconds | CPU seconds | peak RSS MiB | exit code |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     startup = analysis["python startup + import steptrace.cli"]
     lines.append(
-        f"| – | python start-up + import steptrace.cli | {startup['seconds']:.2f} | "
+        f"| – | python start-up + import steptrace.cli | {startup['seconds']:.2f} | {_cpu(startup)} | "
         f"{startup['peak_rss_mib']:.0f} | {startup['exit_code']} |"
     )
     facts: dict[str, Any] = {}
@@ -360,11 +364,14 @@ def jsonl_tables(result: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
         for command, row in entry.items():
             if command == "bytes":
                 continue
+            shown = command if command.startswith("floor") else f"`{command}`"
             lines.append(
-                f"| {size} | `{command}` | {row['seconds']:.2f} | {row['peak_rss_mib']:.0f} | "
+                f"| {size} | {shown} | {row['seconds']:.2f} | {_cpu(row)} | {row['peak_rss_mib']:.0f} | "
                 f"{row['exit_code']} |"
             )
             facts[(key, command)] = row
+    facts["profile"] = analysis.get("profile of steptrace runs, 1,000,000 records")
+    facts["startup"] = startup
     return lines, facts
 
 
@@ -533,10 +540,13 @@ def targets(
         row = jl.get(("1000000 records", command))
         if row is None:
             continue
-        ok = row["seconds"] <= 2.0 and row["peak_rss_mib"] <= 512 and row["exit_code"] == 0
+        # CPU time decides when the child's was measured: wall time on a shared machine also
+        # counts waiting for a core.
+        seconds = row.get("cpu_seconds", row["seconds"])
+        ok = seconds <= 2.0 and row["peak_rss_mib"] <= 512 and row["exit_code"] == 0
         rows.append(
-            f"| `{command}` over 1,000,000 records ≤ 2 s and ≤ 512 MiB | {row['seconds']:.2f} s, "
-            f"{row['peak_rss_mib']:.0f} MiB | {verdict(ok)} |"
+            f"| `{command}` over 1,000,000 records ≤ 2 s and ≤ 512 MiB (CPU time decides) | "
+            f"{row['seconds']:.2f} s wall, {_cpu(row)} s CPU, {row['peak_rss_mib']:.0f} MiB | {verdict(ok)} |"
         )
     for command in ("steptrace runs", "steptrace summary RUN_ID"):
         row = jl.get(("10000000 records", command))
@@ -563,6 +573,56 @@ def in_situ_record(tool: dict[str, Any]) -> list[str]:
         "its end. Alone, in a tight loop (section 13), the same record costs about half that: between "
         "the SDK's own span work its code and data are no longer in the CPU's caches, so every "
         "instruction of the record path costs about twice as much as in isolation."
+    ]
+
+
+def analysis_obstacles(jl: dict[str, Any]) -> list[str]:
+    """What stands in the way of the 1M-record commands' 2 s: the decoding floor and a profile."""
+    lines: list[str] = []
+    floor = jl.get(("1000000 records", "floor: read + decode every record (the loader's struct)"))
+    startup = jl.get("startup")
+    for command in ("steptrace runs", "steptrace summary RUN_ID"):
+        row = jl.get(("1000000 records", command))
+        if row is None or "cpu_seconds" not in row or row["cpu_seconds"] <= 2.0 or floor is None:
+            continue
+        lines.append(
+            f"- `{command}` over 1,000,000 records: {row['cpu_seconds']:.2f} s CPU. The floor, reading "
+            f"the log and decoding every record into the loader's struct and keeping nothing, is "
+            f"{floor['cpu_seconds']:.2f} s"
+            + (f"; Python start-up and imports {startup['cpu_seconds']:.2f} s" if startup else "")
+            + ". The rest is Python work per record: deciding what the record is and adding it to its "
+            "run (tokens, calls, tools, errors, agents), then building and pricing each run."
+        )
+    parts = jl.get("profile")
+    if parts:
+        total = sum(parts.values())
+        shown = ", ".join(f"{name} {own / total:.0%}" for name, own in list(parts.items())[:8])
+        lines.append(
+            "- Where `steptrace runs` spends its own CPU time over 1,000,000 records (cProfile, "
+            f"grouped by module or C builtin, shares of the 12 largest): {shown}. One process reads "
+            "the log; splitting it across cores would need the per-run partial sums merged in record "
+            "order to keep answers identical, which is not done."
+        )
+    return lines
+
+
+def genai_obstacles(result: dict[str, Any] | None) -> list[str]:
+    """The Gemini call's in-run cost against its out-of-run cost and the peer's, in CPU time."""
+    peer = "opentelemetry-instrumentation-google-generativeai"
+    cpu = ((result or {}).get("cpu_time") or {}).get("added_us", {})
+    outside = cpu.get("steptrace, outside an agent run (no step record)")
+    if "steptrace" not in cpu or peer not in cpu or outside is None:
+        return []
+    mine, theirs = cpu["steptrace"]["call"], cpu[peer]["call"]
+    if theirs > 0 and mine <= 0.8 * theirs:
+        return []
+    return [
+        f"- Gemini call: steptrace adds {us(mine)} µs CPU inside an agent run and {us(outside['call'])} "
+        f"µs outside one; the peer adds {us(theirs)} µs (0.8× is {us(0.8 * theirs)} µs). Inside a run "
+        "the call also writes its step record (section 13: the record alone is the figure there; "
+        "between the SDK's own span work about twice that) and counts the call into its run and step; "
+        "outside a run steptrace "
+        + ("already adds less than the peer." if outside["call"] < theirs else "adds as much as the peer.")
     ]
 
 
@@ -1077,6 +1137,8 @@ def render(results: dict[str, dict[str, Any]], command: str) -> str:
         "### What stands in the way",
         "",
         *obstacles(tool, oa_facts),
+        *genai_obstacles(results.get("google-genai")),
+        *analysis_obstacles(jl_facts),
         *framework_obstacles(results),
         "",
         "## 1. A decorated trivial tool call",
