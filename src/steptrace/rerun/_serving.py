@@ -79,6 +79,13 @@ def request_view(request: Any, sdk: bool) -> Any:
     return request
 
 
+def uncomparable(entry: dict[str, Any]) -> bool:
+    """A recorded SDK model call whose request holds nothing: anthropic's ``messages.stream()``
+    and ``beta.messages.stream()`` recorded before steptrace took their request from the
+    keywords of ``stream(...)``. Any prompt would match it, so none is compared."""
+    return bool(entry.get("sdk")) and entry.get("request") == {}
+
+
 def step_label(line: dict[str, Any]) -> int | None:
     step = line.get("agent_step")
     return step if isinstance(step, int) else line.get("seq") if isinstance(line.get("seq"), int) else None
@@ -170,6 +177,9 @@ class RerunSession:
         self.tools_served = 0
         self.tools_ran = 0
         self.warnings: list[str] = []
+        # Model calls served in order whose recorded request holds nothing to compare (see
+        # ``uncomparable``): the rerun cannot say whether they asked the same.
+        self.llm_not_compared: list[int] = []
 
     # --- which calls are the rerun's ------------------------------------------------------------
     def claim(self, run: Any, attrs: dict[str, Any], parent_run: Any, rerun_of_key: str) -> None:
@@ -278,6 +288,14 @@ class RerunSession:
                     ):
                         chosen = entry
                         break
+            if (
+                chosen is None
+                and expected is not None
+                and int(expected.get("number") or 0) not in self._llm_used
+                and uncomparable(expected)
+            ):  # served in order, and the report says it was not compared (never "reproduced")
+                chosen = expected
+                self.llm_not_compared.append(number)
             if chosen is None and not live and self.llm_mode == "recorded":
                 # the model's recorded decision, in order: the first response not served yet
                 out_of_match = next(
