@@ -190,8 +190,9 @@ def test_a_changed_prompt_of_a_stream_helper_is_a_divergence(
     report = rerun["report"]
     assert report["reproduced"] is False, report["verdict"]
     assert f"model call {changed} asked for something else" in report["divergence"]
-    assert "messages[0].content: expected 'Capital of France?', got 'Capital of Spain?'" in (
-        report["divergence"]
+    assert (
+        "messages[0].content: expected 'Capital of France?', got 'Capital of Spain?'"
+        in (report["divergence"])
     )
     assert report["verdict"].startswith("changed: diverged at step")
     assert rerun["answer"] == recorded["answer"]  # llm="recorded": still served, in order
