@@ -141,6 +141,44 @@ def anthropic_beta_and_parse(url: str | None) -> Any:
     return answer
 
 
+STREAM_QUESTION = "Capital of France?"
+
+
+def anthropic_stream_helpers(url: str | None, changed: int | None = None) -> Any:
+    """messages.stream and beta.messages.stream, sync and async: four model calls; ``changed``
+    asks call ``changed`` (1-4) another question, as an edited prompt would."""
+    import anthropic
+
+    steptrace.instrument_anthropic()
+    script = F.Script(*(F.sse_reply(F.anthropic_sse(F.anthropic_events([f"Paris {n}."]))) for n in range(4)))
+
+    def ask(number: int) -> dict[str, Any]:
+        question = "Capital of Spain?" if number == changed else STREAM_QUESTION
+        content = [{"role": "user", "content": question}]
+        return {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": content}
+
+    answer: list[Any] = []
+    with _serving(script, url) as base:
+        client = anthropic.Anthropic(api_key=F.API_KEY, base_url=base, max_retries=0)
+        with steptrace.agent_run(agent="an-stream-helpers"):
+            with client.messages.stream(**ask(1)) as events:
+                answer.append("".join(events.text_stream))
+            with client.beta.messages.stream(**ask(2)) as beta_events:
+                answer.append("".join(beta_events.text_stream))
+
+            async def streamed() -> list[str]:
+                options = {"api_key": F.API_KEY, "base_url": base, "max_retries": 0}
+                async with anthropic.AsyncAnthropic(**options) as aclient:  # type: ignore[arg-type]
+                    async with aclient.messages.stream(**ask(3)) as events:
+                        plain = "".join([piece async for piece in events.text_stream])
+                    async with aclient.beta.messages.stream(**ask(4)) as beta_events:
+                        beta = "".join([piece async for piece in beta_events.text_stream])
+                return [plain, beta]
+
+            answer += asyncio.run(streamed())
+    return answer
+
+
 def google_genai(url: str | None) -> Any:
     from google import genai
     from google.genai import types
@@ -304,6 +342,11 @@ SCENARIOS: dict[str, Callable[[str | None], Any]] = {
     "openai": openai_chat,
     "anthropic": anthropic_messages,
     "anthropic_beta_and_parse": anthropic_beta_and_parse,
+    "anthropic_stream_helpers": anthropic_stream_helpers,
+    **{
+        f"anthropic_stream_helpers_changed_{n}": (lambda url, n=n: anthropic_stream_helpers(url, n))
+        for n in range(1, 5)
+    },
     "google_genai": google_genai,
     "agents_sdk": agents_sdk,
     "agents_sdk_streamed": lambda url: agents_sdk(url, streamed=True),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -160,3 +161,69 @@ def test_hostile_run_ids_record_inside_the_folder_and_rerun(tmp_path: Path) -> N
             assert rerun.report.original_run_id == run_id
     finally:
         telemetry.shutdown()
+
+
+@pytest.fixture(scope="module")
+def stream_helpers_recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """One recording of messages.stream / beta.messages.stream, sync and async (4 model calls)."""
+    log = tmp_path_factory.mktemp("stream-helpers") / "logs"
+    return log, run_script("anthropic_stream_helpers", "record", str(log))
+
+
+def test_stream_helpers_unchanged_reproduce(stream_helpers_recorded: tuple[Path, dict[str, Any]]) -> None:
+    log, recorded = stream_helpers_recorded
+    rerun = run_script("anthropic_stream_helpers", "rerun", str(log), recorded["run_id"])
+    assert rerun["answer"] == recorded["answer"] == ["Paris 0.", "Paris 1.", "Paris 2.", "Paris 3."]
+    assert rerun["report"]["reproduced"] is True, rerun["report"]["verdict"]
+
+
+@pytest.mark.parametrize(
+    "changed", [1, 2, 3, 4], ids=["messages.stream", "beta.messages.stream", "async", "async-beta"]
+)
+def test_a_changed_prompt_of_a_stream_helper_is_a_divergence(
+    changed: int, stream_helpers_recorded: tuple[Path, dict[str, Any]]
+) -> None:
+    """The stream helpers' requests were recorded as {}: a rerun asking another question was
+    served the recorded answer and said "reproduced". Now it says what changed, as for create."""
+    log, recorded = stream_helpers_recorded
+    rerun = run_script(f"anthropic_stream_helpers_changed_{changed}", "rerun", str(log), recorded["run_id"])
+    report = rerun["report"]
+    assert report["reproduced"] is False, report["verdict"]
+    assert f"model call {changed} asked for something else" in report["divergence"]
+    assert (
+        "messages[0].content: expected 'Capital of France?', got 'Capital of Spain?'"
+        in (report["divergence"])
+    )
+    assert report["verdict"].startswith("changed: diverged at step")
+    assert rerun["answer"] == recorded["answer"]  # llm="recorded": still served, in order
+
+
+def _old_shape_copy(log: Path, run_id: str, destination: Path) -> Path:
+    """The recording as steptrace wrote it before stream helpers' requests were recorded: every
+    stream helper's model call holds ``"request": {}``."""
+    shutil.copytree(log / "rerun", destination / "rerun")
+    path = destination / "rerun" / f"{run_id}.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for line in lines:
+        if line["recording"] == "llm" and line.get("stream_helper"):
+            line["request"] = {}
+            line.pop("unmatched_args", None)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return destination
+
+
+@pytest.mark.parametrize("scenario", ["anthropic_stream_helpers", "anthropic_stream_helpers_changed_2"])
+def test_an_old_recording_of_stream_helpers_is_served_but_not_called_reproduced(
+    scenario: str, stream_helpers_recorded: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A recording made before the fix cannot tell a changed prompt from an unchanged one: its
+    responses are still served in order, and the verdict says the requests were not compared."""
+    log, recorded = stream_helpers_recorded
+    old = _old_shape_copy(log, recorded["run_id"], tmp_path / "old")
+    rerun = run_script(scenario, "rerun", str(old), recorded["run_id"])
+    report = rerun["report"]
+    assert rerun["answer"] == recorded["answer"]
+    assert report["reproduced"] is False, report["verdict"]
+    assert report["divergence"] is None
+    assert report["verdict"].startswith("not compared: 4 model calls were recorded without their request")
+    assert report["ran"]["llm"] == {"served": 4, "out_of_match": 0, "out_of_match_from": None, "live": 0}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import openai
@@ -13,6 +14,7 @@ import pytest
 import sdk_fakes as F
 import steptrace
 from steptrace.testing import Capture
+from test_instrument_openai_surface import full_response_events
 
 MESSAGES = [{"role": "user", "content": "Capital of France?"}]
 
@@ -197,3 +199,99 @@ def test_a_rerun_instruments_an_sdk_the_process_did_not_and_says_so(
     )
     assert any(warning in message for message in caplog.messages)
     assert rerun.report is not None and rerun.report.reproduced and rerun.report.warnings == [warning]
+
+
+def _chat_stream_helper(client: openai.OpenAI, question: str) -> str:
+    messages = [{"role": "user", "content": question}]
+    with client.chat.completions.stream(model="gpt-4o", messages=messages) as stream:  # type: ignore[arg-type]
+        for _event in stream:
+            pass
+        return str(stream.get_final_completion().choices[0].message.content)
+
+
+def _responses_stream_helper(client: openai.OpenAI, question: str) -> str:
+    with client.responses.stream(model="gpt-4o", input=question) as stream:
+        for _event in stream:
+            pass
+        return stream.get_final_response().output_text
+
+
+@pytest.mark.parametrize(
+    ("reply", "ask"),
+    [
+        (lambda: F.openai_sse(F.chat_chunks(["Par", "is", "!"])), _chat_stream_helper),
+        (lambda: F.responses_sse(full_response_events(["Par", "is", "!"])), _responses_stream_helper),
+    ],
+    ids=["chat.completions.stream", "responses.stream"],
+)
+def test_a_changed_prompt_of_an_openai_stream_helper_is_a_divergence(
+    steptrace_capture: Capture, reply: Any, ask: Any
+) -> None:
+    """The OpenAI stream helpers send through create(...): their request is recorded whole, so a
+    changed question is reported, not served as reproduced."""
+    script = F.Script(F.sse_reply(reply()))
+    with F.FakeServer(script) as server:
+        client = openai.OpenAI(api_key=F.API_KEY, base_url=server.url("/v1"), max_retries=0)
+        with steptrace.agent_run(agent="oa-helper"):
+            assert ask(client, "Capital of France?") == "Paris!"
+    recording = only_recording(steptrace_capture)
+    for question, reproduced in (("Capital of France?", True), ("Capital of Spain?", False)):
+        with steptrace.rerun(recording, log=steptrace_capture.jsonl_path) as rerun:
+            with steptrace.agent_run(agent="oa-helper"):
+                assert ask(client, question) == "Paris!"
+        assert rerun.report is not None and rerun.report.reproduced is reproduced, rerun.report.verdict
+        if not reproduced:
+            assert "model call 1 asked for something else" in str(rerun.report.divergence)
+    client.close()
+
+
+@pytest.mark.parametrize("call", ["generate_content_stream", "aio", "generate_content"])
+def test_a_changed_prompt_of_google_genai_is_a_divergence(steptrace_capture: Capture, call: str) -> None:
+    """google-genai's request was recorded whole, but its contents and its config's system
+    instruction were not compared: any prompt was served as reproduced."""
+    from google.genai import types
+
+    import genai_fakes as G
+
+    steptrace.instrument_google_genai()
+    if call == "generate_content":
+        reply = F.json_reply(G.response("Paris!"))
+    else:
+        reply = F.sse_reply(G.sse(G.chunks(["Par", "is!"])))
+    try:
+        with F.FakeServer(F.Script(reply)) as server:
+            client = G.client(server)
+
+            def ask(question: str, system: str = "Be short.") -> str:
+                options: Any = {
+                    "model": "gemini-2.5-flash",
+                    "contents": question,
+                    "config": types.GenerateContentConfig(temperature=0.0, system_instruction=system),
+                }
+                with steptrace.agent_run(agent="gg"):
+                    if call == "generate_content":
+                        return str(client.models.generate_content(**options).text)
+                    if call == "generate_content_stream":
+                        return "".join(c.text or "" for c in client.models.generate_content_stream(**options))
+
+                    async def streamed() -> str:
+                        chunks = await client.aio.models.generate_content_stream(**options)
+                        return "".join([c.text or "" async for c in chunks])
+
+                    return G.run_async(server, streamed())
+
+            assert ask("Capital of France?") == "Paris!"
+            recording = only_recording(steptrace_capture)
+            for question, system, changed in (
+                ("Capital of France?", "Be short.", None),
+                ("Capital of Spain?", "Be short.", "contents: expected 'Capital of France?'"),
+                ("Capital of France?", "Be long.", "config.system_instruction: expected 'Be short.'"),
+            ):
+                with steptrace.rerun(recording, log=steptrace_capture.jsonl_path) as rerun:
+                    assert ask(question, system) == "Paris!"
+                report = rerun.report
+                assert report is not None and report.reproduced is (changed is None), report.verdict
+                if changed is not None:
+                    assert changed in str(report.divergence), report.divergence
+    finally:
+        steptrace.uninstrument_google_genai()

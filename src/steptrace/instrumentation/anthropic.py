@@ -214,9 +214,15 @@ class _MessageStreamCall(Call):
     ``beta.messages``): route its raw events through our proxy (its helpers all read them), so the
     span ends with the stream."""
 
-    __slots__ = ("helper_module", "output_format")
+    __slots__ = ("helper_module", "output_format", "stream_kwargs")
     helper_module: str  # a key of _STREAM_HELPERS
     output_format: Any  # stream(output_format=...): what get_final_message() parses into
+    stream_kwargs: Mapping[str, Any]  # what stream(...) was given: the request it sends
+
+    def rerun_request(self, entered_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """What a rerun records and compares: the keywords of ``stream(...)``, not those of the
+        manager's ``__enter__`` (none), which sends them."""
+        return dict(self.stream_kwargs)
 
     def on_return(self, handle: LlmRequest, message_stream: Any) -> Any:
         proxy_type = AsyncStreamProxy if self.is_async else StreamProxy
@@ -248,6 +254,7 @@ def _open_stream_call(
     call = open_call(source, STREAM, resource, kwargs, _MessageStreamCall)
     if isinstance(call, _MessageStreamCall):
         call.helper_module = helper_module
+        call.stream_kwargs = kwargs
         output_format = kwargs.get("output_format")
         call.output_format = output_format
     return call

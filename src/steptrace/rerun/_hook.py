@@ -582,17 +582,18 @@ class RerunHook:
         state.line = line
 
         def before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[..., Any]:
+            raw = kwargs if sdk else _named_arguments(fn, args, kwargs)
+            # An integration may say what of the arguments the model receives: LangChain not the
+            # messages' per-run random ids (so a new process matches an unchanged agent);
+            # anthropic's stream helpers the keywords of stream(...), not of the __enter__ that
+            # sends them (recorded as {}, any prompt matched).
+            shape = getattr(hooks, "rerun_request", None)
+            if shape is not None:
+                raw = shape(raw)
             if sdk:
-                raw = {key: value for key, value in kwargs.items() if key not in _TRANSPORT_KWARGS}
-                if not raw and getattr(hooks, "served_stream", None) is not None:
+                raw = {key: value for key, value in raw.items() if key not in _TRANSPORT_KWARGS}
+                if getattr(hooks, "served_stream", None) is not None:
                     line["stream_helper"] = True
-            else:
-                raw = _named_arguments(fn, args, kwargs)
-                # An integration may say what of the arguments the model receives (LangChain: not
-                # the messages' per-run random ids), so a new process matches an unchanged agent.
-                shape = getattr(hooks, "rerun_request", None)
-                if shape is not None:
-                    raw = shape(raw)
             if fenced:  # compared as nothing on both sides: the rerun then says why it cannot serve
                 line["request"] = None
                 line["unreplayable"] = _FENCED

@@ -138,11 +138,22 @@ def build_report(session: RerunSession) -> RerunReport:
     same_calls = sorted(call_key(line) for line in recorded.calls) == sorted(
         call_key(line) for line in session.observed
     )
-    reproduced = (
+    matched = (
         rerun is not None and divergence is None and same_calls and rerun.stop_reason == original.stop_reason
     )
+    not_compared = list(session.llm_not_compared)
+    reproduced = matched and not not_compared
     if rerun is None:
         verdict = "no rerun: no agent_run was started inside the rerun"
+    elif matched and not_compared:
+        count = len(not_compared)
+        verdict = (
+            f"not compared: {count} model call{'s' if count != 1 else ''} "
+            f"{'were' if count != 1 else 'was'} recorded without {'their' if count != 1 else 'its'} "
+            f"request (model call {', '.join(str(n) for n in not_compared)}: anthropic stream helpers "
+            f"recorded by an older steptrace), served in order; the run ends with {_ends(rerun)} as "
+            "the original, but whether the same was asked is unknown (record the run again)"
+        )
     elif reproduced:
         tools = original.tools_text()
         verdict = (
@@ -181,6 +192,11 @@ def build_report(session: RerunSession) -> RerunReport:
         warnings.append(
             f"the rerun made none of the {len(recorded.llm)} recorded model calls through steptrace: "
             "nothing was served (is the SDK instrumented, and the same decorated function called?)"
+        )
+    if not_compared and not matched and rerun is not None:
+        warnings.append(
+            f"model call {', '.join(str(n) for n in not_compared)}: recorded without its request "
+            "(anthropic stream helpers recorded by an older steptrace): served in order, not compared"
         )
     unmatched: list[str] = []
     for line in recorded.calls:

@@ -1,9 +1,10 @@
 """Serving a recorded run: which recorded call answers a call of the rerun, and divergences.
 
 Model calls match by order (the k-th model call gets the k-th recorded response), after their
-requests are compared (model, messages, system, input, instructions, tools — as redacted in the
-recording); tool calls match by tool name and ``args_hash``, by occurrence, so parallel calls in
-threads find their own result whatever order they start in.
+requests are compared (model, messages, system, input, instructions, tools; google-genai's
+contents and its config's system instruction and tools — as redacted in the recording); tool
+calls match by tool name and ``args_hash``, by occurrence, so parallel calls in threads find their
+own result whatever order they start in.
 
 In ``recorded`` mode nothing is ever called for real: after a divergence the recorded model
 responses are still served, in order ("out of match": the model's recorded decisions), and a call
@@ -28,7 +29,10 @@ from steptrace.rerun._recording import RECORDING_KEY, read_lines
 MODES = ("recorded", "until-divergence", "live")
 logger = logging.getLogger("steptrace.rerun")
 # What of an SDK request is compared: what the model is asked, not transport options.
-COMPARED_REQUEST_KEYS = ("model", "messages", "system", "input", "instructions", "tools")
+COMPARED_REQUEST_KEYS = ("model", "messages", "system", "input", "instructions", "tools", "contents")
+# google-genai sends its system instruction and tools inside ``config``, beside sampling options
+# (not compared, as for the other SDKs); unset and None are the same request.
+COMPARED_CONFIG_KEYS = ("system_instruction", "tools")
 
 
 class RerunDivergence(Exception):
@@ -75,8 +79,21 @@ def first_difference(expected: Any, got: Any, path: str = "") -> str | None:
 
 def request_view(request: Any, sdk: bool) -> Any:
     if sdk and isinstance(request, dict):
-        return {key: request[key] for key in COMPARED_REQUEST_KEYS if key in request}
+        view = {key: request[key] for key in COMPARED_REQUEST_KEYS if key in request}
+        config = request.get("config")
+        if isinstance(config, dict):
+            for key in COMPARED_CONFIG_KEYS:
+                if config.get(key) is not None:
+                    view[f"config.{key}"] = config[key]
+        return view
     return request
+
+
+def uncomparable(entry: dict[str, Any]) -> bool:
+    """A recorded SDK model call whose request holds nothing: anthropic's ``messages.stream()``
+    and ``beta.messages.stream()`` recorded before steptrace took their request from the
+    keywords of ``stream(...)``. Any prompt would match it, so none is compared."""
+    return bool(entry.get("sdk")) and entry.get("request") == {}
 
 
 def step_label(line: dict[str, Any]) -> int | None:
@@ -170,6 +187,9 @@ class RerunSession:
         self.tools_served = 0
         self.tools_ran = 0
         self.warnings: list[str] = []
+        # Model calls served in order whose recorded request holds nothing to compare (see
+        # ``uncomparable``): the rerun cannot say whether they asked the same.
+        self.llm_not_compared: list[int] = []
 
     # --- which calls are the rerun's ------------------------------------------------------------
     def claim(self, run: Any, attrs: dict[str, Any], parent_run: Any, rerun_of_key: str) -> None:
@@ -278,6 +298,14 @@ class RerunSession:
                     ):
                         chosen = entry
                         break
+            if (
+                chosen is None
+                and expected is not None
+                and int(expected.get("number") or 0) not in self._llm_used
+                and uncomparable(expected)
+            ):  # served in order, and the report says it was not compared (never "reproduced")
+                chosen = expected
+                self.llm_not_compared.append(number)
             if chosen is None and not live and self.llm_mode == "recorded":
                 # the model's recorded decision, in order: the first response not served yet
                 out_of_match = next(
