@@ -139,3 +139,31 @@ def test_other_families_invoke_model_bodies_rerun_offline(steptrace_capture: Cap
         assert other_agent(client) == recorded
     assert len(server.requests) == 2
     assert rerun.report is not None and rerun.report.reproduced, rerun.report
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"modelId": "amazon.nova-pro-v1:0"},
+        {"toolConfig": {"tools": [{"toolSpec": {"name": "lookup", "inputSchema": {"json": {}}}}]}},
+    ],
+    ids=["model", "tools"],
+)
+def test_a_fix_that_changes_the_model_or_tools_is_not_called_reproduced(
+    steptrace_capture: Capture, change: dict[str, Any]
+) -> None:
+    """Switching the Bedrock model (``modelId``) or its tools is a change a rerun must see: the
+    recorded answer to another model's call is served, but the verdict names what was asked."""
+
+    def ask(client: Any, **extra: Any) -> str:
+        with steptrace.agent_run(agent="bedrock-model"):
+            reply = client.converse(**{"modelId": B.MODEL, "messages": MESSAGES, **extra})
+            return str(reply["output"]["message"]["content"][0]["text"])
+
+    with B.BedrockServer(B.json_reply(B.converse_response("Paris."))) as server:
+        client = server.client()
+        assert ask(client) == "Paris."
+    with steptrace.rerun(only_recording(steptrace_capture), log=steptrace_capture.jsonl_path) as rerun:
+        ask(client, **change)
+    assert rerun.report is not None and not rerun.report.reproduced
+    assert next(iter(change)) in str(rerun.report), rerun.report

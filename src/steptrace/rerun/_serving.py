@@ -2,7 +2,8 @@
 
 Model calls match by order (the k-th model call gets the k-th recorded response), after their
 requests are compared (model, messages, system, input, instructions, tools; google-genai's
-contents and its config's system instruction and tools — as redacted in the recording); tool
+contents and its config's system instruction and tools; Bedrock's modelId and toolConfig — as
+redacted in the recording); tool
 calls match by tool name and ``args_hash``, by occurrence, so parallel calls in threads find their
 own result whatever order they start in.
 
@@ -28,8 +29,19 @@ from steptrace.rerun._recording import RECORDING_KEY, read_lines
 
 MODES = ("recorded", "until-divergence", "live")
 logger = logging.getLogger("steptrace.rerun")
-# What of an SDK request is compared: what the model is asked, not transport options.
-COMPARED_REQUEST_KEYS = ("model", "messages", "system", "input", "instructions", "tools", "contents")
+# What of an SDK request is compared: what the model is asked, not transport options. Bedrock's
+# converse names its model ``modelId`` and its tools ``toolConfig``.
+COMPARED_REQUEST_KEYS = (
+    "model",
+    "messages",
+    "system",
+    "input",
+    "instructions",
+    "tools",
+    "contents",
+    "modelId",
+    "toolConfig",
+)
 # google-genai sends its system instruction and tools inside ``config``, beside sampling options
 # (not compared, as for the other SDKs); unset and None are the same request.
 COMPARED_CONFIG_KEYS = ("system_instruction", "tools")
