@@ -4,10 +4,21 @@ through the public mapping, and these tests say the fast path is gone."""
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
+from typing import Any, cast
+
+import pytest
 from opentelemetry import baggage, trace
 from opentelemetry.sdk.trace import TracerProvider
 
+from steptrace import _attributes as A
 from steptrace._context import BAGGAGE_AGENT_STEP, BAGGAGE_RUN_ID, attribute_dict, remote_run
+from torture_checks import strict_loads
+
+
+class _Text(str):
+    pass
 
 
 def test_span_attributes_are_read_from_the_sdks_own_dict() -> None:
@@ -50,21 +61,90 @@ def test_a_remote_run_is_read_from_baggage_or_from_the_parent_span() -> None:
     assert remote_run(None) is None
 
 
-def test_a_list_of_anything_but_text_takes_the_json_modules_path() -> None:
-    """The fast encoder writes bytes as base64 and NaN as null: a record whose list holds either
-    keeps the json module's readable text ("x", "NaN") instead, and a list of text stays fast
-    and identical."""
+def _record_line(name: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    """The step record a finished SDK span with ``attributes`` gets, read back strictly."""
+    from steptrace._jsonl import encode_record, span_to_record
+
+    span = TracerProvider().get_tracer("t").start_span(name, attributes={A.RUN_ID: "r", **attributes})
+    span.end()
+    record = span_to_record(span._readable_span())  # type: ignore[attr-defined]
+    assert record is not None
+    return cast(dict[str, Any], strict_loads(encode_record(record)))
+
+
+def test_odd_span_values_stay_readable_in_the_record() -> None:
+    """The encoder no longer walks a record's values (msgspec would write NaN as null and bytes
+    as base64): a NaN or infinite float and bytes on a span still read as text in its record,
+    in a foreign span's attributes and in captured content parsed from JSON text."""
+    foreign = _record_line(
+        "http",
+        {
+            "score": math.nan,
+            "limit": -math.inf,
+            "body": b"hi\xff",
+            "items": (1.5, math.inf),
+            "blobs": (b"a",),
+        },
+    )["attributes"]
+    assert foreign == {
+        "score": "NaN",
+        "limit": "-Infinity",
+        "body": "hi\ufffd",
+        "items": [1.5, "Infinity"],
+        "blobs": ["a"],
+    }
+    tool = _record_line(
+        A.SPAN_TOOL_EXECUTION,
+        {
+            A.GEN_AI_TOOL_CALL_ARGUMENTS: '{"x": NaN, "y": [Infinity, -Infinity]}',
+            A.GEN_AI_TOOL_CALL_RESULT: "NaN",
+        },
+    )
+    assert tool["input"] == {"x": "NaN", "y": ["Infinity", "-Infinity"]}
+    assert tool["output"] == "NaN"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("a\ud800b", "a?b"),  # a lone surrogate: msgspec raises, the json module's path mends it
+        (10**30, 10**30),  # past 64 bits
+        (Decimal("1.5"), "1.5"),
+        (_Text("sub"), "sub"),  # a str subclass: msgspec raises
+        ({1: "a", None: "b"}, {"1": "a", "null": "b"}),  # a None key: msgspec raises
+    ],
+)
+def test_values_msgspec_refuses_take_the_careful_path(value: Any, expected: Any) -> None:
+    """A record holding a value msgspec cannot encode is still written whole, as strict JSON."""
+    from steptrace._jsonl import encode_record
+
+    line = encode_record({"run_id": "r", "step": 1, "type": "tool_call", "output": value})
+    assert strict_loads(line) == {"run_id": "r", "step": 1, "type": "tool_call", "output": expected}
+
+
+def test_an_arbitrary_object_is_written_as_its_bounded_repr() -> None:
+    """An object of no JSON type in a record: the record is written, the object as its repr."""
+    from steptrace._jsonl import encode_record
+
+    class Thing:
+        def __repr__(self) -> str:
+            return "<thing>"
+
+    assert strict_loads(encode_record({"run_id": "r", "output": Thing()}))["output"] == "<thing>"
+
+
+def test_a_record_of_plain_values_is_msgspecs_line() -> None:
+    """The common record (text, numbers, lists of text) is written as msgspec encodes it."""
     import json
 
     from steptrace._jsonl import encode_record
 
-    head = {"run_id": "r", "step": 1, "type": "llm_call"}
-    assert json.loads(encode_record({**head, "finish_reasons": ["stop", b"x"]}))["finish_reasons"] == [
-        "stop",
-        "x",
-    ]
-    line = encode_record({**head, "finish_reasons": ["stop", float("nan")]})
-    assert json.loads(line)["finish_reasons"] == ["stop", "NaN"]
-    assert encode_record({**head, "finish_reasons": ["stop", "length"]}) == (
-        json.dumps({**head, "finish_reasons": ["stop", "length"]}, separators=(",", ":")).encode() + b"\n"
-    )
+    record = {
+        "run_id": "r",
+        "step": 1,
+        "type": "llm_call",
+        "ts": 1.5,
+        "finish_reasons": ["stop"],
+        "input": {"a": [1]},
+    }
+    assert encode_record(record) == json.dumps(record, separators=(",", ":")).encode() + b"\n"

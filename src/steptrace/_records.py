@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import threading
 from collections import OrderedDict
@@ -76,16 +77,41 @@ def _parent_hex(span_id: int) -> str:
     return text
 
 
+# Content parsed into a record keeps a NaN or Infinity literal as text ("NaN"), as the step log
+# always wrote it: msgspec, which encodes records without walking their values first, writes a
+# non-finite float as null.
+_parse_json = json.JSONDecoder(parse_constant=str).decode
+
+
+def _attribute_value(value: Any) -> Any:
+    """A span attribute's value as a record holds it: a non-finite float and bytes as text (the
+    encoder would write null and base64), a sequence item by item (attributes nest no deeper)."""
+    kind = type(value)
+    if kind is float:
+        return (
+            value
+            if math.isfinite(value)
+            else "NaN"
+            if math.isnan(value)
+            else str(value).replace("inf", "Infinity")
+        )
+    if kind is bytes or kind is bytearray:
+        return bytes(value[:4096]).decode("utf-8", "replace")
+    if kind is tuple or kind is list:
+        return [_attribute_value(item) for item in value]
+    return value
+
+
 def _content(value: Any) -> Any:
     """Captured content is stored on spans as JSON text; the record holds the JSON value."""
     if value is None:
         return None
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            return _parse_json(value)
         except ValueError:
             return value
-    return value
+    return _attribute_value(value)
 
 
 # Attributes other libraries use for prompts, completions, tool data and documents: the GenAI
@@ -143,13 +169,13 @@ def _as_content(value: Any, policy: ContentPolicy) -> Any:
     if isinstance(value, str):
         if len(value) <= _MAX_PARSED_CONTENT_CHARS and value.lstrip()[:1] in ("[", "{"):
             try:
-                return policy.to_json(json.loads(value))
+                return policy.to_json(_parse_json(value))
             except (ValueError, RecursionError):
                 pass
-        return json.loads(policy.to_json(value))
+        return _parse_json(policy.to_json(value))
     if isinstance(value, Sequence):
-        return json.loads(policy.to_json(list(value)))
-    return value
+        return _parse_json(policy.to_json(list(value)))
+    return _attribute_value(value)
 
 
 def _redacted_text(value: str, policy: ContentPolicy) -> str:
@@ -175,10 +201,14 @@ def _foreign_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
                 out[key] = _as_content(value, policy)
         elif isinstance(value, str):
             out[key] = _redacted_text(value, policy)
+        elif isinstance(value, (bytes, bytearray)):
+            out[key] = _redacted_text(_attribute_value(value), policy)
         elif isinstance(value, Sequence):
-            out[key] = [_redacted_text(v, policy) if isinstance(v, str) else v for v in value]
+            out[key] = [
+                _redacted_text(v, policy) if isinstance(v, str) else _attribute_value(v) for v in value
+            ]
         else:
-            out[key] = value
+            out[key] = _attribute_value(value)
     return out
 
 
