@@ -61,6 +61,53 @@ def test_a_remote_run_is_read_from_baggage_or_from_the_parent_span() -> None:
     assert remote_run(None) is None
 
 
+def test_span_fields_are_read_from_the_sdks_own_slots() -> None:
+    """The step log reads a finished span's name, ids, status and times from the SDK's own fields
+    (opentelemetry-sdk 1.x ``ReadableSpan``; the API's ``SpanContext`` tuple, trace id then span
+    id): if a release renames them, records still come out right (next test) but slower."""
+    tracer = TracerProvider().get_tracer("t")
+    parent = tracer.start_span("parent")
+    span = tracer.start_span("tool_execution", context=trace.set_span_in_context(parent))
+    span.set_status(trace.StatusCode.ERROR, "boom")
+    span.end()
+    readable = span._readable_span()  # type: ignore[attr-defined]
+    fields = vars(readable)
+    assert fields["_name"] == readable.name and fields["_context"] is readable.context
+    assert fields["_parent"] is readable.parent
+    assert (fields["_start_time"], fields["_end_time"]) == (readable.start_time, readable.end_time)
+    assert vars(fields["_status"]) == {"_status_code": trace.StatusCode.ERROR, "_description": "boom"}
+    assert tuple(readable.context)[:2] == (readable.context.trace_id, readable.context.span_id)
+    assert tuple(readable.parent)[:2] == (readable.parent.trace_id, readable.parent.span_id)
+
+
+def test_a_span_without_the_sdks_fields_gets_the_same_record() -> None:
+    """A span exposing only the public ReadableSpan properties (another SDK release, a wrapper)
+    gets the very record the SDK's own span gets."""
+    from steptrace._jsonl import span_to_record
+
+    tracer = TracerProvider().get_tracer("t")
+    parent = tracer.start_span("agent_step")
+    span = tracer.start_span(
+        A.SPAN_TOOL_EXECUTION,
+        context=trace.set_span_in_context(parent),
+        attributes={A.RUN_ID: "r", A.STEP: 2, A.GEN_AI_TOOL_NAME: "search"},
+    )
+    span.set_status(trace.StatusCode.ERROR, "boom")
+    span.end()
+    readable = span._readable_span()  # type: ignore[attr-defined]
+
+    class Public:
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("_"):
+                raise AttributeError(name)
+            return getattr(readable, name)
+
+    record = span_to_record(readable)
+    assert record is not None and record["error"] == "boom" and record["tool"] == "search"
+    assert record["parent_span_id"] == format(parent.get_span_context().span_id, "016x")
+    assert span_to_record(cast(Any, Public())) == record
+
+
 def _record_line(name: str, attributes: dict[str, Any]) -> dict[str, Any]:
     """The step record a finished SDK span with ``attributes`` gets, read back strictly."""
     from steptrace._jsonl import encode_record, span_to_record

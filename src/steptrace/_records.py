@@ -295,11 +295,22 @@ def build_record_positional(
     # Each record is one dict display (not a dict then update()): ~1 µs less a record. The keys'
     # order is the schema's (docs/step-records.md); the head is the same for every type.
     step = get(A.STEP, 0 if record_type == "run" else None)
-    trace_hex = trace_id if isinstance(trace_id, str) else _trace_hex(trace_id)
+    # The run's trace id and the last parent's hex, cached (_trace_hex, _parent_hex), read inline.
+    cached_trace = _last_trace
+    trace_hex = (
+        cached_trace[1]
+        if cached_trace[0] == trace_id
+        else trace_id
+        if isinstance(trace_id, str)
+        else _trace_hex(trace_id)
+    )
     span_hex = span_id if isinstance(span_id, str) else "%016x" % span_id  # noqa: UP031
+    cached_parent = _last_parent
     parent_hex = (
         None
         if not parent_span_id
+        else cached_parent[1]
+        if cached_parent[0] == parent_span_id
         else parent_span_id
         if isinstance(parent_span_id, str)
         else _parent_hex(parent_span_id)
