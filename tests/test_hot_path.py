@@ -195,3 +195,46 @@ def test_a_record_of_plain_values_is_msgspecs_line() -> None:
         "input": {"a": [1]},
     }
     assert encode_record(record) == json.dumps(record, separators=(",", ":")).encode() + b"\n"
+
+
+@pytest.mark.parametrize("served", [False, True])
+def test_struct_records_write_what_the_dict_records_hold(served: bool) -> None:
+    """Tool and model call records are built as msgspec Structs on the step log's path: each line
+    holds exactly the keys and values (in the schema's order) of the plain dict ``build_record``
+    returns for the same span, optional keys included only when set."""
+    import json
+
+    from steptrace._jsonl import encode_record, span_to_record
+    from steptrace._records import build_record
+
+    extra = {A.RERUN_SERVED: True, A.GUARD_NAME: "budget", A.LLM_COST_USD: 0.5} if served else {}
+    for name, attributes in [
+        (A.SPAN_TOOL_EXECUTION, {A.GEN_AI_TOOL_NAME: "search", A.GEN_AI_TOOL_CALL_ARGUMENTS: '{"q": 1}'}),
+        (A.SPAN_LLM_REQUEST, {A.GEN_AI_REQUEST_MODEL: "m", A.GEN_AI_RESPONSE_FINISH_REASONS: ("stop",)}),
+    ]:
+        span = (
+            TracerProvider()
+            .get_tracer("t")
+            .start_span(name, attributes={A.RUN_ID: "r", **attributes, **extra})
+        )
+        span.set_status(trace.StatusCode.ERROR, "boom")
+        span.end()
+        readable = span._readable_span()  # type: ignore[attr-defined]
+        record = span_to_record(readable)
+        assert record is not None
+        plain = build_record(
+            name=name,
+            trace_id=readable.context.trace_id,
+            span_id=readable.context.span_id,
+            parent_span_id=None,
+            start_ns=readable.start_time,
+            end_ns=readable.end_time,
+            status="error",
+            status_description="boom",
+            attributes=dict(readable.attributes),
+        )
+        assert type(plain) is dict
+        line = encode_record(record)
+        assert line == json.dumps(plain, separators=(",", ":")).encode() + b"\n"
+        assert ("served" in record) is served and record.get("guard") == ("budget" if served else None)
+        assert list(json.loads(line)) == list(plain)

@@ -29,6 +29,8 @@ from steptrace._context import attribute_dict
 from steptrace._records import (
     STATUS_ERROR,
     STATUS_OK,
+    Record,
+    StructRecord,
     build_record_positional,
     instructions_once,
     record_after_torn_prefix,
@@ -72,7 +74,9 @@ except ImportError:  # pragma: no cover - msgspec is a dependency; the json modu
     _fast_encode = None
 
 
-def encode_record(record: Mapping[str, Any], max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> bytes:
+def encode_record(
+    record: Mapping[str, Any] | StructRecord, max_bytes: int = DEFAULT_MAX_RECORD_BYTES
+) -> bytes:
     """One record as one UTF-8 JSON line; never raises, never exceeds ``max_bytes``.
 
     msgspec encodes the record as it is, with no walk over its values first (~0.5 µs a record):
@@ -92,6 +96,8 @@ def encode_record(record: Mapping[str, Any], max_bytes: int = DEFAULT_MAX_RECORD
         else:
             if len(fast) < max_bytes:
                 return fast + b"\n"
+    if not isinstance(record, dict):  # a StructRecord, another Mapping: the json module needs a dict
+        record = dict(record.items())
     try:
         line = _ENCODER.encode(record)
     except (ValueError, TypeError, RecursionError):
@@ -134,7 +140,7 @@ def _shrink(record: Mapping[str, Any], size: int, max_bytes: int) -> bytes:
     return data
 
 
-def span_to_record(span: ReadableSpan) -> dict[str, Any] | None:
+def span_to_record(span: ReadableSpan) -> Record | None:
     """The step record for a finished SDK span (None for spans outside any agent run)."""
     try:
         # The SDK's own fields (opentelemetry-sdk 1.x ReadableSpan, and the API's SpanContext, a
@@ -166,7 +172,7 @@ def span_to_record(span: ReadableSpan) -> dict[str, Any] | None:
     )  # fmt: skip
 
 
-def _span_to_record_public(span: ReadableSpan) -> dict[str, Any] | None:
+def _span_to_record_public(span: ReadableSpan) -> Record | None:
     """``span_to_record`` through the span's public properties: any span, any SDK release."""
     attributes = attribute_dict(span)
     if not attributes:
