@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from msgspec import UNSET
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
@@ -29,6 +30,7 @@ from steptrace._context import attribute_dict
 from steptrace._records import (
     STATUS_ERROR,
     STATUS_OK,
+    LlmCallRecord,
     Record,
     StructRecord,
     build_record_positional,
@@ -266,8 +268,8 @@ class JsonlSpanExporter(SpanExporter):
             record = span_to_record(span)
             if record is None:
                 return True
-            if "system_instructions_id" in record:  # repeated instructions: once a run
-                record = instructions_once(record) or record
+            if type(record) is LlmCallRecord and record.system_instructions_id is not UNSET:
+                record = instructions_once(record) or record  # repeated instructions: once a run
             line = encode_record(record, self.max_record_bytes)
         except Exception as exc:
             self._fail(exc)
