@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
+
+import msgspec
+from msgspec import UNSET
 
 from steptrace import _attributes as A
 from steptrace import _state
@@ -32,6 +36,105 @@ _MAX_FOREIGN_ATTRIBUTES = 64
 _MAX_FOREIGN_VALUE_CHARS = 1024
 
 STATUS_UNSET, STATUS_OK, STATUS_ERROR = "unset", "ok", "error"
+
+
+class StructRecord(msgspec.Struct):
+    """A step record of a kind written at every tool or model call, as a msgspec Struct: built
+    from positional values and encoded with its keys precomputed, ~0.4 µs (tool) to ~0.6 µs
+    (model) less a record than a dict display. Fields in the schema's order; a field left
+    ``UNSET`` is absent from the record. It reads like the dict the other kinds are (``in``,
+    ``[]``, ``get``, ``items``); ``build_record`` hands out plain dicts."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = getattr(self, key, UNSET)
+        return default if value is UNSET else value
+
+    def __getitem__(self, key: str) -> Any:
+        value = getattr(self, key, UNSET)
+        if value is UNSET:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        setattr(self, key, value)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and getattr(self, key, UNSET) is not UNSET
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(key, value) for key in self.__struct_fields__ if (value := getattr(self, key)) is not UNSET]
+
+
+class ToolCallRecord(StructRecord):
+    run_id: Any
+    step: Any
+    type: str
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    started_at: str
+    ts: float
+    duration_ms: float
+    status: str
+    error: str | None
+    error_type: Any
+    agent_step: Any
+    tool: Any
+    tool_call_id: Any
+    args_hash: Any
+    input: Any
+    output: Any
+    served: Any = UNSET
+    error_where: Any = UNSET
+    error_stack: Any = UNSET
+    guard: Any = UNSET
+
+
+class LlmCallRecord(StructRecord):
+    run_id: Any
+    step: Any
+    type: str
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    started_at: str
+    ts: float
+    duration_ms: float
+    status: str
+    error: str | None
+    error_type: Any
+    agent_step: Any
+    model: Any
+    request_model: Any
+    provider: Any
+    input_tokens: Any
+    output_tokens: Any
+    cache_read_input_tokens: Any
+    cache_creation_input_tokens: Any
+    reasoning_tokens: Any
+    stop_reason: Any
+    finish_reasons: Any
+    response_id: Any
+    stream: Any
+    ttft_ms: Any
+    usage_missing: Any
+    stream_completed: Any
+    tool_calls: Any
+    input: Any
+    output: Any
+    system_instructions: Any = UNSET
+    system_instructions_id: Any = UNSET
+    cost_usd: Any = UNSET
+    served: Any = UNSET
+    error_where: Any = UNSET
+    error_stack: Any = UNSET
+    guard: Any = UNSET
+
+
+# What the builder returns: a plain dict, or one of the Structs above (encoded the same way).
+Record = dict[str, Any] | StructRecord
 
 
 # Formatting the date part once per second saves ~2 µs a record. One tuple, read and replaced
@@ -76,16 +179,41 @@ def _parent_hex(span_id: int) -> str:
     return text
 
 
+# Content parsed into a record keeps a NaN or Infinity literal as text ("NaN"), as the step log
+# always wrote it: msgspec, which encodes records without walking their values first, writes a
+# non-finite float as null.
+_parse_json = json.JSONDecoder(parse_constant=str).decode
+
+
+def _attribute_value(value: Any) -> Any:
+    """A span attribute's value as a record holds it: a non-finite float and bytes as text (the
+    encoder would write null and base64), a sequence item by item (attributes nest no deeper)."""
+    kind = type(value)
+    if kind is float:
+        return (
+            value
+            if math.isfinite(value)
+            else "NaN"
+            if math.isnan(value)
+            else str(value).replace("inf", "Infinity")
+        )
+    if kind is bytes or kind is bytearray:
+        return bytes(value[:4096]).decode("utf-8", "replace")
+    if kind is tuple or kind is list:
+        return [_attribute_value(item) for item in value]
+    return value
+
+
 def _content(value: Any) -> Any:
     """Captured content is stored on spans as JSON text; the record holds the JSON value."""
     if value is None:
         return None
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            return _parse_json(value)
         except ValueError:
             return value
-    return value
+    return _attribute_value(value)
 
 
 # Attributes other libraries use for prompts, completions, tool data and documents: the GenAI
@@ -143,13 +271,13 @@ def _as_content(value: Any, policy: ContentPolicy) -> Any:
     if isinstance(value, str):
         if len(value) <= _MAX_PARSED_CONTENT_CHARS and value.lstrip()[:1] in ("[", "{"):
             try:
-                return policy.to_json(json.loads(value))
+                return policy.to_json(_parse_json(value))
             except (ValueError, RecursionError):
                 pass
-        return json.loads(policy.to_json(value))
+        return _parse_json(policy.to_json(value))
     if isinstance(value, Sequence):
-        return json.loads(policy.to_json(list(value)))
-    return value
+        return _parse_json(policy.to_json(list(value)))
+    return _attribute_value(value)
 
 
 def _redacted_text(value: str, policy: ContentPolicy) -> str:
@@ -175,10 +303,14 @@ def _foreign_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
                 out[key] = _as_content(value, policy)
         elif isinstance(value, str):
             out[key] = _redacted_text(value, policy)
+        elif isinstance(value, (bytes, bytearray)):
+            out[key] = _redacted_text(_attribute_value(value), policy)
         elif isinstance(value, Sequence):
-            out[key] = [_redacted_text(v, policy) if isinstance(v, str) else v for v in value]
+            out[key] = [
+                _redacted_text(v, policy) if isinstance(v, str) else _attribute_value(v) for v in value
+            ]
         else:
-            out[key] = value
+            out[key] = _attribute_value(value)
     return out
 
 
@@ -189,7 +321,7 @@ _INSTRUCTIONS_RUNS = 4096
 _INSTRUCTIONS_LOCK = threading.Lock()
 
 
-def instructions_once(record: dict[str, Any] | None) -> dict[str, Any] | None:
+def instructions_once(record: Record | None) -> Record | None:
     """The record to write: without its ``system_instructions`` text when an earlier record of
     the same run written by this process carried the same text (same ``system_instructions_id``);
     the analysis puts it back (``Run.records()``)."""
@@ -229,10 +361,11 @@ def build_record(
     ``trace_id``/``span_id`` are ints (as the SDK holds them) or hex strings (as OTLP JSON has
     them); records always carry lower-case hex. ``status`` is ``"ok"``, ``"error"`` or ``"unset"``.
     """
-    return build_record_positional(
+    record = build_record_positional(
         name, trace_id, span_id, parent_span_id, start_ns, end_ns, status, status_description, attributes,
         service,
     )  # fmt: skip
+    return record if record is None or type(record) is dict else dict(record.items())
 
 
 def build_record_positional(
@@ -246,7 +379,7 @@ def build_record_positional(
     status_description: str | None,
     attributes: Mapping[str, Any],
     service: str | None,
-) -> dict[str, Any] | None:
+) -> Record | None:
     """``build_record`` without keywords, for the step log's path at every span end (~0.3 µs)."""
     run_id = attributes.get(A.RUN_ID)
     if run_id is None:
@@ -265,11 +398,22 @@ def build_record_positional(
     # Each record is one dict display (not a dict then update()): ~1 µs less a record. The keys'
     # order is the schema's (docs/step-records.md); the head is the same for every type.
     step = get(A.STEP, 0 if record_type == "run" else None)
-    trace_hex = trace_id if isinstance(trace_id, str) else _trace_hex(trace_id)
+    # The run's trace id and the last parent's hex, cached (_trace_hex, _parent_hex), read inline.
+    cached_trace = _last_trace
+    trace_hex = (
+        cached_trace[1]
+        if cached_trace[0] == trace_id
+        else trace_id
+        if isinstance(trace_id, str)
+        else _trace_hex(trace_id)
+    )
     span_hex = span_id if isinstance(span_id, str) else "%016x" % span_id  # noqa: UP031
+    cached_parent = _last_parent
     parent_hex = (
         None
         if not parent_span_id
+        else cached_parent[1]
+        if cached_parent[0] == parent_span_id
         else parent_span_id
         if isinstance(parent_span_id, str)
         else _parent_hex(parent_span_id)
@@ -286,18 +430,16 @@ def build_record_positional(
     if record_type == "tool_call":
         arguments = get(A.GEN_AI_TOOL_CALL_ARGUMENTS)
         result = get(A.GEN_AI_TOOL_CALL_RESULT)
-        record: dict[str, Any] = {
-            "run_id": run_id, "step": step, "type": record_type, "name": name,
-            "trace_id": trace_hex, "span_id": span_hex, "parent_span_id": parent_hex,
-            "started_at": started_at, "ts": ts, "duration_ms": duration_ms, "status": status,
-            "error": error, "error_type": error_type,
-            "agent_step": get(A.AGENT_STEP_NUMBER),
-            "tool": get(A.GEN_AI_TOOL_NAME),
-            "tool_call_id": get(A.GEN_AI_TOOL_CALL_ID),
-            "args_hash": get(A.TOOL_ARGS_HASH),
-            "input": None if arguments is None else _content(arguments),
-            "output": None if result is None else _content(result),
-        }  # fmt: skip
+        record: Record = ToolCallRecord(
+            run_id, step, record_type, name, trace_hex, span_hex, parent_hex, started_at, ts,
+            duration_ms, status, error, error_type,
+            get(A.AGENT_STEP_NUMBER),
+            get(A.GEN_AI_TOOL_NAME),
+            get(A.GEN_AI_TOOL_CALL_ID),
+            get(A.TOOL_ARGS_HASH),
+            None if arguments is None else _content(arguments),
+            None if result is None else _content(result),
+        )  # fmt: skip
         if get(A.RERUN_SERVED):  # served by a rerun from its recording: the tool did not run
             record["served"] = True
         if status == STATUS_ERROR:
@@ -310,31 +452,29 @@ def build_record_positional(
         request_model = get(A.GEN_AI_REQUEST_MODEL)
         messages_in = get(A.GEN_AI_INPUT_MESSAGES)
         messages_out = get(A.GEN_AI_OUTPUT_MESSAGES)
-        record = {
-            "run_id": run_id, "step": step, "type": record_type, "name": name,
-            "trace_id": trace_hex, "span_id": span_hex, "parent_span_id": parent_hex,
-            "started_at": started_at, "ts": ts, "duration_ms": duration_ms, "status": status,
-            "error": error, "error_type": error_type,
-            "agent_step": get(A.AGENT_STEP_NUMBER),
-            "model": get(A.GEN_AI_RESPONSE_MODEL) or request_model,
-            "request_model": request_model,
-            "provider": get(A.GEN_AI_PROVIDER_NAME),
-            "input_tokens": get(A.GEN_AI_USAGE_INPUT_TOKENS),
-            "output_tokens": get(A.GEN_AI_USAGE_OUTPUT_TOKENS),
-            "cache_read_input_tokens": get(A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
-            "cache_creation_input_tokens": get(A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS),
-            "reasoning_tokens": get(A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS),
-            "stop_reason": get(A.STOP_REASON),
-            "finish_reasons": list(finish_reasons) if finish_reasons is not None else None,
-            "response_id": get(A.GEN_AI_RESPONSE_ID),
-            "stream": get(A.GEN_AI_REQUEST_STREAM, False),
-            "ttft_ms": ttft * 1000.0 if ttft is not None else None,
-            "usage_missing": get(A.LLM_USAGE_MISSING, False),
-            "stream_completed": get(A.LLM_STREAM_COMPLETED),
-            "tool_calls": _content(tool_calls) if tool_calls is not None else None,
-            "input": None if messages_in is None else _content(messages_in),
-            "output": None if messages_out is None else _content(messages_out),
-        }  # fmt: skip
+        record = LlmCallRecord(
+            run_id, step, record_type, name, trace_hex, span_hex, parent_hex, started_at, ts,
+            duration_ms, status, error, error_type,
+            get(A.AGENT_STEP_NUMBER),
+            get(A.GEN_AI_RESPONSE_MODEL) or request_model,  # model
+            request_model,
+            get(A.GEN_AI_PROVIDER_NAME),
+            get(A.GEN_AI_USAGE_INPUT_TOKENS),
+            get(A.GEN_AI_USAGE_OUTPUT_TOKENS),
+            get(A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
+            get(A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS),
+            get(A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS),
+            get(A.STOP_REASON),
+            list(finish_reasons) if finish_reasons is not None else None,
+            get(A.GEN_AI_RESPONSE_ID),
+            get(A.GEN_AI_REQUEST_STREAM, False),
+            ttft * 1000.0 if ttft is not None else None,  # ttft_ms
+            get(A.LLM_USAGE_MISSING, False),
+            get(A.LLM_STREAM_COMPLETED),
+            _content(tool_calls) if tool_calls is not None else None,
+            None if messages_in is None else _content(messages_in),
+            None if messages_out is None else _content(messages_out),
+        )  # fmt: skip
         instructions = get(A.GEN_AI_SYSTEM_INSTRUCTIONS)
         if instructions is not None:  # captured (redacted, bounded) only with capture on
             text = instructions if isinstance(instructions, str) else json.dumps(instructions, default=str)
@@ -397,7 +537,7 @@ def build_record_positional(
     return _finish_record(record, get, borrowed)
 
 
-def _finish_record(record: dict[str, Any], get: Callable[..., Any], borrowed: bool) -> dict[str, Any]:
+def _finish_record(record: Record, get: Callable[..., Any], borrowed: bool) -> Record:
     """What every record of one of our span kinds ends with: a borrowed span's content kept
     only as foreign content is, and the guard that stopped the call."""
     if borrowed and (record.get("input") is not None or record.get("output") is not None):
@@ -412,7 +552,7 @@ def _finish_record(record: dict[str, Any], get: Callable[..., Any], borrowed: bo
     return record
 
 
-def _add_error_site(record: dict[str, Any], get: Callable[..., Any]) -> None:
+def _add_error_site(record: Record, get: Callable[..., Any]) -> None:
     """Where a failure was raised (always) and its stack (capture on), when the span has them."""
     where = get(A.ERROR_WHERE)
     if where is not None:
