@@ -65,7 +65,10 @@ class StructRecord(msgspec.Struct):
         return [(key, value) for key in self.__struct_fields__ if (value := getattr(self, key)) is not UNSET]
 
 
-class ToolCallRecord(StructRecord):
+class _CallRecordHead(StructRecord):
+    """The fields every tool and model call record starts with, in the schema's order (a
+    subclass's own fields follow them)."""
+
     run_id: Any
     step: Any
     type: str
@@ -80,6 +83,9 @@ class ToolCallRecord(StructRecord):
     error: str | None
     error_type: Any
     agent_step: Any
+
+
+class ToolCallRecord(_CallRecordHead):
     tool: Any
     tool_call_id: Any
     args_hash: Any
@@ -91,21 +97,7 @@ class ToolCallRecord(StructRecord):
     guard: Any = UNSET
 
 
-class LlmCallRecord(StructRecord):
-    run_id: Any
-    step: Any
-    type: str
-    name: str
-    trace_id: str
-    span_id: str
-    parent_span_id: str | None
-    started_at: str
-    ts: float
-    duration_ms: float
-    status: str
-    error: str | None
-    error_type: Any
-    agent_step: Any
+class LlmCallRecord(_CallRecordHead):
     model: Any
     request_model: Any
     provider: Any
